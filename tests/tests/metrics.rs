@@ -1,0 +1,179 @@
+//! GET /metrics: OpenMetrics text, parsed, with the per-process and per-cgroup
+//! byte counters of known traffic, build info and the self-metrics for losses
+//! and map fill.
+
+use std::net::SocketAddr;
+
+use trafficd_tests::metrics::Exposition;
+use trafficd_tests::wire::{self, LOOPBACK_MTU};
+use trafficd_tests::{require_root, tcp_transfer, trafficgen, wait_for, Cgroup, Daemon, Side};
+
+const PAYLOAD: u64 = 2 << 20;
+
+/// The value of the one sample `name{labels}`, once it is at least `min`.
+fn wait_sample(d: &Daemon, name: &str, labels: &[(&str, &str)], min: f64) -> (f64, Exposition) {
+    wait_for(&format!("{name}{labels:?} >= {min} in /metrics"), || {
+        let m = d.metrics();
+        match m.value(name, labels) {
+            Some(v) if v >= min => Ok((v, m)),
+            Some(v) => Err(format!("{v}")),
+            None => Err(format!(
+                "no sample; {} samples of {name}",
+                m.samples(name).count()
+            )),
+        }
+    })
+}
+
+fn declared_counter(m: &Exposition, family: &str) {
+    // OpenMetrics declares the family without _total; the classic text format with it.
+    let ty = m
+        .types
+        .get(family)
+        .or_else(|| m.types.get(&format!("{family}_total")));
+    assert_eq!(
+        ty.map(String::as_str),
+        Some("counter"),
+        "# TYPE of {family}: {:?}",
+        m.types
+    );
+}
+
+#[test]
+fn metrics_count_known_traffic_and_expose_self_metrics() {
+    require_root!();
+    let cg = Cgroup::new("m");
+    let d = Daemon::start();
+    let tg = trafficgen!();
+    let lo: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let t = tcp_transfer(
+        &tg,
+        lo,
+        PAYLOAD,
+        true,
+        Side::named("tg-m-sink"),
+        Side::named("tg-m-send").cgroup(&cg),
+    );
+    let (sp, rp) = (t.sender.pid().to_string(), t.receiver.pid().to_string());
+    let n = PAYLOAD as f64;
+
+    let r = d.get("/metrics");
+    assert_eq!(r.status, 200);
+    if let Some(ct) = &r.content_type {
+        assert!(
+            ct.starts_with("application/openmetrics-text") || ct.starts_with("text/plain"),
+            "Content-Type {ct}"
+        );
+    }
+
+    let (tx, _) = wait_sample(
+        &d,
+        "trafficd_process_transmit_bytes_total",
+        &[("pid", &sp), ("comm", "tg-m-send")],
+        n,
+    );
+    wire::assert_tcp_data(
+        "sender transmit_bytes_total",
+        PAYLOAD,
+        tx as u64,
+        LOOPBACK_MTU,
+        false,
+    );
+    let (rx, _) = wait_sample(
+        &d,
+        "trafficd_process_receive_bytes_total",
+        &[("pid", &rp), ("comm", "tg-m-sink")],
+        n,
+    );
+    wire::assert_tcp_data(
+        "receiver receive_bytes_total",
+        PAYLOAD,
+        rx as u64,
+        LOOPBACK_MTU,
+        false,
+    );
+    let (ctx, _) = wait_sample(
+        &d,
+        "trafficd_cgroup_transmit_bytes_total",
+        &[("cgroup", cg.path())],
+        n,
+    );
+    wire::assert_tcp_data(
+        "cgroup transmit_bytes_total",
+        PAYLOAD,
+        ctx as u64,
+        LOOPBACK_MTU,
+        false,
+    );
+    let (crx, m) = wait_sample(
+        &d,
+        "trafficd_cgroup_receive_bytes_total",
+        &[("cgroup", cg.path())],
+        1.0,
+    );
+    wire::assert_tcp_acks(
+        "cgroup receive_bytes_total (ACKs)",
+        PAYLOAD,
+        crx as u64,
+        LOOPBACK_MTU,
+        false,
+    );
+
+    // The whole exposition is well-formed OpenMetrics, ends with # EOF and
+    // declares the byte counters as counters.
+    assert!(m.eof, "no # EOF at the end of /metrics");
+    for fam in [
+        "trafficd_process_transmit_bytes",
+        "trafficd_process_receive_bytes",
+        "trafficd_cgroup_transmit_bytes",
+        "trafficd_cgroup_receive_bytes",
+    ] {
+        declared_counter(&m, fam);
+    }
+    for s in m.samples("trafficd_process_transmit_bytes_total") {
+        assert!(
+            s.label("comm").is_some() && s.label("pid").is_some(),
+            "labels comm and pid: {s:?}"
+        );
+        assert!(s.value.is_finite() && s.value >= 0.0, "{s:?}");
+    }
+
+    // Build info: one sample, value 1, the workspace's version.
+    let bi: Vec<_> = m.samples("trafficd_build_info").collect();
+    assert_eq!(bi.len(), 1, "trafficd_build_info: {bi:?}");
+    assert_eq!(bi[0].value, 1.0);
+    assert_eq!(
+        bi[0].label("version"),
+        Some(env!("CARGO_PKG_VERSION")),
+        "{:?}",
+        bi[0]
+    );
+
+    // Self-metrics: kernel-side losses are declared (they may have no sample
+    // while nothing was lost) and every sample has a reason; map fill has an
+    // entries and a capacity sample per map, entries <= capacity.
+    assert!(
+        m.has_family("trafficd_kernel_lost_events"),
+        "no trafficd_kernel_lost_events in /metrics: {:?}",
+        m.types
+    );
+    for s in m.samples("trafficd_kernel_lost_events_total") {
+        assert!(s.label("reason").is_some_and(|r| !r.is_empty()), "{s:?}");
+        assert!(s.value.is_finite() && s.value >= 0.0, "{s:?}");
+    }
+    let entries: Vec<_> = m.samples("trafficd_map_entries").collect();
+    assert!(!entries.is_empty(), "no trafficd_map_entries samples");
+    for e in entries {
+        let map = e
+            .label("map")
+            .unwrap_or_else(|| panic!("trafficd_map_entries without map label: {e:?}"));
+        let cap = m
+            .value("trafficd_map_capacity", &[("map", map)])
+            .unwrap_or_else(|| panic!("no trafficd_map_capacity for map {map}"));
+        assert!(
+            cap > 0.0 && e.value >= 0.0 && e.value <= cap,
+            "map {map}: {} entries, capacity {cap}",
+            e.value
+        );
+    }
+}

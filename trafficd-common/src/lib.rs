@@ -1,0 +1,261 @@
+//! Types shared by the kernel programs (`trafficd-ebpf`) and the daemon (`trafficd`).
+//!
+//! Every type here is `#[repr(C)]`, has no implicit padding and is used as a BPF map key or
+//! value, so both sides agree on its layout byte for byte. When a layout changes, bump
+//! [`MAP_LAYOUT_VERSION`]: pinned maps are kept in a directory named after it, so a daemon never
+//! reopens maps written with another layout.
+#![no_std]
+
+/// Version of the map layout below. Part of the bpffs pin directory name.
+pub const MAP_LAYOUT_VERSION: u32 = 1;
+
+/// Length of a task's `comm`, including the trailing NUL (`TASK_COMM_LEN`).
+pub const COMM_LEN: usize = 16;
+
+/// `AF_INET` and `AF_INET6` as the kernel spells them.
+pub const AF_INET: u8 = 2;
+pub const AF_INET6: u8 = 10;
+
+/// Names of the maps, shared so that the daemon and the kernel programs cannot drift apart.
+pub mod maps {
+    /// Wire bytes per socket cookie: the exact per-socket roll-up that process attribution uses.
+    pub const SOCKETS: &str = "SOCKETS";
+    /// Wire bytes per (socket, 5-tuple, cgroup): per-flow detail, may fill up.
+    pub const FLOWS: &str = "FLOWS";
+    /// Wire bytes per cgroup id: exact roll-up, independent of the flow map.
+    pub const CGROUPS: &str = "CGROUPS";
+    /// Last process seen sending or receiving on a socket.
+    pub const OWNERS: &str = "OWNERS";
+    /// Identity (comm, uid, cgroup) of every process that became a socket's owner, by tgid:
+    /// names processes that exited before the daemon could look at /proc.
+    pub const PROCESSES: &str = "PROCESSES";
+    /// Payload bytes per (socket, process): splits a shared socket between its users.
+    pub const SOCKET_PROCESSES: &str = "SOCKET_PROCESSES";
+    /// Sockets released by their owner, with the time of release.
+    pub const CLOSED: &str = "CLOSED";
+    /// Per-CPU counters of everything the kernel side had to drop.
+    pub const LOSSES: &str = "LOSSES";
+    /// Per-CPU counters of traffic seen, used to check the maps add up.
+    pub const TOTALS: &str = "TOTALS";
+}
+
+/// Default number of entries of each map; every one can be changed on the command line.
+pub mod defaults {
+    pub const SOCKETS: u32 = 65_536;
+    pub const FLOWS: u32 = 131_072;
+    pub const CGROUPS: u32 = 4_096;
+    pub const OWNERS: u32 = 65_536;
+    pub const PROCESSES: u32 = 32_768;
+    pub const SOCKET_PROCESSES: u32 = 65_536;
+    pub const CLOSED: u32 = 65_536;
+}
+
+/// Bytes and packets in both directions. Kernel programs add to them atomically.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Traffic {
+    pub tx_bytes: u64,
+    pub tx_packets: u64,
+    pub rx_bytes: u64,
+    pub rx_packets: u64,
+}
+
+impl Traffic {
+    /// Sum of `self` and `other`, wrapping like the kernel's u64 counters do.
+    pub fn add(&self, other: &Traffic) -> Traffic {
+        Traffic {
+            tx_bytes: self.tx_bytes.wrapping_add(other.tx_bytes),
+            tx_packets: self.tx_packets.wrapping_add(other.tx_packets),
+            rx_bytes: self.rx_bytes.wrapping_add(other.rx_bytes),
+            rx_packets: self.rx_packets.wrapping_add(other.rx_packets),
+        }
+    }
+
+    /// `self - earlier`, for monotonic counters read twice.
+    pub fn since(&self, earlier: &Traffic) -> Traffic {
+        Traffic {
+            tx_bytes: self.tx_bytes.wrapping_sub(earlier.tx_bytes),
+            tx_packets: self.tx_packets.wrapping_sub(earlier.tx_packets),
+            rx_bytes: self.rx_bytes.wrapping_sub(earlier.rx_bytes),
+            rx_packets: self.rx_packets.wrapping_sub(earlier.rx_packets),
+        }
+    }
+
+    pub fn is_zero(&self) -> bool {
+        *self == Traffic::default()
+    }
+}
+
+/// One flow: a socket and the 5-tuple of its packets, as seen from the local side.
+///
+/// Addresses are in network byte order (IPv4 in the first 4 bytes), ports in host order.
+/// An unconnected UDP socket talking to several peers has one flow per peer.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    pub cookie: u64,
+    pub cgroup_id: u64,
+    pub local_addr: [u8; 16],
+    pub remote_addr: [u8; 16],
+    pub local_port: u16,
+    pub remote_port: u16,
+    /// [`AF_INET`] or [`AF_INET6`].
+    pub family: u8,
+    /// IP protocol number (6 TCP, 17 UDP, ...).
+    pub protocol: u8,
+    pub _pad: [u8; 2],
+}
+
+/// The process last seen sending or receiving on a socket, recorded in process context.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SocketOwner {
+    pub tgid: u32,
+    pub tid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub cgroup_id: u64,
+    pub comm: [u8; COMM_LEN],
+}
+
+/// Key of the payload a process moved through a socket.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SocketProcessKey {
+    pub cookie: u64,
+    pub tgid: u32,
+    pub _pad: u32,
+}
+
+/// Payload bytes and calls of one process on one socket (`sock_sendmsg`/`sock_recvmsg` results).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Payload {
+    pub sent_bytes: u64,
+    pub sent_calls: u64,
+    pub received_bytes: u64,
+    pub received_calls: u64,
+}
+
+impl Payload {
+    pub fn since(&self, earlier: &Payload) -> Payload {
+        Payload {
+            sent_bytes: self.sent_bytes.wrapping_sub(earlier.sent_bytes),
+            sent_calls: self.sent_calls.wrapping_sub(earlier.sent_calls),
+            received_bytes: self.received_bytes.wrapping_sub(earlier.received_bytes),
+            received_calls: self.received_calls.wrapping_sub(earlier.received_calls),
+        }
+    }
+
+    pub fn add(&self, other: &Payload) -> Payload {
+        Payload {
+            sent_bytes: self.sent_bytes.wrapping_add(other.sent_bytes),
+            sent_calls: self.sent_calls.wrapping_add(other.sent_calls),
+            received_bytes: self.received_bytes.wrapping_add(other.received_bytes),
+            received_calls: self.received_calls.wrapping_add(other.received_calls),
+        }
+    }
+}
+
+/// Index into the per-CPU `LOSSES` array: what the kernel side could not record.
+///
+/// Each kind has two slots, `2 * kind` for events and `2 * kind + 1` for bytes.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Loss {
+    /// FLOWS was full: per-flow detail lost; socket, cgroup and process totals still exact.
+    FlowMapFull = 0,
+    /// SOCKETS was full: bytes not attributable to a process (cgroup totals still exact).
+    SocketMapFull = 1,
+    /// CGROUPS was full: cgroup totals incomplete.
+    CgroupMapFull = 2,
+    /// OWNERS or PROCESSES was full: an owner not recorded in the kernel (userspace falls back
+    /// to /proc).
+    OwnerMapFull = 3,
+    /// SOCKET_PROCESSES was full: a shared socket cannot be split between its processes.
+    SocketProcessMapFull = 4,
+    /// CLOSED was full: a closed socket is cleaned up later by idle expiry instead.
+    ClosedMapFull = 5,
+    /// A packet whose headers could not be read: counted with zeroed ports and addresses.
+    Unparsed = 6,
+}
+
+impl Loss {
+    pub const ALL: [Loss; 7] = [
+        Loss::FlowMapFull,
+        Loss::SocketMapFull,
+        Loss::CgroupMapFull,
+        Loss::OwnerMapFull,
+        Loss::SocketProcessMapFull,
+        Loss::ClosedMapFull,
+        Loss::Unparsed,
+    ];
+
+    /// Slot of the event counter; the byte counter is the next slot.
+    pub const fn slot(self) -> u32 {
+        2 * self as u32
+    }
+
+    /// Label used in metrics and logs.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Loss::FlowMapFull => "flow_map_full",
+            Loss::SocketMapFull => "socket_map_full",
+            Loss::CgroupMapFull => "cgroup_map_full",
+            Loss::OwnerMapFull => "owner_map_full",
+            Loss::SocketProcessMapFull => "socket_process_map_full",
+            Loss::ClosedMapFull => "closed_map_full",
+            Loss::Unparsed => "unparsed_packet",
+        }
+    }
+}
+
+/// Number of slots in the `LOSSES` array.
+pub const LOSS_SLOTS: u32 = 2 * Loss::ALL.len() as u32;
+
+/// Index into the per-CPU `TOTALS` array: everything the cgroup hooks saw, before any map.
+pub mod totals {
+    pub const TX_BYTES: u32 = 0;
+    pub const TX_PACKETS: u32 = 1;
+    pub const RX_BYTES: u32 = 2;
+    pub const RX_PACKETS: u32 = 3;
+    pub const SLOTS: u32 = 4;
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: all of these are repr(C), Copy, have no padding and every bit pattern is valid.
+    unsafe impl aya::Pod for super::Traffic {}
+    unsafe impl aya::Pod for super::FlowKey {}
+    unsafe impl aya::Pod for super::SocketOwner {}
+    unsafe impl aya::Pod for super::SocketProcessKey {}
+    unsafe impl aya::Pod for super::Payload {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::mem::size_of;
+
+    #[test]
+    fn layouts_have_no_padding() {
+        assert_eq!(size_of::<Traffic>(), 32);
+        assert_eq!(size_of::<FlowKey>(), 56);
+        assert_eq!(size_of::<SocketOwner>(), 40);
+        assert_eq!(size_of::<SocketProcessKey>(), 16);
+        assert_eq!(size_of::<Payload>(), 32);
+    }
+
+    #[test]
+    fn since_wraps_like_u64_counters() {
+        let earlier = Traffic {
+            tx_bytes: u64::MAX,
+            ..Traffic::default()
+        };
+        let now = Traffic {
+            tx_bytes: 9,
+            ..Traffic::default()
+        };
+        assert_eq!(now.since(&earlier).tx_bytes, 10);
+    }
+}

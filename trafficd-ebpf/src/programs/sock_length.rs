@@ -1,0 +1,145 @@
+//! tp_btf `sock:sock_send_length` and `sock:sock_recv_length`: fired in the calling process
+//! after every `sock_sendmsg`/`sock_recvmsg` with the bytes moved.
+//!
+//! They record who owns each socket (so a process that sends and exits at once is still named,
+//! with its comm) and how much payload each process moved through it (so a socket shared
+//! after fork is split between the processes by what each one sent and received).
+
+use core::ffi::c_void;
+
+use aya_ebpf::{
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
+        bpf_probe_read_kernel,
+        generated::{bpf_get_current_cgroup_id, bpf_get_socket_cookie},
+    },
+    macros::btf_tracepoint,
+    programs::BtfTracePointContext,
+};
+use trafficd_common::{Loss, Payload, SocketOwner, SocketProcessKey, AF_INET, AF_INET6, COMM_LEN};
+
+use crate::{
+    counters::{add, count_loss, entry},
+    maps::{OWNERS, PROCESSES, SOCKET_PROCESSES},
+};
+
+/// Offset of `sk_family` in `struct sock`. The daemon reads the real one from the kernel's BTF
+/// and sets it at load time; Rust eBPF has no CO-RE relocations to do it for us.
+#[unsafe(no_mangle)]
+static SK_FAMILY_OFFSET: u32 = 16;
+
+const MSG_PEEK: i32 = 2;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Call {
+    Send,
+    Receive,
+}
+
+#[btf_tracepoint(function = "sock_send_length")]
+pub fn trafficd_sock_send(ctx: BtfTracePointContext) -> i32 {
+    record(&ctx, Call::Send);
+    0
+}
+
+#[btf_tracepoint(function = "sock_recv_length")]
+pub fn trafficd_sock_recv(ctx: BtfTracePointContext) -> i32 {
+    record(&ctx, Call::Receive);
+    0
+}
+
+#[inline(always)]
+fn record(ctx: &BtfTracePointContext, call: Call) {
+    let sk: *const c_void = ctx.arg(0);
+    let ret: i64 = ctx.arg(1);
+    let flags: i64 = ctx.arg(2);
+    // The tracepoint's `ret` and `flags` are ints.
+    let ret = ret as i32;
+    let flags = flags as i32;
+    if ret <= 0 || sk.is_null() {
+        return;
+    }
+    // A peek is read again later; counting it would count the bytes twice.
+    if call == Call::Receive && flags & MSG_PEEK != 0 {
+        return;
+    }
+    if !is_inet(sk) {
+        return;
+    }
+
+    // SAFETY: `sk` is the tracepoint's BTF-typed socket argument.
+    let cookie = unsafe { bpf_get_socket_cookie(sk as *mut c_void) };
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tgid = (pid_tgid >> 32) as u32;
+    let bytes = ret as u64;
+
+    remember_owner(cookie, tgid, pid_tgid as u32);
+
+    let key = SocketProcessKey {
+        cookie,
+        tgid,
+        _pad: 0,
+    };
+    let Some(payload) = entry(&SOCKET_PROCESSES, &key) else {
+        count_loss(Loss::SocketProcessMapFull, bytes);
+        return;
+    };
+    // SAFETY: `payload` is a live map value.
+    unsafe {
+        let payload: *mut Payload = payload;
+        match call {
+            Call::Send => {
+                add(&raw mut (*payload).sent_bytes, bytes);
+                add(&raw mut (*payload).sent_calls, 1);
+            }
+            Call::Receive => {
+                add(&raw mut (*payload).received_bytes, bytes);
+                add(&raw mut (*payload).received_calls, 1);
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn is_inet(sk: *const c_void) -> bool {
+    // SAFETY: read-only global set at load time.
+    let offset = unsafe { core::ptr::read_volatile(&SK_FAMILY_OFFSET) };
+    // Bounded so the read stays inside `struct sock` whatever the daemon set.
+    if offset > 4096 {
+        return false;
+    }
+    // SAFETY: probe read of a kernel address; a bad address returns an error.
+    let family =
+        unsafe { bpf_probe_read_kernel((sk as *const u8).add(offset as usize) as *const u16) };
+    matches!(family, Ok(f) if f == u16::from(AF_INET) || f == u16::from(AF_INET6))
+}
+
+/// Records the calling process as the socket's owner unless it already is, and remembers the
+/// process itself by tgid.
+#[inline(always)]
+fn remember_owner(cookie: u64, tgid: u32, tid: u32) {
+    // SAFETY: plain lookup; the value is only compared.
+    if let Some(owner) = unsafe { OWNERS.get(&cookie) } {
+        if owner.tgid == tgid {
+            return;
+        }
+    }
+    let uid_gid = bpf_get_current_uid_gid();
+    let owner = SocketOwner {
+        tgid,
+        tid,
+        uid: uid_gid as u32,
+        gid: (uid_gid >> 32) as u32,
+        // SAFETY: helper without arguments.
+        cgroup_id: unsafe { bpf_get_current_cgroup_id() },
+        comm: bpf_get_current_comm().unwrap_or([0; COMM_LEN]),
+    };
+    if OWNERS.insert(&cookie, &owner, 0).is_err() {
+        count_loss(Loss::OwnerMapFull, 0);
+    }
+    // Owners change rarely (once per socket, and on hand-over after fork), so recording the
+    // process here keeps the per-call cost flat.
+    if PROCESSES.insert(&tgid, &owner, 0).is_err() {
+        count_loss(Loss::OwnerMapFull, 0);
+    }
+}

@@ -1,0 +1,94 @@
+//! Cgroup id -> cgroup path. A cgroup2 id is the inode number of its directory, so walking the
+//! cgroup2 mount once gives the whole table; an unknown id triggers at most one re-walk per
+//! `REWALK_EVERY`, because containers come and go.
+
+use std::{
+    collections::HashMap,
+    os::unix::fs::MetadataExt,
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+const REWALK_EVERY: Duration = Duration::from_secs(2);
+/// Deeper than any real hierarchy; stops a loop on a pathological mount.
+const MAX_DEPTH: usize = 32;
+
+pub struct Cgroups {
+    root: PathBuf,
+    paths: HashMap<u64, String>,
+    walked_at: Option<Instant>,
+}
+
+impl Cgroups {
+    pub fn new(root: PathBuf) -> Cgroups {
+        Cgroups {
+            root,
+            paths: HashMap::new(),
+            walked_at: None,
+        }
+    }
+
+    /// Path of cgroup `id` relative to the cgroup2 mount ("/" for the root, "/docker/<id>"...).
+    /// Ids of cgroups removed before we walked them render as "cgroup-id:<id>".
+    pub fn path(&mut self, id: u64) -> String {
+        if id == 0 {
+            return String::new();
+        }
+        if !self.paths.contains_key(&id) && self.may_rewalk() {
+            self.walk();
+        }
+        self.paths
+            .get(&id)
+            .cloned()
+            .unwrap_or_else(|| format!("cgroup-id:{id}"))
+    }
+
+    fn may_rewalk(&self) -> bool {
+        self.walked_at.is_none_or(|at| at.elapsed() >= REWALK_EVERY)
+    }
+
+    fn walk(&mut self) {
+        self.walked_at = Some(Instant::now());
+        let mut found = HashMap::new();
+        visit(&self.root, &self.root, 0, &mut found);
+        // Keep names of cgroups that have gone: their counters may still be reported.
+        self.paths.extend(found);
+    }
+}
+
+fn visit(root: &Path, dir: &Path, depth: usize, found: &mut HashMap<u64, String>) {
+    if depth > MAX_DEPTH {
+        return;
+    }
+    let Ok(meta) = std::fs::metadata(dir) else {
+        return;
+    };
+    let relative = dir.strip_prefix(root).unwrap_or(dir);
+    found.insert(meta.ino(), format!("/{}", relative.display()));
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            visit(root, &entry.path(), depth + 1, found);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_directories_by_inode() {
+        let dir = std::env::temp_dir().join(format!("trafficd-cgroups-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("docker/abc")).unwrap();
+        let ino = std::fs::metadata(dir.join("docker/abc")).unwrap().ino();
+        let root_ino = std::fs::metadata(&dir).unwrap().ino();
+        let mut cgroups = Cgroups::new(dir.clone());
+        assert_eq!(cgroups.path(ino), "/docker/abc");
+        assert_eq!(cgroups.path(root_ino), "/");
+        assert_eq!(cgroups.path(u64::MAX), format!("cgroup-id:{}", u64::MAX));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -1,0 +1,193 @@
+//! Command-line interface.
+
+use std::{net::SocketAddr, time::Duration};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use trafficd_common::defaults;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "trafficd",
+    version,
+    about = "Per-process bandwidth accounting with eBPF: who is using the link, right now",
+    long_about = "trafficd counts every IP byte of every local socket in the kernel (cgroup_skb \
+hooks on the cgroup2 root) and attributes it to the process, cgroup and flow it belongs to (sock \
+tracepoints). `trafficd run` loads the programs and serves the numbers over HTTP; `trafficd top` \
+shows them in the terminal.",
+    after_help = "Examples:\n  sudo trafficd run\n  curl 'http://127.0.0.1:9464/top?limit=10'\n  trafficd top --by flow --window 60s"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Load the kernel programs and serve /top, /metrics and /healthz (needs root or CAP_BPF,
+    /// CAP_PERFMON and CAP_NET_ADMIN).
+    Run(RunArgs),
+    /// Print the top talkers of a running daemon as a table.
+    Top(TopArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Address of the HTTP API and /metrics. Keep it on loopback unless a firewall guards it:
+    /// the API names every process on the host.
+    #[arg(long, default_value = "127.0.0.1:9464", env = "TRAFFICD_LISTEN")]
+    pub listen: SocketAddr,
+
+    /// How often the kernel maps are read; windows and rates are as fine as this.
+    #[arg(long, default_value = "1s", value_parser = parse_interval)]
+    pub interval: Duration,
+
+    /// How long a process, cgroup, flow or remote stays in /top and /metrics after its last byte.
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    pub retention: Duration,
+
+    /// Kernel entries of sockets idle this long are deleted (after their bytes were read) even
+    /// if no close was seen. They come back on the next byte.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pub idle_expiry: Duration,
+
+    #[command(flatten)]
+    pub maps: MapSizeArgs,
+
+    /// Log level (error, warn, info, debug, trace) or a tracing filter such as
+    /// `trafficd=debug`. RUST_LOG overrides it.
+    #[arg(long, default_value = "info")]
+    pub log_level: String,
+
+    /// Forward the kernel programs' own log lines (aya-log) to the daemon's log.
+    #[arg(long)]
+    pub kernel_log: bool,
+}
+
+/// Entries of each kernel map. Memory is bounded by these; when a map is full the loss is
+/// counted in trafficd_kernel_lost_events_total and per-process and per-cgroup totals stay exact.
+#[derive(Args, Debug, Clone)]
+pub struct MapSizeArgs {
+    /// Sockets tracked at once (per-socket totals; process attribution needs one per socket).
+    #[arg(long, default_value_t = defaults::SOCKETS, value_parser = map_size)]
+    pub socket_map_size: u32,
+    /// Flows (socket + 5-tuple) tracked at once: per-flow detail for `by=flow` and `by=remote`.
+    #[arg(long, default_value_t = defaults::FLOWS, value_parser = map_size)]
+    pub flow_map_size: u32,
+    /// Cgroups tracked at once.
+    #[arg(long, default_value_t = defaults::CGROUPS, value_parser = map_size)]
+    pub cgroup_map_size: u32,
+    /// Socket owners remembered (last process that used each socket).
+    #[arg(long, default_value_t = defaults::OWNERS, value_parser = map_size)]
+    pub owner_map_size: u32,
+    /// Processes remembered by the kernel (comm, uid, cgroup of processes that may exit).
+    #[arg(long, default_value_t = defaults::PROCESSES, value_parser = map_size)]
+    pub process_map_size: u32,
+    /// (socket, process) pairs: splits sockets shared after fork between their users.
+    #[arg(long, default_value_t = defaults::SOCKET_PROCESSES, value_parser = map_size)]
+    pub socket_process_map_size: u32,
+    /// Closed sockets waiting for their last read.
+    #[arg(long, default_value_t = defaults::CLOSED, value_parser = map_size)]
+    pub closed_map_size: u32,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct TopArgs {
+    /// Rows to show (1 to 1000).
+    #[arg(long, short = 'n', default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub limit: u32,
+    /// What to rank.
+    #[arg(long, value_enum, default_value_t = By::Process)]
+    pub by: By,
+    /// Window the rates are computed over.
+    #[arg(long, value_enum, default_value_t = Window::W10s)]
+    pub window: Window,
+    /// Rank by transmitted, received or both.
+    #[arg(long, value_enum, default_value_t = SortBy::Total)]
+    pub sort: SortBy,
+    /// Base URL of the daemon.
+    #[arg(long, default_value = "http://127.0.0.1:9464", env = "TRAFFICD_URL")]
+    pub url: String,
+    /// Refresh every N seconds until interrupted.
+    #[arg(long, short = 'w', value_name = "SECONDS", num_args = 0..=1, default_missing_value = "2",
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub watch: Option<u64>,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum By {
+    Process,
+    Cgroup,
+    Flow,
+    Remote,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Window {
+    #[value(name = "1s")]
+    W1s,
+    #[value(name = "10s")]
+    W10s,
+    #[value(name = "60s")]
+    W60s,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SortBy {
+    Total,
+    Tx,
+    Rx,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 500ms, 10s, 5m)"))
+}
+
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < Duration::from_millis(100) || d > Duration::from_secs(60) {
+        return Err("must be between 100ms and 60s".to_string());
+    }
+    Ok(d)
+}
+
+fn map_size(s: &str) -> Result<u32, String> {
+    match s.parse::<u32>() {
+        Ok(n) if (1..=(1 << 24)).contains(&n) => Ok(n),
+        _ => Err("must be a whole number from 1 to 16777216".to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults_need_no_flags() {
+        let cli = Cli::try_parse_from(["trafficd", "run"]).unwrap();
+        let Command::Run(args) = cli.command else {
+            panic!()
+        };
+        assert_eq!(args.listen.to_string(), "127.0.0.1:9464");
+        assert_eq!(args.interval, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn bad_flags_are_rejected() {
+        for args in [
+            &["trafficd", "run", "--interval", "1ms"][..],
+            &["trafficd", "run", "--interval", "soon"],
+            &["trafficd", "run", "--listen", "nowhere"],
+            &["trafficd", "run", "--flow-map-size", "0"],
+            &["trafficd", "top", "--limit", "0"],
+            &["trafficd", "top", "--by", "foo"],
+        ] {
+            assert!(Cli::try_parse_from(args).is_err(), "{args:?}");
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! `trafficd run`: start the kernel side, the drain thread and the HTTP server; stop all three
+//! on SIGINT/SIGTERM, detaching the programs.
+
+use std::{
+    sync::{mpsc, Arc, RwLock},
+    thread,
+    time::{Duration, Instant},
+};
+
+use tokio::signal::unix::{signal, SignalKind};
+use tracing::{info, warn};
+
+use crate::{
+    cli::RunArgs,
+    drain::{DrainConfig, Drainer},
+    error::{Error, Result},
+    http,
+    kernel::{Kernel, MapSizes},
+    stats::Store,
+};
+
+pub fn run(args: RunArgs) -> Result<()> {
+    let sizes = MapSizes {
+        sockets: args.maps.socket_map_size,
+        flows: args.maps.flow_map_size,
+        cgroups: args.maps.cgroup_map_size,
+        owners: args.maps.owner_map_size,
+        processes: args.maps.process_map_size,
+        socket_processes: args.maps.socket_process_map_size,
+        closed: args.maps.closed_map_size,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    // Bind before loading anything so a busy port fails fast and leaves nothing attached.
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind(args.listen))
+        .map_err(|source| Error::Listen {
+            addr: args.listen,
+            source,
+        })?;
+
+    let mut kernel = Kernel::start(&sizes, args.kernel_log)?;
+    let maps = kernel.take_maps()?;
+    let store = Arc::new(RwLock::new(Store::new(Instant::now())));
+    let config = DrainConfig {
+        idle_expiry_drains: drains_in(args.idle_expiry, args.interval),
+        retention: args.retention,
+    };
+    let mut drainer = Drainer::new(maps, kernel.cgroup_root.clone(), config);
+    let (stop_drain, stopped) = mpsc::channel::<()>();
+    let drain_store = store.clone();
+    let interval = args.interval;
+    let drain_thread = thread::Builder::new()
+        .name("drain".into())
+        .spawn(move || loop {
+            match stopped.recv_timeout(interval) {
+                Err(mpsc::RecvTimeoutError::Timeout) => drainer.drain(&drain_store),
+                _ => break,
+            }
+        })?;
+
+    info!(listen = %args.listen, interval = ?args.interval, "serving /top, /metrics and /healthz");
+    let served = runtime.block_on(async {
+        axum::serve(listener, http::router(store))
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+    });
+    let _ = stop_drain.send(());
+    if drain_thread.join().is_err() {
+        warn!("the drain thread panicked");
+    }
+    drop(kernel);
+    info!("programs detached, exiting");
+    served.map_err(Error::Io)
+}
+
+fn drains_in(span: Duration, interval: Duration) -> u32 {
+    (span.as_millis() / interval.as_millis().max(1)).clamp(2, u128::from(u32::MAX)) as u32
+}
+
+async fn shutdown_signal() {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        warn!("cannot install signal handlers; stop trafficd with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => info!("SIGTERM received"),
+        _ = int.recv() => info!("SIGINT received"),
+    }
+}

@@ -1,0 +1,428 @@
+//! The drain: every interval, read the kernel maps, turn counters into deltas, attribute them
+//! to processes, record them in the store, and delete entries of closed sockets once their last
+//! bytes were read.
+
+use std::{
+    collections::{HashMap, HashSet},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    path::PathBuf,
+    sync::RwLock,
+    time::{Duration, Instant},
+};
+
+use trafficd_common::{
+    FlowKey, Payload, SocketOwner, SocketProcessKey, Traffic, AF_INET, AF_INET6,
+};
+
+use crate::{
+    attribution::{main_claimant, split, Claimant},
+    cgroups::Cgroups,
+    kernel::{KernelMaps, MapEntries},
+    processes::{KernelView, ProcessKey, Processes},
+    socket_owners::SocketOwners,
+    stats::{CgroupInfo, FlowInfo, Store, Talker, TalkerInfo},
+    tracker::Tracker,
+};
+
+#[derive(Clone, Debug)]
+pub struct DrainConfig {
+    /// Entries idle this many drains are deleted from the kernel maps even if no close was
+    /// seen (sockets of hosts without the sock_release hook, flows of long-idle sockets).
+    pub idle_expiry_drains: u32,
+    /// Groups idle this long leave the API and /metrics.
+    pub retention: Duration,
+}
+
+/// How often the kernel's per-process records are checked for processes that exited.
+const PROCESS_GC_EVERY: Duration = Duration::from_secs(30);
+
+pub struct Drainer {
+    maps: KernelMaps,
+    config: DrainConfig,
+    sockets: Tracker<u64, Traffic>,
+    flows: Tracker<FlowKey, Traffic>,
+    cgroups: Tracker<u64, Traffic>,
+    payloads: Tracker<SocketProcessKey, Payload>,
+    /// Sockets seen released at the previous drain: deleted at this one if idle since.
+    closing: HashSet<u64>,
+    processes: Processes,
+    cgroup_paths: Cgroups,
+    socket_owners: SocketOwners,
+    last_drain: Instant,
+    last_process_gc: Instant,
+    exited_at_last_gc: HashSet<u32>,
+}
+
+/// One drain's per-socket view: who used each active socket.
+struct SocketUse {
+    payloads: HashMap<u64, Vec<(u32, Payload)>>,
+    owners: HashMap<u64, SocketOwner>,
+    found: HashMap<u64, u32>,
+}
+
+impl SocketUse {
+    fn owner(&self, cookie: u64) -> Option<u32> {
+        self.owners
+            .get(&cookie)
+            .map(|o| o.tgid)
+            .or_else(|| self.found.get(&cookie).copied())
+    }
+
+    fn payloads(&self, cookie: u64) -> &[(u32, Payload)] {
+        self.payloads.get(&cookie).map(Vec::as_slice).unwrap_or(&[])
+    }
+}
+
+impl Drainer {
+    pub fn new(maps: KernelMaps, cgroup_root: PathBuf, config: DrainConfig) -> Drainer {
+        let now = Instant::now();
+        Drainer {
+            maps,
+            config,
+            sockets: Tracker::default(),
+            flows: Tracker::default(),
+            cgroups: Tracker::default(),
+            payloads: Tracker::default(),
+            closing: HashSet::new(),
+            processes: Processes::default(),
+            cgroup_paths: Cgroups::new(cgroup_root),
+            socket_owners: SocketOwners::default(),
+            last_drain: now,
+            last_process_gc: now,
+            exited_at_last_gc: HashSet::new(),
+        }
+    }
+
+    pub fn drain(&mut self, store: &RwLock<Store>) {
+        let started = Instant::now();
+        let length = started.duration_since(self.last_drain);
+        self.last_drain = started;
+
+        // Closed marks first: every byte a socket moved before its release is then already in
+        // the counters read below.
+        let closed: HashSet<u64> = self.maps.closed().into_iter().collect();
+        let sockets = self.maps.sockets();
+        let flows = self.maps.flows();
+        let cgroups = self.maps.cgroups();
+        let payloads = self.maps.socket_processes();
+        let entries = MapEntries {
+            sockets: sockets.len(),
+            flows: flows.len(),
+            cgroups: cgroups.len(),
+            socket_processes: payloads.len(),
+            closed: closed.len(),
+        };
+        let socket_deltas = self.sockets.observe(sockets);
+        let flow_deltas = self.flows.observe(flows);
+        let cgroup_deltas = self.cgroups.observe(cgroups);
+        let payload_deltas = self.payloads.observe(payloads);
+
+        let usage = self.socket_use(&socket_deltas, &flow_deltas, payload_deltas);
+        let talkers = self.attribute(&socket_deltas, &usage);
+        let flow_records = self.flow_records(flow_deltas, &usage, &talkers.1);
+        let remote_records = remote_records(&flow_records);
+        let cgroup_records: Vec<_> = cgroup_deltas
+            .into_iter()
+            .map(|(id, delta)| {
+                (
+                    id,
+                    delta,
+                    CgroupInfo {
+                        path: self.cgroup_paths.path(id),
+                    },
+                )
+            })
+            .collect();
+
+        let forgotten = self.forget_closed(&closed);
+        self.forget_idle();
+        self.collect_exited_processes();
+
+        let mut store = store.write().unwrap_or_else(|e| e.into_inner());
+        store.processes.record(started, length, talkers.0);
+        store.cgroups.record(started, length, cgroup_records);
+        store.flows.record(started, length, flow_records);
+        store.remotes.record(started, length, remote_records);
+        let expired = store.expire(started, self.config.retention);
+        let health = &mut store.health;
+        health.drains += 1;
+        health.losses = self.maps.losses();
+        health.map_fill = self.maps.fill(&entries);
+        health.kernel_totals = self.maps.totals();
+        health.sockets_forgotten += forgotten;
+        health.last_drain = started.elapsed();
+        drop(store);
+
+        if !expired.is_empty() {
+            let gone: HashSet<ProcessKey> = expired
+                .into_iter()
+                .filter_map(|t| match t {
+                    Talker::Process(key) => Some(key),
+                    Talker::Unattributed(_) => None,
+                })
+                .collect();
+            self.processes.retain(|key| !gone.contains(key));
+        }
+    }
+
+    /// Who used each socket that moved bytes in this interval.
+    fn socket_use(
+        &mut self,
+        socket_deltas: &[(u64, Traffic)],
+        flow_deltas: &[(FlowKey, Traffic)],
+        payload_deltas: Vec<(SocketProcessKey, Payload)>,
+    ) -> SocketUse {
+        let mut payloads: HashMap<u64, Vec<(u32, Payload)>> = HashMap::new();
+        for (key, payload) in payload_deltas {
+            payloads
+                .entry(key.cookie)
+                .or_default()
+                .push((key.tgid, payload));
+        }
+        let active: HashSet<u64> = socket_deltas
+            .iter()
+            .map(|(c, _)| *c)
+            .chain(flow_deltas.iter().map(|(k, _)| k.cookie))
+            .filter(|c| *c != 0)
+            .collect();
+        let owners: HashMap<u64, SocketOwner> = active
+            .iter()
+            .filter_map(|&c| self.maps.owner(c).map(|o| (c, o)))
+            .collect();
+        // Sockets with bytes but no process seen using them: ask /proc.
+        let unknown: Vec<u64> = active
+            .iter()
+            .copied()
+            .filter(|c| !owners.contains_key(c) && !payloads.contains_key(c))
+            .collect();
+        let found = if unknown.is_empty() {
+            HashMap::new()
+        } else {
+            let all = self.socket_owners.lookup(&unknown);
+            unknown
+                .iter()
+                .filter_map(|c| all.get(c).map(|o| (*c, o.pid)))
+                .collect()
+        };
+        SocketUse {
+            payloads,
+            owners,
+            found,
+        }
+    }
+
+    /// Per-process deltas, and the talker each tgid became.
+    #[allow(clippy::type_complexity)]
+    fn attribute(
+        &mut self,
+        socket_deltas: &[(u64, Traffic)],
+        usage: &SocketUse,
+    ) -> (
+        Vec<(Talker, Traffic, TalkerInfo)>,
+        HashMap<u32, (Talker, TalkerInfo)>,
+    ) {
+        let mut by_claimant: HashMap<Claimant, Traffic> = HashMap::new();
+        for (cookie, wire) in socket_deltas {
+            let parts = split(*cookie, wire, usage.payloads(*cookie), usage.owner(*cookie));
+            for (claimant, part) in parts {
+                let sum = by_claimant.entry(claimant).or_default();
+                *sum = sum.add(&part);
+            }
+        }
+        let mut identities: HashMap<u32, (Talker, TalkerInfo)> = HashMap::new();
+        let mut records = Vec::with_capacity(by_claimant.len());
+        for (claimant, traffic) in by_claimant {
+            let (talker, info) = self.talker(claimant, usage, &mut identities);
+            records.push((talker, traffic, info));
+        }
+        (records, identities)
+    }
+
+    fn talker(
+        &mut self,
+        claimant: Claimant,
+        usage: &SocketUse,
+        identities: &mut HashMap<u32, (Talker, TalkerInfo)>,
+    ) -> (Talker, TalkerInfo) {
+        let tgid = match claimant {
+            Claimant::Unattributed(reason) => {
+                let info = TalkerInfo {
+                    comm: format!("[{}]", reason.label()),
+                    reason: Some(reason),
+                    ..TalkerInfo::default()
+                };
+                return (Talker::Unattributed(reason), info);
+            }
+            Claimant::Process(tgid) => tgid,
+        };
+        if let Some(known) = identities.get(&tgid) {
+            return known.clone();
+        }
+        let maps = &self.maps;
+        let key = self.processes.identify(tgid, || {
+            maps.process(tgid)
+                .or_else(|| usage.owners.values().find(|o| o.tgid == tgid).copied())
+                .map(|owner| KernelView::from(&owner))
+        });
+        let info = self.processes.info(&key).cloned().unwrap_or_default();
+        let talker_info = TalkerInfo {
+            pid: tgid,
+            comm: info.comm,
+            cmdline: info.cmdline,
+            exe: info.exe,
+            user: info.user,
+            uid: info.uid,
+            cgroup: self.cgroup_paths.path(info.cgroup_id),
+            reason: None,
+        };
+        let identity = (Talker::Process(key), talker_info);
+        identities.insert(tgid, identity.clone());
+        identity
+    }
+
+    fn flow_records(
+        &mut self,
+        flow_deltas: Vec<(FlowKey, Traffic)>,
+        usage: &SocketUse,
+        identities: &HashMap<u32, (Talker, TalkerInfo)>,
+    ) -> Vec<(FlowKey, Traffic, FlowInfo)> {
+        flow_deltas
+            .into_iter()
+            .map(|(key, delta)| {
+                let claimant = main_claimant(
+                    key.cookie,
+                    usage.payloads(key.cookie),
+                    usage.owner(key.cookie),
+                );
+                let (pid, comm) = match claimant {
+                    Claimant::Process(tgid) => match identities.get(&tgid) {
+                        Some((_, info)) => (tgid, info.comm.clone()),
+                        None => (tgid, String::new()),
+                    },
+                    Claimant::Unattributed(reason) => (0, format!("[{}]", reason.label())),
+                };
+                let cgroup = self.cgroup_paths.path(key.cgroup_id);
+                (key, delta, FlowInfo { pid, comm, cgroup })
+            })
+            .collect()
+    }
+
+    /// Deletes the entries of sockets released before the previous drain that stayed idle
+    /// since, so that their last bytes (FIN, final ACKs) were read first. Returns how many.
+    fn forget_closed(&mut self, closed: &HashSet<u64>) -> u64 {
+        let ready: HashSet<u64> = closed
+            .iter()
+            .copied()
+            .filter(|c| self.closing.contains(c) && self.sockets.idle(c).is_none_or(|i| i >= 1))
+            .collect();
+        self.closing = closed - &ready;
+        self.forget_sockets(&ready, 1);
+        ready.len() as u64
+    }
+
+    /// Deletes entries idle for `idle_expiry_drains`, closed or not: their counts were read, and
+    /// a socket that wakes up again simply gets a fresh entry.
+    fn forget_idle(&mut self) {
+        let expiry = self.config.idle_expiry_drains;
+        let idle: HashSet<u64> = self.sockets.idle_for(expiry).into_iter().collect();
+        self.forget_sockets(&idle, expiry);
+        for key in self.flows.idle_for(expiry) {
+            self.maps.forget_flow(&key);
+            self.flows.forget(&key);
+        }
+        for key in self.payloads.idle_for(expiry) {
+            self.maps.forget_socket_process(&key);
+            self.payloads.forget(&key);
+        }
+        for id in self.cgroups.idle_for(expiry) {
+            self.maps.forget_cgroup(id);
+            self.cgroups.forget(&id);
+        }
+    }
+
+    /// Deletes the socket entries of `cookies` and their flow and payload entries idle for at
+    /// least `idle` drains.
+    fn forget_sockets(&mut self, cookies: &HashSet<u64>, idle: u32) {
+        if cookies.is_empty() {
+            return;
+        }
+        for &cookie in cookies {
+            self.maps.forget_socket(cookie);
+            self.sockets.forget(&cookie);
+            self.socket_owners.forget(cookie);
+        }
+        let flows: Vec<FlowKey> = self
+            .flows
+            .keys()
+            .filter(|k| cookies.contains(&k.cookie))
+            .copied()
+            .collect();
+        for key in flows {
+            if self.flows.idle(&key).is_some_and(|i| i >= idle) {
+                self.maps.forget_flow(&key);
+                self.flows.forget(&key);
+            }
+        }
+        let payloads: Vec<SocketProcessKey> = self
+            .payloads
+            .keys()
+            .filter(|k| cookies.contains(&k.cookie))
+            .copied()
+            .collect();
+        for key in payloads {
+            if self.payloads.idle(&key).is_some_and(|i| i >= idle) {
+                self.maps.forget_socket_process(&key);
+                self.payloads.forget(&key);
+            }
+        }
+    }
+
+    /// Removes the kernel's records of processes that exited at least one GC round ago: every
+    /// drain in between had the chance to read them.
+    fn collect_exited_processes(&mut self) {
+        if self.last_process_gc.elapsed() < PROCESS_GC_EVERY {
+            return;
+        }
+        self.last_process_gc = Instant::now();
+        let exited: HashSet<u32> = self
+            .maps
+            .recorded_processes()
+            .into_iter()
+            .filter(|tgid| !std::path::Path::new(&format!("/proc/{tgid}")).exists())
+            .collect();
+        for tgid in exited.intersection(&self.exited_at_last_gc) {
+            self.maps.forget_process(*tgid);
+        }
+        self.exited_at_last_gc = exited;
+    }
+}
+
+fn remote_records(flows: &[(FlowKey, Traffic, FlowInfo)]) -> Vec<(IpAddr, Traffic, ())> {
+    let mut by_remote: HashMap<IpAddr, Traffic> = HashMap::new();
+    for (key, delta, _) in flows {
+        if let Some(remote) = remote_addr(key) {
+            let sum = by_remote.entry(remote).or_default();
+            *sum = sum.add(delta);
+        }
+    }
+    by_remote.into_iter().map(|(ip, t)| (ip, t, ())).collect()
+}
+
+/// The local and remote addresses of a flow; `None` for packets that were not IP.
+pub fn local_addr(key: &FlowKey) -> Option<IpAddr> {
+    to_ip(key.family, &key.local_addr)
+}
+
+pub fn remote_addr(key: &FlowKey) -> Option<IpAddr> {
+    to_ip(key.family, &key.remote_addr)
+}
+
+fn to_ip(family: u8, bytes: &[u8; 16]) -> Option<IpAddr> {
+    match family {
+        AF_INET => Some(IpAddr::V4(Ipv4Addr::new(
+            bytes[0], bytes[1], bytes[2], bytes[3],
+        ))),
+        AF_INET6 => Some(IpAddr::V6(Ipv6Addr::from(*bytes))),
+        _ => None,
+    }
+}

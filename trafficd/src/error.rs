@@ -1,0 +1,69 @@
+//! The daemon's error type. Every variant renders as one line that names the problem and the
+//! fix, because that line is what an operator sees when `trafficd run` refuses to start.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(
+        "trafficd needs root or the capabilities {missing} to load its BPF programs; run it with sudo \
+         or grant them (e.g. `setcap cap_bpf,cap_perfmon,cap_net_admin,cap_sys_admin+ep trafficd`)"
+    )]
+    MissingPrivileges { missing: String },
+
+    #[error(
+        "this kernel exposes no BTF at /sys/kernel/btf/vmlinux; trafficd needs a kernel built with \
+         CONFIG_DEBUG_INFO_BTF=y (Linux >= 5.8)"
+    )]
+    NoBtf,
+
+    #[error("cannot read kernel BTF: {0}")]
+    Btf(String),
+
+    #[error(
+        "no cgroup2 filesystem is mounted (looked in /proc/self/mountinfo); mount one with \
+         `mount -t cgroup2 none /sys/fs/cgroup/unified` or boot with systemd's unified hierarchy"
+    )]
+    NoCgroup2,
+
+    #[error("cannot open the cgroup2 root {path}: {source}")]
+    OpenCgroup {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+
+    #[error("the kernel refused to load the BPF object: {0}")]
+    LoadObject(#[from] aya::EbpfError),
+
+    #[error(
+        "cannot {action} the BPF program {program} ({hook}): {reason}; without it {consequence}"
+    )]
+    Program {
+        action: &'static str,
+        program: &'static str,
+        hook: &'static str,
+        consequence: &'static str,
+        /// The kernel's answer, cut to its first line and the verifier's verdict.
+        reason: String,
+    },
+
+    #[error("BPF map {0} is missing from the object; the binary and its kernel programs disagree")]
+    MissingMap(&'static str),
+
+    #[error("cannot open BPF map {name}: {source}")]
+    Map {
+        name: &'static str,
+        source: aya::maps::MapError,
+    },
+
+    #[error("cannot listen on {addr}: {source}; pick another address with --listen")]
+    Listen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

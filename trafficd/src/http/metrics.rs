@@ -1,0 +1,190 @@
+//! GET /metrics: OpenMetrics text, encoded at scrape time from the store.
+//!
+//! Series exist only for groups the store still holds, so cardinality is bounded by the
+//! retention and the map sizes; a process idle for longer than the retention drops out.
+
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, RwLock},
+};
+
+use prometheus_client::{
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeMetric},
+    metrics::{counter::ConstCounter, gauge::ConstGauge, MetricType},
+    registry::Registry,
+};
+
+use crate::stats::Store;
+
+struct StoreCollector {
+    store: Arc<RwLock<Store>>,
+}
+
+impl std::fmt::Debug for StoreCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StoreCollector")
+    }
+}
+
+pub fn registry(store: Arc<RwLock<Store>>) -> Registry {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(StoreCollector { store }));
+    registry
+}
+
+pub fn encode(registry: &Registry) -> Result<String, std::fmt::Error> {
+    let mut out = String::new();
+    prometheus_client::encoding::text::encode(&mut out, registry)?;
+    Ok(out)
+}
+
+type Labels = Vec<(&'static str, String)>;
+
+fn counters(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    series: impl IntoIterator<Item = (Labels, u64)>,
+) -> Result<(), std::fmt::Error> {
+    let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (labels, value) in series {
+        ConstCounter::new(value).encode(metric.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+fn gauges(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    series: impl IntoIterator<Item = (Labels, i64)>,
+) -> Result<(), std::fmt::Error> {
+    let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    for (labels, value) in series {
+        ConstGauge::new(value).encode(metric.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+impl Collector for StoreCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let store = self.store.read().unwrap_or_else(|e| e.into_inner());
+
+        // Two processes can share (comm, pid) across pid reuse; one series holds their sum.
+        let mut processes: BTreeMap<(String, u32), (u64, u64)> = BTreeMap::new();
+        for (_, entry) in store.processes.entries() {
+            let sum = processes
+                .entry((entry.meta.comm.clone(), entry.meta.pid))
+                .or_default();
+            sum.0 += entry.lifetime.tx_bytes;
+            sum.1 += entry.lifetime.rx_bytes;
+        }
+        let process_labels =
+            |(comm, pid): &(String, u32)| vec![("comm", comm.clone()), ("pid", pid.to_string())];
+        counters(
+            &mut encoder,
+            "trafficd_process_transmit_bytes",
+            "IP bytes (headers included) sent by the sockets of a process",
+            processes.iter().map(|(k, v)| (process_labels(k), v.0)),
+        )?;
+        counters(
+            &mut encoder,
+            "trafficd_process_receive_bytes",
+            "IP bytes (headers included) received by the sockets of a process",
+            processes.iter().map(|(k, v)| (process_labels(k), v.1)),
+        )?;
+
+        let mut cgroups: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+        for (_, entry) in store.cgroups.entries() {
+            let sum = cgroups.entry(entry.meta.path.clone()).or_default();
+            sum.0 += entry.lifetime.tx_bytes;
+            sum.1 += entry.lifetime.rx_bytes;
+        }
+        counters(
+            &mut encoder,
+            "trafficd_cgroup_transmit_bytes",
+            "IP bytes sent by the sockets of a cgroup (path relative to the cgroup2 mount)",
+            cgroups
+                .iter()
+                .map(|(k, v)| (vec![("cgroup", k.clone())], v.0)),
+        )?;
+        counters(
+            &mut encoder,
+            "trafficd_cgroup_receive_bytes",
+            "IP bytes received by the sockets of a cgroup (path relative to the cgroup2 mount)",
+            cgroups
+                .iter()
+                .map(|(k, v)| (vec![("cgroup", k.clone())], v.1)),
+        )?;
+
+        let health = &store.health;
+        counters(
+            &mut encoder,
+            "trafficd_kernel_seen_bytes",
+            "IP bytes the cgroup hooks saw, before any map: the reference the other totals add up to",
+            [
+                (vec![("direction", "transmit".to_string())], health.kernel_totals.tx_bytes),
+                (vec![("direction", "receive".to_string())], health.kernel_totals.rx_bytes),
+            ],
+        )?;
+        counters(
+            &mut encoder,
+            "trafficd_kernel_lost_events",
+            "Events the kernel programs could not record, by reason (a full map, an unparsable packet)",
+            health.losses.iter().map(|(loss, events, _)| (vec![("reason", loss.name().to_string())], *events)),
+        )?;
+        counters(
+            &mut encoder,
+            "trafficd_kernel_lost_bytes",
+            "Bytes of the events in trafficd_kernel_lost_events, by reason",
+            health
+                .losses
+                .iter()
+                .map(|(loss, _, bytes)| (vec![("reason", loss.name().to_string())], *bytes)),
+        )?;
+        gauges(
+            &mut encoder,
+            "trafficd_map_entries",
+            "Entries in a kernel map at the last drain",
+            health
+                .map_fill
+                .iter()
+                .map(|f| (vec![("map", f.map.to_string())], f.entries as i64)),
+        )?;
+        gauges(
+            &mut encoder,
+            "trafficd_map_capacity",
+            "Maximum entries of a kernel map (set with the --*-map-size flags)",
+            health
+                .map_fill
+                .iter()
+                .map(|f| (vec![("map", f.map.to_string())], i64::from(f.capacity))),
+        )?;
+        counters(
+            &mut encoder,
+            "trafficd_drains",
+            "Times the daemon has read the kernel maps",
+            [(Vec::new(), health.drains)],
+        )?;
+        gauges(
+            &mut encoder,
+            "trafficd_drain_duration_microseconds",
+            "How long the last drain of the kernel maps took",
+            [(Vec::new(), health.last_drain.as_micros() as i64)],
+        )?;
+        counters(
+            &mut encoder,
+            "trafficd_sockets_forgotten",
+            "Closed sockets whose map entries were deleted after their last bytes were read",
+            [(Vec::new(), health.sockets_forgotten)],
+        )?;
+        gauges(
+            &mut encoder,
+            "trafficd_build_info",
+            "Version of the running trafficd",
+            [(vec![("version", env!("CARGO_PKG_VERSION").to_string())], 1)],
+        )?;
+        Ok(())
+    }
+}

@@ -1,0 +1,260 @@
+//! The answer to GET /top: the groups that moved the most bytes in a window.
+
+use std::{
+    cmp::Reverse,
+    time::{Duration, Instant},
+};
+
+use serde::{Deserialize, Serialize};
+use trafficd_common::Traffic;
+
+use super::query::{By, Sort, TopQuery};
+use crate::{
+    attribution::Unattributed,
+    drain::{local_addr, remote_addr},
+    stats::{Dimension, Entry, Store, Windowed},
+};
+
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct TopResponse {
+    pub by: String,
+    pub window_seconds: u64,
+    pub items: Vec<serde_json::Value>,
+}
+
+/// Bytes and rates of one group; shared by every kind of item.
+#[derive(Serialize)]
+struct Rates {
+    tx_bytes: u64,
+    rx_bytes: u64,
+    tx_packets: u64,
+    rx_packets: u64,
+    tx_bytes_per_second: f64,
+    rx_bytes_per_second: f64,
+    lifetime_tx_bytes: u64,
+    lifetime_rx_bytes: u64,
+    lifetime_tx_packets: u64,
+    lifetime_rx_packets: u64,
+}
+
+#[derive(Serialize)]
+struct ProcessIdentity<'a> {
+    pid: u32,
+    comm: &'a str,
+    cmdline: &'a str,
+    exe: &'a str,
+    user: &'a str,
+    uid: Option<u32>,
+    cgroup: &'a str,
+    reason: Option<Unattributed>,
+}
+
+#[derive(Serialize)]
+struct CgroupIdentity<'a> {
+    cgroup: &'a str,
+    cgroup_id: u64,
+}
+
+#[derive(Serialize)]
+struct FlowIdentity<'a> {
+    protocol: String,
+    local: String,
+    remote: String,
+    pid: u32,
+    comm: &'a str,
+    cgroup: &'a str,
+}
+
+#[derive(Serialize)]
+struct RemoteIdentity {
+    remote: String,
+}
+
+pub fn top(store: &Store, query: &TopQuery, now: Instant) -> TopResponse {
+    let items = match query.by {
+        By::Process => ranked(&store.processes, query, now, |_, meta| {
+            to_value(ProcessIdentity {
+                pid: meta.pid,
+                comm: &meta.comm,
+                cmdline: &meta.cmdline,
+                exe: &meta.exe,
+                user: &meta.user,
+                uid: meta.uid,
+                cgroup: &meta.cgroup,
+                reason: meta.reason,
+            })
+        }),
+        By::Cgroup => ranked(&store.cgroups, query, now, |id, meta| {
+            to_value(CgroupIdentity {
+                cgroup: &meta.path,
+                cgroup_id: *id,
+            })
+        }),
+        By::Flow => ranked(&store.flows, query, now, |key, meta| {
+            to_value(FlowIdentity {
+                protocol: protocol_name(key.protocol, key.family),
+                local: endpoint(local_addr(key), key.local_port),
+                remote: endpoint(remote_addr(key), key.remote_port),
+                pid: meta.pid,
+                comm: &meta.comm,
+                cgroup: &meta.cgroup,
+            })
+        }),
+        By::Remote => ranked(&store.remotes, query, now, |ip, _| {
+            to_value(RemoteIdentity {
+                remote: ip.to_string(),
+            })
+        }),
+    };
+    TopResponse {
+        by: query.by.name().to_string(),
+        window_seconds: query.window.as_secs(),
+        items,
+    }
+}
+
+fn to_value(identity: impl Serialize) -> serde_json::Value {
+    serde_json::to_value(identity).unwrap_or_default()
+}
+
+fn ranked<K, M, F>(
+    dimension: &Dimension<K, M>,
+    query: &TopQuery,
+    now: Instant,
+    identity: F,
+) -> Vec<serde_json::Value>
+where
+    K: std::hash::Hash + Eq + Clone,
+    M: Default,
+    F: Fn(&K, &M) -> serde_json::Value,
+{
+    let (mut items, covered) = dimension.window(now, query.window);
+    let weight = |t: &Traffic| match query.sort {
+        Sort::Total => t.tx_bytes + t.rx_bytes,
+        Sort::Tx => t.tx_bytes,
+        Sort::Rx => t.rx_bytes,
+    };
+    items.sort_by_key(|w| {
+        let lifetime = &w.entry.lifetime;
+        Reverse((weight(&w.window), weight(lifetime)))
+    });
+    items.truncate(query.limit);
+    // Rates over the time the window really covers: right after start that is less than asked.
+    let seconds = if covered.is_zero() {
+        query.window
+    } else {
+        covered.min(query.window).max(Duration::from_millis(1))
+    }
+    .as_secs_f64();
+    items
+        .into_iter()
+        .map(|Windowed { key, window, entry }| {
+            let mut item = identity(key, &entry.meta);
+            if let (Some(item), serde_json::Value::Object(rates)) = (
+                item.as_object_mut(),
+                to_value(rates(&window, entry, seconds)),
+            ) {
+                item.extend(rates);
+            }
+            item
+        })
+        .collect()
+}
+
+fn rates<M>(window: &Traffic, entry: &Entry<M>, seconds: f64) -> Rates {
+    Rates {
+        tx_bytes: window.tx_bytes,
+        rx_bytes: window.rx_bytes,
+        tx_packets: window.tx_packets,
+        rx_packets: window.rx_packets,
+        tx_bytes_per_second: round(window.tx_bytes as f64 / seconds),
+        rx_bytes_per_second: round(window.rx_bytes as f64 / seconds),
+        lifetime_tx_bytes: entry.lifetime.tx_bytes,
+        lifetime_rx_bytes: entry.lifetime.rx_bytes,
+        lifetime_tx_packets: entry.lifetime.tx_packets,
+        lifetime_rx_packets: entry.lifetime.rx_packets,
+    }
+}
+
+fn round(v: f64) -> f64 {
+    (v * 10.0).round() / 10.0
+}
+
+pub fn protocol_name(protocol: u8, family: u8) -> String {
+    match (protocol, family) {
+        (_, 0) => "unknown".to_string(),
+        (6, _) => "tcp".to_string(),
+        (17, _) => "udp".to_string(),
+        (1, _) => "icmp".to_string(),
+        (58, _) => "icmpv6".to_string(),
+        (132, _) => "sctp".to_string(),
+        (136, _) => "udplite".to_string(),
+        (n, _) => n.to_string(),
+    }
+}
+
+fn endpoint(ip: Option<std::net::IpAddr>, port: u16) -> String {
+    match ip {
+        Some(ip) => std::net::SocketAddr::new(ip, port).to_string(),
+        None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::{Talker, TalkerInfo};
+    use std::net::{IpAddr, Ipv6Addr};
+
+    #[test]
+    fn endpoints_bracket_ipv6() {
+        assert_eq!(
+            endpoint(Some(IpAddr::V6(Ipv6Addr::LOCALHOST)), 443),
+            "[::1]:443"
+        );
+        assert_eq!(
+            endpoint(Some("10.0.0.1".parse().unwrap()), 80),
+            "10.0.0.1:80"
+        );
+    }
+
+    #[test]
+    fn top_sorts_limits_and_computes_rates() {
+        let now = Instant::now();
+        let mut store = Store::new(now);
+        let talker = |pid| {
+            Talker::Unattributed(if pid == 1 {
+                Unattributed::NoSocket
+            } else {
+                Unattributed::OwnerUnknown
+            })
+        };
+        let info = |pid, comm: &str| TalkerInfo {
+            pid,
+            comm: comm.into(),
+            ..TalkerInfo::default()
+        };
+        let tx = |b| Traffic {
+            tx_bytes: b,
+            ..Traffic::default()
+        };
+        store.processes.record(
+            now,
+            Duration::from_secs(10),
+            vec![
+                (talker(1), tx(1000), info(1, "small")),
+                (talker(2), tx(5000), info(2, "big")),
+            ],
+        );
+        let query = TopQuery {
+            limit: 1,
+            ..TopQuery::default()
+        };
+        let response = top(&store, &query, now);
+        assert_eq!(response.items.len(), 1);
+        assert_eq!(response.items[0]["comm"], "big");
+        assert_eq!(response.items[0]["tx_bytes"], 5000);
+        assert_eq!(response.items[0]["tx_bytes_per_second"], 500.0);
+        assert_eq!(response.window_seconds, 10);
+    }
+}

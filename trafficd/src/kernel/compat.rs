@@ -1,0 +1,108 @@
+//! What this host allows: privileges, BTF, cgroup2, and which programs load on this kernel.
+//!
+//! Each check fails with one line that names the problem and the fix. Programs are split into
+//! required ones (no accounting without them) and optional ones, which degrade one feature
+//! with a warning that says what is lost.
+
+use std::{fs, path::PathBuf};
+
+use crate::error::{Error, Result};
+
+const CAP_SYS_ADMIN: u32 = 21;
+const CAP_NET_ADMIN: u32 = 12;
+const CAP_PERFMON: u32 = 38;
+const CAP_BPF: u32 = 39;
+
+/// Fails unless the process can load and attach the programs: either CAP_SYS_ADMIN, or
+/// CAP_BPF + CAP_PERFMON + CAP_NET_ADMIN (tracing programs and cgroup attachment), and in both
+/// cases CAP_SYS_ADMIN is still needed by the cgroup attach on older kernels, so we ask for it
+/// only when the fine-grained set is incomplete.
+pub fn check_privileges() -> Result<()> {
+    let effective = effective_capabilities().unwrap_or(0);
+    let has = |cap: u32| effective & (1u64 << cap) != 0;
+    if has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON) && has(CAP_NET_ADMIN)) {
+        return Ok(());
+    }
+    let missing: Vec<&str> = [
+        (CAP_BPF, "CAP_BPF"),
+        (CAP_PERFMON, "CAP_PERFMON"),
+        (CAP_NET_ADMIN, "CAP_NET_ADMIN"),
+    ]
+    .into_iter()
+    .filter(|(cap, _)| !has(*cap))
+    .map(|(_, name)| name)
+    .collect();
+    Err(Error::MissingPrivileges {
+        missing: missing.join(", "),
+    })
+}
+
+/// The effective capability set of this process, from /proc/self/status.
+fn effective_capabilities() -> Option<u64> {
+    let status = fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("CapEff:"))?;
+    u64::from_str_radix(line.trim_start_matches("CapEff:").trim(), 16).ok()
+}
+
+/// The mount point of the cgroup2 filesystem. Found through mountinfo because hosts differ:
+/// /sys/fs/cgroup on unified hosts, /sys/fs/cgroup/unified on hybrid ones.
+pub fn cgroup2_root() -> Result<PathBuf> {
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo")?;
+    find_cgroup2(&mountinfo).ok_or(Error::NoCgroup2)
+}
+
+fn find_cgroup2(mountinfo: &str) -> Option<PathBuf> {
+    mountinfo.lines().find_map(|line| {
+        // "<id> <parent> <maj:min> <root> <mount point> <options> [optional...] - <fstype> ..."
+        let (left, right) = line.split_once(" - ")?;
+        let fstype = right.split_whitespace().next()?;
+        let mount_point = left.split_whitespace().nth(4)?;
+        (fstype == "cgroup2").then(|| PathBuf::from(unescape_octal(mount_point)))
+    })
+}
+
+/// mountinfo escapes spaces and a few other bytes as `\ooo`.
+fn unescape_octal(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' {
+            if let Some(Ok(value)) = field.get(i + 1..i + 4).map(|o| u8::from_str_radix(o, 8)) {
+                out.push(value);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_cgroup2_in_hybrid_hierarchy() {
+        let mountinfo = "\
+25 30 0:22 / /sys/fs/cgroup rw,nosuid - tmpfs tmpfs ro,mode=755
+26 25 0:23 / /sys/fs/cgroup/unified rw,nosuid,nodev - cgroup2 cgroup2 rw,nsdelegate
+27 25 0:24 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu";
+        assert_eq!(
+            find_cgroup2(mountinfo),
+            Some(PathBuf::from("/sys/fs/cgroup/unified"))
+        );
+    }
+
+    #[test]
+    fn no_cgroup2_is_none() {
+        assert_eq!(find_cgroup2("25 30 0:22 / /sys rw - sysfs sysfs rw"), None);
+    }
+
+    #[test]
+    fn unescapes_spaces() {
+        assert_eq!(unescape_octal(r"/mnt/a\040b"), "/mnt/a b");
+    }
+}

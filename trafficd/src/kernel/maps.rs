@@ -1,0 +1,207 @@
+//! Typed handles on the kernel maps, and the few operations the drain needs.
+//!
+//! Per-CPU values are summed here; callers only ever see totals.
+
+use aya::{
+    maps::{HashMap, Map, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues},
+    Ebpf, Pod,
+};
+use trafficd_common::{
+    maps as names, totals, FlowKey, Loss, Payload, SocketOwner, SocketProcessKey, Traffic,
+};
+
+use super::MapSizes;
+use crate::error::{Error, Result};
+
+pub struct KernelMaps {
+    sockets: PerCpuHashMap<MapData, u64, Traffic>,
+    flows: PerCpuHashMap<MapData, FlowKey, Traffic>,
+    cgroups: PerCpuHashMap<MapData, u64, Traffic>,
+    owners: HashMap<MapData, u64, SocketOwner>,
+    processes: HashMap<MapData, u32, SocketOwner>,
+    socket_processes: PerCpuHashMap<MapData, SocketProcessKey, Payload>,
+    closed: HashMap<MapData, u64, u64>,
+    losses: PerCpuArray<MapData, u64>,
+    totals: PerCpuArray<MapData, u64>,
+    sizes: MapSizes,
+}
+
+/// How full one map is, for the self-metrics.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct MapFill {
+    pub map: &'static str,
+    pub entries: usize,
+    pub capacity: u32,
+}
+
+/// Something that can be summed across CPUs.
+pub trait Summable: Pod + Default {
+    fn plus(&self, other: &Self) -> Self;
+}
+
+impl Summable for Traffic {
+    fn plus(&self, other: &Self) -> Self {
+        self.add(other)
+    }
+}
+
+impl Summable for Payload {
+    fn plus(&self, other: &Self) -> Self {
+        self.add(other)
+    }
+}
+
+fn sum<V: Summable>(values: &PerCpuValues<V>) -> V {
+    values.iter().fold(V::default(), |acc, v| acc.plus(v))
+}
+
+fn take<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T>
+where
+    T: TryFrom<Map, Error = aya::maps::MapError>,
+{
+    let map = ebpf.take_map(name).ok_or(Error::MissingMap(name))?;
+    T::try_from(map).map_err(|source| Error::Map { name, source })
+}
+
+impl KernelMaps {
+    pub(super) fn take(ebpf: &mut Ebpf, sizes: MapSizes) -> Result<KernelMaps> {
+        Ok(KernelMaps {
+            sockets: take(ebpf, names::SOCKETS)?,
+            flows: take(ebpf, names::FLOWS)?,
+            cgroups: take(ebpf, names::CGROUPS)?,
+            owners: take(ebpf, names::OWNERS)?,
+            processes: take(ebpf, names::PROCESSES)?,
+            socket_processes: take(ebpf, names::SOCKET_PROCESSES)?,
+            closed: take(ebpf, names::CLOSED)?,
+            losses: take(ebpf, names::LOSSES)?,
+            totals: take(ebpf, names::TOTALS)?,
+            sizes,
+        })
+    }
+
+    pub fn sockets(&self) -> Vec<(u64, Traffic)> {
+        read_per_cpu(&self.sockets)
+    }
+
+    pub fn flows(&self) -> Vec<(FlowKey, Traffic)> {
+        read_per_cpu(&self.flows)
+    }
+
+    pub fn cgroups(&self) -> Vec<(u64, Traffic)> {
+        read_per_cpu(&self.cgroups)
+    }
+
+    pub fn socket_processes(&self) -> Vec<(SocketProcessKey, Payload)> {
+        read_per_cpu(&self.socket_processes)
+    }
+
+    /// Cookies of sockets released since they were last forgotten.
+    pub fn closed(&self) -> Vec<u64> {
+        self.closed.keys().filter_map(|k| k.ok()).collect()
+    }
+
+    pub fn owner(&self, cookie: u64) -> Option<SocketOwner> {
+        self.owners.get(&cookie, 0).ok()
+    }
+
+    /// What the kernel recorded about process `tgid` when it last became a socket's owner.
+    pub fn process(&self, tgid: u32) -> Option<SocketOwner> {
+        self.processes.get(&tgid, 0).ok()
+    }
+
+    /// Tgids the kernel has recorded.
+    pub fn recorded_processes(&self) -> Vec<u32> {
+        self.processes.keys().filter_map(|k| k.ok()).collect()
+    }
+
+    pub fn forget_process(&mut self, tgid: u32) {
+        let _ = self.processes.remove(&tgid);
+    }
+
+    /// Removes everything the kernel keeps about a socket. Call only after its last bytes were
+    /// read (the socket is closed and was idle for a whole interval).
+    pub fn forget_socket(&mut self, cookie: u64) {
+        // Missing entries are fine: not every socket has one in every map.
+        let _ = self.sockets.remove(&cookie);
+        let _ = self.owners.remove(&cookie);
+        let _ = self.closed.remove(&cookie);
+    }
+
+    pub fn forget_flow(&mut self, key: &FlowKey) {
+        let _ = self.flows.remove(key);
+    }
+
+    pub fn forget_socket_process(&mut self, key: &SocketProcessKey) {
+        let _ = self.socket_processes.remove(key);
+    }
+
+    pub fn forget_cgroup(&mut self, id: u64) {
+        let _ = self.cgroups.remove(&id);
+    }
+
+    /// Lifetime (events, bytes) of every kind of loss.
+    pub fn losses(&self) -> Vec<(Loss, u64, u64)> {
+        Loss::ALL
+            .iter()
+            .map(|&loss| {
+                let events = read_slot(&self.losses, loss.slot());
+                let bytes = read_slot(&self.losses, loss.slot() + 1);
+                (loss, events, bytes)
+            })
+            .collect()
+    }
+
+    /// Everything the cgroup hooks saw since the programs were loaded.
+    pub fn totals(&self) -> Traffic {
+        Traffic {
+            tx_bytes: read_slot(&self.totals, totals::TX_BYTES),
+            tx_packets: read_slot(&self.totals, totals::TX_PACKETS),
+            rx_bytes: read_slot(&self.totals, totals::RX_BYTES),
+            rx_packets: read_slot(&self.totals, totals::RX_PACKETS),
+        }
+    }
+
+    pub fn fill(&self, entries: &MapEntries) -> Vec<MapFill> {
+        let fill = |map, entries, capacity| MapFill {
+            map,
+            entries,
+            capacity,
+        };
+        let sizes = &self.sizes;
+        vec![
+            fill(names::SOCKETS, entries.sockets, sizes.sockets),
+            fill(names::FLOWS, entries.flows, sizes.flows),
+            fill(names::CGROUPS, entries.cgroups, sizes.cgroups),
+            fill(
+                names::SOCKET_PROCESSES,
+                entries.socket_processes,
+                sizes.socket_processes,
+            ),
+            fill(names::CLOSED, entries.closed, sizes.closed),
+        ]
+    }
+}
+
+/// Entry counts seen by the last drain.
+#[derive(Clone, Debug, Default)]
+pub struct MapEntries {
+    pub sockets: usize,
+    pub flows: usize,
+    pub cgroups: usize,
+    pub socket_processes: usize,
+    pub closed: usize,
+}
+
+fn read_per_cpu<K: Pod, V: Summable>(map: &PerCpuHashMap<MapData, K, V>) -> Vec<(K, V)> {
+    map.iter()
+        .filter_map(|entry| entry.ok())
+        .map(|(key, values)| (key, sum(&values)))
+        .collect()
+}
+
+fn read_slot(array: &PerCpuArray<MapData, u64>, index: u32) -> u64 {
+    array
+        .get(&index, 0)
+        .map(|values| values.iter().fold(0u64, |a, v| a.wrapping_add(*v)))
+        .unwrap_or(0)
+}

@@ -1,0 +1,201 @@
+//! Loading, attaching and detaching the kernel programs, and handing their maps to the drain.
+//!
+//! The object is embedded in the binary at build time. Dropping [`Kernel`] detaches everything.
+
+mod btf;
+mod compat;
+mod maps;
+
+use std::{fs::File, path::PathBuf};
+
+use aya::{
+    programs::{
+        BtfTracePoint, CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock, ProgramError,
+    },
+    Ebpf, EbpfLoader,
+};
+use tracing::{info, warn};
+use trafficd_common::maps as names;
+
+pub use compat::{cgroup2_root, check_privileges};
+pub use maps::{KernelMaps, MapEntries, MapFill};
+
+use crate::error::{Error, Result};
+
+/// Cgroup programs are attached as BPF links (kernel >= 5.7), which the kernel always runs beside
+/// other programs on the same cgroup, so other tools' programs on the root keep working. The
+/// kernel rejects the ALLOW_MULTI flag on link creation, hence "Single" here, which passes none.
+const LINK_MODE: CgroupAttachMode = CgroupAttachMode::Single;
+
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/trafficd"));
+
+/// Entries of each kernel map; memory is bounded by these.
+#[derive(Clone, Debug)]
+pub struct MapSizes {
+    pub sockets: u32,
+    pub flows: u32,
+    pub cgroups: u32,
+    pub owners: u32,
+    pub processes: u32,
+    pub socket_processes: u32,
+    pub closed: u32,
+}
+
+/// The loaded and attached programs. Dropping it detaches them.
+pub struct Kernel {
+    ebpf: Ebpf,
+    sizes: MapSizes,
+    pub cgroup_root: PathBuf,
+}
+
+impl Kernel {
+    /// Checks the host, loads the object with the configured map sizes and attaches every program.
+    pub fn start(sizes: &MapSizes, kernel_log: bool) -> Result<Kernel> {
+        check_privileges()?;
+        let sk_family_offset = btf::sk_family_offset()?;
+        let cgroup_root = cgroup2_root()?;
+        let cgroup = File::open(&cgroup_root).map_err(|source| Error::OpenCgroup {
+            path: cgroup_root.clone(),
+            source,
+        })?;
+
+        let mut ebpf = EbpfLoader::new()
+            .override_global("SK_FAMILY_OFFSET", &sk_family_offset, true)
+            .map_max_entries(names::SOCKETS, sizes.sockets)
+            .map_max_entries(names::FLOWS, sizes.flows)
+            .map_max_entries(names::CGROUPS, sizes.cgroups)
+            .map_max_entries(names::OWNERS, sizes.owners)
+            .map_max_entries(names::PROCESSES, sizes.processes)
+            .map_max_entries(names::SOCKET_PROCESSES, sizes.socket_processes)
+            .map_max_entries(names::CLOSED, sizes.closed)
+            .load(OBJECT)?;
+
+        if kernel_log {
+            if let Err(err) = aya_log::EbpfLogger::init(&mut ebpf) {
+                warn!("kernel logs unavailable: {err}");
+            }
+        }
+
+        attach_cgroup_skb(
+            &mut ebpf,
+            &cgroup,
+            "trafficd_egress",
+            CgroupSkbAttachType::Egress,
+        )?;
+        attach_cgroup_skb(
+            &mut ebpf,
+            &cgroup,
+            "trafficd_ingress",
+            CgroupSkbAttachType::Ingress,
+        )?;
+        attach_sock_length(&mut ebpf, "trafficd_sock_send", "sock_send_length")?;
+        attach_sock_length(&mut ebpf, "trafficd_sock_recv", "sock_recv_length")?;
+        // Optional: without it, closed sockets are cleaned up by idle expiry only.
+        if let Err(err) = attach_sock_release(&mut ebpf, &cgroup) {
+            warn!("{err}");
+        }
+        info!(cgroup2 = %cgroup_root.display(), "kernel programs attached");
+        Ok(Kernel {
+            ebpf,
+            sizes: sizes.clone(),
+            cgroup_root,
+        })
+    }
+
+    /// Takes the maps out of the object for the drain. Call once.
+    pub fn take_maps(&mut self) -> Result<KernelMaps> {
+        KernelMaps::take(&mut self.ebpf, self.sizes.clone())
+    }
+}
+
+fn attach_cgroup_skb(
+    ebpf: &mut Ebpf,
+    cgroup: &File,
+    program: &'static str,
+    direction: CgroupSkbAttachType,
+) -> Result<()> {
+    let hook = match direction {
+        CgroupSkbAttachType::Egress => "cgroup_skb/egress on the cgroup2 root",
+        CgroupSkbAttachType::Ingress => "cgroup_skb/ingress on the cgroup2 root",
+    };
+    let fail = |action, source| Error::Program {
+        action,
+        program,
+        hook,
+        consequence: "no packet is counted at all",
+        reason: summarize(&source),
+    };
+    let prog: &mut CgroupSkb = program_mut(ebpf, program).map_err(|e| fail("find", e))?;
+    prog.load().map_err(|e| fail("load", e))?;
+    prog.attach(cgroup, direction, LINK_MODE)
+        .map_err(|e| fail("attach", e))?;
+    Ok(())
+}
+
+fn attach_sock_length(ebpf: &mut Ebpf, program: &'static str, tracepoint: &str) -> Result<()> {
+    let fail = |action, source| Error::Program {
+        action,
+        program,
+        hook: "tp_btf sock:sock_send_length/sock_recv_length",
+        consequence: "bytes cannot be attributed to processes",
+        reason: summarize(&source),
+    };
+    let btf = aya::Btf::from_sys_fs().map_err(|_| Error::NoBtf)?;
+    let prog: &mut BtfTracePoint = program_mut(ebpf, program).map_err(|e| fail("find", e))?;
+    prog.load(tracepoint, &btf).map_err(|e| fail("load", e))?;
+    prog.attach().map_err(|e| fail("attach", e))?;
+    Ok(())
+}
+
+fn attach_sock_release(ebpf: &mut Ebpf, cgroup: &File) -> Result<()> {
+    let program = "trafficd_sock_release";
+    let fail = |action, source| Error::Program {
+        action,
+        program,
+        hook: "cgroup/sock_release on the cgroup2 root",
+        consequence: "entries of closed sockets are removed only after --idle-expiry",
+        reason: summarize(&source),
+    };
+    let prog: &mut CgroupSock = program_mut(ebpf, program).map_err(|e| fail("find", e))?;
+    prog.load().map_err(|e| fail("load", e))?;
+    prog.attach(cgroup, LINK_MODE)
+        .map_err(|e| fail("attach", e))?;
+    Ok(())
+}
+
+/// One line out of a program error: its first line, plus the verifier's last complaint when the
+/// error carries a verifier log. The whole log is logged at debug level.
+fn summarize(err: &ProgramError) -> String {
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        text = format!("{text}: {cause}");
+        source = cause.source();
+    }
+    tracing::debug!("{text}");
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    let first = lines.next().unwrap_or_default();
+    let first = first.split(". Verifier output").next().unwrap_or(first);
+    let verdict = text.lines().rev().map(str::trim).find(|l| {
+        !l.is_empty()
+            && !l.starts_with("verification time")
+            && !l.starts_with("processed")
+            && !l.starts_with("stack depth")
+    });
+    match verdict {
+        Some(verdict) if text.contains("Verifier output") => {
+            format!("{first} (verifier: {verdict})")
+        }
+        _ => first.to_string(),
+    }
+}
+
+fn program_mut<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T, ProgramError>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
+{
+    let program = ebpf
+        .program_mut(name)
+        .ok_or_else(|| ProgramError::UnexpectedProgramType)?;
+    program.try_into()
+}

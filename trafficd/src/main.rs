@@ -1,0 +1,71 @@
+//! trafficd: per-process bandwidth accounting with eBPF.
+
+mod attribution;
+mod cgroups;
+mod cli;
+mod daemon;
+mod drain;
+mod error;
+mod http;
+mod kernel;
+mod processes;
+mod socket_owners;
+mod stats;
+mod table;
+mod tracker;
+
+use std::{process::ExitCode, time::Duration};
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run(args) => {
+            init_logging(&args.log_level);
+            match daemon::run(args) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => {
+                    eprintln!("trafficd: {err}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Top(args) => top(&args),
+    }
+}
+
+fn top(args: &cli::TopArgs) -> ExitCode {
+    loop {
+        match table::fetch_and_render(args) {
+            Ok(table) => {
+                if args.watch.is_some() {
+                    // Clear the screen and home the cursor, like watch(1).
+                    print!("\x1b[2J\x1b[H");
+                }
+                print!("{table}");
+            }
+            Err(err) => {
+                eprintln!("trafficd top: {err}");
+                return ExitCode::FAILURE;
+            }
+        }
+        match args.watch {
+            Some(seconds) => std::thread::sleep(Duration::from_secs(seconds)),
+            None => return ExitCode::SUCCESS,
+        }
+    }
+}
+
+fn init_logging(level: &str) {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

@@ -1,0 +1,185 @@
+//! Lifetime totals and sliding windows for one way of grouping traffic (per process, per
+//! cgroup, per flow, per remote address).
+//!
+//! Each drain appends one tick holding only the groups that moved bytes, so memory follows
+//! activity rather than the number of groups ever seen. A window is the sum of the ticks that
+//! end inside it.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    hash::Hash,
+    time::{Duration, Instant},
+};
+
+use trafficd_common::Traffic;
+
+/// Longest window served; older ticks are dropped.
+pub const LONGEST_WINDOW: Duration = Duration::from_secs(60);
+
+#[derive(Clone, Debug)]
+pub struct Entry<M> {
+    pub lifetime: Traffic,
+    pub last_active: Instant,
+    pub meta: M,
+}
+
+struct Tick<K> {
+    at: Instant,
+    length: Duration,
+    deltas: Vec<(K, Traffic)>,
+}
+
+pub struct Dimension<K, M> {
+    entries: HashMap<K, Entry<M>>,
+    ticks: VecDeque<Tick<K>>,
+}
+
+impl<K, M> Default for Dimension<K, M> {
+    fn default() -> Self {
+        Dimension {
+            entries: HashMap::new(),
+            ticks: VecDeque::new(),
+        }
+    }
+}
+
+/// Traffic of one group in a window, and the length of time the window really covers (shorter
+/// than asked right after start).
+pub struct Windowed<'a, K, M> {
+    pub key: &'a K,
+    pub window: Traffic,
+    pub entry: &'a Entry<M>,
+}
+
+impl<K: Hash + Eq + Clone, M: Default> Dimension<K, M> {
+    /// Adds one drain's deltas, which cover the `length` before `at`.
+    pub fn record(&mut self, at: Instant, length: Duration, deltas: Vec<(K, Traffic, M)>) {
+        let mut tick = Vec::with_capacity(deltas.len());
+        for (key, delta, meta) in deltas {
+            let entry = self.entries.entry(key.clone()).or_insert_with(|| Entry {
+                lifetime: Traffic::default(),
+                last_active: at,
+                meta: M::default(),
+            });
+            entry.lifetime = entry.lifetime.add(&delta);
+            entry.last_active = at;
+            // The latest word on who a group is wins (a process's cmdline once /proc was read).
+            entry.meta = meta;
+            tick.push((key, delta));
+        }
+        self.ticks.push_back(Tick {
+            at,
+            length,
+            deltas: tick,
+        });
+        while let Some(oldest) = self.ticks.front() {
+            if at.duration_since(oldest.at) > LONGEST_WINDOW {
+                self.ticks.pop_front();
+            } else {
+                break;
+            }
+        }
+    }
+
+    /// Every group's traffic in the last `window` before `now`, with the time really covered.
+    pub fn window(&self, now: Instant, window: Duration) -> (Vec<Windowed<'_, K, M>>, Duration) {
+        let mut sums: HashMap<&K, Traffic> = HashMap::new();
+        let mut covered = Duration::ZERO;
+        // A tick belongs to the window when it ended within it; a little slack absorbs the
+        // jitter of the drain timer so a 10 s window holds 10 one-second ticks, not 9.
+        let slack = Duration::from_millis(50);
+        for tick in self.ticks.iter().rev() {
+            if now.duration_since(tick.at) + tick.length > window + slack {
+                break;
+            }
+            covered += tick.length;
+            for (key, delta) in &tick.deltas {
+                let sum = sums.entry(key).or_default();
+                *sum = sum.add(delta);
+            }
+        }
+        let items = sums
+            .into_iter()
+            .filter_map(|(key, window)| {
+                let entry = self.entries.get(key)?;
+                Some(Windowed { key, window, entry })
+            })
+            .collect();
+        (items, covered)
+    }
+
+    pub fn entries(&self) -> impl Iterator<Item = (&K, &Entry<M>)> {
+        self.entries.iter()
+    }
+
+    /// Forgets groups idle for longer than `retention`. Their metrics series end.
+    pub fn expire(&mut self, now: Instant, retention: Duration) -> Vec<K> {
+        let mut gone = Vec::new();
+        self.entries.retain(|key, entry| {
+            let keep = now.duration_since(entry.last_active) <= retention;
+            if !keep {
+                gone.push(key.clone());
+            }
+            keep
+        });
+        gone
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tx(bytes: u64) -> Traffic {
+        Traffic {
+            tx_bytes: bytes,
+            ..Traffic::default()
+        }
+    }
+
+    fn window_of(d: &Dimension<&'static str, ()>, now: Instant, secs: u64) -> (u64, Duration) {
+        let (items, covered) = d.window(now, Duration::from_secs(secs));
+        (items.iter().map(|w| w.window.tx_bytes).sum(), covered)
+    }
+
+    #[test]
+    fn windows_sum_the_ticks_inside_them() {
+        let start = Instant::now();
+        let second = Duration::from_secs(1);
+        let mut d = Dimension::default();
+        for i in 1..=70u64 {
+            d.record(start + second * i as u32, second, vec![("a", tx(i), ())]);
+        }
+        let now = start + second * 70;
+        assert_eq!(window_of(&d, now, 1), (70, second));
+        assert_eq!(window_of(&d, now, 10), ((61..=70u64).sum(), second * 10));
+        assert_eq!(window_of(&d, now, 60), ((11..=70u64).sum(), second * 60));
+        let lifetime = d.entries().next().unwrap().1.lifetime.tx_bytes;
+        assert_eq!(lifetime, (1..=70u64).sum::<u64>());
+    }
+
+    #[test]
+    fn window_is_shorter_right_after_start() {
+        let start = Instant::now();
+        let second = Duration::from_secs(1);
+        let mut d = Dimension::default();
+        d.record(start + second, second, vec![("a", tx(5), ())]);
+        d.record(start + second * 2, second, vec![("b", tx(7), ())]);
+        assert_eq!(window_of(&d, start + second * 2, 10), (12, second * 2));
+    }
+
+    #[test]
+    fn idle_groups_expire() {
+        let start = Instant::now();
+        let mut d = Dimension::default();
+        d.record(start, Duration::from_secs(1), vec![("a", tx(1), ())]);
+        d.record(
+            start + Duration::from_secs(30),
+            Duration::from_secs(1),
+            vec![("b", tx(1), ())],
+        );
+        let gone = d.expire(start + Duration::from_secs(40), Duration::from_secs(20));
+        assert_eq!(gone, vec!["a"]);
+        assert_eq!(d.entries().count(), 1);
+    }
+}

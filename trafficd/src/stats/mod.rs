@@ -1,0 +1,97 @@
+//! What the daemon knows: traffic per process, cgroup, flow and remote address, with lifetime
+//! totals and sliding windows, plus the daemon's own health. Written by the drain, read by the
+//! HTTP API and the metrics encoder.
+
+mod dimension;
+
+use std::{
+    net::IpAddr,
+    time::{Duration, Instant},
+};
+
+pub use dimension::{Dimension, Entry, Windowed};
+use trafficd_common::{FlowKey, Loss, Traffic};
+
+use crate::{attribution::Unattributed, kernel::MapFill, processes::ProcessKey};
+
+/// Whom bytes are attributed to in the per-process view.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Talker {
+    Process(ProcessKey),
+    Unattributed(Unattributed),
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct TalkerInfo {
+    pub pid: u32,
+    pub comm: String,
+    pub cmdline: String,
+    pub exe: String,
+    pub user: String,
+    pub uid: Option<u32>,
+    pub cgroup: String,
+    pub reason: Option<Unattributed>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct CgroupInfo {
+    pub path: String,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct FlowInfo {
+    pub pid: u32,
+    pub comm: String,
+    pub cgroup: String,
+}
+
+/// The daemon's view of itself, for /metrics and /healthz.
+#[derive(Clone, Debug)]
+pub struct Health {
+    pub started: Instant,
+    pub drains: u64,
+    pub last_drain: Duration,
+    /// (kind, events, bytes) the kernel side could not record.
+    pub losses: Vec<(Loss, u64, u64)>,
+    pub map_fill: Vec<MapFill>,
+    /// Everything the cgroup hooks saw since load.
+    pub kernel_totals: Traffic,
+    /// Map entries deleted after their sockets closed.
+    pub sockets_forgotten: u64,
+}
+
+pub struct Store {
+    pub processes: Dimension<Talker, TalkerInfo>,
+    pub cgroups: Dimension<u64, CgroupInfo>,
+    pub flows: Dimension<FlowKey, FlowInfo>,
+    pub remotes: Dimension<IpAddr, ()>,
+    pub health: Health,
+}
+
+impl Store {
+    pub fn new(now: Instant) -> Store {
+        Store {
+            processes: Dimension::default(),
+            cgroups: Dimension::default(),
+            flows: Dimension::default(),
+            remotes: Dimension::default(),
+            health: Health {
+                started: now,
+                drains: 0,
+                last_drain: Duration::ZERO,
+                losses: Vec::new(),
+                map_fill: Vec::new(),
+                kernel_totals: Traffic::default(),
+                sockets_forgotten: 0,
+            },
+        }
+    }
+
+    /// Drops groups idle for longer than `retention`; returns the processes dropped.
+    pub fn expire(&mut self, now: Instant, retention: Duration) -> Vec<Talker> {
+        self.cgroups.expire(now, retention);
+        self.flows.expire(now, retention);
+        self.remotes.expire(now, retention);
+        self.processes.expire(now, retention)
+    }
+}
