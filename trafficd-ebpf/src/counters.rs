@@ -7,7 +7,11 @@
 
 use core::intrinsics::{atomic_xadd, AtomicOrdering};
 
-use aya_ebpf::maps::{PerCpuArray, PerCpuHashMap};
+use aya_ebpf::{
+    maps::{PerCpuArray, PerCpuHashMap},
+    EbpfContext,
+};
+use aya_log_ebpf::warn;
 use trafficd_common::Loss;
 
 use crate::maps::LOSSES;
@@ -31,11 +35,18 @@ pub fn add_to_slot(array: &PerCpuArray<u64>, index: u32, value: u64) {
     }
 }
 
-/// Counts one event of `loss` carrying `bytes`.
+/// Counts one event of `loss` carrying `bytes`, and logs it when the daemon runs with
+/// --kernel-log (aya-log's level global is switched off otherwise, so the log costs one load).
 #[inline(always)]
-pub fn count_loss(loss: Loss, bytes: u64) {
+pub fn count_loss<C: EbpfContext>(ctx: &C, loss: Loss, bytes: u64) {
     add_to_slot(&LOSSES, loss.slot(), 1);
     add_to_slot(&LOSSES, loss.slot() + 1, bytes);
+    warn!(
+        ctx,
+        "trafficd: {} ({} bytes not recorded)",
+        loss.name(),
+        bytes
+    );
 }
 
 /// Returns this CPU's value for `key`, creating it zeroed when absent.

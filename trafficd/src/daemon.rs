@@ -48,7 +48,8 @@ pub fn run(args: RunArgs) -> Result<()> {
         idle_expiry_drains: drains_in(args.idle_expiry, args.interval),
         retention: args.retention,
     };
-    let mut drainer = Drainer::new(maps, kernel.cgroup_root.clone(), config);
+    let logger = kernel.take_logger();
+    let mut drainer = Drainer::new(maps, logger, kernel.cgroup_root.clone(), config);
     let (stop_drain, stopped) = mpsc::channel::<()>();
     let drain_store = store.clone();
     let interval = args.interval;

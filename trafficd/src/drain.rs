@@ -17,7 +17,7 @@ use trafficd_common::{
 use crate::{
     attribution::{main_claimant, split, Claimant},
     cgroups::Cgroups,
-    kernel::{KernelMaps, MapEntries},
+    kernel::{KernelLogger, KernelMaps, MapEntries},
     processes::{KernelView, ProcessKey, Processes},
     socket_owners::SocketOwners,
     stats::{CgroupInfo, FlowInfo, Store, Talker, TalkerInfo},
@@ -51,6 +51,7 @@ pub struct Drainer {
     last_drain: Instant,
     last_process_gc: Instant,
     exited_at_last_gc: HashSet<u32>,
+    kernel_logger: Option<KernelLogger>,
 }
 
 /// One drain's per-socket view: who used each active socket.
@@ -74,7 +75,12 @@ impl SocketUse {
 }
 
 impl Drainer {
-    pub fn new(maps: KernelMaps, cgroup_root: PathBuf, config: DrainConfig) -> Drainer {
+    pub fn new(
+        maps: KernelMaps,
+        kernel_logger: Option<KernelLogger>,
+        cgroup_root: PathBuf,
+        config: DrainConfig,
+    ) -> Drainer {
         let now = Instant::now();
         Drainer {
             maps,
@@ -90,10 +96,14 @@ impl Drainer {
             last_drain: now,
             last_process_gc: now,
             exited_at_last_gc: HashSet::new(),
+            kernel_logger,
         }
     }
 
     pub fn drain(&mut self, store: &RwLock<Store>) {
+        if let Some(logger) = &mut self.kernel_logger {
+            logger.flush();
+        }
         let started = Instant::now();
         let length = started.duration_since(self.last_drain);
         self.last_drain = started;
@@ -189,21 +199,25 @@ impl Drainer {
             .iter()
             .filter_map(|&c| self.maps.owner(c).map(|o| (c, o)))
             .collect();
-        // Sockets with bytes but no process seen using them: ask /proc.
-        let unknown: Vec<u64> = active
+        // Sockets with bytes but no process seen using them. The handshake of an accepted TCP
+        // connection is counted on the listener and on the request socket, which no process
+        // reads or writes: they share their 5-tuple with the accepted socket, whose owner is
+        // known. What that does not explain, /proc may.
+        let mut unknown: Vec<u64> = active
             .iter()
             .copied()
             .filter(|c| !owners.contains_key(c) && !payloads.contains_key(c))
             .collect();
-        let found = if unknown.is_empty() {
-            HashMap::new()
-        } else {
+        let mut found = same_tuple_owners(&unknown, flow_deltas, &owners, &payloads);
+        unknown.retain(|c| !found.contains_key(c));
+        if !unknown.is_empty() {
             let all = self.socket_owners.lookup(&unknown);
-            unknown
-                .iter()
-                .filter_map(|c| all.get(c).map(|o| (*c, o.pid)))
-                .collect()
-        };
+            found.extend(
+                unknown
+                    .iter()
+                    .filter_map(|c| all.get(c).map(|o| (*c, o.pid))),
+            );
+        }
         SocketUse {
             payloads,
             owners,
@@ -395,6 +409,48 @@ impl Drainer {
         }
         self.exited_at_last_gc = exited;
     }
+}
+
+/// Owners of `unknown` sockets found through another socket with the same 5-tuple in this
+/// drain's flows.
+fn same_tuple_owners(
+    unknown: &[u64],
+    flows: &[(FlowKey, Traffic)],
+    owners: &HashMap<u64, SocketOwner>,
+    payloads: &HashMap<u64, Vec<(u32, Payload)>>,
+) -> HashMap<u64, u32> {
+    if unknown.is_empty() {
+        return HashMap::new();
+    }
+    type Tuple = (u8, u8, [u8; 16], u16, [u8; 16], u16);
+    let tuple = |k: &FlowKey| -> Tuple {
+        (
+            k.family,
+            k.protocol,
+            k.local_addr,
+            k.local_port,
+            k.remote_addr,
+            k.remote_port,
+        )
+    };
+    let owner_of = |cookie: u64| {
+        owners.get(&cookie).map(|o| o.tgid).or_else(|| {
+            payloads
+                .get(&cookie)
+                .and_then(|p| p.first())
+                .map(|(t, _)| *t)
+        })
+    };
+    let known: HashMap<Tuple, u32> = flows
+        .iter()
+        .filter_map(|(k, _)| owner_of(k.cookie).map(|tgid| (tuple(k), tgid)))
+        .collect();
+    let unknown: HashSet<u64> = unknown.iter().copied().collect();
+    flows
+        .iter()
+        .filter(|(k, _)| unknown.contains(&k.cookie))
+        .filter_map(|(k, _)| known.get(&tuple(k)).map(|tgid| (k.cookie, *tgid)))
+        .collect()
 }
 
 fn remote_records(flows: &[(FlowKey, Traffic, FlowInfo)]) -> Vec<(IpAddr, Traffic, ())> {

@@ -60,17 +60,17 @@ fn account(ctx: &SkBuffContext, direction: Direction) {
 
     match entry(&SOCKETS, &cookie) {
         Some(traffic) => add_traffic(traffic, direction, bytes, packets),
-        None => count_loss(Loss::SocketMapFull, bytes),
+        None => count_loss(ctx, Loss::SocketMapFull, bytes),
     }
     match entry(&CGROUPS, &cgroup_id) {
         Some(traffic) => add_traffic(traffic, direction, bytes, packets),
-        None => count_loss(Loss::CgroupMapFull, bytes),
+        None => count_loss(ctx, Loss::CgroupMapFull, bytes),
     }
 
     let key = flow_key(ctx, direction, cookie, cgroup_id, bytes);
     match entry(&FLOWS, &key) {
         Some(traffic) => add_traffic(traffic, direction, bytes, packets),
-        None => count_loss(Loss::FlowMapFull, bytes),
+        None => count_loss(ctx, Loss::FlowMapFull, bytes),
     }
 }
 
@@ -94,7 +94,7 @@ fn flow_key(
         _pad: [0; 2],
     };
     let Some(tuple) = packet::parse(ctx) else {
-        count_loss(Loss::Unparsed, bytes);
+        count_loss(ctx, Loss::Unparsed, bytes);
         return key;
     };
     key.family = tuple.family;

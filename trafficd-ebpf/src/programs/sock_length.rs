@@ -73,7 +73,7 @@ fn record(ctx: &BtfTracePointContext, call: Call) {
     let tgid = (pid_tgid >> 32) as u32;
     let bytes = ret as u64;
 
-    remember_owner(cookie, tgid, pid_tgid as u32);
+    remember_owner(ctx, cookie, tgid, pid_tgid as u32);
 
     let key = SocketProcessKey {
         cookie,
@@ -81,7 +81,7 @@ fn record(ctx: &BtfTracePointContext, call: Call) {
         _pad: 0,
     };
     let Some(payload) = entry(&SOCKET_PROCESSES, &key) else {
-        count_loss(Loss::SocketProcessMapFull, bytes);
+        count_loss(ctx, Loss::SocketProcessMapFull, bytes);
         return;
     };
     // SAFETY: `payload` is a live map value.
@@ -117,7 +117,7 @@ fn is_inet(sk: *const c_void) -> bool {
 /// Records the calling process as the socket's owner unless it already is, and remembers the
 /// process itself by tgid.
 #[inline(always)]
-fn remember_owner(cookie: u64, tgid: u32, tid: u32) {
+fn remember_owner(ctx: &BtfTracePointContext, cookie: u64, tgid: u32, tid: u32) {
     // SAFETY: plain lookup; the value is only compared.
     if let Some(owner) = unsafe { OWNERS.get(&cookie) } {
         if owner.tgid == tgid {
@@ -135,11 +135,11 @@ fn remember_owner(cookie: u64, tgid: u32, tid: u32) {
         comm: bpf_get_current_comm().unwrap_or([0; COMM_LEN]),
     };
     if OWNERS.insert(&cookie, &owner, 0).is_err() {
-        count_loss(Loss::OwnerMapFull, 0);
+        count_loss(ctx, Loss::OwnerMapFull, 0);
     }
     // Owners change rarely (once per socket, and on hand-over after fork), so recording the
     // process here keeps the per-call cost flat.
     if PROCESSES.insert(&tgid, &owner, 0).is_err() {
-        count_loss(Loss::OwnerMapFull, 0);
+        count_loss(ctx, Loss::OwnerMapFull, 0);
     }
 }

@@ -19,7 +19,7 @@ pub fn trafficd_sock_release(ctx: SockContext) -> i32 {
     let cookie = unsafe { bpf_get_socket_cookie(ctx.sock.cast()) };
     let now = unsafe { bpf_ktime_get_ns() };
     if CLOSED.insert(&cookie, &now, 0).is_err() {
-        count_loss(Loss::ClosedMapFull, 0);
+        count_loss(&ctx, Loss::ClosedMapFull, 0);
     }
     ALLOW
 }

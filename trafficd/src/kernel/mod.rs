@@ -41,9 +41,13 @@ pub struct MapSizes {
     pub closed: u32,
 }
 
+/// Forwards the kernel programs' aya-log records; flushed by the drain.
+pub type KernelLogger = aya_log::EbpfLogger<&'static dyn log::Log>;
+
 /// The loaded and attached programs. Dropping it detaches them.
 pub struct Kernel {
     ebpf: Ebpf,
+    logger: Option<KernelLogger>,
     sizes: MapSizes,
     pub cgroup_root: PathBuf,
 }
@@ -59,8 +63,11 @@ impl Kernel {
             source,
         })?;
 
+        // aya-log's level global: 0 turns every kernel log statement into one untaken branch.
+        let log_level: u8 = if kernel_log { 0xff } else { 0 };
         let mut ebpf = EbpfLoader::new()
             .override_global("SK_FAMILY_OFFSET", &sk_family_offset, true)
+            .override_global(aya_log::LEVEL, &log_level, false)
             .map_max_entries(names::SOCKETS, sizes.sockets)
             .map_max_entries(names::FLOWS, sizes.flows)
             .map_max_entries(names::CGROUPS, sizes.cgroups)
@@ -70,11 +77,13 @@ impl Kernel {
             .map_max_entries(names::CLOSED, sizes.closed)
             .load(OBJECT)?;
 
-        if kernel_log {
-            if let Err(err) = aya_log::EbpfLogger::init(&mut ebpf) {
-                warn!("kernel logs unavailable: {err}");
-            }
-        }
+        let logger = if kernel_log {
+            aya_log::EbpfLogger::init(&mut ebpf)
+                .map_err(|err| warn!("kernel logs unavailable: {err}"))
+                .ok()
+        } else {
+            None
+        };
 
         attach_cgroup_skb(
             &mut ebpf,
@@ -97,9 +106,15 @@ impl Kernel {
         info!(cgroup2 = %cgroup_root.display(), "kernel programs attached");
         Ok(Kernel {
             ebpf,
+            logger,
             sizes: sizes.clone(),
             cgroup_root,
         })
+    }
+
+    /// Takes the kernel log forwarder, if --kernel-log asked for one.
+    pub fn take_logger(&mut self) -> Option<KernelLogger> {
+        self.logger.take()
     }
 
     /// Takes the maps out of the object for the drain. Call once.
