@@ -48,6 +48,22 @@ pub fn trafficd_sock_recv(ctx: BtfTracePointContext) -> i32 {
     0
 }
 
+/// tp_btf `tcp:tcp_rcv_space_adjust`: fired in process context whenever a process consumes TCP
+/// data, including through splice(2), which bypasses `sock_recvmsg` and so the tracepoint
+/// above (proxies such as haproxy splice). Only the owner is recorded here; bytes of such a
+/// socket then go to it whole.
+#[btf_tracepoint(function = "tcp_rcv_space_adjust")]
+pub fn trafficd_tcp_consume(ctx: BtfTracePointContext) -> i32 {
+    let sk: *const c_void = ctx.arg(0);
+    if !sk.is_null() {
+        // SAFETY: `sk` is the tracepoint's BTF-typed socket argument.
+        let cookie = unsafe { bpf_get_socket_cookie(sk as *mut c_void) };
+        let pid_tgid = bpf_get_current_pid_tgid();
+        remember_owner(&ctx, cookie, (pid_tgid >> 32) as u32, pid_tgid as u32);
+    }
+    0
+}
+
 #[inline(always)]
 fn record(ctx: &BtfTracePointContext, call: Call) {
     let sk: *const c_void = ctx.arg(0);

@@ -99,6 +99,16 @@ impl Kernel {
         )?;
         attach_sock_length(&mut ebpf, "trafficd_sock_send", "sock_send_length")?;
         attach_sock_length(&mut ebpf, "trafficd_sock_recv", "sock_recv_length")?;
+        // Optional: without it, sockets a process only reads with splice(2) have no owner
+        // until the /proc fallback finds one.
+        if let Err(err) = attach_tp_btf(
+            &mut ebpf,
+            "trafficd_tcp_consume",
+            "tcp_rcv_space_adjust",
+            "sockets read only through splice(2) are attributed by the slower /proc scan",
+        ) {
+            warn!("{err}");
+        }
         // Optional: without it, closed sockets are cleaned up by idle expiry only.
         if let Err(err) = attach_sock_release(&mut ebpf, &cgroup) {
             warn!("{err}");
@@ -147,12 +157,30 @@ fn attach_cgroup_skb(
     Ok(())
 }
 
-fn attach_sock_length(ebpf: &mut Ebpf, program: &'static str, tracepoint: &str) -> Result<()> {
+fn attach_sock_length(
+    ebpf: &mut Ebpf,
+    program: &'static str,
+    tracepoint: &'static str,
+) -> Result<()> {
+    attach_tp_btf(
+        ebpf,
+        program,
+        tracepoint,
+        "bytes cannot be attributed to processes",
+    )
+}
+
+fn attach_tp_btf(
+    ebpf: &mut Ebpf,
+    program: &'static str,
+    tracepoint: &'static str,
+    consequence: &'static str,
+) -> Result<()> {
     let fail = |action, source| Error::Program {
         action,
         program,
-        hook: "tp_btf sock:sock_send_length/sock_recv_length",
-        consequence: "bytes cannot be attributed to processes",
+        hook: tracepoint,
+        consequence,
         reason: summarize(&source),
     };
     let btf = aya::Btf::from_sys_fs().map_err(|_| Error::NoBtf)?;
