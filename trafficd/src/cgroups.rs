@@ -1,21 +1,26 @@
 //! Cgroup id -> cgroup path. A cgroup2 id is the inode number of its directory, so walking the
-//! cgroup2 mount once gives the whole table; an unknown id triggers at most one re-walk per
-//! `REWALK_EVERY`, because containers come and go.
+//! cgroup2 mount once gives the whole table. An id never seen before triggers a re-walk at once
+//! (a container that just started, and may be gone in a second); an id a walk could not find
+//! (the cgroup is already gone) is retried at most once per `REWALK_EVERY`.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
-const REWALK_EVERY: Duration = Duration::from_secs(2);
+const REWALK_EVERY: Duration = Duration::from_secs(10);
+/// Bounds the cost of a burst of new cgroups to one walk per this interval.
+const MIN_REWALK_GAP: Duration = Duration::from_millis(100);
 /// Deeper than any real hierarchy; stops a loop on a pathological mount.
 const MAX_DEPTH: usize = 32;
 
 pub struct Cgroups {
     root: PathBuf,
     paths: HashMap<u64, String>,
+    /// Ids a walk did not find.
+    missing: HashSet<u64>,
     walked_at: Option<Instant>,
 }
 
@@ -24,6 +29,7 @@ impl Cgroups {
         Cgroups {
             root,
             paths: HashMap::new(),
+            missing: HashSet::new(),
             walked_at: None,
         }
     }
@@ -34,17 +40,25 @@ impl Cgroups {
         if id == 0 {
             return String::new();
         }
-        if !self.paths.contains_key(&id) && self.may_rewalk() {
+        if !self.paths.contains_key(&id) && self.may_rewalk(id) {
             self.walk();
         }
-        self.paths
-            .get(&id)
-            .cloned()
-            .unwrap_or_else(|| format!("cgroup-id:{id}"))
+        match self.paths.get(&id) {
+            Some(path) => path.clone(),
+            None => {
+                self.missing.insert(id);
+                format!("cgroup-id:{id}")
+            }
+        }
     }
 
-    fn may_rewalk(&self) -> bool {
-        self.walked_at.is_none_or(|at| at.elapsed() >= REWALK_EVERY)
+    fn may_rewalk(&self, id: u64) -> bool {
+        let gap = if self.missing.contains(&id) {
+            REWALK_EVERY
+        } else {
+            MIN_REWALK_GAP
+        };
+        self.walked_at.is_none_or(|at| at.elapsed() >= gap)
     }
 
     fn walk(&mut self) {
@@ -52,6 +66,7 @@ impl Cgroups {
         let mut found = HashMap::new();
         visit(&self.root, &self.root, 0, &mut found);
         // Keep names of cgroups that have gone: their counters may still be reported.
+        self.missing.retain(|id| !found.contains_key(id));
         self.paths.extend(found);
     }
 }
@@ -89,6 +104,11 @@ mod tests {
         assert_eq!(cgroups.path(ino), "/docker/abc");
         assert_eq!(cgroups.path(root_ino), "/");
         assert_eq!(cgroups.path(u64::MAX), format!("cgroup-id:{}", u64::MAX));
+        // A cgroup created after the first walk is found as soon as its id shows up.
+        std::fs::create_dir_all(dir.join("docker/def")).unwrap();
+        let new = std::fs::metadata(dir.join("docker/def")).unwrap().ino();
+        std::thread::sleep(MIN_REWALK_GAP);
+        assert_eq!(cgroups.path(new), "/docker/def");
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

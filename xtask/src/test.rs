@@ -8,6 +8,15 @@ use crate::{build_trafficd, cargo, run_checked, setup};
 pub fn run() -> Result<()> {
     setup::run().context("test: step `setup`")?;
     run_checked(cargo().args(["fmt", "--all", "--", "--check"])).context("test: step `fmt`")?;
+    // The kernel crate is outside the workspace, so `--all` does not reach it.
+    run_checked(cargo().args([
+        "fmt",
+        "--manifest-path",
+        "trafficd-ebpf/Cargo.toml",
+        "--",
+        "--check",
+    ]))
+    .context("test: step `fmt` (trafficd-ebpf)")?;
     let bin = build_trafficd().context("test: step `build`")?;
     run_checked(
         cargo()
