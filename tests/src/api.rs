@@ -169,9 +169,16 @@ impl Item {
         }
         match by {
             "process" => {
+                assert!(v["pid"].is_u64(), "/top by=process: pid not a number: {v}");
+                // Unattributed buckets (pid 0, with a reason) have no owner, so uid may be null.
+                let unattributed = v["pid"].as_u64() == Some(0);
                 assert!(
-                    v["pid"].is_u64() && v["uid"].is_u64(),
-                    "/top by=process: pid/uid not numbers: {v}"
+                    v["uid"].is_u64() || (unattributed && v["uid"].is_null()),
+                    "/top by=process: uid not a number: {v}"
+                );
+                assert!(
+                    !unattributed || v["reason"].is_string(),
+                    "/top by=process: an unattributed bucket (pid 0) without a reason: {v}"
                 );
                 assert!(
                     v["reason"].is_null() || v["reason"].is_string(),

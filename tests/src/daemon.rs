@@ -255,6 +255,28 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
+        if std::thread::panicking() && self.child.is_some() {
+            // The test failed: show what the daemon had, before stopping it.
+            for q in [
+                "by=process&window=60s&limit=15",
+                "by=flow&window=60s&limit=15",
+            ] {
+                match http::get(&self.url(&format!("/top?{q}"))) {
+                    Ok(r) => {
+                        eprintln!("---- GET /top?{q} (HTTP {}) ----", r.status);
+                        match serde_json::from_str::<serde_json::Value>(&r.body) {
+                            Ok(v) => {
+                                for item in v["items"].as_array().into_iter().flatten() {
+                                    eprintln!("{item}");
+                                }
+                            }
+                            Err(_) => eprintln!("{}", r.body),
+                        }
+                    }
+                    Err(e) => eprintln!("---- GET /top?{q} failed: {e}"),
+                }
+            }
+        }
         if let Some(mut child) = self.child.take() {
             if let Err(e) = terminate(&mut child) {
                 eprintln!("{e}");
@@ -264,18 +286,17 @@ impl Drop for Daemon {
             // The test failed: show the end of the daemon's output next to the failure.
             let text = self.log_text();
             let lines: Vec<&str> = text.lines().collect();
-            let tail = &lines[lines.len().saturating_sub(60)..];
+            let tail = &lines[lines.len().saturating_sub(80)..];
             eprintln!(
-                "---- trafficd output (last {} lines of {}) ----",
+                "---- trafficd output (last {} of {} lines) ----",
                 tail.len(),
-                self.log.display()
+                lines.len()
             );
             for l in tail {
                 eprintln!("{l}");
             }
-        } else {
-            let _ = std::fs::remove_file(&self.log);
         }
+        let _ = std::fs::remove_file(&self.log);
     }
 }
 

@@ -28,7 +28,9 @@ pub use daemon::{Daemon, DaemonBuilder};
 pub use http::{get, get_json, Response};
 pub use netns::{Link, NetNs};
 pub use procs::{Gen, GenCommand, GenReport, TrafficGen};
-pub use root::{__skip_or_fail_without_root, is_root};
+#[doc(hidden)]
+pub use root::__skip_or_fail_without_root;
+pub use root::is_root;
 pub use scenario::{assert_transfer, tcp_transfer, udp_transfer, Side, Transfer};
 pub use wait::{wait_for, wait_some, DEFAULT_POLL, DEFAULT_TIMEOUT};
 

@@ -272,35 +272,24 @@ pub fn assert_transfer(d: &Daemon, t: &Transfer, mtu: u64) -> (Item, Item) {
     );
     match t.protocol {
         "tcp" => {
-            wire::assert_tcp_data(&what("sender lifetime_tx_bytes"), n, s.tx(), mtu, t.v6);
-            wire::assert_tcp_data(&what("receiver lifetime_rx_bytes"), n, r.rx(), mtu, t.v6);
-            wire::assert_tcp_acks(
-                &what("receiver lifetime_tx_bytes (ACKs)"),
-                n,
-                r.tx(),
-                mtu,
-                t.v6,
+            let v6 = t.v6;
+            let (stx, rrx) = (
+                what("sender lifetime_tx_bytes"),
+                what("receiver lifetime_rx_bytes"),
             );
-            wire::assert_tcp_acks(
-                &what("sender lifetime_rx_bytes (ACKs)"),
-                n,
-                s.rx(),
-                mtu,
-                t.v6,
+            // Retransmissions are real bytes on the wire: the sender's TCP_INFO says how many.
+            let sent = wire::Sent::from_report(n, &t.sender);
+            wire::assert_tcp_data(&stx, sent, s.tx(), s.tx_packets(), mtu, v6);
+            wire::assert_tcp_data(&rrx, sent, r.rx(), r.rx_packets(), mtu, v6);
+            let (rtx, srx) = (
+                what("receiver lifetime_tx_bytes (ACKs)"),
+                what("sender lifetime_rx_bytes (ACKs)"),
             );
+            wire::assert_tcp_acks(&rtx, n, r.tx(), r.tx_packets(), v6);
+            wire::assert_tcp_acks(&srx, n, s.rx(), s.rx_packets(), v6);
             // GSO may hand the hook 64 KiB super-packets: at least payload / 64 KiB of them.
-            assert!(
-                s.tx_packets() >= n / 65536,
-                "{}: {:#}",
-                what("sender lifetime_tx_packets"),
-                s.0
-            );
-            assert!(
-                r.rx_packets() >= n / 65536,
-                "{}: {:#}",
-                what("receiver lifetime_rx_packets"),
-                r.0
-            );
+            assert!(s.tx_packets() >= n / 65536, "{stx}: {:#}", s.0);
+            assert!(r.rx_packets() >= n / 65536, "{rrx}: {:#}", r.0);
         }
         "udp" => {
             let dgrams = t.sender.u64("datagrams_sent");
@@ -336,8 +325,16 @@ pub fn assert_transfer(d: &Daemon, t: &Transfer, mtu: u64) -> (Item, Item) {
     let (local, remote) = (t.sender.local(), t.sender.peer());
     let flows = d.wait_flow(t.protocol, local, remote, |tx, _| tx >= n);
     let tx: u64 = flows.iter().map(Item::tx).sum();
+    let tx_packets: u64 = flows.iter().map(Item::tx_packets).sum();
     match t.protocol {
-        "tcp" => wire::assert_tcp_data(&what("sender flow lifetime_tx_bytes"), n, tx, mtu, t.v6),
+        "tcp" => wire::assert_tcp_data(
+            &what("sender flow lifetime_tx_bytes"),
+            wire::Sent::from_report(n, &t.sender),
+            tx,
+            tx_packets,
+            mtu,
+            t.v6,
+        ),
         _ => wire::assert_udp_exact(
             &what("sender flow lifetime_tx_bytes"),
             n,

@@ -49,36 +49,62 @@ fn shared_socket_bytes_are_split_by_sender() {
     let child = d.wait_process(child_pid, |i| i.tx() >= CHILD);
     assert_eq!(parent.comm(), "tg-fk-parent", "{:#}", parent.0);
     assert_eq!(child.comm(), "tg-fk-child", "{:#}", child.0);
-    // Each gets its own payload plus its share of headers; the child's bound
-    // (1 MiB + 1% + headers) excludes any of the parent's 3 MiB and vice versa.
+    // Each gets its own payload plus its share of headers (and of any
+    // retransmission: the socket's TCP_INFO cannot say whose bytes those were);
+    // the child's bound (1 MiB + headers) excludes any of the parent's 3 MiB
+    // and vice versa.
+    let all = wire::Sent::from_report(PARENT + CHILD, &f);
+    let part = |payload| wire::Sent {
+        payload,
+        retrans_bytes: all.retrans_bytes,
+        segments: None,
+    };
     wire::assert_tcp_data(
         "parent lifetime_tx_bytes",
-        PARENT,
+        part(PARENT),
         parent.tx(),
+        parent.tx_packets(),
         LOOPBACK_MTU,
         false,
     );
     wire::assert_tcp_data(
         "child lifetime_tx_bytes",
-        CHILD,
+        part(CHILD),
         child.tx(),
+        child.tx_packets(),
         LOOPBACK_MTU,
         false,
     );
     // And together they are the connection.
     wire::assert_tcp_data(
         "parent + child lifetime_tx_bytes",
-        PARENT + CHILD,
+        all,
         parent.tx() + child.tx(),
+        parent.tx_packets() + child.tx_packets(),
         LOOPBACK_MTU,
         false,
     );
     let sink_item = d.wait_process(sink.pid(), |i| i.rx() >= PARENT + CHILD);
     wire::assert_tcp_data(
         "sink lifetime_rx_bytes",
-        PARENT + CHILD,
+        all,
         sink_item.rx(),
+        sink_item.rx_packets(),
         LOOPBACK_MTU,
         false,
+    );
+    // On loopback the packets the two senders send are the packets the sink
+    // receives, so the split adds up: nothing lost or counted twice (up to
+    // rounding in the split, and retransmitted segments the sink dropped).
+    let sent = parent.tx() + child.tx();
+    let retrans_segments = f.json["tcp_info"]["total_retrans"].as_u64().unwrap_or(0);
+    let tolerance =
+        wire::FIXED_SLACK + all.retrans_bytes + retrans_segments * wire::tcp_header(false);
+    assert!(
+        sent.abs_diff(sink_item.rx()) <= tolerance,
+        "parent {} + child {} = {sent} bytes sent, but the sink received {}",
+        parent.tx(),
+        child.tx(),
+        sink_item.rx()
     );
 }

@@ -59,7 +59,7 @@ fn parameters_are_validated_and_the_daemon_keeps_serving() {
         Side::named("tg-hp-sink"),
         Side::named("tg-hp-send"),
     );
-    tcp_transfer(
+    let t = tcp_transfer(
         &tg,
         "127.0.0.1:0".parse().unwrap(),
         1 << 20,
@@ -67,6 +67,8 @@ fn parameters_are_validated_and_the_daemon_keeps_serving() {
         Side::named("tg-hp-serve"),
         Side::named("tg-hp-recv"),
     );
+    // Until the daemon has drained it, /top may not list it yet.
+    d.wait_process(t.receiver.pid(), |i| i.rx() >= 1 << 20);
 
     let (status, health) = d.get_json("/healthz");
     assert_eq!(

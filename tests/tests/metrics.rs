@@ -10,6 +10,9 @@ use trafficd_tests::{require_root, tcp_transfer, trafficgen, wait_for, Cgroup, D
 
 const PAYLOAD: u64 = 2 << 20;
 
+/// A sample name, its labels, and the value /top has for the same counter.
+type Check<'a> = (&'a str, Vec<(&'a str, &'a str)>, u64);
+
 /// The value of the one sample `name{labels}`, once it is at least `min`.
 fn wait_sample(d: &Daemon, name: &str, labels: &[(&str, &str)], min: f64) -> (f64, Exposition) {
     wait_for(&format!("{name}{labels:?} >= {min} in /metrics"), || {
@@ -55,7 +58,6 @@ fn metrics_count_known_traffic_and_expose_self_metrics() {
         Side::named("tg-m-send").cgroup(&cg),
     );
     let (sp, rp) = (t.sender.pid().to_string(), t.receiver.pid().to_string());
-    let n = PAYLOAD as f64;
 
     let r = d.get("/metrics");
     assert_eq!(r.status, 200);
@@ -66,58 +68,70 @@ fn metrics_count_known_traffic_and_expose_self_metrics() {
         );
     }
 
-    let (tx, _) = wait_sample(
-        &d,
-        "trafficd_process_transmit_bytes_total",
-        &[("pid", &sp), ("comm", "tg-m-send")],
-        n,
+    // Settled numbers from /top first (with packet counts, which /metrics
+    // does not have), then /metrics must show the same counters.
+    let sp_item = d.wait_process(t.sender.pid(), |i| i.tx() >= PAYLOAD);
+    let rp_item = d.wait_process(t.receiver.pid(), |i| i.rx() >= PAYLOAD);
+    let cg_item = d.wait_cgroup(cg.path(), |i| i.tx() >= PAYLOAD);
+    let v6 = false;
+    let sent = wire::Sent::from_report(PAYLOAD, &t.sender);
+    wire::assert_tcp_data(
+        "sender",
+        sent,
+        sp_item.tx(),
+        sp_item.tx_packets(),
+        LOOPBACK_MTU,
+        v6,
     );
     wire::assert_tcp_data(
-        "sender transmit_bytes_total",
-        PAYLOAD,
-        tx as u64,
+        "receiver",
+        sent,
+        rp_item.rx(),
+        rp_item.rx_packets(),
         LOOPBACK_MTU,
-        false,
-    );
-    let (rx, _) = wait_sample(
-        &d,
-        "trafficd_process_receive_bytes_total",
-        &[("pid", &rp), ("comm", "tg-m-sink")],
-        n,
+        v6,
     );
     wire::assert_tcp_data(
-        "receiver receive_bytes_total",
-        PAYLOAD,
-        rx as u64,
+        "cgroup",
+        sent,
+        cg_item.tx(),
+        cg_item.tx_packets(),
         LOOPBACK_MTU,
-        false,
+        v6,
     );
-    let (ctx, _) = wait_sample(
-        &d,
-        "trafficd_cgroup_transmit_bytes_total",
-        &[("cgroup", cg.path())],
-        n,
-    );
-    wire::assert_tcp_data(
-        "cgroup transmit_bytes_total",
-        PAYLOAD,
-        ctx as u64,
-        LOOPBACK_MTU,
-        false,
-    );
-    let (crx, m) = wait_sample(
-        &d,
-        "trafficd_cgroup_receive_bytes_total",
-        &[("cgroup", cg.path())],
-        1.0,
-    );
-    wire::assert_tcp_acks(
-        "cgroup receive_bytes_total (ACKs)",
-        PAYLOAD,
-        crx as u64,
-        LOOPBACK_MTU,
-        false,
-    );
+    wire::assert_tcp_acks("cgroup rx", PAYLOAD, cg_item.rx(), cg_item.rx_packets(), v6);
+
+    let checks: [Check; 4] = [
+        (
+            "trafficd_process_transmit_bytes_total",
+            vec![("pid", &sp), ("comm", "tg-m-send")],
+            sp_item.tx(),
+        ),
+        (
+            "trafficd_process_receive_bytes_total",
+            vec![("pid", &rp), ("comm", "tg-m-sink")],
+            rp_item.rx(),
+        ),
+        (
+            "trafficd_cgroup_transmit_bytes_total",
+            vec![("cgroup", cg.path())],
+            cg_item.tx(),
+        ),
+        (
+            "trafficd_cgroup_receive_bytes_total",
+            vec![("cgroup", cg.path())],
+            cg_item.rx(),
+        ),
+    ];
+    let mut m = Exposition::default();
+    for (name, labels, expect) in &checks {
+        let (v, e) = wait_sample(&d, name, labels, *expect as f64);
+        assert_eq!(
+            v, *expect as f64,
+            "{name}{labels:?} in /metrics vs the same counter in /top"
+        );
+        m = e;
+    }
 
     // The whole exposition is well-formed OpenMetrics, ends with # EOF and
     // declares the byte counters as counters.

@@ -161,6 +161,7 @@ impl Drainer {
         health.kernel_totals = self.maps.totals();
         health.sockets_forgotten += forgotten;
         health.last_drain = started.elapsed();
+        health.longest_drain = health.longest_drain.max(health.last_drain);
         drop(store);
 
         if !expired.is_empty() {

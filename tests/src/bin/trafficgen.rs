@@ -172,6 +172,7 @@ fn run(cli: &Cli) -> Res<Map<String, Value>> {
             let mut s = accept(&l, timeout)?;
             addrs(&mut r, &s);
             let got = read_to_eof(&mut s, timeout)?;
+            r.insert("tcp_info".into(), tcp_info(&s));
             r.insert("bytes_received".into(), json!(got));
             r.insert("bytes_sent".into(), json!(0));
         }
@@ -188,6 +189,8 @@ fn run(cli: &Cli) -> Res<Map<String, Value>> {
             } else {
                 read_to_eof(&mut s, timeout)?
             };
+            // With --no-wait this is taken before the peer acknowledged everything.
+            r.insert("tcp_info".into(), tcp_info(&s));
             r.insert("bytes_sent".into(), json!(a.bytes));
             r.insert("bytes_received".into(), json!(got));
             std::thread::sleep(Duration::from_millis(a.hold_ms));
@@ -206,6 +209,7 @@ fn run(cli: &Cli) -> Res<Map<String, Value>> {
             s.shutdown(Shutdown::Write)
                 .map_err(|e| format!("shutdown: {e}"))?;
             let got = read_to_eof(&mut s, timeout)?;
+            r.insert("tcp_info".into(), tcp_info(&s));
             r.insert("bytes_sent".into(), json!(bytes));
             r.insert("bytes_received".into(), json!(got));
         }
@@ -214,6 +218,7 @@ fn run(cli: &Cli) -> Res<Map<String, Value>> {
             let mut s = connect(*to, timeout)?;
             addrs(&mut r, &s);
             let got = read_to_eof(&mut s, timeout)?;
+            r.insert("tcp_info".into(), tcp_info(&s));
             r.insert("bytes_sent".into(), json!(0));
             r.insert("bytes_received".into(), json!(got));
         }
@@ -341,6 +346,7 @@ fn run(cli: &Cli) -> Res<Map<String, Value>> {
             s.shutdown(Shutdown::Write)
                 .map_err(|e| format!("shutdown: {e}"))?;
             let got = read_to_eof(&mut s, timeout)?;
+            r.insert("tcp_info".into(), tcp_info(&s));
             r.insert("child_pid".into(), json!(child));
             r.insert("parent_bytes".into(), json!(parent_bytes));
             r.insert("child_bytes".into(), json!(child_bytes));
@@ -361,6 +367,7 @@ fn run(cli: &Cli) -> Res<Map<String, Value>> {
             s.shutdown(Shutdown::Write)
                 .map_err(|e| format!("shutdown: {e}"))?;
             let got = read_to_eof(&mut s, timeout)?;
+            r.insert("tcp_info".into(), tcp_info(&s));
             r.insert("bytes_sent".into(), json!(bytes));
             r.insert("bytes_received".into(), json!(got));
         }
@@ -372,6 +379,7 @@ fn run(cli: &Cli) -> Res<Map<String, Value>> {
             addrs(&mut r, &s);
             wait_for_file(wait_file, timeout)?;
             let got = read_to_eof(&mut s, timeout)?;
+            r.insert("tcp_info".into(), tcp_info(&s));
             r.insert("bytes_sent".into(), json!(0));
             r.insert("bytes_received".into(), json!(got));
         }
@@ -505,6 +513,40 @@ fn wait_for_file(p: &Path, timeout: Duration) -> Res<()> {
         std::thread::sleep(Duration::from_millis(20));
     }
     Ok(())
+}
+
+/// The kernel's own account of a TCP socket (getsockopt TCP_INFO): segments
+/// in and out (retransmissions included) and retransmitted payload bytes, so
+/// tests can tell headers and retransmissions apart from accounting errors.
+fn tcp_info(s: &TcpStream) -> Value {
+    use std::os::fd::AsRawFd;
+    // SAFETY: tcp_info is plain old data; the kernel fills at most `len` bytes.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    let rc = unsafe {
+        libc::getsockopt(
+            s.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Value::Null;
+    }
+    json!({
+        "segs_out": info.tcpi_segs_out,
+        "segs_in": info.tcpi_segs_in,
+        "data_segs_out": info.tcpi_data_segs_out,
+        "data_segs_in": info.tcpi_data_segs_in,
+        "total_retrans": info.tcpi_total_retrans,
+        "bytes_sent": info.tcpi_bytes_sent,
+        "bytes_retrans": info.tcpi_bytes_retrans,
+        "bytes_acked": info.tcpi_bytes_acked,
+        "bytes_received": info.tcpi_bytes_received,
+        "snd_mss": info.tcpi_snd_mss,
+    })
 }
 
 fn set_rcvbuf(s: &UdpSocket, bytes: libc::c_int) {

@@ -173,6 +173,12 @@ impl Collector for StoreCollector {
             "How long the last drain of the kernel maps took",
             [(Vec::new(), health.last_drain.as_micros() as i64)],
         )?;
+        gauges(
+            &mut encoder,
+            "trafficd_drain_duration_max_microseconds",
+            "Longest drain of the kernel maps since the daemon started",
+            [(Vec::new(), health.longest_drain.as_micros() as i64)],
+        )?;
         counters(
             &mut encoder,
             "trafficd_sockets_forgotten",

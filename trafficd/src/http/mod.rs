@@ -88,6 +88,7 @@ async fn get_healthz(State(state): State<AppState>) -> Response {
         "drains": health.drains,
         "uptime_seconds": health.started.elapsed().as_secs(),
         "last_drain_microseconds": health.last_drain.as_micros() as u64,
+        "longest_drain_microseconds": health.longest_drain.as_micros() as u64,
     }))
     .into_response()
 }

@@ -51,6 +51,7 @@ pub struct Health {
     pub started: Instant,
     pub drains: u64,
     pub last_drain: Duration,
+    pub longest_drain: Duration,
     /// (kind, events, bytes) the kernel side could not record.
     pub losses: Vec<(Loss, u64, u64)>,
     pub map_fill: Vec<MapFill>,
@@ -79,6 +80,7 @@ impl Store {
                 started: now,
                 drains: 0,
                 last_drain: Duration::ZERO,
+                longest_drain: Duration::ZERO,
                 losses: Vec::new(),
                 map_fill: Vec::new(),
                 kernel_totals: Traffic::default(),
