@@ -7,6 +7,7 @@ use std::{
     collections::{HashMap, HashSet},
     os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -18,7 +19,7 @@ const MAX_DEPTH: usize = 32;
 
 pub struct Cgroups {
     root: PathBuf,
-    paths: HashMap<u64, String>,
+    paths: HashMap<u64, Arc<str>>,
     /// Ids a walk did not find.
     missing: HashSet<u64>,
     walked_at: Option<Instant>,
@@ -36,9 +37,9 @@ impl Cgroups {
 
     /// Path of cgroup `id` relative to the cgroup2 mount ("/" for the root, "/docker/<id>"...).
     /// Ids of cgroups removed before we walked them render as "cgroup-id:<id>".
-    pub fn path(&mut self, id: u64) -> String {
+    pub fn path(&mut self, id: u64) -> Arc<str> {
         if id == 0 {
-            return String::new();
+            return Arc::from("");
         }
         if !self.paths.contains_key(&id) && self.may_rewalk(id) {
             self.walk();
@@ -47,7 +48,7 @@ impl Cgroups {
             Some(path) => path.clone(),
             None => {
                 self.missing.insert(id);
-                format!("cgroup-id:{id}")
+                Arc::from(format!("cgroup-id:{id}"))
             }
         }
     }
@@ -71,7 +72,7 @@ impl Cgroups {
     }
 }
 
-fn visit(root: &Path, dir: &Path, depth: usize, found: &mut HashMap<u64, String>) {
+fn visit(root: &Path, dir: &Path, depth: usize, found: &mut HashMap<u64, Arc<str>>) {
     if depth > MAX_DEPTH {
         return;
     }
@@ -79,7 +80,7 @@ fn visit(root: &Path, dir: &Path, depth: usize, found: &mut HashMap<u64, String>
         return;
     };
     let relative = dir.strip_prefix(root).unwrap_or(dir);
-    found.insert(meta.ino(), format!("/{}", relative.display()));
+    found.insert(meta.ino(), Arc::from(format!("/{}", relative.display())));
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
@@ -101,14 +102,14 @@ mod tests {
         let ino = std::fs::metadata(dir.join("docker/abc")).unwrap().ino();
         let root_ino = std::fs::metadata(&dir).unwrap().ino();
         let mut cgroups = Cgroups::new(dir.clone());
-        assert_eq!(cgroups.path(ino), "/docker/abc");
-        assert_eq!(cgroups.path(root_ino), "/");
-        assert_eq!(cgroups.path(u64::MAX), format!("cgroup-id:{}", u64::MAX));
+        assert_eq!(&*cgroups.path(ino), "/docker/abc");
+        assert_eq!(&*cgroups.path(root_ino), "/");
+        assert_eq!(&*cgroups.path(u64::MAX), format!("cgroup-id:{}", u64::MAX));
         // A cgroup created after the first walk is found as soon as its id shows up.
         std::fs::create_dir_all(dir.join("docker/def")).unwrap();
         let new = std::fs::metadata(dir.join("docker/def")).unwrap().ino();
         std::thread::sleep(MIN_REWALK_GAP);
-        assert_eq!(cgroups.path(new), "/docker/def");
+        assert_eq!(&*cgroups.path(new), "/docker/def");
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

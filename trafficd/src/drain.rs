@@ -6,7 +6,7 @@ use std::{
     collections::{HashMap, HashSet},
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
     path::PathBuf,
-    sync::RwLock,
+    sync::{Arc, RwLock},
     time::{Duration, Instant},
 };
 
@@ -122,14 +122,19 @@ impl Drainer {
             socket_processes: payloads.len(),
             closed: closed.len(),
         };
+        let read = started.elapsed();
         let socket_deltas = self.sockets.observe(sockets);
         let flow_deltas = self.flows.observe(flows);
         let cgroup_deltas = self.cgroups.observe(cgroups);
         let payload_deltas = self.payloads.observe(payloads);
 
+        let observed = started.elapsed();
         let usage = self.socket_use(&socket_deltas, &flow_deltas, payload_deltas);
+        let used = started.elapsed();
         let talkers = self.attribute(&socket_deltas, &usage);
+        let attributed = started.elapsed();
         let flow_records = self.flow_records(flow_deltas, &usage, &talkers.1);
+        let flowed = started.elapsed();
         let remote_records = remote_records(&flow_records);
         let cgroup_records: Vec<_> = cgroup_deltas
             .into_iter()
@@ -148,6 +153,7 @@ impl Drainer {
         self.forget_idle();
         self.collect_exited_processes();
 
+        let forgot = started.elapsed();
         let mut store = store.write().unwrap_or_else(|e| e.into_inner());
         store.processes.record(started, length, talkers.0);
         store.cgroups.record(started, length, cgroup_records);
@@ -163,6 +169,7 @@ impl Drainer {
         health.last_drain = started.elapsed();
         health.longest_drain = health.longest_drain.max(health.last_drain);
         drop(store);
+        tracing::debug!(?read, ?observed, ?used, ?attributed, ?flowed, ?forgot, total = ?started.elapsed(), "drain");
 
         if !expired.is_empty() {
             let gone: HashSet<ProcessKey> = expired
@@ -262,7 +269,7 @@ impl Drainer {
         let tgid = match claimant {
             Claimant::Unattributed(reason) => {
                 let info = TalkerInfo {
-                    comm: format!("[{}]", reason.label()),
+                    comm: Arc::from(format!("[{}]", reason.label())),
                     reason: Some(reason),
                     ..TalkerInfo::default()
                 };
@@ -282,7 +289,7 @@ impl Drainer {
         let info = self.processes.info(&key).cloned().unwrap_or_default();
         let talker_info = TalkerInfo {
             pid: tgid,
-            comm: info.comm,
+            comm: Arc::from(info.comm),
             cmdline: info.cmdline,
             exe: info.exe,
             user: info.user,
@@ -312,9 +319,11 @@ impl Drainer {
                 let (pid, comm) = match claimant {
                     Claimant::Process(tgid) => match identities.get(&tgid) {
                         Some((_, info)) => (tgid, info.comm.clone()),
-                        None => (tgid, String::new()),
+                        None => (tgid, Arc::from("")),
                     },
-                    Claimant::Unattributed(reason) => (0, format!("[{}]", reason.label())),
+                    Claimant::Unattributed(reason) => {
+                        (0, Arc::from(format!("[{}]", reason.label())))
+                    }
                 };
                 let cgroup = self.cgroup_paths.path(key.cgroup_id);
                 (key, delta, FlowInfo { pid, comm, cgroup })
@@ -341,9 +350,10 @@ impl Drainer {
         let expiry = self.config.idle_expiry_drains;
         let idle: HashSet<u64> = self.sockets.idle_for(expiry).into_iter().collect();
         self.forget_sockets(&idle, expiry);
-        for key in self.flows.idle_for(expiry) {
-            self.maps.forget_flow(&key);
-            self.flows.forget(&key);
+        let idle_flows = self.flows.idle_for(expiry);
+        self.maps.forget_flows(&idle_flows);
+        for key in &idle_flows {
+            self.flows.forget(key);
         }
         for key in self.payloads.idle_for(expiry) {
             self.maps.forget_socket_process(&key);
@@ -370,13 +380,12 @@ impl Drainer {
             .flows
             .keys()
             .filter(|k| cookies.contains(&k.cookie))
+            .filter(|k| self.flows.idle(k).is_some_and(|i| i >= idle))
             .copied()
             .collect();
-        for key in flows {
-            if self.flows.idle(&key).is_some_and(|i| i >= idle) {
-                self.maps.forget_flow(&key);
-                self.flows.forget(&key);
-            }
+        self.maps.forget_flows(&flows);
+        for key in &flows {
+            self.flows.forget(key);
         }
         let payloads: Vec<SocketProcessKey> = self
             .payloads

@@ -5,7 +5,9 @@
 //! here when it does; a key missing from one read (a lookup that raced) keeps its state, so its
 //! bytes are never counted twice.
 
-use std::{collections::HashMap, hash::Hash};
+use std::hash::Hash;
+
+use rustc_hash::FxHashMap as HashMap;
 
 use trafficd_common::{Payload, Traffic};
 
@@ -41,7 +43,7 @@ pub struct Tracker<K, V> {
 impl<K, V> Default for Tracker<K, V> {
     fn default() -> Self {
         Tracker {
-            seen: HashMap::new(),
+            seen: HashMap::default(),
         }
     }
 }

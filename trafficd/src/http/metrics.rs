@@ -72,7 +72,7 @@ impl Collector for StoreCollector {
         let store = self.store.read().unwrap_or_else(|e| e.into_inner());
 
         // Two processes can share (comm, pid) across pid reuse; one series holds their sum.
-        let mut processes: BTreeMap<(String, u32), (u64, u64)> = BTreeMap::new();
+        let mut processes: BTreeMap<(Arc<str>, u32), (u64, u64)> = BTreeMap::new();
         for (_, entry) in store.processes.entries() {
             let sum = processes
                 .entry((entry.meta.comm.clone(), entry.meta.pid))
@@ -80,8 +80,9 @@ impl Collector for StoreCollector {
             sum.0 += entry.lifetime.tx_bytes;
             sum.1 += entry.lifetime.rx_bytes;
         }
-        let process_labels =
-            |(comm, pid): &(String, u32)| vec![("comm", comm.clone()), ("pid", pid.to_string())];
+        let process_labels = |(comm, pid): &(Arc<str>, u32)| {
+            vec![("comm", comm.to_string()), ("pid", pid.to_string())]
+        };
         counters(
             &mut encoder,
             "trafficd_process_transmit_bytes",
@@ -95,7 +96,7 @@ impl Collector for StoreCollector {
             processes.iter().map(|(k, v)| (process_labels(k), v.1)),
         )?;
 
-        let mut cgroups: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+        let mut cgroups: BTreeMap<Arc<str>, (u64, u64)> = BTreeMap::new();
         for (_, entry) in store.cgroups.entries() {
             let sum = cgroups.entry(entry.meta.path.clone()).or_default();
             sum.0 += entry.lifetime.tx_bytes;
@@ -107,7 +108,7 @@ impl Collector for StoreCollector {
             "IP bytes sent by the sockets of a cgroup (path relative to the cgroup2 mount)",
             cgroups
                 .iter()
-                .map(|(k, v)| (vec![("cgroup", k.clone())], v.0)),
+                .map(|(k, v)| (vec![("cgroup", k.to_string())], v.0)),
         )?;
         counters(
             &mut encoder,
@@ -115,7 +116,7 @@ impl Collector for StoreCollector {
             "IP bytes received by the sockets of a cgroup (path relative to the cgroup2 mount)",
             cgroups
                 .iter()
-                .map(|(k, v)| (vec![("cgroup", k.clone())], v.1)),
+                .map(|(k, v)| (vec![("cgroup", k.to_string())], v.1)),
         )?;
 
         let health = &store.health;

@@ -3,14 +3,14 @@
 //! Per-CPU values are summed here; callers only ever see totals.
 
 use aya::{
-    maps::{HashMap, Map, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues},
+    maps::{HashMap, IterableMap, Map, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues},
     Ebpf, Pod,
 };
 use trafficd_common::{
     maps as names, totals, FlowKey, Loss, Payload, SocketOwner, SocketProcessKey, Traffic,
 };
 
-use super::MapSizes;
+use super::{batch, MapSizes};
 use crate::error::{Error, Result};
 
 pub struct KernelMaps {
@@ -127,8 +127,12 @@ impl KernelMaps {
         let _ = self.closed.remove(&cookie);
     }
 
-    pub fn forget_flow(&mut self, key: &FlowKey) {
-        let _ = self.flows.remove(key);
+    pub fn forget_flows(&mut self, keys: &[FlowKey]) {
+        if batch::delete(IterableMap::map(&self.flows).fd(), keys).is_err() {
+            for key in keys {
+                let _ = self.flows.remove(key);
+            }
+        }
     }
 
     pub fn forget_socket_process(&mut self, key: &SocketProcessKey) {
@@ -193,6 +197,13 @@ pub struct MapEntries {
 }
 
 fn read_per_cpu<K: Pod, V: Summable>(map: &PerCpuHashMap<MapData, K, V>) -> Vec<(K, V)> {
+    let fd = IterableMap::map(map).fd();
+    if let Ok(cpus) = aya::util::nr_cpus() {
+        match batch::read_per_cpu::<K, V>(fd, cpus, V::plus) {
+            Ok(entries) => return entries,
+            Err(err) => tracing::debug!("batch lookup unavailable ({err}); reading key by key"),
+        }
+    }
     map.iter()
         .filter_map(|entry| entry.ok())
         .map(|(key, values)| (key, sum(&values)))

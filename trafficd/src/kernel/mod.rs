@@ -2,6 +2,7 @@
 //!
 //! The object is embedded in the binary at build time. Dropping [`Kernel`] detaches everything.
 
+mod batch;
 mod btf;
 mod compat;
 mod maps;

@@ -6,10 +6,12 @@
 //! end inside it.
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::VecDeque,
     hash::Hash,
     time::{Duration, Instant},
 };
+
+use rustc_hash::FxHashMap as HashMap;
 
 use trafficd_common::Traffic;
 
@@ -37,7 +39,7 @@ pub struct Dimension<K, M> {
 impl<K, M> Default for Dimension<K, M> {
     fn default() -> Self {
         Dimension {
-            entries: HashMap::new(),
+            entries: HashMap::default(),
             ticks: VecDeque::new(),
         }
     }
@@ -83,7 +85,7 @@ impl<K: Hash + Eq + Clone, M: Default> Dimension<K, M> {
 
     /// Every group's traffic in the last `window` before `now`, with the time really covered.
     pub fn window(&self, now: Instant, window: Duration) -> (Vec<Windowed<'_, K, M>>, Duration) {
-        let mut sums: HashMap<&K, Traffic> = HashMap::new();
+        let mut sums: HashMap<&K, Traffic> = HashMap::default();
         let mut covered = Duration::ZERO;
         // A tick belongs to the window when it ended within it; a little slack absorbs the
         // jitter of the drain timer so a 10 s window holds 10 one-second ticks, not 9.

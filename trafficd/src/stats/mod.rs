@@ -6,6 +6,7 @@ mod dimension;
 
 use std::{
     net::IpAddr,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -24,25 +25,26 @@ pub enum Talker {
 #[derive(Clone, Debug, Default)]
 pub struct TalkerInfo {
     pub pid: u32,
-    pub comm: String,
+    pub comm: Arc<str>,
     pub cmdline: String,
     pub exe: String,
     pub user: String,
     pub uid: Option<u32>,
-    pub cgroup: String,
+    pub cgroup: Arc<str>,
     pub reason: Option<Unattributed>,
 }
 
 #[derive(Clone, Debug, Default)]
 pub struct CgroupInfo {
-    pub path: String,
+    pub path: Arc<str>,
 }
 
+/// Flows are many: their names are shared with the process and cgroup they belong to.
 #[derive(Clone, Debug, Default)]
 pub struct FlowInfo {
     pub pid: u32,
-    pub comm: String,
-    pub cgroup: String,
+    pub comm: Arc<str>,
+    pub cgroup: Arc<str>,
 }
 
 /// The daemon's view of itself, for /metrics and /healthz.

@@ -1,0 +1,128 @@
+//! Reading a whole per-CPU hash map with `BPF_MAP_LOOKUP_BATCH`.
+//!
+//! aya 0.14 reads maps one key at a time (get_next_key + lookup: two syscalls per entry), which
+//! at 100k flows costs the drain hundreds of milliseconds. A batch lookup returns thousands of
+//! entries per syscall. Kernels without it (< 5.6) fall back to the per-key iterator.
+
+use std::{
+    io,
+    mem::{size_of, MaybeUninit},
+    os::fd::{AsFd, AsRawFd},
+};
+
+use aya::Pod;
+
+const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
+const BPF_MAP_DELETE_BATCH: libc::c_long = 27;
+/// Entries asked for per syscall.
+const BATCH: usize = 4096;
+
+/// `union bpf_attr`, batch variant.
+#[repr(C)]
+#[derive(Default)]
+struct BatchAttr {
+    in_batch: u64,
+    out_batch: u64,
+    keys: u64,
+    values: u64,
+    count: u32,
+    map_fd: u32,
+    elem_flags: u64,
+    flags: u64,
+}
+
+/// Every (key, per-CPU values folded with `fold`) of the map, or `Err` when the kernel has no
+/// batch lookup for it. Folding here keeps one value per entry in memory, not one per CPU.
+pub fn read_per_cpu<K: Pod, V: Pod + Default>(
+    map: impl AsFd,
+    cpus: usize,
+    fold: impl Fn(&V, &V) -> V,
+) -> io::Result<Vec<(K, V)>> {
+    // Per-CPU values are laid out one after another, each rounded up to 8 bytes.
+    let value_stride = size_of::<V>().div_ceil(8) * 8;
+    let mut capacity = BATCH;
+    let mut out = Vec::new();
+    // The hash map's batch token is a bucket index (u32); 8 bytes leave room.
+    let mut token = [0u64; 1];
+    let mut first = true;
+    loop {
+        let mut keys: Vec<MaybeUninit<K>> = Vec::with_capacity(capacity);
+        let mut values: Vec<u8> = vec![0; capacity * value_stride * cpus];
+        let mut next = [0u64; 1];
+        let mut attr = BatchAttr {
+            in_batch: if first { 0 } else { token.as_ptr() as u64 },
+            out_batch: next.as_mut_ptr() as u64,
+            keys: keys.as_mut_ptr() as u64,
+            values: values.as_mut_ptr() as u64,
+            count: capacity as u32,
+            map_fd: map.as_fd().as_raw_fd() as u32,
+            ..BatchAttr::default()
+        };
+        // SAFETY: the buffers outlive the call and hold `count` keys and values.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_MAP_LOOKUP_BATCH,
+                &mut attr as *mut BatchAttr,
+                size_of::<BatchAttr>(),
+            )
+        };
+        let err = (ret < 0).then(io::Error::last_os_error);
+        match err.as_ref().and_then(io::Error::raw_os_error) {
+            // A bucket holds more entries than asked for: ask for more.
+            Some(libc::ENOSPC) if attr.count == 0 => {
+                capacity *= 2;
+                continue;
+            }
+            None | Some(libc::ENOENT) => {}
+            _ => return Err(err.expect("set when ret < 0")),
+        }
+        let filled = attr.count as usize;
+        // SAFETY: the kernel wrote `filled` keys.
+        unsafe { keys.set_len(filled) };
+        for (i, key) in keys.into_iter().enumerate() {
+            // SAFETY: initialized by the kernel above; K is Pod.
+            let key = unsafe { key.assume_init() };
+            let total = (0..cpus).fold(V::default(), |acc, cpu| {
+                let at = (i * cpus + cpu) * value_stride;
+                // SAFETY: in bounds of `values`; V is Pod, any bytes are valid.
+                let value = unsafe { std::ptr::read_unaligned(values[at..].as_ptr() as *const V) };
+                fold(&acc, &value)
+            });
+            out.push((key, total));
+        }
+        if err.is_some() {
+            // ENOENT: that was the last batch.
+            return Ok(out);
+        }
+        token = next;
+        first = false;
+    }
+}
+
+/// Deletes `keys` from the map in as few syscalls as the kernel allows. Keys already gone are
+/// skipped by the caller's next read; errors leave the rest to the per-key fallback.
+pub fn delete<K: Pod>(map: impl AsFd, keys: &[K]) -> io::Result<()> {
+    for chunk in keys.chunks(BATCH) {
+        let mut attr = BatchAttr {
+            keys: chunk.as_ptr() as u64,
+            count: chunk.len() as u32,
+            map_fd: map.as_fd().as_raw_fd() as u32,
+            ..BatchAttr::default()
+        };
+        // SAFETY: `chunk` outlives the call and holds `count` keys.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_MAP_DELETE_BATCH,
+                &mut attr as *mut BatchAttr,
+                size_of::<BatchAttr>(),
+            )
+        };
+        // ENOENT: a key was already gone; the kernel stops there, so go on one by one.
+        if ret < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
