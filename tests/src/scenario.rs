@@ -287,6 +287,9 @@ pub fn assert_transfer(d: &Daemon, t: &Transfer, mtu: u64) -> (Item, Item) {
             );
             wire::assert_tcp_acks(&rtx, n, r.tx(), r.tx_packets(), v6);
             wire::assert_tcp_acks(&srx, n, s.rx(), s.rx_packets(), v6);
+            // Sender and receiver are on this host: the same packets, both ways.
+            let (st, rt) = (s.tx(), s.tx_packets());
+            wire::assert_conserved(&what("data"), sent, st, rt, r.rx(), r.rx_packets(), v6);
             // GSO may hand the hook 64 KiB super-packets: at least payload / 64 KiB of them.
             assert!(s.tx_packets() >= n / 65536, "{stx}: {:#}", s.0);
             assert!(r.rx_packets() >= n / 65536, "{rrx}: {:#}", r.0);

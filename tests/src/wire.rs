@@ -7,9 +7,10 @@
 //!
 //! * TCP: IP header (IPv4 20, IPv6 40) + TCP header 20 + 12 bytes of timestamp
 //!   option (on by default in Linux) = 52 (IPv4) or 72 (IPv6) bytes per data
-//!   segment. With GSO/GRO the hook sees one super-packet (up to 64 KiB) with a
-//!   single set of headers for many segments, so headers are counted at most
-//!   once per packet the daemon reports, never more. How many segments TCP
+//!   segment. With GSO the egress hook sees one super-packet (up to 64 KiB)
+//!   with a single set of headers; the daemon adds one set per extra segment
+//!   and reports the segments as packets, so headers are counted once per
+//!   packet the daemon reports, never more. How many segments TCP
 //!   uses is not fixed: at full windows it is payload / MSS (MSS = MTU - 52/72:
 //!   65484 on loopback, 1448 on a 1500-MTU veth), but a slow receiver (a loaded
 //!   CI machine) makes the window, and with it the segments, smaller; we have
@@ -109,6 +110,8 @@ pub struct Sent {
     pub retrans_bytes: u64,
     /// tcpi_segs_out: every segment (data, control, retransmissions), when known.
     pub segments: Option<u64>,
+    /// tcpi_total_retrans: segments sent more than once.
+    pub retrans_segments: u64,
 }
 
 impl Sent {
@@ -127,6 +130,7 @@ impl Sent {
             payload,
             retrans_bytes: ti["bytes_retrans"].as_u64().unwrap_or(0),
             segments: ti["segs_out"].as_u64(),
+            retrans_segments: ti["total_retrans"].as_u64().unwrap_or(0),
         }
     }
 }
@@ -164,6 +168,43 @@ pub fn assert_tcp_data(what: &str, sent: Sent, bytes: u64, packets: u64, mtu: u6
         sent.payload,
         sent.retrans_bytes,
         tcp_header(v6)
+    );
+}
+
+/// Both ends of one TCP connection on this host: what the sender's egress
+/// counted (`tx` bytes in `tx_packets`) against what the receiver's ingress
+/// counted (`rx`, `rx_packets`). They are the same packets, except that
+///
+/// * the egress counts a GSO packet as its segments, headers included, and the
+///   ingress may see those segments or a GRO-merged packet: the two agree up to
+///   one header per packet;
+/// * a packet dropped before the receiver's hook (and retransmitted) was
+///   counted by the sender only: tx may exceed rx by the retransmissions;
+/// * the handshake's first packets reach the listening socket, not the
+///   receiver's: a few packets and [`FIXED_SLACK`] bytes either way.
+pub fn assert_conserved(
+    what: &str,
+    sent: Sent,
+    tx: u64,
+    tx_packets: u64,
+    rx: u64,
+    rx_packets: u64,
+    v6: bool,
+) {
+    let h = tcp_header(v6);
+    let most = tx + tx_packets * h + FIXED_SLACK;
+    let least = tx.saturating_sub(sent.retrans_bytes + sent.retrans_segments * h + FIXED_SLACK);
+    assert!(
+        (least..=most).contains(&rx),
+        "{what}: the receiver counted {rx} bytes of the {tx} the sender counted, outside [{least}, {most}] ({sent:?})"
+    );
+    let (pl, ph) = (
+        tx_packets.saturating_sub(sent.retrans_segments + 8),
+        tx_packets + 8,
+    );
+    assert!(
+        (pl..=ph).contains(&rx_packets),
+        "{what}: the receiver counted {rx_packets} packets of the {tx_packets} the sender counted, outside [{pl}, {ph}]"
     );
 }
 
@@ -236,11 +277,15 @@ mod tests {
             payload: 3 << 20,
             retrans_bytes: 48_000,
             segments: Some(75),
+            retrans_segments: 1,
         };
         assert_tcp_data("retransmissions", sent, 3_195_484, 72, LOOPBACK_MTU, false);
         // ACKs: 35 x 52, 40 x 72.
         assert_tcp_acks("acks", 4 << 20, 1820, 35, false);
         assert_tcp_acks("acks6", 4 << 20, 2880, 40, true);
+        // Seen on loopback: the sink's ingress saw the segments of GSO packets.
+        let s = Sent::payload(4 << 20);
+        assert_conserved("lo", s, 4_197_120, 86, 4_198_672, 84, false);
         assert_udp_exact("udp", 10_000, 10, 10_280, false);
         assert_udp_exact("udp6", 10_000, 10, 10_480, true);
     }

@@ -1,9 +1,12 @@
 //! Reading the 5-tuple of an IP packet as the cgroup_skb hooks see it (data starts at the IP
 //! header). Every read is a fixed-size `bpf_skb_load_bytes`, so short or non-linear packets fail
 //! cleanly, and no buffer has to be zeroed first (a memset loop per packet is not free).
+//!
+//! The tuple is written straight into the flow key, which the caller zeroed: passing a large
+//! `Option<Tuple>` around made LLVM spill registers the verifier considers uninitialized.
 
 use aya_ebpf::programs::SkBuffContext;
-use trafficd_common::{AF_INET, AF_INET6};
+use trafficd_common::{FlowKey, AF_INET, AF_INET6};
 
 pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
@@ -21,75 +24,66 @@ const IPV6_DEST_OPTS: u8 = 60;
 /// counted with the last header type reached as its protocol.
 const MAX_IPV6_EXT_HEADERS: usize = 6;
 
-/// Source and destination of a packet, in packet order.
-pub struct Tuple {
-    pub family: u8,
-    pub protocol: u8,
-    pub src_addr: [u8; 16],
-    pub dst_addr: [u8; 16],
-    pub src_port: u16,
-    pub dst_port: u16,
-}
-
-/// Reads the tuple; `None` when the headers are not IPv4/IPv6 or are cut short.
+/// Fills the family, protocol, addresses and ports of `key` from the packet, local side first
+/// (`egress`: the source is local). Returns the IP plus transport header length, what every
+/// segment of a GSO packet carries again on the wire (0 when the transport is unknown), or
+/// `None` when the headers are not IPv4/IPv6 or are cut short.
 #[inline(always)]
-pub fn parse(ctx: &SkBuffContext) -> Option<Tuple> {
+pub fn parse_into(ctx: &SkBuffContext, key: &mut FlowKey, egress: bool) -> Option<u16> {
     let first: u8 = ctx.load(0).ok()?;
     match first >> 4 {
-        4 => parse_v4(ctx),
-        6 => parse_v6(ctx),
+        4 => parse_v4(ctx, key, egress),
+        6 => parse_v6(ctx, key, egress),
         _ => None,
     }
 }
 
 #[inline(always)]
-fn parse_v4(ctx: &SkBuffContext) -> Option<Tuple> {
+fn parse_v4(ctx: &SkBuffContext, key: &mut FlowKey, egress: bool) -> Option<u16> {
     let header: [u8; 20] = ctx.load(0).ok()?;
     let header_len = usize::from(header[0] & 0x0f) * 4;
-    let protocol = header[9];
     let fragment_offset = u16::from_be_bytes([header[6] & 0x1f, header[7]]);
-    let mut tuple = Tuple {
-        family: AF_INET,
-        protocol,
-        src_addr: [0; 16],
-        dst_addr: [0; 16],
-        src_port: 0,
-        dst_port: 0,
-    };
-    tuple.src_addr[..4].copy_from_slice(&header[12..16]);
-    tuple.dst_addr[..4].copy_from_slice(&header[16..20]);
-    // Later fragments carry no transport header.
-    if fragment_offset == 0 && header_len >= 20 {
-        read_ports(ctx, header_len, &mut tuple);
+    key.family = AF_INET;
+    key.protocol = header[9];
+    let (src, dst) = (&header[12..16], &header[16..20]);
+    if egress {
+        key.local_addr[..4].copy_from_slice(src);
+        key.remote_addr[..4].copy_from_slice(dst);
+    } else {
+        key.local_addr[..4].copy_from_slice(dst);
+        key.remote_addr[..4].copy_from_slice(src);
     }
-    Some(tuple)
+    // Later fragments carry no transport header.
+    if fragment_offset != 0 || header_len < 20 {
+        return Some(0);
+    }
+    Some(read_ports(ctx, header_len, key, egress))
 }
 
 #[inline(always)]
-fn parse_v6(ctx: &SkBuffContext) -> Option<Tuple> {
+fn parse_v6(ctx: &SkBuffContext, key: &mut FlowKey, egress: bool) -> Option<u16> {
     let header: [u8; 40] = ctx.load(0).ok()?;
-    let mut tuple = Tuple {
-        family: AF_INET6,
-        protocol: header[6],
-        src_addr: [0; 16],
-        dst_addr: [0; 16],
-        src_port: 0,
-        dst_port: 0,
-    };
-    tuple.src_addr.copy_from_slice(&header[8..24]);
-    tuple.dst_addr.copy_from_slice(&header[24..40]);
+    key.family = AF_INET6;
+    let mut protocol = header[6];
+    let (src, dst) = (&header[8..24], &header[24..40]);
+    if egress {
+        key.local_addr.copy_from_slice(src);
+        key.remote_addr.copy_from_slice(dst);
+    } else {
+        key.local_addr.copy_from_slice(dst);
+        key.remote_addr.copy_from_slice(src);
+    }
 
     let mut offset = 40usize;
     let mut later_fragment = false;
     for _ in 0..MAX_IPV6_EXT_HEADERS {
-        let ext: [u8; 4] = match tuple.protocol {
+        let ext: [u8; 4] = match protocol {
             IPV6_HOP_BY_HOP | IPV6_ROUTING | IPV6_DEST_OPTS | IPV6_FRAGMENT | IPV6_AUTH => {
                 ctx.load(offset).ok()?
             }
             _ => break,
         };
-        let next = ext[0];
-        offset += match tuple.protocol {
+        offset += match protocol {
             IPV6_FRAGMENT => {
                 later_fragment = u16::from_be_bytes([ext[2], ext[3] & 0xf8]) != 0;
                 8
@@ -97,29 +91,56 @@ fn parse_v6(ctx: &SkBuffContext) -> Option<Tuple> {
             IPV6_AUTH => (usize::from(ext[1]) + 2) * 4,
             _ => (usize::from(ext[1]) + 1) * 8,
         };
-        tuple.protocol = next;
+        protocol = ext[0];
     }
-    if !later_fragment {
-        read_ports(ctx, offset, &mut tuple);
+    key.protocol = protocol;
+    if later_fragment {
+        return Some(0);
     }
-    Some(tuple)
+    Some(read_ports(ctx, offset, key, egress))
 }
 
+/// Reads the ports at `offset`; returns the header length through the transport header.
 #[inline(always)]
-fn read_ports(ctx: &SkBuffContext, offset: usize, tuple: &mut Tuple) {
-    if !matches!(
-        tuple.protocol,
-        IPPROTO_TCP | IPPROTO_UDP | IPPROTO_UDPLITE | IPPROTO_SCTP
-    ) {
-        return;
-    }
-    // Bounded so the verifier can check the load; IPv4 options end at 60, IPv6 walks above stay
-    // far below 512.
+fn read_ports(ctx: &SkBuffContext, offset: usize, key: &mut FlowKey, egress: bool) -> u16 {
+    // Bounded so the verifier can check the load; IPv4 options end at 60, the IPv6 walk above
+    // stays far below 512.
     if offset > 512 {
-        return;
+        return 0;
     }
-    if let Ok(ports) = ctx.load::<[u8; 4]>(offset) {
-        tuple.src_port = u16::from_be_bytes([ports[0], ports[1]]);
-        tuple.dst_port = u16::from_be_bytes([ports[2], ports[3]]);
+    let (src, dst, header_len) = match key.protocol {
+        IPPROTO_TCP => {
+            // Ports, sequence and ack numbers, then the data offset.
+            let Ok(tcp) = ctx.load::<[u8; 13]>(offset) else {
+                return 0;
+            };
+            let data_offset = usize::from(tcp[12] >> 4) * 4;
+            (
+                u16::from_be_bytes([tcp[0], tcp[1]]),
+                u16::from_be_bytes([tcp[2], tcp[3]]),
+                offset + data_offset,
+            )
+        }
+        // UDP and UDP-Lite headers are 8 bytes; SCTP's common header is 12, and SCTP is not
+        // segmented by GSO here, so its header length only matters for the ports.
+        IPPROTO_UDP | IPPROTO_UDPLITE | IPPROTO_SCTP => {
+            let Ok(ports) = ctx.load::<[u8; 4]>(offset) else {
+                return 0;
+            };
+            (
+                u16::from_be_bytes([ports[0], ports[1]]),
+                u16::from_be_bytes([ports[2], ports[3]]),
+                offset + 8,
+            )
+        }
+        _ => return 0,
+    };
+    if egress {
+        key.local_port = src;
+        key.remote_port = dst;
+    } else {
+        key.local_port = dst;
+        key.remote_port = src;
     }
+    header_len as u16
 }

@@ -4,6 +4,7 @@
 //! (e.g. `bench`) is a module plus a variant of [`Cmd`]. The helpers below are
 //! shared by the modules.
 
+mod bench;
 mod run;
 mod setup;
 mod test;
@@ -36,6 +37,8 @@ enum Cmd {
     },
     /// Set up, then check formatting, build the daemon and run the whole test suite.
     Test,
+    /// Benchmark trafficd against no monitoring and nethogs; writes target/bench/results.{md,json}.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +46,7 @@ fn main() -> ExitCode {
         Cmd::Setup => setup::run(),
         Cmd::Run { args } => run::run(&args),
         Cmd::Test => test::run(),
+        Cmd::Bench(args) => bench::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -41,47 +41,9 @@ pub fn trafficd_ingress(ctx: SkBuffContext) -> i32 {
 #[inline(always)]
 fn account(ctx: &SkBuffContext, direction: Direction) {
     let skb = ctx.skb.skb;
-    // The IP packet length, headers included. A GSO packet is counted once with its full length
-    // and as many packets as it will be cut into.
-    let bytes = u64::from(ctx.len());
-    // SAFETY: `skb` is the program's context; gso_segs is readable by cgroup_skb programs.
-    let packets = u64::from(unsafe { (*skb).gso_segs }).max(1);
-
-    let (bytes_slot, packets_slot) = match direction {
-        Direction::Egress => (totals::TX_BYTES, totals::TX_PACKETS),
-        Direction::Ingress => (totals::RX_BYTES, totals::RX_PACKETS),
-    };
-    add_to_slot(&TOTALS, bytes_slot, bytes);
-    add_to_slot(&TOTALS, packets_slot, packets);
-
     // SAFETY: helpers on the program's own context. The cookie is 0 for a packet without a socket.
     let cookie = unsafe { bpf_get_socket_cookie(skb.cast()) };
     let cgroup_id = unsafe { bpf_skb_cgroup_id(skb) };
-
-    match entry(&SOCKETS, &cookie) {
-        Some(traffic) => add_traffic(traffic, direction, bytes, packets),
-        None => count_loss(ctx, Loss::SocketMapFull, bytes),
-    }
-    match entry(&CGROUPS, &cgroup_id) {
-        Some(traffic) => add_traffic(traffic, direction, bytes, packets),
-        None => count_loss(ctx, Loss::CgroupMapFull, bytes),
-    }
-
-    let key = flow_key(ctx, direction, cookie, cgroup_id, bytes);
-    match entry(&FLOWS, &key) {
-        Some(traffic) => add_traffic(traffic, direction, bytes, packets),
-        None => count_loss(ctx, Loss::FlowMapFull, bytes),
-    }
-}
-
-#[inline(always)]
-fn flow_key(
-    ctx: &SkBuffContext,
-    direction: Direction,
-    cookie: u64,
-    cgroup_id: u64,
-    bytes: u64,
-) -> FlowKey {
     let mut key = FlowKey {
         cookie,
         cgroup_id,
@@ -93,27 +55,38 @@ fn flow_key(
         protocol: 0,
         _pad: [0; 2],
     };
-    let Some(tuple) = packet::parse(ctx) else {
+    let parsed = packet::parse_into(ctx, &mut key, direction == Direction::Egress);
+
+    // SAFETY: `skb` is the program's context; gso_segs is readable by cgroup_skb programs.
+    let packets = u64::from(unsafe { (*skb).gso_segs }).max(1);
+    // The IP packet length, headers included. A GSO packet crosses the hook once, with one set
+    // of headers, and leaves as `packets` segments that each carry them: count those too, so
+    // both ends of a connection agree and the figure is what the link carries.
+    let header_len = u64::from(parsed.unwrap_or(0));
+    let bytes = u64::from(ctx.len()) + (packets - 1) * header_len;
+    if parsed.is_none() {
         count_loss(ctx, Loss::Unparsed, bytes);
-        return key;
-    };
-    key.family = tuple.family;
-    key.protocol = tuple.protocol;
-    match direction {
-        Direction::Egress => {
-            key.local_addr = tuple.src_addr;
-            key.local_port = tuple.src_port;
-            key.remote_addr = tuple.dst_addr;
-            key.remote_port = tuple.dst_port;
-        }
-        Direction::Ingress => {
-            key.local_addr = tuple.dst_addr;
-            key.local_port = tuple.dst_port;
-            key.remote_addr = tuple.src_addr;
-            key.remote_port = tuple.src_port;
-        }
     }
-    key
+
+    let (bytes_slot, packets_slot) = match direction {
+        Direction::Egress => (totals::TX_BYTES, totals::TX_PACKETS),
+        Direction::Ingress => (totals::RX_BYTES, totals::RX_PACKETS),
+    };
+    add_to_slot(&TOTALS, bytes_slot, bytes);
+    add_to_slot(&TOTALS, packets_slot, packets);
+
+    match entry(&SOCKETS, &cookie) {
+        Some(traffic) => add_traffic(traffic, direction, bytes, packets),
+        None => count_loss(ctx, Loss::SocketMapFull, bytes),
+    }
+    match entry(&CGROUPS, &cgroup_id) {
+        Some(traffic) => add_traffic(traffic, direction, bytes, packets),
+        None => count_loss(ctx, Loss::CgroupMapFull, bytes),
+    }
+    match entry(&FLOWS, &key) {
+        Some(traffic) => add_traffic(traffic, direction, bytes, packets),
+        None => count_loss(ctx, Loss::FlowMapFull, bytes),
+    }
 }
 
 #[inline(always)]

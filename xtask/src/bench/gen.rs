@@ -1,0 +1,459 @@
+//! Traffic generators that iperf3 does not cover, run as `xtask bench gen <kind>` (a re-exec of
+//! the xtask binary, so each one is a process of its own that trafficd attributes by pid and
+//! comm). Each does one bounded thing and prints one JSON line saying what it did.
+//!
+//! - `churn-server` / `churn-client`: thousands of short TCP connections per second, each from
+//!   a short-lived process (the client forks one child per connection);
+//! - `flows`: one UDP socket sending one small datagram to each of N distinct loopback
+//!   destinations (127.x.y.z), cycling, so that N distinct flows are alive at once.
+
+use std::collections::HashSet;
+use std::ffi::CString;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::Subcommand;
+use serde_json::json;
+
+/// Comm of the churn client's processes (the parent and every child).
+pub const CHURN_CLIENT_COMM: &str = "bench-churn-c";
+pub const CHURN_SERVER_COMM: &str = "bench-churn-s";
+pub const FLOWS_COMM: &str = "bench-flows";
+/// Payload of one flow-scale datagram.
+pub const FLOW_PAYLOAD: usize = 16;
+
+#[derive(Subcommand, Clone, Debug)]
+pub enum GenCmd {
+    /// Accept connections; read a request, answer, close (the server closes first).
+    ChurnServer {
+        #[arg(long)]
+        listen: SocketAddr,
+        #[arg(long, default_value_t = 64)]
+        payload: usize,
+        /// Exit after this many seconds even if never stopped.
+        #[arg(long, default_value_t = 120)]
+        max_seconds: u64,
+        /// Written with the bound address once listening.
+        #[arg(long)]
+        ready_file: PathBuf,
+    },
+    /// Fork one short-lived child per connection, at most `parallel` at a time.
+    ChurnClient {
+        #[arg(long)]
+        to: SocketAddr,
+        #[arg(long, default_value_t = 64)]
+        payload: usize,
+        #[arg(long, default_value_t = 16)]
+        parallel: usize,
+        #[arg(long, default_value_t = 100_000)]
+        max_conns: u64,
+        #[arg(long)]
+        seconds: f64,
+    },
+    /// Send one datagram to each of `count` loopback destinations, round after round.
+    Flows {
+        #[arg(long)]
+        count: u64,
+        /// Keep cycling for this long (at least one full round is always sent).
+        #[arg(long)]
+        seconds: f64,
+        /// Datagrams per second (0: as fast as possible).
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
+    },
+}
+
+pub fn run(cmd: GenCmd) -> Result<()> {
+    match cmd {
+        GenCmd::ChurnServer {
+            listen,
+            payload,
+            max_seconds,
+            ready_file,
+        } => churn_server(listen, payload, max_seconds, &ready_file),
+        GenCmd::ChurnClient {
+            to,
+            payload,
+            parallel,
+            max_conns,
+            seconds,
+        } => churn_client(to, payload, parallel.max(1), max_conns, seconds),
+        GenCmd::Flows {
+            count,
+            seconds,
+            rate,
+        } => flows(count, seconds, rate),
+    }
+}
+
+/// prctl(PR_SET_NAME): the comm trafficd reports for this process.
+fn set_comm(name: &str) {
+    let Ok(name) = CString::new(name) else {
+        return;
+    };
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes (longer is cut).
+    unsafe {
+        libc::prctl(libc::PR_SET_NAME, name.as_ptr() as libc::c_ulong, 0, 0, 0);
+    }
+}
+
+fn check(ret: libc::c_int, what: &str) -> Result<libc::c_int> {
+    if ret < 0 {
+        bail!("{what}: {}", std::io::Error::last_os_error());
+    }
+    Ok(ret)
+}
+
+/// An IPv4 TCP listener with a deep backlog (std's is 128, too short for bursts of connects).
+fn deep_listener(addr: SocketAddrV4) -> Result<TcpListener> {
+    // SAFETY: plain socket calls on a fd this function owns; the sockaddr outlives the calls.
+    unsafe {
+        let fd = check(
+            libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0),
+            "socket",
+        )?;
+        let listener = TcpListener::from_raw_fd(fd);
+        let one: libc::c_int = 1;
+        check(
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_REUSEADDR,
+                &one as *const _ as *const libc::c_void,
+                std::mem::size_of_val(&one) as libc::socklen_t,
+            ),
+            "SO_REUSEADDR",
+        )?;
+        let sa = sockaddr_in(addr);
+        check(
+            libc::bind(
+                fd,
+                &sa as *const _ as *const libc::sockaddr,
+                std::mem::size_of_val(&sa) as libc::socklen_t,
+            ),
+            "bind",
+        )?;
+        check(libc::listen(fd, 4096), "listen")?;
+        Ok(listener)
+    }
+}
+
+fn sockaddr_in(addr: SocketAddrV4) -> libc::sockaddr_in {
+    libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: addr.port().to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(*addr.ip()).to_be(),
+        },
+        sin_zero: [0; 8],
+    }
+}
+
+fn v4(addr: SocketAddr) -> Result<SocketAddrV4> {
+    match addr {
+        SocketAddr::V4(addr) => Ok(addr),
+        SocketAddr::V6(_) => bail!("the generators use IPv4 only"),
+    }
+}
+
+fn churn_server(
+    listen: SocketAddr,
+    payload: usize,
+    max_seconds: u64,
+    ready_file: &PathBuf,
+) -> Result<()> {
+    set_comm(CHURN_SERVER_COMM);
+    let listener = deep_listener(v4(listen)?)?;
+    // accept(2) honours SO_RCVTIMEO: the accept loops wake up to check the deadline.
+    let timeout = libc::timeval {
+        tv_sec: 0,
+        tv_usec: 200_000,
+    };
+    // SAFETY: setsockopt on the listener's own fd with a timeval that outlives the call.
+    check(
+        unsafe {
+            libc::setsockopt(
+                listener.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                &timeout as *const _ as *const libc::c_void,
+                std::mem::size_of_val(&timeout) as libc::socklen_t,
+            )
+        },
+        "SO_RCVTIMEO",
+    )?;
+    std::fs::write(ready_file, listener.local_addr()?.to_string())?;
+    let deadline = Instant::now() + Duration::from_secs(max_seconds);
+    let served = Arc::new(AtomicU64::new(0));
+    let listener = Arc::new(listener);
+    let workers: Vec<_> = (0..2)
+        .map(|_| {
+            let (listener, served) = (listener.clone(), served.clone());
+            thread::spawn(move || {
+                let answer = vec![b'r'; payload];
+                let mut request = vec![0u8; payload];
+                while Instant::now() < deadline {
+                    let Ok((mut conn, _)) = listener.accept() else {
+                        continue;
+                    };
+                    let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
+                    let _ = conn.set_write_timeout(Some(Duration::from_secs(2)));
+                    if conn.read_exact(&mut request).is_ok() && conn.write_all(&answer).is_ok() {
+                        served.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        let _ = worker.join();
+    }
+    println!("{}", json!({ "served": served.load(Ordering::Relaxed) }));
+    Ok(())
+}
+
+/// One connection in a forked child: connect, send the request, read the answer to EOF.
+/// Exit code 0 when the whole answer arrived.
+fn churn_child(to: SocketAddr, payload: usize) -> i32 {
+    let attempt = || -> std::io::Result<usize> {
+        let mut conn = TcpStream::connect_timeout(&to, Duration::from_secs(2))?;
+        conn.set_read_timeout(Some(Duration::from_secs(2)))?;
+        conn.set_write_timeout(Some(Duration::from_secs(2)))?;
+        conn.write_all(&vec![b'q'; payload])?;
+        let mut answer = Vec::with_capacity(payload);
+        conn.read_to_end(&mut answer)?;
+        Ok(answer.len())
+    };
+    match attempt() {
+        Ok(n) if n == payload => 0,
+        _ => 1,
+    }
+}
+
+/// Children of the churn client that are still running, and how the finished ones ended.
+#[derive(Default)]
+struct Children {
+    running: HashSet<libc::pid_t>,
+    ok: u64,
+    failed: u64,
+}
+
+impl Children {
+    /// Reaps one finished child; with `block`, waits for one. False when none was reaped.
+    fn reap(&mut self, block: bool) -> bool {
+        let mut status = 0;
+        let flags = if block { 0 } else { libc::WNOHANG };
+        // SAFETY: waitpid on our own children; status is a valid out-pointer.
+        let pid = unsafe { libc::waitpid(-1, &mut status, flags) };
+        if pid <= 0 {
+            return false;
+        }
+        self.running.remove(&pid);
+        if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 {
+            self.ok += 1;
+        } else {
+            self.failed += 1;
+        }
+        true
+    }
+}
+
+fn churn_client(
+    to: SocketAddr,
+    payload: usize,
+    parallel: usize,
+    max_conns: u64,
+    seconds: f64,
+) -> Result<()> {
+    set_comm(CHURN_CLIENT_COMM);
+    let started = Instant::now();
+    let spawn_until = started + Duration::from_secs_f64(seconds);
+    // Children end on their own within ~6 s (their socket timeouts); this bounds the reaping.
+    let hard_deadline = spawn_until + Duration::from_secs(15);
+    let mut children = Children::default();
+    let mut forked = 0u64;
+    while Instant::now() < spawn_until && forked < max_conns {
+        while children.running.len() >= parallel {
+            children.reap(true);
+        }
+        // SAFETY: this process is single-threaded, so the child may run arbitrary code; it
+        // leaves through _exit and never returns into the parent's loop.
+        match unsafe { libc::fork() } {
+            -1 => bail!("fork: {}", std::io::Error::last_os_error()),
+            0 => {
+                let code = churn_child(to, payload);
+                // SAFETY: ends the child without running the parent's exit handlers.
+                unsafe { libc::_exit(code) }
+            }
+            pid => {
+                forked += 1;
+                children.running.insert(pid);
+            }
+        }
+        while children.reap(false) {}
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    while !children.running.is_empty() {
+        if Instant::now() >= hard_deadline {
+            for pid in &children.running {
+                // SAFETY: signals a child of ours that has not been reaped (its pid is ours).
+                unsafe {
+                    libc::kill(*pid, libc::SIGKILL);
+                }
+            }
+        }
+        if !children.reap(false) {
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+    let p = payload as u64;
+    println!(
+        "{}",
+        json!({
+            "pid": std::process::id(),
+            "processes": forked,
+            "connections_ok": children.ok,
+            "connections_failed": children.failed,
+            "seconds": elapsed,
+            "payload_sent": children.ok * p,
+            "payload_received": children.ok * p,
+        })
+    );
+    Ok(())
+}
+
+/// The i-th flow destination: 127.1.0.0 + i (127.0.0.0/8 is all local on Linux).
+fn flow_destination(i: u64, port: u16) -> SocketAddrV4 {
+    let host = (127u32 << 24) + (1 << 16) + i as u32;
+    SocketAddrV4::new(Ipv4Addr::from(host), port)
+}
+
+fn flows(count: u64, seconds: f64, rate: u64) -> Result<()> {
+    if count == 0 || count > 8_000_000 {
+        bail!("--count must be 1..=8000000");
+    }
+    set_comm(FLOWS_COMM);
+    // Receives for every 127.x.y.z: bound to the wildcard address on a kernel-chosen port.
+    let receiver = UdpSocket::bind("0.0.0.0:0")?;
+    let port = receiver.local_addr()?.port();
+    raise_buffer(&receiver, libc::SO_RCVBUFFORCE, 32 << 20);
+    receiver.set_read_timeout(Some(Duration::from_millis(100)))?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let received = Arc::new(AtomicU64::new(0));
+    let reader = {
+        let (stop, received) = (stop.clone(), received.clone());
+        thread::spawn(move || {
+            let mut buf = [0u8; 2048];
+            while !stop.load(Ordering::Relaxed) {
+                match receiver.recv(&mut buf) {
+                    Ok(_) => {
+                        received.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(err)
+                        if matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                    Err(_) => break,
+                }
+            }
+        })
+    };
+
+    let sender = UdpSocket::bind("127.0.0.1:0")?;
+    raise_buffer(&sender, libc::SO_SNDBUFFORCE, 8 << 20);
+    let destinations: Vec<libc::sockaddr_in> = (0..count)
+        .map(|i| sockaddr_in(flow_destination(i, port)))
+        .collect();
+    let payload = [b'f'; FLOW_PAYLOAD];
+    const BATCH: usize = 512;
+    let mut iov = libc::iovec {
+        iov_base: payload.as_ptr() as *mut libc::c_void,
+        iov_len: payload.len(),
+    };
+    let started = Instant::now();
+    let run_for = Duration::from_secs_f64(seconds);
+    let hard_deadline = started + run_for.max(Duration::from_secs(1)) * 4 + Duration::from_secs(60);
+    let (mut sent, mut next) = (0u64, 0usize);
+    // SAFETY: mmsghdr is plain data; zeroed is a valid "no name, no control" header.
+    let mut headers: Vec<libc::mmsghdr> = vec![unsafe { std::mem::zeroed() }; BATCH];
+    loop {
+        let now = Instant::now();
+        if (now - started >= run_for && sent >= count) || now >= hard_deadline {
+            break;
+        }
+        if rate > 0 {
+            let due = Duration::from_secs_f64(sent as f64 / rate as f64);
+            let elapsed = now - started;
+            if due > elapsed {
+                thread::sleep((due - elapsed).min(Duration::from_millis(10)));
+                continue;
+            }
+        }
+        let n = BATCH.min(destinations.len() - next);
+        for (header, destination) in headers[..n].iter_mut().zip(&destinations[next..next + n]) {
+            header.msg_hdr.msg_name = destination as *const _ as *mut libc::c_void;
+            header.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
+            header.msg_hdr.msg_iov = &mut iov;
+            header.msg_hdr.msg_iovlen = 1;
+            header.msg_len = 0;
+        }
+        // SAFETY: the n headers point at live sockaddrs, one live iovec and payload buffer.
+        let done = unsafe {
+            libc::sendmmsg(
+                sender.as_raw_fd(),
+                headers.as_mut_ptr(),
+                n as libc::c_uint,
+                0,
+            )
+        };
+        if done < 0 {
+            let err = std::io::Error::last_os_error();
+            if matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted)
+                || err.raw_os_error() == Some(libc::ENOBUFS)
+            {
+                thread::yield_now();
+                continue;
+            }
+            return Err(err).context("sendmmsg");
+        }
+        sent += done as u64;
+        next = (next + done as usize) % destinations.len();
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    // Let the reader take what is queued, then stop it.
+    thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    let _ = reader.join();
+    println!(
+        "{}",
+        json!({
+            "pid": std::process::id(),
+            "count": count,
+            "sent": sent,
+            "received": received.load(Ordering::Relaxed),
+            "rounds": sent as f64 / count as f64,
+            "seconds": elapsed,
+            "payload": FLOW_PAYLOAD,
+        })
+    );
+    Ok(())
+}
+
+/// Sets SO_RCVBUFFORCE / SO_SNDBUFFORCE (root may exceed the sysctl limits); best effort.
+fn raise_buffer(socket: &UdpSocket, option: libc::c_int, bytes: libc::c_int) {
+    // SAFETY: setsockopt on the socket's own fd with an int that outlives the call.
+    unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            option,
+            &bytes as *const _ as *const libc::c_void,
+            std::mem::size_of_val(&bytes) as libc::socklen_t,
+        );
+    }
+}

@@ -1,0 +1,461 @@
+//! What the bench reads: a process's CPU time and peak RSS from /proc, the run-time statistics
+//! of its BPF programs and the memory of its maps (from /proc/<pid>/fdinfo, so only the
+//! programs and maps of the daemon the bench started count), interface counters, and trafficd's
+//! HTTP API.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Clock ticks per second of utime/stime in /proc/<pid>/stat.
+fn ticks_per_second() -> f64 {
+    // SAFETY: sysconf has no memory effects.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks > 0 {
+        ticks as f64
+    } else {
+        100.0
+    }
+}
+
+/// User + system CPU seconds of a process, all of its threads included.
+pub fn cpu_seconds(pid: u32) -> Result<f64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("read /proc/{pid}/stat"))?;
+    // comm may hold spaces and parentheses: the fields start after the last ')'.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .context("malformed /proc/<pid>/stat")?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After ')': state is field 3 of stat(5), so utime (14) and stime (15) are at 11 and 12.
+    let utime: f64 = fields.get(11).context("no utime")?.parse()?;
+    let stime: f64 = fields.get(12).context("no stime")?.parse()?;
+    Ok((utime + stime) / ticks_per_second())
+}
+
+/// A `Vm*:` line of /proc/<pid>/status, in KiB.
+pub fn status_kib(pid: u32, key: &str) -> Option<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(key)?.strip_prefix(':'))
+        .and_then(|value| value.split_whitespace().next())
+        .and_then(|kib| kib.parse().ok())
+}
+
+/// Run-time statistics of one BPF program (zero while kernel.bpf_stats_enabled is 0).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ProgStats {
+    pub id: u32,
+    pub name: String,
+    pub run_time_ns: u64,
+    pub run_cnt: u64,
+}
+
+/// One BPF map held by a process: its bounds and the memory the kernel charges for it.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct MapInfo {
+    pub id: u32,
+    pub name: String,
+    pub max_entries: u64,
+    pub key_size: u64,
+    pub value_size: u64,
+    pub memlock_bytes: u64,
+}
+
+fn fdinfo_fields(text: &str) -> BTreeMap<&str, &str> {
+    text.lines()
+        .filter_map(|line| line.split_once(':'))
+        .map(|(key, value)| (key.trim(), value.trim()))
+        .collect()
+}
+
+/// The fdinfo text of every BPF object fd of `pid` whose link target contains `kind`
+/// (`bpf-prog` or `bpf-map`).
+fn bpf_fdinfos(pid: u32, kind: &str) -> Vec<String> {
+    let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Vec::new();
+    };
+    let mut infos = Vec::new();
+    for fd in fds.flatten() {
+        let target = fs::read_link(fd.path()).unwrap_or_default();
+        if !target.to_string_lossy().contains(kind) {
+            continue;
+        }
+        let info = format!("/proc/{pid}/fdinfo/{}", fd.file_name().to_string_lossy());
+        if let Ok(text) = fs::read_to_string(info) {
+            infos.push(text);
+        }
+    }
+    infos
+}
+
+/// Names of BPF objects by id, from `bpftool <prog|map> show --json` (fdinfo has no names).
+pub fn bpf_names(object: &str) -> BTreeMap<u32, String> {
+    let Ok(out) = Command::new("bpftool")
+        .args([object, "show", "--json"])
+        .output()
+    else {
+        return BTreeMap::new();
+    };
+    let list: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    list.iter()
+        .filter_map(|item| {
+            let id = item.get("id")?.as_u64()? as u32;
+            let name = item.get("name")?.as_str()?.to_string();
+            Some((id, name))
+        })
+        .collect()
+}
+
+/// The BPF programs `pid` holds, with their run-time statistics, named from `names`.
+pub fn prog_stats(pid: u32, names: &BTreeMap<u32, String>) -> Vec<ProgStats> {
+    let mut progs: Vec<ProgStats> = bpf_fdinfos(pid, "bpf-prog")
+        .iter()
+        .filter_map(|text| {
+            let fields = fdinfo_fields(text);
+            let id: u32 = fields.get("prog_id")?.parse().ok()?;
+            Some(ProgStats {
+                id,
+                name: names
+                    .get(&id)
+                    .cloned()
+                    .unwrap_or_else(|| format!("prog{id}")),
+                run_time_ns: fields.get("run_time_ns")?.parse().ok()?,
+                run_cnt: fields.get("run_cnt")?.parse().ok()?,
+            })
+        })
+        .collect();
+    progs.sort_by_key(|p| p.id);
+    progs.dedup_by_key(|p| p.id);
+    progs
+}
+
+/// The BPF maps `pid` holds, named from `names`.
+pub fn map_infos(pid: u32, names: &BTreeMap<u32, String>) -> Vec<MapInfo> {
+    let mut maps: Vec<MapInfo> = bpf_fdinfos(pid, "bpf-map")
+        .iter()
+        .filter_map(|text| {
+            let fields = fdinfo_fields(text);
+            let id: u32 = fields.get("map_id")?.parse().ok()?;
+            let number = |key: &str| fields.get(key).and_then(|v| v.parse().ok()).unwrap_or(0);
+            Some(MapInfo {
+                id,
+                name: names
+                    .get(&id)
+                    .cloned()
+                    .unwrap_or_else(|| format!("map{id}")),
+                max_entries: number("max_entries"),
+                key_size: number("key_size"),
+                value_size: number("value_size"),
+                memlock_bytes: number("memlock"),
+            })
+        })
+        .collect();
+    maps.sort_by_key(|m| m.id);
+    maps.dedup_by_key(|m| m.id);
+    maps
+}
+
+/// Programs attached to the cgroup2 root by anyone: `bpftool cgroup show <root>`.
+pub fn cgroup_root_programs(root: &str) -> Vec<(u32, String)> {
+    let Ok(out) = Command::new("bpftool")
+        .args(["cgroup", "show", root, "--json"])
+        .output()
+    else {
+        return Vec::new();
+    };
+    let list: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    list.iter()
+        .filter_map(|item| {
+            let id = item.get("id")?.as_u64()? as u32;
+            let name = item.get("name").and_then(Value::as_str).unwrap_or("?");
+            let attach = item
+                .get("attach_type")
+                .and_then(Value::as_str)
+                .unwrap_or("?");
+            Some((id, format!("{name} ({attach}, id {id})")))
+        })
+        .collect()
+}
+
+/// The cgroup2 mount point, from /proc/self/mountinfo (it is not always /sys/fs/cgroup).
+pub fn cgroup2_root() -> Option<String> {
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").ok()?;
+    mountinfo.lines().find_map(|line| {
+        let (left, right) = line.split_once(" - ")?;
+        (right.split_whitespace().next()? == "cgroup2")
+            .then(|| left.split_whitespace().nth(4).map(str::to_string))
+            .flatten()
+    })
+}
+
+/// Packet and byte counters of one interface (both directions).
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
+pub struct IfCounters {
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+}
+
+impl IfCounters {
+    pub fn since(&self, earlier: &IfCounters) -> IfCounters {
+        IfCounters {
+            tx_packets: self.tx_packets.saturating_sub(earlier.tx_packets),
+            tx_bytes: self.tx_bytes.saturating_sub(earlier.tx_bytes),
+            rx_packets: self.rx_packets.saturating_sub(earlier.rx_packets),
+            rx_bytes: self.rx_bytes.saturating_sub(earlier.rx_bytes),
+        }
+    }
+}
+
+/// Counters of `ifname` in namespace `ns` (None: the bench's own namespace).
+pub fn if_counters(ns: Option<&str>, ifname: &str) -> Result<IfCounters> {
+    if ns.is_none() {
+        let read = |name: &str| -> Result<u64> {
+            let path = format!("/sys/class/net/{ifname}/statistics/{name}");
+            let text = fs::read_to_string(&path).with_context(|| format!("read {path}"))?;
+            Ok(text.trim().parse()?)
+        };
+        return Ok(IfCounters {
+            tx_packets: read("tx_packets")?,
+            tx_bytes: read("tx_bytes")?,
+            rx_packets: read("rx_packets")?,
+            rx_bytes: read("rx_bytes")?,
+        });
+    }
+    let mut args = Vec::new();
+    if let Some(ns) = ns {
+        args.extend(["-n", ns]);
+    }
+    args.extend(["-s", "-j", "link", "show", "dev", ifname]);
+    let out = super::netns::ip(&args)?;
+    let list: Vec<Value> = serde_json::from_str(&out).context("parse `ip -j -s link`")?;
+    let stats = list
+        .first()
+        .and_then(|link| link.get("stats64"))
+        .context("no stats64 in `ip -j -s link`")?;
+    let number = |dir: &str, key: &str| stats[dir][key].as_u64().unwrap_or(0);
+    Ok(IfCounters {
+        tx_packets: number("tx", "packets"),
+        tx_bytes: number("tx", "bytes"),
+        rx_packets: number("rx", "packets"),
+        rx_bytes: number("rx", "bytes"),
+    })
+}
+
+/// A blocking HTTP/1.1 GET on loopback; returns the body and how long the whole exchange
+/// took (connect to last byte). Bounded by `timeout` for every read and write.
+pub fn http_get(addr: SocketAddr, path: &str, timeout: Duration) -> Result<(String, Duration)> {
+    let started = Instant::now();
+    let mut stream =
+        TcpStream::connect_timeout(&addr, timeout).with_context(|| format!("connect to {addr}"))?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept-Encoding: identity\r\n\r\n"
+    )?;
+    let mut raw = Vec::new();
+    stream
+        .read_to_end(&mut raw)
+        .with_context(|| format!("read GET {path}"))?;
+    let elapsed = started.elapsed();
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .context("no end of HTTP headers")?;
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let body = &raw[split + 4..];
+    let status_line = head.lines().next().unwrap_or_default();
+    if status_line.split_whitespace().nth(1) != Some("200") {
+        bail!("GET {path}: {status_line}");
+    }
+    let chunked = head.lines().any(|line| {
+        let line = line.to_ascii_lowercase();
+        line.starts_with("transfer-encoding:") && line.contains("chunked")
+    });
+    let body = if chunked {
+        dechunk(body)?
+    } else {
+        body.to_vec()
+    };
+    Ok((String::from_utf8_lossy(&body).into_owned(), elapsed))
+}
+
+fn dechunk(mut data: &[u8]) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let end = data
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .context("bad chunk")?;
+        let size_text = String::from_utf8_lossy(&data[..end]).to_string();
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)?;
+        data = &data[end + 2..];
+        if size == 0 {
+            return Ok(out);
+        }
+        if data.len() < size {
+            bail!("truncated chunk");
+        }
+        out.extend_from_slice(&data[..size]);
+        data = data.get(size + 2..).unwrap_or_default();
+    }
+}
+
+/// trafficd's /healthz.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
+pub struct Health {
+    pub drains: u64,
+    pub last_drain_microseconds: u64,
+    pub longest_drain_microseconds: u64,
+}
+
+pub fn healthz(addr: SocketAddr) -> Result<Health> {
+    let (body, _) = http_get(addr, "/healthz", Duration::from_secs(2))?;
+    Ok(serde_json::from_str(&body)?)
+}
+
+/// One process of trafficd's /top?by=process.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct TopProcess {
+    pub pid: u32,
+    #[serde(default)]
+    pub comm: String,
+    pub lifetime_tx_bytes: u64,
+    pub lifetime_rx_bytes: u64,
+    #[serde(default)]
+    pub lifetime_tx_packets: u64,
+    #[serde(default)]
+    pub lifetime_rx_packets: u64,
+}
+
+/// Every process trafficd lists (up to the API's limit of 1000), by lifetime totals.
+pub fn top_processes(addr: SocketAddr) -> Result<Vec<TopProcess>> {
+    #[derive(Deserialize)]
+    struct Top {
+        items: Vec<TopProcess>,
+    }
+    let (body, _) = http_get(
+        addr,
+        "/top?by=process&limit=1000&window=60s",
+        Duration::from_secs(10),
+    )?;
+    let top: Top = serde_json::from_str(&body).context("parse /top")?;
+    Ok(top.items)
+}
+
+/// One sample of an OpenMetrics text: name, labels, value.
+#[derive(Clone, Debug)]
+pub struct Sample {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub value: f64,
+}
+
+/// Parses the sample lines of an OpenMetrics/Prometheus text exposition.
+pub fn parse_metrics(text: &str) -> Vec<Sample> {
+    text.lines()
+        .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
+        .filter_map(parse_sample)
+        .collect()
+}
+
+fn parse_sample(line: &str) -> Option<Sample> {
+    let (name, labels, rest) = match line.find('{') {
+        Some(open) => {
+            let close = line.rfind('}')?;
+            (
+                &line[..open],
+                parse_labels(&line[open + 1..close]),
+                &line[close + 1..],
+            )
+        }
+        None => {
+            let (name, rest) = line.split_once(' ')?;
+            (name, BTreeMap::new(), rest)
+        }
+    };
+    let value = rest.split_whitespace().next()?.parse().ok()?;
+    Some(Sample {
+        name: name.to_string(),
+        labels,
+        value,
+    })
+}
+
+fn parse_labels(text: &str) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::new();
+    let mut chars = text.chars().peekable();
+    loop {
+        let key: String = chars
+            .by_ref()
+            .skip_while(|c| *c == ',' || c.is_whitespace())
+            .take_while(|c| *c != '=')
+            .collect();
+        if key.is_empty() || chars.next() != Some('"') {
+            return labels;
+        }
+        let mut value = String::new();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => match chars.next() {
+                    Some('n') => value.push('\n'),
+                    Some(other) => value.push(other),
+                    None => break,
+                },
+                '"' => break,
+                other => value.push(other),
+            }
+        }
+        labels.insert(key, value);
+    }
+}
+
+/// The sum of every sample named `name` whose labels match all of `wanted`.
+pub fn metric_sum(samples: &[Sample], name: &str, wanted: &[(&str, &str)]) -> f64 {
+    samples
+        .iter()
+        .filter(|s| s.name == name)
+        .filter(|s| {
+            wanted
+                .iter()
+                .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+        })
+        .map(|s| s.value)
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_openmetrics_samples() {
+        let text = "# TYPE x counter\nx_total{comm=\"a \\\"b\\\"\",pid=\"7\"} 12\ny 3.5\n# EOF\n";
+        let samples = parse_metrics(text);
+        assert_eq!(samples.len(), 2);
+        assert_eq!(samples[0].labels["comm"], "a \"b\"");
+        assert_eq!(samples[0].labels["pid"], "7");
+        assert_eq!(metric_sum(&samples, "x_total", &[("pid", "7")]), 12.0);
+        assert_eq!(samples[1].value, 3.5);
+    }
+
+    #[test]
+    fn dechunks() {
+        assert_eq!(
+            dechunk(b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n").unwrap(),
+            b"abcde"
+        );
+    }
+}

@@ -1,0 +1,690 @@
+//! `cargo xtask bench`: what trafficd costs and how exact it is, next to no monitoring and
+//! next to nethogs (and bandwhich when it builds here).
+//!
+//! For every scenario the conditions alternate run by run (A B C A B C ...), so that drift of
+//! the machine (other load, thermal state) spreads over all of them. Every monitor is started
+//! fresh for its run and stopped after it. Results go to target/bench/results.md and
+//! target/bench/results.json.
+//!
+//! Module map: [`scenarios`] (the traffic and what the generator knows it moved), [`gen`] (the
+//! generators iperf3 does not cover), [`conditions`] (the monitors), [`measure`] (/proc, BPF
+//! statistics, interface counters, trafficd's API), [`netns`] (the namespaces), [`proc`]
+//! (child processes and Ctrl-C), [`report`] (figures, targets, markdown and JSON).
+
+mod conditions;
+mod gen;
+mod measure;
+mod netns;
+mod proc;
+mod report;
+mod scenarios;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use serde::{Deserialize, Serialize};
+
+use crate::{build_trafficd, is_root, setup, target_dir};
+use conditions::{BpfStatsSysctl, CaptureBytes, Condition, Monitor, Tools};
+use measure::{IfCounters, MapInfo, ProgStats, TopProcess};
+use scenarios::{Env, Kind, Outcome, Scenario};
+
+/// `cargo xtask bench [options]`.
+#[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    gen: Option<BenchSub>,
+    /// Runs of every scenario under every condition (conditions alternate run by run).
+    #[arg(long)]
+    runs: Option<usize>,
+    /// Smoke run: 2 runs, 1.5 s of traffic, flow scale only at 10k.
+    #[arg(long)]
+    quick: bool,
+    /// Seconds of traffic per run (default 3; 1.5 with --quick).
+    #[arg(long)]
+    seconds: Option<f64>,
+    /// Only scenarios whose name contains one of these (comma-separated), e.g. `tcp,flows-10k`.
+    #[arg(long, value_delimiter = ',')]
+    scenarios: Vec<String>,
+    /// Only these conditions (comma-separated): baseline, trafficd, trafficd+bpf-stats,
+    /// nethogs, bandwhich. The baseline is always run: every ratio needs it.
+    #[arg(long, value_delimiter = ',')]
+    conditions: Vec<String>,
+    /// Largest flow-scale scenario (10000, 100000 or 1000000).
+    #[arg(long, default_value_t = 1_000_000)]
+    max_flows: u64,
+    /// Do not try `cargo install bandwhich` when it is missing.
+    #[arg(long)]
+    no_bandwhich: bool,
+    /// Time allowed for `cargo install bandwhich`, in seconds.
+    #[arg(long, default_value_t = 300)]
+    bandwhich_install_seconds: u64,
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchSub {
+    /// Traffic generators the bench runs as processes of their own.
+    #[command(subcommand, hide = true)]
+    Gen(gen::GenCmd),
+}
+
+/// Everything measured in one run of one scenario under one condition.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub scenario: String,
+    pub condition: Option<Condition>,
+    pub round: usize,
+    pub started_unix: f64,
+    /// 1-minute load average when the run started: other work on the machine.
+    pub loadavg: f64,
+    /// BPF programs of others attached to the cgroup2 root when the run started: every
+    /// packet of the run also paid for them.
+    pub foreign_programs: usize,
+    pub error: Option<String>,
+    pub outcome: Option<Outcome>,
+    /// Interface counters over the traffic (lo, or the client's veth end).
+    pub wire: Option<IfCounters>,
+    pub wire_seconds: f64,
+    pub monitor: Option<MonitorFigures>,
+    pub trafficd: Option<TrafficdFigures>,
+    pub capture: Option<CaptureFigures>,
+}
+
+/// The monitoring process itself.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct MonitorFigures {
+    pub pid: u32,
+    pub startup_seconds: f64,
+    /// User + system CPU seconds from just before the traffic to after the drains that
+    /// followed it.
+    pub cpu_seconds: f64,
+    pub window_seconds: f64,
+    /// VmHWM at the end of the run.
+    pub peak_rss_kib: u64,
+    /// From SIGTERM to exit.
+    pub stop_seconds: Option<f64>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ProgDelta {
+    pub name: String,
+    pub run_cnt: u64,
+    pub run_time_ns: u64,
+}
+
+/// What trafficd reported and how its drain and API behaved.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct TrafficdFigures {
+    pub programs: Vec<ProgDelta>,
+    /// `last_drain_microseconds` of every drain during the window.
+    pub drain_us: Vec<u64>,
+    pub longest_drain_us: u64,
+    /// Time of a whole GET /metrics (three in a row after the run).
+    pub metrics_get_ms: Vec<f64>,
+    pub metrics_bytes: usize,
+    pub top_flow_get_ms: f64,
+    pub client: Option<TopProcess>,
+    pub server: Option<TopProcess>,
+    /// Churn: bytes of every process with the churn client's comm, and how many there were.
+    pub comm_tx_bytes: f64,
+    pub comm_rx_bytes: f64,
+    pub comm_processes: u64,
+    pub map_entries: BTreeMap<String, f64>,
+    pub maps: Vec<MapInfo>,
+    pub lost_events: f64,
+}
+
+/// What a packet-capture tool reported for the generator's processes (None: not listed).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct CaptureFigures {
+    /// Process lines in the tool's last refresh.
+    pub lines: usize,
+    pub client: Option<CaptureBytes>,
+    pub server: Option<CaptureBytes>,
+}
+
+/// Finds the generator's processes in a capture tool's lines. nethogs names processes by
+/// pid; bandwhich only by name, so there the client is the line of the generator's name that
+/// sent the most, and the server cannot be told apart. Churn clients are many processes:
+/// their lines are summed.
+fn capture_figures(
+    lines: &[conditions::CaptureLine],
+    scenario: &Scenario,
+    outcome: &Outcome,
+) -> CaptureFigures {
+    let by_pid = |pid: u32| {
+        lines
+            .iter()
+            .find(|l| l.pid == Some(pid) && pid != 0)
+            .map(|l| l.bytes)
+    };
+    fn named<'a>(
+        lines: &'a [conditions::CaptureLine],
+        name: &'a str,
+    ) -> impl Iterator<Item = &'a conditions::CaptureLine> {
+        lines.iter().filter(move |l| l.name.contains(name))
+    }
+    let mut figures = CaptureFigures {
+        lines: lines.len(),
+        ..CaptureFigures::default()
+    };
+    let nethogs = lines.iter().any(|l| l.pid.is_some());
+    match scenario.kind {
+        Kind::Churn => {
+            // nethogs shows the program path (the xtask binary), bandwhich the comm.
+            let name = if nethogs {
+                "xtask"
+            } else {
+                gen::CHURN_CLIENT_COMM
+            };
+            let mut sum = CaptureBytes::default();
+            for line in named(lines, name) {
+                sum.sent += line.bytes.sent;
+                sum.received += line.bytes.received;
+            }
+            figures.client = Some(sum);
+        }
+        _ if nethogs => {
+            figures.client = by_pid(outcome.client_pid);
+            figures.server = by_pid(outcome.server_pid);
+        }
+        _ => {
+            figures.client = named(lines, "iperf3")
+                .map(|l| l.bytes)
+                .max_by(|a, b| a.sent.total_cmp(&b.sent));
+        }
+    }
+    figures
+}
+
+pub fn run(args: BenchArgs) -> Result<()> {
+    if let Some(BenchSub::Gen(cmd)) = args.gen {
+        return gen::run(cmd);
+    }
+    if !is_root() {
+        bail!("bench: must run as root (it loads BPF programs and creates network namespaces); retry with sudo");
+    }
+    let began = Instant::now();
+    proc::install_signal_handlers();
+    setup::run()?;
+    let bench_dir = target_dir().join("bench");
+    let bin_dir = bench_dir.join("bin");
+    fs::create_dir_all(&bin_dir)?;
+    // Copies: a rebuild by someone else during the bench must not change what is measured.
+    let trafficd = copy_binary(&build_trafficd()?, &bin_dir.join("trafficd"))?;
+    let xtask = copy_binary(&std::env::current_exe()?, &bin_dir.join("xtask"))?;
+
+    let plan = Plan::new(&args)?;
+    let mut notes = plan.notes.clone();
+    let nethogs = which("nethogs");
+    let mut conditions = plan.conditions.clone();
+    if nethogs.is_none() {
+        notes.push("nethogs: not installed (`cargo xtask setup` installs it); skipped".into());
+        conditions.retain(|c| *c != Condition::Nethogs);
+    }
+    let bandwhich = if conditions.contains(&Condition::Bandwhich) {
+        match conditions::find_or_install_bandwhich(
+            !args.no_bandwhich,
+            Duration::from_secs(args.bandwhich_install_seconds),
+        ) {
+            Ok(bin) => Some(bin),
+            Err(why) => {
+                notes.push(format!("bandwhich: skipped: {why}"));
+                conditions.retain(|c| *c != Condition::Bandwhich);
+                None
+            }
+        }
+    } else {
+        None
+    };
+    proc::check_interrupted()?;
+    for tool in ["iperf3", "bpftool", "ip"] {
+        if which(tool).is_none() {
+            bail!("bench: `{tool}` is missing; `cargo xtask setup` installs it");
+        }
+    }
+    let tools = Tools {
+        trafficd,
+        nethogs,
+        bandwhich,
+    };
+    let cgroup_root = measure::cgroup2_root().context("no cgroup2 mount")?;
+    let foreign_before = measure::cgroup_root_programs(&cgroup_root);
+    if !foreign_before.is_empty() {
+        let names: Vec<&str> = foreign_before.iter().map(|(_, n)| n.as_str()).collect();
+        let note = format!(
+            "other BPF programs were attached to the cgroup2 root when the bench started (every condition, the baseline included, pays for them): {}",
+            names.join(", ")
+        );
+        println!("bench: warning: {note}");
+        notes.push(note);
+    }
+
+    let work_root = bench_dir.join("work");
+    let _ = fs::remove_dir_all(&work_root);
+    fs::create_dir_all(&work_root)?;
+    let stats = BpfStatsSysctl::new()?;
+    let sysctl_before = stats.original().to_string();
+    let net = netns::VethPair::create()?;
+    println!(
+        "bench: namespaces {} and {} joined by {} ({}) <-> {} ({})",
+        net.ns_a(),
+        net.ns_b(),
+        net.if_a,
+        net.addr_a,
+        net.if_b,
+        net.addr_b
+    );
+    let mut records: Vec<RunRecord> = Vec::new();
+    let total_runs: usize = plan
+        .scenarios
+        .iter()
+        .map(|s| s.conditions(&conditions).len() * plan.runs)
+        .sum();
+    println!(
+        "bench: {} scenarios, conditions {}, {} runs each: {total_runs} runs",
+        plan.scenarios.len(),
+        conditions
+            .iter()
+            .map(|c| c.name())
+            .collect::<Vec<_>>()
+            .join(" "),
+        plan.runs
+    );
+    let meta = |notes: &[String], finished: bool| report::Meta {
+        command: std::env::args().skip(1).collect::<Vec<_>>().join(" "),
+        runs: plan.runs,
+        quick: plan.quick,
+        seconds: plan.seconds,
+        conditions: conditions.iter().map(|c| c.name().to_string()).collect(),
+        notes: notes.to_vec(),
+        bpf_stats_sysctl_before: sysctl_before.clone(),
+        elapsed_seconds: began.elapsed().as_secs_f64(),
+        finished,
+        ..report::Meta::collect()
+    };
+    let mut done = 0;
+    let mut outcome: Result<()> = Ok(());
+    'scenarios: for scenario in &plan.scenarios {
+        let conds = scenario.conditions(&conditions);
+        for round in 0..plan.runs {
+            for &condition in &conds {
+                if proc::interrupted() {
+                    outcome = Err(anyhow::anyhow!("interrupted"));
+                    break 'scenarios;
+                }
+                done += 1;
+                let work =
+                    work_root.join(format!("{}-{}-{round}", scenario.name, condition.name()));
+                fs::create_dir_all(&work)?;
+                let env = Env {
+                    net: &net,
+                    xtask: xtask.clone(),
+                    work,
+                    cgroup_root: cgroup_root.clone(),
+                };
+                let record = run_one(scenario, condition, round, &env, &tools, &stats);
+                println!("[{done}/{total_runs}] {}", report::one_line(&record));
+                records.push(record);
+            }
+        }
+        // Partial results after every scenario: an interrupted bench still leaves figures.
+        report::write(&bench_dir, &meta(&notes, false), &plan.scenarios, &records)?;
+    }
+    let foreign_after = measure::cgroup_root_programs(&cgroup_root);
+    let appeared: Vec<&str> = foreign_after
+        .iter()
+        .filter(|(id, _)| !foreign_before.iter().any(|(b, _)| b == id))
+        .map(|(_, name)| name.as_str())
+        .collect();
+    if !appeared.is_empty() {
+        notes.push(format!(
+            "other BPF programs were attached to the cgroup2 root when the bench ended: {}",
+            appeared.join(", ")
+        ));
+    }
+    drop(net);
+    drop(stats);
+    let (md, json) = report::write(
+        &bench_dir,
+        &meta(&notes, outcome.is_ok()),
+        &plan.scenarios,
+        &records,
+    )?;
+    println!(
+        "bench: wrote {} and {} in {:.0} s",
+        md.display(),
+        json.display(),
+        began.elapsed().as_secs_f64()
+    );
+    outcome
+}
+
+/// What to run, from the command line.
+struct Plan {
+    runs: usize,
+    quick: bool,
+    seconds: f64,
+    scenarios: Vec<Scenario>,
+    conditions: Vec<Condition>,
+    notes: Vec<String>,
+}
+
+impl Plan {
+    fn new(args: &BenchArgs) -> Result<Plan> {
+        let runs = args.runs.unwrap_or(if args.quick { 2 } else { 5 });
+        if !(1..=100).contains(&runs) {
+            bail!("--runs must be 1..=100");
+        }
+        let seconds = args.seconds.unwrap_or(if args.quick { 1.5 } else { 3.0 });
+        if !(0.5..=60.0).contains(&seconds) {
+            bail!("--seconds must be 0.5..=60");
+        }
+        let mut notes = Vec::new();
+        let mut max_flows = args.max_flows;
+        // 1M flows: ~2M kernel flow entries and the daemon's tables, a few GiB in all.
+        let available_kib = fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|m| {
+                m.lines()
+                    .find_map(|l| l.strip_prefix("MemAvailable:"))
+                    .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            })
+            .unwrap_or(0);
+        if max_flows >= 1_000_000 && available_kib < 6 << 20 {
+            notes.push(format!(
+                "flows-1M skipped: {} MiB available, the bench wants 6 GiB for it",
+                available_kib >> 10
+            ));
+            max_flows = 100_000;
+        }
+        let mut scenarios = scenarios::all(seconds, args.quick, max_flows);
+        if !args.scenarios.is_empty() {
+            scenarios.retain(|s| args.scenarios.iter().any(|f| s.name.contains(f.as_str())));
+            if scenarios.is_empty() {
+                bail!("--scenarios {:?} matches no scenario", args.scenarios);
+            }
+        }
+        let mut conditions = if args.conditions.is_empty() {
+            Condition::ALL.to_vec()
+        } else {
+            let mut list = vec![Condition::Baseline];
+            for name in &args.conditions {
+                let condition = Condition::parse(name).with_context(|| {
+                    format!("unknown condition {name:?}; known: baseline, trafficd, trafficd+bpf-stats, nethogs, bandwhich")
+                })?;
+                if !list.contains(&condition) {
+                    list.push(condition);
+                }
+            }
+            list
+        };
+        conditions.sort();
+        Ok(Plan {
+            runs,
+            quick: args.quick,
+            seconds,
+            scenarios,
+            conditions,
+            notes,
+        })
+    }
+}
+
+/// One run; never fails: an error is recorded and the bench goes on with the next run.
+fn run_one(
+    scenario: &Scenario,
+    condition: Condition,
+    round: usize,
+    env: &Env,
+    tools: &Tools,
+    stats: &BpfStatsSysctl,
+) -> RunRecord {
+    let mut record = RunRecord {
+        scenario: scenario.name.clone(),
+        condition: Some(condition),
+        round,
+        started_unix: scenarios::now_unix(),
+        loadavg: loadavg(),
+        foreign_programs: measure::cgroup_root_programs(&env.cgroup_root).len(),
+        ..RunRecord::default()
+    };
+    if let Err(err) = measure_run(scenario, condition, env, tools, stats, &mut record) {
+        record.error = Some(format!("{err:#}"));
+    }
+    // Every run leaves the statistics off; the next trafficd+bpf-stats run turns them on.
+    let _ = stats.set(false);
+    record
+}
+
+fn measure_run(
+    scenario: &Scenario,
+    condition: Condition,
+    env: &Env,
+    tools: &Tools,
+    stats: &BpfStatsSysctl,
+    record: &mut RunRecord,
+) -> Result<()> {
+    let mut monitor = conditions::start(condition, scenario, env, tools, stats)?;
+    let prepared = scenarios::prepare(scenario, env)?;
+    let (ns, ifname) = env.interface(scenario);
+    let prog_names = if condition.is_trafficd() {
+        measure::bpf_names("prog")
+    } else {
+        BTreeMap::new()
+    };
+
+    // Begin: the monitor's CPU time, its programs' statistics, the interface counters.
+    let pid = monitor.as_ref().map(Monitor::pid);
+    let window = Instant::now();
+    let cpu_before = pid.map(measure::cpu_seconds).transpose()?;
+    let progs_before = pid
+        .map(|pid| measure::prog_stats(pid, &prog_names))
+        .unwrap_or_default();
+    let wire_before = measure::if_counters(ns.as_deref(), &ifname)?;
+    let wire_started = Instant::now();
+    let sampler = monitor
+        .as_ref()
+        .and_then(|m| m.api)
+        .map(DrainSampler::start);
+
+    let outcome = prepared.run()?;
+
+    thread::sleep(Duration::from_millis(50));
+    let wire_after = measure::if_counters(ns.as_deref(), &ifname)?;
+    record.wire_seconds = wire_started.elapsed().as_secs_f64();
+    record.wire = Some(wire_after.since(&wire_before));
+
+    // The tail: trafficd counts what it drains, so wait for two drains that began after the
+    // traffic ended; a capture tool gets one refresh and a half.
+    if let Some(monitor) = monitor.as_mut() {
+        monitor.check_alive()?;
+        match monitor.api {
+            Some(api) => {
+                let now = measure::healthz(api)?.drains;
+                proc::wait_for(
+                    "two drains after the traffic",
+                    Duration::from_secs(10),
+                    || measure::healthz(api).ok().filter(|h| h.drains >= now + 2),
+                )?;
+            }
+            None => proc::sleep(Duration::from_millis(1500))?,
+        }
+    }
+    let cpu_after = pid.map(measure::cpu_seconds).transpose()?;
+    let progs_after = pid
+        .map(|pid| measure::prog_stats(pid, &prog_names))
+        .unwrap_or_default();
+    let window_seconds = window.elapsed().as_secs_f64();
+    let drain_us = sampler.map(DrainSampler::stop).unwrap_or_default();
+
+    if let Some(mut monitor) = monitor {
+        monitor.check_alive()?;
+        let pid = monitor.pid();
+        if let Some(api) = monitor.api {
+            let mut figures = trafficd_figures(api, pid, scenario, &outcome)?;
+            figures.drain_us = drain_us;
+            figures.programs = progs_after
+                .iter()
+                .map(|after| {
+                    let before = progs_before.iter().find(|b| b.id == after.id);
+                    delta(after, before)
+                })
+                .collect();
+            record.trafficd = Some(figures);
+        }
+        let peak_rss_kib = measure::status_kib(pid, "VmHWM").unwrap_or(0);
+        let stop = monitor.proc.stop(Duration::from_secs(10));
+        if monitor.condition.is_capture_tool() {
+            let lines = conditions::capture_lines(monitor.condition, &monitor.output);
+            record.capture = Some(capture_figures(&lines, scenario, &outcome));
+        }
+        record.monitor = Some(MonitorFigures {
+            pid,
+            startup_seconds: monitor.startup.as_secs_f64(),
+            cpu_seconds: cpu_after.unwrap_or(0.0) - cpu_before.unwrap_or(0.0),
+            window_seconds,
+            peak_rss_kib,
+            stop_seconds: stop.map(|d| d.as_secs_f64()),
+        });
+    }
+    record.outcome = Some(outcome);
+    Ok(())
+}
+
+fn delta(after: &ProgStats, before: Option<&ProgStats>) -> ProgDelta {
+    ProgDelta {
+        name: after.name.clone(),
+        run_cnt: after.run_cnt - before.map_or(0, |b| b.run_cnt.min(after.run_cnt)),
+        run_time_ns: after.run_time_ns - before.map_or(0, |b| b.run_time_ns.min(after.run_time_ns)),
+    }
+}
+
+/// Reads trafficd's view after the run: the generator's processes, /metrics (timed), map fill
+/// and the kernel memory of its maps.
+fn trafficd_figures(
+    api: std::net::SocketAddr,
+    pid: u32,
+    scenario: &Scenario,
+    outcome: &Outcome,
+) -> Result<TrafficdFigures> {
+    let mut figures = TrafficdFigures::default();
+    let processes = measure::top_processes(api)?;
+    let find = |pid: u32| processes.iter().find(|p| p.pid == pid && pid != 0).cloned();
+    figures.client = find(outcome.client_pid);
+    figures.server = find(outcome.server_pid);
+    let mut text = String::new();
+    for _ in 0..3 {
+        let (body, took) = measure::http_get(api, "/metrics", Duration::from_secs(30))?;
+        figures.metrics_get_ms.push(took.as_secs_f64() * 1e3);
+        text = body;
+    }
+    figures.metrics_bytes = text.len();
+    let samples = measure::parse_metrics(&text);
+    if matches!(scenario.kind, Kind::Churn) {
+        let comm = scenarios::churn_comm();
+        let tx = "trafficd_process_transmit_bytes_total";
+        let rx = "trafficd_process_receive_bytes_total";
+        figures.comm_tx_bytes = measure::metric_sum(&samples, tx, &[("comm", comm)]);
+        figures.comm_rx_bytes = measure::metric_sum(&samples, rx, &[("comm", comm)]);
+        figures.comm_processes = samples
+            .iter()
+            .filter(|s| s.name == tx && s.labels.get("comm").map(String::as_str) == Some(comm))
+            .count() as u64;
+    }
+    for sample in samples.iter().filter(|s| s.name == "trafficd_map_entries") {
+        if let Some(map) = sample.labels.get("map") {
+            figures.map_entries.insert(map.clone(), sample.value);
+        }
+    }
+    figures.lost_events = samples
+        .iter()
+        .filter(|s| s.name == "trafficd_kernel_lost_events_total")
+        .map(|s| s.value)
+        .sum();
+    let (_, took) = measure::http_get(
+        api,
+        "/top?by=flow&limit=10&window=10s",
+        Duration::from_secs(30),
+    )?;
+    figures.top_flow_get_ms = took.as_secs_f64() * 1e3;
+    figures.longest_drain_us = measure::healthz(api)?.longest_drain_microseconds;
+    figures.maps = measure::map_infos(pid, &measure::bpf_names("map"));
+    Ok(figures)
+}
+
+/// Polls /healthz during a run and keeps the duration of every drain it sees.
+struct DrainSampler {
+    stop: Arc<AtomicBool>,
+    samples: Arc<Mutex<Vec<u64>>>,
+    thread: thread::JoinHandle<()>,
+}
+
+impl DrainSampler {
+    fn start(api: std::net::SocketAddr) -> DrainSampler {
+        let stop = Arc::new(AtomicBool::new(false));
+        let samples = Arc::new(Mutex::new(Vec::new()));
+        let thread = {
+            let (stop, samples) = (stop.clone(), samples.clone());
+            thread::spawn(move || {
+                let mut last_drains = measure::healthz(api).map(|h| h.drains).unwrap_or(0);
+                // Bounded: the run itself is bounded, and so is this loop (one hour at most).
+                let deadline = Instant::now() + Duration::from_secs(3600);
+                while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                    thread::sleep(Duration::from_millis(250));
+                    if let Ok(health) = measure::healthz(api) {
+                        if health.drains > last_drains {
+                            last_drains = health.drains;
+                            if let Ok(mut list) = samples.lock() {
+                                list.push(health.last_drain_microseconds);
+                            }
+                        }
+                    }
+                }
+            })
+        };
+        DrainSampler {
+            stop,
+            samples,
+            thread,
+        }
+    }
+
+    fn stop(self) -> Vec<u64> {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.thread.join();
+        let samples = self.samples.lock().map(|l| l.clone()).unwrap_or_default();
+        samples
+    }
+}
+
+fn loadavg() -> f64 {
+    fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
+}
+
+fn copy_binary(from: &Path, to: &Path) -> Result<PathBuf> {
+    // Remove first: the old copy may be running (a bench of someone else), and writing into
+    // a running executable fails with ETXTBSY.
+    let _ = fs::remove_file(to);
+    fs::copy(from, to).with_context(|| format!("copy {} to {}", from.display(), to.display()))?;
+    Ok(to.to_path_buf())
+}

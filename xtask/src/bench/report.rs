@@ -1,0 +1,1238 @@
+//! From run records to figures: medians and spreads per scenario and condition, ratios to the
+//! baseline, the issue's targets with pass/miss, and target/bench/results.{md,json}.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use super::conditions::Condition;
+use super::scenarios::{Kind, Link, Scenario, ETH_HEADER};
+use super::RunRecord;
+
+/// Programs that run per packet or per send/receive call: the ones the 100 ns target is for.
+const HOT_PROGRAMS: [&str; 5] = [
+    "trafficd_egress",
+    "trafficd_ingress",
+    "trafficd_sock_send",
+    "trafficd_sock_recv",
+    "trafficd_tcp_consume",
+];
+
+/// The machine and the bench's settings.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Meta {
+    pub date_utc: String,
+    pub kernel: String,
+    pub cpus: usize,
+    pub cpu_model: String,
+    pub memory_gib: f64,
+    pub git_commit: String,
+    pub git_dirty: bool,
+    pub command: String,
+    pub runs: usize,
+    pub quick: bool,
+    pub seconds: f64,
+    pub conditions: Vec<String>,
+    pub notes: Vec<String>,
+    pub bpf_stats_sysctl_before: String,
+    pub elapsed_seconds: f64,
+    pub finished: bool,
+}
+
+impl Meta {
+    /// The machine's description; the caller fills in the bench's settings.
+    pub fn collect() -> Meta {
+        let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let meminfo = fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        let output = |program: &str, args: &[&str]| {
+            Command::new(program)
+                .args(args)
+                .current_dir(crate::repo_root())
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+                .unwrap_or_default()
+        };
+        Meta {
+            date_utc: output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
+            kernel: fs::read_to_string("/proc/sys/kernel/osrelease")
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
+            cpus: cpuinfo
+                .lines()
+                .filter(|l| l.starts_with("processor"))
+                .count(),
+            cpu_model: cpuinfo
+                .lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, m)| m.trim().to_string())
+                .unwrap_or_default(),
+            memory_gib: meminfo
+                .lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+                .map(|kib| kib / (1024.0 * 1024.0))
+                .unwrap_or(0.0),
+            git_commit: output("git", &["rev-parse", "--short", "HEAD"]),
+            git_dirty: !output(
+                "git",
+                &[
+                    "status",
+                    "--porcelain",
+                    "--",
+                    "trafficd",
+                    "trafficd-ebpf",
+                    "trafficd-common",
+                ],
+            )
+            .is_empty(),
+            ..Meta::default()
+        }
+    }
+}
+
+/// Median and range of one figure over the runs of a group.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub struct Spread {
+    pub n: usize,
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+fn spread(values: impl IntoIterator<Item = f64>) -> Option<Spread> {
+    let mut v: Vec<f64> = values.into_iter().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    let median = if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    };
+    Some(Spread {
+        n,
+        median,
+        min: v[0],
+        max: v[n - 1],
+    })
+}
+
+/// Reported bytes relative to a reference, over the runs.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Accuracy {
+    /// `client tx`, `server rx`, ...
+    pub what: String,
+    /// What the ratio is taken against.
+    pub reference: String,
+    pub ratio: Spread,
+    /// The run farthest from 1.
+    pub worst: f64,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ProgramSummary {
+    pub avg_ns: Option<Spread>,
+    pub runs_per_second: Option<Spread>,
+}
+
+/// The figures of one scenario under one condition.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Summary {
+    pub scenario: String,
+    pub condition: String,
+    pub runs_ok: usize,
+    pub errors: Vec<String>,
+    pub rate_unit: String,
+    pub rate: Option<Spread>,
+    pub rate_vs_baseline: Option<Spread>,
+    pub goodput_vs_baseline: Option<Spread>,
+    pub wire_packets_per_second: Option<Spread>,
+    pub wire_pps_vs_baseline: Option<Spread>,
+    pub cpu_percent_of_core: Option<Spread>,
+    pub cpu_seconds_per_gb: Option<Spread>,
+    pub cpu_seconds_per_mpkt: Option<Spread>,
+    pub peak_rss_mib: Option<Spread>,
+    pub startup_seconds: Option<Spread>,
+    pub stop_seconds: Option<Spread>,
+    pub programs: BTreeMap<String, ProgramSummary>,
+    pub kernel_ms_per_run: Option<Spread>,
+    pub kernel_ns_per_wire_packet: Option<Spread>,
+    pub kernel_percent_of_core: Option<Spread>,
+    pub drain_ms: Option<Spread>,
+    pub longest_drain_ms: Option<Spread>,
+    pub metrics_get_ms: Option<Spread>,
+    pub metrics_kib: Option<Spread>,
+    pub top_flow_get_ms: Option<Spread>,
+    pub flow_map_entries: Option<Spread>,
+    pub map_memory_mib: Option<Spread>,
+    pub lost_events: Option<Spread>,
+    pub accuracy: Vec<Accuracy>,
+    pub churn_processes_seen_ratio: Option<Spread>,
+    pub loadavg: Option<Spread>,
+    /// Runs that started while others' BPF programs were attached to the cgroup2 root.
+    pub runs_with_foreign_programs: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    Pass,
+    Miss,
+    Partial,
+    NotMeasured,
+}
+
+impl Status {
+    fn label(self) -> &'static str {
+        match self {
+            Status::Pass => "pass",
+            Status::Miss => "**miss**",
+            Status::Partial => "partial",
+            Status::NotMeasured => "not measured",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Target {
+    pub target: String,
+    pub scenario: String,
+    pub measured: String,
+    pub goal: String,
+    pub status: Status,
+}
+
+fn wire_packets(record: &RunRecord, link: Link) -> Option<f64> {
+    let wire = record.wire?;
+    Some(match link {
+        // lo counts each packet once as tx and once as rx.
+        Link::Loopback => wire.tx_packets as f64,
+        Link::Veth => (wire.tx_packets + wire.rx_packets) as f64,
+    })
+}
+
+fn wire_ip_bytes(record: &RunRecord, link: Link) -> Option<f64> {
+    let wire = record.wire?;
+    let (packets, bytes) = match link {
+        Link::Loopback => (wire.tx_packets, wire.tx_bytes),
+        Link::Veth => (
+            wire.tx_packets + wire.rx_packets,
+            wire.tx_bytes + wire.rx_bytes,
+        ),
+    };
+    Some(bytes.saturating_sub(packets * ETH_HEADER) as f64)
+}
+
+fn ratio(value: f64, reference: f64) -> f64 {
+    if reference > 0.0 {
+        value / reference
+    } else {
+        f64::NAN
+    }
+}
+
+fn accuracy(what: &str, reference: &str, ratios: Vec<f64>) -> Option<Accuracy> {
+    let worst = ratios
+        .iter()
+        .copied()
+        .filter(|r| r.is_finite())
+        .max_by(|a, b| (a - 1.0).abs().total_cmp(&(b - 1.0).abs()))?;
+    Some(Accuracy {
+        what: what.to_string(),
+        reference: reference.to_string(),
+        ratio: spread(ratios)?,
+        worst,
+    })
+}
+
+fn summarize(scenario: &Scenario, condition: Condition, records: &[&RunRecord]) -> Summary {
+    let ok = ok_runs(records);
+    let link = scenario.link;
+    let outcome = |r: &RunRecord| r.outcome.clone().unwrap_or_default();
+    let mut s = Summary {
+        scenario: scenario.name.clone(),
+        condition: condition.name().to_string(),
+        runs_ok: ok.len(),
+        errors: records.iter().filter_map(|r| r.error.clone()).collect(),
+        rate_unit: scenario.rate_unit().to_string(),
+        rate: spread(ok.iter().map(|r| outcome(r).rate)),
+        wire_packets_per_second: spread(
+            ok.iter()
+                .filter_map(|r| Some(wire_packets(r, link)? / r.wire_seconds)),
+        ),
+        loadavg: spread(records.iter().map(|r| r.loadavg)),
+        runs_with_foreign_programs: records.iter().filter(|r| r.foreign_programs > 0).count(),
+        ..Summary::default()
+    };
+    let monitors: Vec<(&RunRecord, &super::MonitorFigures)> = ok
+        .iter()
+        .filter_map(|r| Some((*r, r.monitor.as_ref()?)))
+        .collect();
+    s.cpu_percent_of_core = spread(
+        monitors
+            .iter()
+            .map(|(_, m)| 100.0 * ratio(m.cpu_seconds, m.window_seconds)),
+    );
+    s.cpu_seconds_per_gb = spread(
+        monitors
+            .iter()
+            .filter_map(|(r, m)| Some(ratio(m.cpu_seconds, wire_ip_bytes(r, link)? / 1e9))),
+    );
+    s.cpu_seconds_per_mpkt = spread(
+        monitors
+            .iter()
+            .filter_map(|(r, m)| Some(ratio(m.cpu_seconds, wire_packets(r, link)? / 1e6))),
+    );
+    s.peak_rss_mib = spread(monitors.iter().map(|(_, m)| m.peak_rss_kib as f64 / 1024.0));
+    s.startup_seconds = spread(monitors.iter().map(|(_, m)| m.startup_seconds));
+    s.stop_seconds = spread(monitors.iter().filter_map(|(_, m)| m.stop_seconds));
+
+    let trafficd: Vec<(&RunRecord, &super::TrafficdFigures)> = ok
+        .iter()
+        .filter_map(|r| Some((*r, r.trafficd.as_ref()?)))
+        .collect();
+    if !trafficd.is_empty() {
+        let window = |r: &RunRecord| r.monitor.as_ref().map_or(f64::NAN, |m| m.window_seconds);
+        let mut names: Vec<String> = trafficd
+            .iter()
+            .flat_map(|(_, t)| t.programs.iter().map(|p| p.name.clone()))
+            .collect();
+        names.sort();
+        names.dedup();
+        for name in names {
+            let per_run: Vec<(f64, f64)> = trafficd
+                .iter()
+                .flat_map(|(r, t)| {
+                    t.programs
+                        .iter()
+                        .filter(|p| p.name == name)
+                        .map(|p| (p.run_cnt as f64, p.run_time_ns as f64, window(r)))
+                        .collect::<Vec<_>>()
+                })
+                .filter(|(cnt, _, _)| *cnt > 0.0)
+                .map(|(cnt, ns, secs)| (ns / cnt, cnt / secs))
+                .collect();
+            s.programs.insert(
+                name,
+                ProgramSummary {
+                    avg_ns: spread(per_run.iter().map(|p| p.0)),
+                    runs_per_second: spread(per_run.iter().map(|p| p.1)),
+                },
+            );
+        }
+        let kernel_ns = |t: &super::TrafficdFigures| -> f64 {
+            t.programs.iter().map(|p| p.run_time_ns as f64).sum()
+        };
+        let counted: Vec<&(&RunRecord, &super::TrafficdFigures)> = trafficd
+            .iter()
+            .filter(|(_, t)| t.programs.iter().any(|p| p.run_cnt > 0))
+            .collect();
+        s.kernel_ms_per_run = spread(counted.iter().map(|(_, t)| kernel_ns(t) / 1e6));
+        s.kernel_ns_per_wire_packet = spread(
+            counted
+                .iter()
+                .filter_map(|(r, t)| Some(ratio(kernel_ns(t), wire_packets(r, link)?))),
+        );
+        s.kernel_percent_of_core = spread(
+            counted
+                .iter()
+                .map(|(r, t)| 100.0 * kernel_ns(t) / (window(r) * 1e9)),
+        );
+        s.drain_ms = spread(
+            trafficd
+                .iter()
+                .flat_map(|(_, t)| t.drain_us.iter().map(|us| *us as f64 / 1e3)),
+        );
+        s.longest_drain_ms = spread(
+            trafficd
+                .iter()
+                .filter_map(|(_, t)| t.drain_us.iter().max().map(|us| *us as f64 / 1e3)),
+        );
+        s.metrics_get_ms = spread(
+            trafficd
+                .iter()
+                .filter_map(|(_, t)| spread(t.metrics_get_ms.iter().copied()).map(|s| s.median)),
+        );
+        s.metrics_kib = spread(
+            trafficd
+                .iter()
+                .map(|(_, t)| t.metrics_bytes as f64 / 1024.0),
+        );
+        s.top_flow_get_ms = spread(trafficd.iter().map(|(_, t)| t.top_flow_get_ms));
+        s.flow_map_entries = spread(
+            trafficd
+                .iter()
+                .filter_map(|(_, t)| t.map_entries.get("FLOWS").copied()),
+        );
+        s.map_memory_mib = spread(trafficd.iter().map(|(_, t)| {
+            t.maps.iter().map(|m| m.memlock_bytes as f64).sum::<f64>() / (1024.0 * 1024.0)
+        }));
+        s.lost_events = spread(trafficd.iter().map(|(_, t)| t.lost_events));
+
+        // Accuracy of what trafficd attributes to the generator's processes.
+        let pick = |f: &dyn Fn(&RunRecord, &super::TrafficdFigures) -> Option<f64>| -> Vec<f64> {
+            trafficd.iter().filter_map(|(r, t)| f(r, t)).collect()
+        };
+        match scenario.kind {
+            Kind::Churn => {
+                s.accuracy.extend(accuracy(
+                    "churn clients tx",
+                    "client veth IP bytes out",
+                    pick(&|r, t| {
+                        let w = r.wire?;
+                        Some(ratio(
+                            t.comm_tx_bytes,
+                            w.tx_bytes.saturating_sub(w.tx_packets * ETH_HEADER) as f64,
+                        ))
+                    }),
+                ));
+                s.accuracy.extend(accuracy(
+                    "churn clients rx",
+                    "client veth IP bytes in",
+                    pick(&|r, t| {
+                        let w = r.wire?;
+                        Some(ratio(
+                            t.comm_rx_bytes,
+                            w.rx_bytes.saturating_sub(w.rx_packets * ETH_HEADER) as f64,
+                        ))
+                    }),
+                ));
+                s.churn_processes_seen_ratio = spread(pick(&|r, t| {
+                    Some(ratio(
+                        t.comm_processes as f64,
+                        r.outcome.as_ref()?.processes as f64,
+                    ))
+                }));
+            }
+            _ => {
+                s.accuracy.extend(accuracy(
+                    "client tx",
+                    "payload + headers",
+                    pick(&|r, t| {
+                        let o = r.outcome.as_ref()?;
+                        Some(ratio(
+                            t.client
+                                .as_ref()
+                                .map_or(0.0, |p| p.lifetime_tx_bytes as f64),
+                            o.expected_client_tx as f64,
+                        ))
+                    }),
+                ));
+                s.accuracy.extend(accuracy(
+                    "server rx",
+                    "payload + headers",
+                    pick(&|r, t| {
+                        let o = r.outcome.as_ref()?;
+                        Some(ratio(
+                            t.server
+                                .as_ref()
+                                .map_or(0.0, |p| p.lifetime_rx_bytes as f64),
+                            o.expected_server_rx as f64,
+                        ))
+                    }),
+                ));
+                if matches!(scenario.kind, Kind::Udp64 | Kind::Flows { .. }) {
+                    s.accuracy.extend(accuracy(
+                        "server rx",
+                        "payload + headers, + datagrams dropped at a full receive buffer",
+                        pick(&|r, t| {
+                            let o = r.outcome.as_ref()?;
+                            let per = ratio(o.expected_server_rx as f64, o.received_units as f64);
+                            Some(ratio(
+                                t.server
+                                    .as_ref()
+                                    .map_or(0.0, |p| p.lifetime_rx_bytes as f64),
+                                o.expected_server_rx as f64 + per * o.rcvbuf_drops as f64,
+                            ))
+                        }),
+                    ));
+                }
+                s.accuracy.extend(accuracy(
+                    "client tx",
+                    "payload only (raw)",
+                    pick(&|r, t| {
+                        Some(ratio(
+                            t.client
+                                .as_ref()
+                                .map_or(0.0, |p| p.lifetime_tx_bytes as f64),
+                            r.outcome.as_ref()?.sent_payload as f64,
+                        ))
+                    }),
+                ));
+                s.accuracy.extend(accuracy(
+                    "server rx",
+                    "payload only (raw)",
+                    pick(&|r, t| {
+                        Some(ratio(
+                            t.server
+                                .as_ref()
+                                .map_or(0.0, |p| p.lifetime_rx_bytes as f64),
+                            r.outcome.as_ref()?.received_payload as f64,
+                        ))
+                    }),
+                ));
+            }
+        }
+    }
+
+    // Accuracy of the capture tools (a process they did not list counts as 0 bytes).
+    let captures: Vec<(&RunRecord, &super::CaptureFigures)> = ok
+        .iter()
+        .filter_map(|r| Some((*r, r.capture.as_ref()?)))
+        .collect();
+    if !captures.is_empty() {
+        let sent = |c: &super::CaptureFigures| c.client.map_or(0.0, |b| b.sent);
+        let received = |c: &super::CaptureFigures| c.server.map_or(0.0, |b| b.received);
+        match scenario.kind {
+            Kind::Churn => {
+                s.accuracy.extend(accuracy(
+                    "churn clients tx",
+                    "client veth IP bytes out",
+                    captures
+                        .iter()
+                        .filter_map(|(r, c)| {
+                            let w = r.wire?;
+                            Some(ratio(
+                                sent(c),
+                                w.tx_bytes.saturating_sub(w.tx_packets * ETH_HEADER) as f64,
+                            ))
+                        })
+                        .collect(),
+                ));
+            }
+            _ => {
+                s.accuracy.extend(accuracy(
+                    "client tx",
+                    "payload + headers",
+                    captures
+                        .iter()
+                        .filter_map(|(r, c)| {
+                            Some(ratio(
+                                sent(c),
+                                r.outcome.as_ref()?.expected_client_tx as f64,
+                            ))
+                        })
+                        .collect(),
+                ));
+                // The server of a veth scenario lives in the other namespace: nethogs and
+                // bandwhich watch the client's; bandwhich cannot tell the two iperf3 apart.
+                if link == Link::Loopback && condition == Condition::Nethogs {
+                    s.accuracy.extend(accuracy(
+                        "server rx",
+                        "payload + headers",
+                        captures
+                            .iter()
+                            .filter_map(|(r, c)| {
+                                Some(ratio(
+                                    received(c),
+                                    r.outcome.as_ref()?.expected_server_rx as f64,
+                                ))
+                            })
+                            .collect(),
+                    ));
+                }
+            }
+        }
+    }
+    s
+}
+
+/// Medians of the baseline that the other conditions are compared with.
+#[derive(Clone, Copy, Debug, Default)]
+struct BaselineMedians {
+    rate: Option<f64>,
+    goodput: Option<f64>,
+    wire_pps: Option<f64>,
+}
+
+fn ok_runs<'a>(records: &[&'a RunRecord]) -> Vec<&'a RunRecord> {
+    records
+        .iter()
+        .copied()
+        .filter(|r| r.error.is_none() && r.outcome.is_some())
+        .collect()
+}
+
+fn baseline_medians(records: &[&RunRecord], link: Link) -> BaselineMedians {
+    let ok = ok_runs(records);
+    let median = |values: Vec<f64>| spread(values).map(|s| s.median);
+    BaselineMedians {
+        rate: median(
+            ok.iter()
+                .filter_map(|r| Some(r.outcome.as_ref()?.rate))
+                .collect(),
+        ),
+        goodput: median(
+            ok.iter()
+                .filter_map(|r| Some(r.outcome.as_ref()?.goodput_bps))
+                .collect(),
+        ),
+        wire_pps: median(
+            ok.iter()
+                .filter_map(|r| Some(wire_packets(r, link)? / r.wire_seconds))
+                .collect(),
+        ),
+    }
+}
+
+/// Adds each run's ratio to the baseline's median of the same scenario.
+fn add_baseline_ratios(
+    summary: &mut Summary,
+    records: &[&RunRecord],
+    base: BaselineMedians,
+    link: Link,
+) {
+    let ok = ok_runs(records);
+    let of = |f: &dyn Fn(&RunRecord) -> Option<f64>, base: Option<f64>| {
+        let base = base?;
+        spread(ok.iter().filter_map(|r| Some(ratio(f(r)?, base))))
+    };
+    summary.rate_vs_baseline = of(&|r| Some(r.outcome.as_ref()?.rate), base.rate);
+    summary.goodput_vs_baseline = of(&|r| Some(r.outcome.as_ref()?.goodput_bps), base.goodput);
+    summary.wire_pps_vs_baseline = of(
+        &|r| Some(wire_packets(r, link)? / r.wire_seconds),
+        base.wire_pps,
+    );
+}
+
+/// Summaries of every scenario and condition in the records, in plan order.
+pub fn summaries(scenarios: &[Scenario], records: &[RunRecord]) -> Vec<Summary> {
+    let mut out = Vec::new();
+    for scenario in scenarios {
+        let mut conditions: Vec<Condition> = records
+            .iter()
+            .filter(|r| r.scenario == scenario.name)
+            .filter_map(|r| r.condition)
+            .collect();
+        conditions.sort();
+        conditions.dedup();
+        let group = |c: Condition| -> Vec<&RunRecord> {
+            records
+                .iter()
+                .filter(|r| r.scenario == scenario.name && r.condition == Some(c))
+                .collect()
+        };
+        let base = baseline_medians(&group(Condition::Baseline), scenario.link);
+        for condition in conditions {
+            let records = group(condition);
+            let mut summary = summarize(scenario, condition, &records);
+            add_baseline_ratios(&mut summary, &records, base, scenario.link);
+            out.push(summary);
+        }
+    }
+    out
+}
+
+fn find<'a>(summaries: &'a [Summary], scenario: &str, condition: Condition) -> Option<&'a Summary> {
+    summaries
+        .iter()
+        .find(|s| s.scenario == scenario && s.condition == condition.name())
+}
+
+fn not_measured(target: &str, scenario: &str, goal: &str) -> Target {
+    Target {
+        target: target.to_string(),
+        scenario: scenario.to_string(),
+        measured: "-".to_string(),
+        goal: goal.to_string(),
+        status: Status::NotMeasured,
+    }
+}
+
+/// The issue's targets, each next to what was measured.
+pub fn targets(scenarios: &[Scenario], summaries: &[Summary]) -> Vec<Target> {
+    let mut out = Vec::new();
+    let td = Condition::Trafficd;
+    // Throughput and packet rate with trafficd (default configuration).
+    for scenario in scenarios {
+        let (what, goal, min) = match scenario.kind {
+            Kind::Tcp { .. } => (
+                "TCP bulk throughput with trafficd",
+                ">= 0.98 x baseline",
+                0.98,
+            ),
+            Kind::Udp64 => (
+                "64-byte UDP packet rate with trafficd",
+                ">= 0.95 x baseline",
+                0.95,
+            ),
+            _ => continue,
+        };
+        out.push(
+            match find(summaries, &scenario.name, td).and_then(|s| s.rate_vs_baseline) {
+                Some(r) => Target {
+                    target: what.to_string(),
+                    scenario: scenario.name.clone(),
+                    measured: format!("{} x", fmt_spread(&r, 3)),
+                    goal: goal.to_string(),
+                    status: if r.median >= min {
+                        Status::Pass
+                    } else {
+                        Status::Miss
+                    },
+                },
+                None => not_measured(what, &scenario.name, goal),
+            },
+        );
+    }
+    // Userspace CPU against nethogs at the same load (per GB that crossed the link).
+    for scenario in scenarios
+        .iter()
+        .filter(|s| !matches!(s.kind, Kind::Flows { .. }))
+    {
+        let what = "trafficd CPU per GB vs nethogs";
+        let goal = "<= 1/10";
+        let td_cpu = find(summaries, &scenario.name, td).and_then(|s| s.cpu_seconds_per_gb);
+        let nh_cpu =
+            find(summaries, &scenario.name, Condition::Nethogs).and_then(|s| s.cpu_seconds_per_gb);
+        out.push(match (td_cpu, nh_cpu) {
+            (Some(t), Some(n)) if n.median > 0.0 => {
+                let r = t.median / n.median;
+                Target {
+                    target: what.to_string(),
+                    scenario: scenario.name.clone(),
+                    measured: format!(
+                        "{} vs {} CPU s/GB = 1/{:.0}",
+                        fmt_sig(t.median),
+                        fmt_sig(n.median),
+                        1.0 / r
+                    ),
+                    goal: goal.to_string(),
+                    status: if r <= 0.1 { Status::Pass } else { Status::Miss },
+                }
+            }
+            _ => not_measured(what, &scenario.name, goal),
+        });
+    }
+    let at_100k = scenarios
+        .iter()
+        .find(|s| s.kind == Kind::Flows { count: 100_000 })
+        .map(|s| s.name.clone())
+        .unwrap_or_else(|| "flows-100k".to_string());
+    let flows = find(summaries, &at_100k, td);
+    let what = "trafficd userspace CPU at 100k flows";
+    let goal = "< 2% of one core";
+    out.push(match flows.and_then(|s| s.cpu_percent_of_core) {
+        Some(c) => Target {
+            target: what.to_string(),
+            scenario: at_100k.clone(),
+            measured: format!("{} %", fmt_spread(&c, 2)),
+            goal: goal.to_string(),
+            status: if c.median < 2.0 {
+                Status::Pass
+            } else {
+                Status::Miss
+            },
+        },
+        None => not_measured(what, &at_100k, goal),
+    });
+    // Kernel programs: the worst scenario's median for each program.
+    for program in HOT_PROGRAMS {
+        let what = format!("{program} average run time");
+        let goal = "<= 100 ns (aim 50 ns)";
+        let worst = summaries
+            .iter()
+            .filter(|s| s.condition == Condition::TrafficdBpfStats.name())
+            .filter_map(|s| Some((s.scenario.clone(), s.programs.get(program)?.avg_ns?)))
+            .max_by(|a, b| a.1.median.total_cmp(&b.1.median));
+        out.push(match worst {
+            Some((scenario, ns)) => Target {
+                target: what,
+                scenario: format!("worst: {scenario}"),
+                measured: format!("{} ns", fmt_spread(&ns, 0)),
+                goal: goal.to_string(),
+                status: if ns.median <= 100.0 {
+                    Status::Pass
+                } else {
+                    Status::Miss
+                },
+            },
+            None => not_measured(&what, "all", goal),
+        });
+    }
+    let what = "drain of 100k flows";
+    let goal = "<= 50 ms";
+    out.push(
+        match flows.and_then(|s| Some((s.drain_ms?, s.longest_drain_ms?))) {
+            Some((d, longest)) => Target {
+                target: what.to_string(),
+                scenario: at_100k.clone(),
+                measured: format!(
+                    "median {} ms, longest {} ms",
+                    fmt_sig(d.median),
+                    fmt_sig(longest.max)
+                ),
+                goal: goal.to_string(),
+                status: if longest.max <= 50.0 {
+                    Status::Pass
+                } else if d.median <= 50.0 {
+                    Status::Partial
+                } else {
+                    Status::Miss
+                },
+            },
+            None => not_measured(what, &at_100k, goal),
+        },
+    );
+    let what = "trafficd peak RSS at 100k flows";
+    let goal = "<= 64 MiB";
+    out.push(match flows.and_then(|s| s.peak_rss_mib) {
+        Some(r) => Target {
+            target: what.to_string(),
+            scenario: at_100k.clone(),
+            measured: format!("{} MiB", fmt_spread(&r, 1)),
+            goal: goal.to_string(),
+            status: if r.max <= 64.0 {
+                Status::Pass
+            } else {
+                Status::Miss
+            },
+        },
+        None => not_measured(what, &at_100k, goal),
+    });
+    let what = "kernel map memory bounded by config and reported";
+    let goal = "bounded, reported";
+    out.push(match flows.and_then(|s| Some((s.map_memory_mib?, s.flow_map_entries))) {
+        Some((m, entries)) => Target {
+            target: what.to_string(),
+            scenario: at_100k.clone(),
+            measured: format!(
+                "{} MiB charged by the kernel (fdinfo memlock) with {} flow entries; every map has max_entries from a --*-map-size flag; /metrics exports entries and capacity per map, not bytes",
+                fmt_sig(m.median),
+                entries.map_or("?".to_string(), |e| fmt_sig(e.median))
+            ),
+            goal: goal.to_string(),
+            status: Status::Partial,
+        },
+        None => not_measured(what, &at_100k, goal),
+    });
+    // Accuracy: trafficd vs what the generator knows, both directions, TCP and UDP.
+    for scenario in scenarios {
+        if matches!(scenario.kind, Kind::Churn) {
+            continue;
+        }
+        let Some(summary) = find(summaries, &scenario.name, td) else {
+            out.push(not_measured(
+                "accuracy (trafficd)",
+                &scenario.name,
+                "within 1%",
+            ));
+            continue;
+        };
+        let udp = matches!(scenario.kind, Kind::Udp64 | Kind::Flows { .. });
+        for (what, reference) in [
+            ("client tx", "payload + headers"),
+            (
+                "server rx",
+                if udp {
+                    "payload + headers, + datagrams dropped at a full receive buffer"
+                } else {
+                    "payload + headers"
+                },
+            ),
+        ] {
+            let target = format!("accuracy, {what}");
+            match summary
+                .accuracy
+                .iter()
+                .find(|a| a.what == what && a.reference == reference)
+            {
+                Some(a) => out.push(Target {
+                    target,
+                    scenario: scenario.name.clone(),
+                    measured: format!(
+                        "{} (worst {:.4}) of {reference}",
+                        fmt_spread(&a.ratio, 4),
+                        a.worst
+                    ),
+                    goal: "within 1%".to_string(),
+                    status: if (a.worst - 1.0).abs() <= 0.01 {
+                        Status::Pass
+                    } else {
+                        Status::Miss
+                    },
+                }),
+                None => out.push(not_measured(&target, &scenario.name, "within 1%")),
+            }
+        }
+    }
+    out
+}
+
+/// Three significant digits, without exponent for everyday magnitudes.
+fn fmt_sig(x: f64) -> String {
+    if !x.is_finite() {
+        return "-".to_string();
+    }
+    let a = x.abs();
+    if a == 0.0 {
+        "0".to_string()
+    } else if a >= 100.0 {
+        format!("{x:.0}")
+    } else if a >= 10.0 {
+        format!("{x:.1}")
+    } else if a >= 1.0 {
+        format!("{x:.2}")
+    } else if a >= 0.001 {
+        format!("{x:.3}")
+    } else {
+        format!("{x:.2e}")
+    }
+}
+
+fn fmt_spread(s: &Spread, decimals: usize) -> String {
+    if s.n == 1 {
+        return format!("{:.*}", decimals, s.median);
+    }
+    format!(
+        "{:.*} ({:.*}–{:.*})",
+        decimals, s.median, decimals, s.min, decimals, s.max
+    )
+}
+
+fn fmt_spread_sig(s: Option<Spread>) -> String {
+    match s {
+        None => "-".to_string(),
+        Some(s) if s.n == 1 => fmt_sig(s.median),
+        Some(s) => format!(
+            "{} ({}–{})",
+            fmt_sig(s.median),
+            fmt_sig(s.min),
+            fmt_sig(s.max)
+        ),
+    }
+}
+
+fn fmt_ratio(s: Option<Spread>) -> String {
+    s.map_or("-".to_string(), |s| fmt_spread(&s, 3))
+}
+
+/// A scenario's main rate in its natural unit.
+fn fmt_rate(kind: Kind, rate: f64) -> String {
+    match kind {
+        Kind::Tcp { .. } => format!("{:.2} Gbit/s", rate / 1e9),
+        Kind::Udp64 => format!("{:.0} kdatagram/s", rate / 1e3),
+        Kind::Churn => format!("{rate:.0} conn/s"),
+        Kind::Flows { .. } => format!("{:.0} kdatagram/s", rate / 1e3),
+    }
+}
+
+/// One line per run for the progress output.
+pub fn one_line(r: &RunRecord) -> String {
+    let condition = r.condition.map_or("?", Condition::name);
+    let mut line = format!("{} {condition} #{}:", r.scenario, r.round);
+    if let Some(error) = &r.error {
+        let _ = write!(line, " ERROR {error}");
+        return line;
+    }
+    if let Some(o) = &r.outcome {
+        let _ = write!(line, " rate {}", fmt_sig(o.rate));
+    }
+    if let Some(m) = &r.monitor {
+        let _ = write!(
+            line,
+            ", cpu {:.3} s in {:.1} s, rss {:.1} MiB",
+            m.cpu_seconds,
+            m.window_seconds,
+            m.peak_rss_kib as f64 / 1024.0
+        );
+    }
+    if let Some(t) = &r.trafficd {
+        if let Some(max) = t.drain_us.iter().max() {
+            let _ = write!(line, ", longest drain {:.1} ms", *max as f64 / 1e3);
+        }
+        let kernel: u64 = t.programs.iter().map(|p| p.run_time_ns).sum();
+        if kernel > 0 {
+            let _ = write!(line, ", kernel {:.1} ms", kernel as f64 / 1e6);
+        }
+    }
+    let _ = write!(line, ", load {:.1}", r.loadavg);
+    line
+}
+
+#[derive(Serialize)]
+struct Json<'a> {
+    meta: &'a Meta,
+    scenarios: &'a [Scenario],
+    targets: &'a [Target],
+    summaries: &'a [Summary],
+    runs: &'a [RunRecord],
+}
+
+/// Writes results.md and results.json under `dir`; returns their paths.
+pub fn write(
+    dir: &Path,
+    meta: &Meta,
+    scenarios: &[Scenario],
+    records: &[RunRecord],
+) -> Result<(PathBuf, PathBuf)> {
+    let summaries = summaries(scenarios, records);
+    let targets = targets(scenarios, &summaries);
+    let json_path = dir.join("results.json");
+    let json = serde_json::to_string_pretty(&Json {
+        meta,
+        scenarios,
+        targets: &targets,
+        summaries: &summaries,
+        runs: records,
+    })?;
+    fs::write(&json_path, json).with_context(|| format!("write {}", json_path.display()))?;
+    let md_path = dir.join("results.md");
+    let md = markdown(meta, scenarios, &summaries, &targets);
+    fs::write(&md_path, md).with_context(|| format!("write {}", md_path.display()))?;
+    Ok((md_path, json_path))
+}
+
+fn markdown(
+    meta: &Meta,
+    scenarios: &[Scenario],
+    summaries: &[Summary],
+    targets: &[Target],
+) -> String {
+    let mut md = String::new();
+    let kind_of = |name: &str| scenarios.iter().find(|s| s.name == name).map(|s| s.kind);
+    let _ = writeln!(md, "# trafficd benchmark\n");
+    let _ = writeln!(
+        md,
+        "{}: {} x {}, {:.0} GiB, Linux {}; trafficd {}{}. `cargo xtask {}`: {} runs per scenario and condition, conditions alternating run by run, {} s of traffic per run; the bench took {:.1} min{}.\n",
+        meta.date_utc,
+        meta.cpus,
+        if meta.cpu_model.is_empty() { "CPU" } else { &meta.cpu_model },
+        meta.memory_gib,
+        meta.kernel,
+        meta.git_commit,
+        if meta.git_dirty { " (with uncommitted changes)" } else { "" },
+        meta.command,
+        meta.runs,
+        meta.seconds,
+        meta.elapsed_seconds / 60.0,
+        if meta.finished { "" } else { " (NOT FINISHED: partial results)" },
+    );
+    if !meta.notes.is_empty() {
+        let _ = writeln!(md, "Notes:\n");
+        for note in &meta.notes {
+            let _ = writeln!(md, "- {note}");
+        }
+        let _ = writeln!(md);
+    }
+
+    let _ = writeln!(md, "## Targets\n");
+    let _ = writeln!(
+        md,
+        "| target | scenario | measured: median (min–max) | goal | result |"
+    );
+    let _ = writeln!(md, "| --- | --- | --- | --- | --- |");
+    for t in targets {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} |",
+            t.target,
+            t.scenario,
+            t.measured,
+            t.goal,
+            t.status.label()
+        );
+    }
+
+    let _ = writeln!(md, "\n## Throughput and cost\n");
+    let _ = writeln!(
+        md,
+        "Ratios are each run's figure over the baseline's median: median (min–max) over the runs. \
+         Rate: TCP payload throughput, UDP datagrams received, churn connections completed, flows datagrams sent. \
+         CPU: user + system time of the monitoring process from just before the traffic until the drains after it (trafficd) \
+         or 1.5 s after it (capture tools); per GB and per million packets of what crossed the interface (IP bytes; lo, or both \
+         directions of the client's veth end; a GSO packet counts once). Kernel: the sum of run_time_ns of trafficd's programs \
+         (BPF statistics on). Peak RSS: VmHWM.\n"
+    );
+    let _ = writeln!(
+        md,
+        "| scenario | condition | runs | rate | rate vs baseline | wire pkt/s vs baseline | monitor CPU % of a core | CPU s per GB | CPU s per M packets | peak RSS MiB | kernel ns per packet | kernel % of a core | load avg | runs beside others' BPF programs |"
+    );
+    let _ = writeln!(
+        md,
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+    );
+    for s in summaries {
+        let rate = match (kind_of(&s.scenario), s.rate) {
+            (Some(kind), Some(r)) => fmt_rate(kind, r.median),
+            _ => "-".to_string(),
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {} | {}{} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            s.scenario,
+            s.condition,
+            s.runs_ok,
+            if s.errors.is_empty() {
+                String::new()
+            } else {
+                format!(" ({} failed)", s.errors.len())
+            },
+            rate,
+            fmt_ratio(s.rate_vs_baseline),
+            fmt_ratio(s.wire_pps_vs_baseline),
+            fmt_spread_sig(s.cpu_percent_of_core),
+            fmt_spread_sig(s.cpu_seconds_per_gb),
+            fmt_spread_sig(s.cpu_seconds_per_mpkt),
+            fmt_spread_sig(s.peak_rss_mib),
+            fmt_spread_sig(s.kernel_ns_per_wire_packet),
+            fmt_spread_sig(s.kernel_percent_of_core),
+            s.loadavg
+                .map_or("-".to_string(), |l| format!("{:.1}", l.median)),
+            s.runs_with_foreign_programs,
+        );
+    }
+
+    let _ = writeln!(md, "\n## trafficd's kernel programs (BPF statistics on)\n");
+    let _ = writeln!(
+        md,
+        "Average run time per invocation (run_time_ns / run_cnt over the run) and invocations per second; median (min–max) over the runs.\n"
+    );
+    let _ = writeln!(
+        md,
+        "| scenario | program | ns per run | runs per second | kernel ms per run (all programs) |"
+    );
+    let _ = writeln!(md, "| --- | --- | --- | --- | --- |");
+    for s in summaries
+        .iter()
+        .filter(|s| s.condition == Condition::TrafficdBpfStats.name())
+    {
+        for (name, p) in &s.programs {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} |",
+                s.scenario,
+                name,
+                fmt_spread_sig(p.avg_ns),
+                fmt_spread_sig(p.runs_per_second),
+                fmt_spread_sig(s.kernel_ms_per_run),
+            );
+        }
+    }
+
+    let _ = writeln!(md, "\n## Flow scale\n");
+    let _ = writeln!(
+        md,
+        "One UDP socket sends one 16-byte datagram to each of N loopback addresses (127.1.0.0 + i) and receives them on one wildcard socket: \
+         2N flows in trafficd's flow map (both ends), run with --flow-map-size 2N + 65536. Drain: `last_drain_microseconds` of every \
+         drain during the run (/healthz polled every 250 ms). GET times are whole requests after the run.\n"
+    );
+    let _ = writeln!(
+        md,
+        "| scenario | condition | flow map entries | drain ms | longest drain ms | GET /metrics ms | /metrics KiB | GET /top?by=flow ms | peak RSS MiB | CPU % of a core | kernel map memory MiB | lost events |"
+    );
+    let _ = writeln!(
+        md,
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+    );
+    for s in summaries
+        .iter()
+        .filter(|s| s.drain_ms.is_some() || s.metrics_get_ms.is_some())
+    {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            s.scenario,
+            s.condition,
+            fmt_spread_sig(s.flow_map_entries),
+            fmt_spread_sig(s.drain_ms),
+            fmt_spread_sig(s.longest_drain_ms),
+            fmt_spread_sig(s.metrics_get_ms),
+            fmt_spread_sig(s.metrics_kib),
+            fmt_spread_sig(s.top_flow_get_ms),
+            fmt_spread_sig(s.peak_rss_mib),
+            fmt_spread_sig(s.cpu_percent_of_core),
+            fmt_spread_sig(s.map_memory_mib),
+            fmt_spread_sig(s.lost_events),
+        );
+    }
+
+    let _ = writeln!(md, "\n## Accuracy\n");
+    let _ = writeln!(
+        md,
+        "Bytes each tool reports for the generator's processes (trafficd: lifetime bytes of the pid in /top; nethogs: its last \
+         cumulative refresh for the pid; bandwhich: the largest line with the generator's name, it has no pids) over what the \
+         generator knows it moved. trafficd counts IP bytes, so the reference adds the headers of the packets that carried \
+         the payload (TCP: one 52-byte header per MTU-sized segment; UDP: 28 bytes per datagram); the raw ratio to the payload \
+         is shown too. Churn: the sum over all churn client processes against the client namespace's veth counters, whose \
+         only traffic is the churn. A process the tool did not list counts as 0.\n"
+    );
+    let _ = writeln!(
+        md,
+        "| scenario | tool | bytes | reference | ratio | worst run |"
+    );
+    let _ = writeln!(md, "| --- | --- | --- | --- | --- | --- |");
+    for s in summaries {
+        for a in &s.accuracy {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} | {:.4} |",
+                s.scenario,
+                s.condition,
+                a.what,
+                a.reference,
+                fmt_spread(&a.ratio, 4),
+                a.worst
+            );
+        }
+        if let Some(seen) = s.churn_processes_seen_ratio {
+            let _ = writeln!(
+                md,
+                "| {} | {} | churn client processes listed | processes forked | {} | {:.4} |",
+                s.scenario,
+                s.condition,
+                fmt_spread(&seen, 4),
+                seen.min
+            );
+        }
+    }
+
+    let _ = writeln!(md, "\n## Monitors starting and stopping\n");
+    let _ = writeln!(md, "Start: until trafficd finished its first drain, or 1 s for the capture tools. Stop: SIGTERM to exit.\n");
+    let _ = writeln!(md, "| condition | start s | stop s |");
+    let _ = writeln!(md, "| --- | --- | --- |");
+    let mut by_condition: BTreeMap<&str, (Vec<f64>, Vec<f64>)> = BTreeMap::new();
+    for s in summaries {
+        let entry = by_condition.entry(&s.condition).or_default();
+        entry.0.extend(s.startup_seconds.map(|x| x.median));
+        entry.1.extend(s.stop_seconds.map(|x| x.max));
+    }
+    for (condition, (start, stop)) in by_condition {
+        if start.is_empty() {
+            continue;
+        }
+        let _ = writeln!(
+            md,
+            "| {condition} | {} | {} |",
+            fmt_spread_sig(spread(start)),
+            fmt_spread_sig(spread(stop))
+        );
+    }
+
+    let errors: Vec<(&Summary, &String)> = summaries
+        .iter()
+        .flat_map(|s| s.errors.iter().map(move |e| (s, e)))
+        .collect();
+    if !errors.is_empty() {
+        let _ = writeln!(md, "\n## Failed runs\n");
+        for (s, e) in errors {
+            let _ = writeln!(
+                md,
+                "- {} / {}: {}",
+                s.scenario,
+                s.condition,
+                e.replace('|', "/")
+            );
+        }
+    }
+    md
+}
