@@ -87,11 +87,10 @@ impl<K: Hash + Eq + Clone, M: Default> Dimension<K, M> {
     pub fn window(&self, now: Instant, window: Duration) -> (Vec<Windowed<'_, K, M>>, Duration) {
         let mut sums: HashMap<&K, Traffic> = HashMap::default();
         let mut covered = Duration::ZERO;
-        // A tick belongs to the window when it ended within it; a little slack absorbs the
-        // jitter of the drain timer so a 10 s window holds 10 one-second ticks, not 9.
-        let slack = Duration::from_millis(50);
+        // A tick belongs to the window when it ended within it: a 1 s window right after a
+        // drain, or half a second later, is the last complete second.
         for tick in self.ticks.iter().rev() {
-            if now.duration_since(tick.at) + tick.length > window + slack {
+            if now.duration_since(tick.at) >= window {
                 break;
             }
             covered += tick.length;
@@ -158,6 +157,19 @@ mod tests {
         assert_eq!(window_of(&d, now, 60), ((11..=70u64).sum(), second * 60));
         let lifetime = d.entries().next().unwrap().1.lifetime.tx_bytes;
         assert_eq!(lifetime, (1..=70u64).sum::<u64>());
+    }
+
+    #[test]
+    fn a_window_between_drains_holds_the_last_complete_ticks() {
+        let start = Instant::now();
+        let second = Duration::from_secs(1);
+        let mut d = Dimension::default();
+        for i in 1..=20u64 {
+            d.record(start + second * i as u32, second, vec![("a", tx(i), ())]);
+        }
+        let between = start + second * 20 + Duration::from_millis(700);
+        assert_eq!(window_of(&d, between, 1), (20, second));
+        assert_eq!(window_of(&d, between, 10), ((11..=20u64).sum(), second * 10));
     }
 
     #[test]
