@@ -169,7 +169,10 @@ mod tests {
         }
         let between = start + second * 20 + Duration::from_millis(700);
         assert_eq!(window_of(&d, between, 1), (20, second));
-        assert_eq!(window_of(&d, between, 10), ((11..=20u64).sum(), second * 10));
+        assert_eq!(
+            window_of(&d, between, 10),
+            ((11..=20u64).sum(), second * 10)
+        );
     }
 
     #[test]
