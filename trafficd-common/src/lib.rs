@@ -7,7 +7,7 @@
 #![no_std]
 
 /// Version of the map layout below. Part of the bpffs pin directory name.
-pub const MAP_LAYOUT_VERSION: u32 = 1;
+pub const MAP_LAYOUT_VERSION: u32 = 2;
 
 /// Length of a task's `comm`, including the trailing NUL (`TASK_COMM_LEN`).
 pub const COMM_LEN: usize = 16;
@@ -18,11 +18,12 @@ pub const AF_INET6: u8 = 10;
 
 /// Names of the maps, shared so that the daemon and the kernel programs cannot drift apart.
 pub mod maps {
-    /// Wire bytes per socket cookie: the exact per-socket roll-up that process attribution uses.
-    pub const SOCKETS: &str = "SOCKETS";
-    /// Wire bytes per (socket, 5-tuple, cgroup): per-flow detail, may fill up.
+    /// Wire bytes per (socket, 5-tuple, cgroup). Socket and cgroup totals are sums of these.
     pub const FLOWS: &str = "FLOWS";
-    /// Wire bytes per cgroup id: exact roll-up, independent of the flow map.
+    /// Overflow roll-up: wire bytes per socket cookie of packets whose flow did not fit in FLOWS,
+    /// so that per-socket (and so per-process) totals stay exact when FLOWS is full.
+    pub const SOCKETS: &str = "SOCKETS";
+    /// Overflow roll-up: wire bytes per cgroup id of packets whose flow did not fit in FLOWS.
     pub const CGROUPS: &str = "CGROUPS";
     /// Last process seen sending or receiving on a socket.
     pub const OWNERS: &str = "OWNERS";
@@ -35,15 +36,13 @@ pub mod maps {
     pub const CLOSED: &str = "CLOSED";
     /// Per-CPU counters of everything the kernel side had to drop.
     pub const LOSSES: &str = "LOSSES";
-    /// Per-CPU counters of traffic seen, used to check the maps add up.
-    pub const TOTALS: &str = "TOTALS";
 }
 
 /// Default number of entries of each map; every one can be changed on the command line.
 pub mod defaults {
-    pub const SOCKETS: u32 = 65_536;
+    pub const SOCKETS: u32 = 16_384;
     pub const FLOWS: u32 = 131_072;
-    pub const CGROUPS: u32 = 4_096;
+    pub const CGROUPS: u32 = 1_024;
     pub const OWNERS: u32 = 65_536;
     pub const PROCESSES: u32 = 32_768;
     pub const SOCKET_PROCESSES: u32 = 65_536;
@@ -163,11 +162,12 @@ impl Payload {
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Loss {
-    /// FLOWS was full: per-flow detail lost; socket, cgroup and process totals still exact.
+    /// FLOWS was full: per-flow detail lost; the bytes went to the SOCKETS and CGROUPS
+    /// overflow roll-ups, so socket, cgroup and process totals stay exact.
     FlowMapFull = 0,
-    /// SOCKETS was full: bytes not attributable to a process (cgroup totals still exact).
+    /// FLOWS and the SOCKETS overflow were full: bytes not attributable to a process.
     SocketMapFull = 1,
-    /// CGROUPS was full: cgroup totals incomplete.
+    /// FLOWS and the CGROUPS overflow were full: cgroup totals incomplete.
     CgroupMapFull = 2,
     /// OWNERS or PROCESSES was full: an owner not recorded in the kernel (userspace falls back
     /// to /proc).
@@ -212,15 +212,6 @@ impl Loss {
 
 /// Number of slots in the `LOSSES` array.
 pub const LOSS_SLOTS: u32 = 2 * Loss::ALL.len() as u32;
-
-/// Index into the per-CPU `TOTALS` array: everything the cgroup hooks saw, before any map.
-pub mod totals {
-    pub const TX_BYTES: u32 = 0;
-    pub const TX_PACKETS: u32 = 1;
-    pub const RX_BYTES: u32 = 2;
-    pub const RX_PACKETS: u32 = 3;
-    pub const SLOTS: u32 = 4;
-}
 
 #[cfg(feature = "user")]
 mod pod {

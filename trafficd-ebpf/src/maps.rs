@@ -45,7 +45,3 @@ pub static CLOSED: HashMap<u64, u64> =
 
 #[map]
 pub static LOSSES: PerCpuArray<u64> = PerCpuArray::with_max_entries(LOSS_SLOTS, 0);
-
-#[map]
-pub static TOTALS: PerCpuArray<u64> =
-    PerCpuArray::with_max_entries(trafficd_common::totals::SLOTS, 0);

@@ -5,7 +5,9 @@
 //! The tuple is written straight into the flow key, which the caller zeroed: passing a large
 //! `Option<Tuple>` around made LLVM spill registers the verifier considers uninitialized.
 
-use aya_ebpf::programs::SkBuffContext;
+use core::mem::{size_of, MaybeUninit};
+
+use aya_ebpf::{helpers::generated::bpf_skb_load_bytes, programs::SkBuffContext};
 use trafficd_common::{FlowKey, AF_INET, AF_INET6};
 
 pub const IPPROTO_TCP: u8 = 6;
@@ -24,13 +26,32 @@ const IPV6_DEST_OPTS: u8 = 60;
 /// counted with the last header type reached as its protocol.
 const MAX_IPV6_EXT_HEADERS: usize = 6;
 
+/// `N` packet bytes at `offset`. aya's `load` does the same, but LLVM zero-filled its buffer
+/// with an out-of-line memset loop first; with the buffer handed straight to the helper, it
+/// does not.
+#[inline(always)]
+fn load<const N: usize>(ctx: &SkBuffContext, offset: usize) -> Option<[u8; N]> {
+    let mut buf = MaybeUninit::<[u8; N]>::uninit();
+    // SAFETY: the helper writes exactly N bytes into `buf` or fails.
+    let ret = unsafe {
+        bpf_skb_load_bytes(
+            ctx.skb.skb.cast(),
+            offset as u32,
+            buf.as_mut_ptr().cast(),
+            size_of::<[u8; N]>() as u32,
+        )
+    };
+    // SAFETY: written by the helper when it returns 0.
+    (ret == 0).then(|| unsafe { buf.assume_init() })
+}
+
 /// Fills the family, protocol, addresses and ports of `key` from the packet, local side first
 /// (`egress`: the source is local). Returns the IP plus transport header length, what every
 /// segment of a GSO packet carries again on the wire (0 when the transport is unknown), or
 /// `None` when the headers are not IPv4/IPv6 or are cut short.
 #[inline(always)]
 pub fn parse_into(ctx: &SkBuffContext, key: &mut FlowKey, egress: bool) -> Option<u16> {
-    let first: u8 = ctx.load(0).ok()?;
+    let [first] = load::<1>(ctx, 0)?;
     match first >> 4 {
         4 => parse_v4(ctx, key, egress),
         6 => parse_v6(ctx, key, egress),
@@ -40,7 +61,7 @@ pub fn parse_into(ctx: &SkBuffContext, key: &mut FlowKey, egress: bool) -> Optio
 
 #[inline(always)]
 fn parse_v4(ctx: &SkBuffContext, key: &mut FlowKey, egress: bool) -> Option<u16> {
-    let header: [u8; 20] = ctx.load(0).ok()?;
+    let header = load::<20>(ctx, 0)?;
     let header_len = usize::from(header[0] & 0x0f) * 4;
     let fragment_offset = u16::from_be_bytes([header[6] & 0x1f, header[7]]);
     key.family = AF_INET;
@@ -62,7 +83,7 @@ fn parse_v4(ctx: &SkBuffContext, key: &mut FlowKey, egress: bool) -> Option<u16>
 
 #[inline(always)]
 fn parse_v6(ctx: &SkBuffContext, key: &mut FlowKey, egress: bool) -> Option<u16> {
-    let header: [u8; 40] = ctx.load(0).ok()?;
+    let header = load::<40>(ctx, 0)?;
     key.family = AF_INET6;
     let mut protocol = header[6];
     let (src, dst) = (&header[8..24], &header[24..40]);
@@ -79,7 +100,7 @@ fn parse_v6(ctx: &SkBuffContext, key: &mut FlowKey, egress: bool) -> Option<u16>
     for _ in 0..MAX_IPV6_EXT_HEADERS {
         let ext: [u8; 4] = match protocol {
             IPV6_HOP_BY_HOP | IPV6_ROUTING | IPV6_DEST_OPTS | IPV6_FRAGMENT | IPV6_AUTH => {
-                ctx.load(offset).ok()?
+                load::<4>(ctx, offset)?
             }
             _ => break,
         };
@@ -111,7 +132,7 @@ fn read_ports(ctx: &SkBuffContext, offset: usize, key: &mut FlowKey, egress: boo
     let (src, dst, header_len) = match key.protocol {
         IPPROTO_TCP => {
             // Ports, sequence and ack numbers, then the data offset.
-            let Ok(tcp) = ctx.load::<[u8; 13]>(offset) else {
+            let Some(tcp) = load::<13>(ctx, offset) else {
                 return 0;
             };
             let data_offset = usize::from(tcp[12] >> 4) * 4;
@@ -124,7 +145,7 @@ fn read_ports(ctx: &SkBuffContext, offset: usize, key: &mut FlowKey, egress: boo
         // UDP and UDP-Lite headers are 8 bytes; SCTP's common header is 12, and SCTP is not
         // segmented by GSO here, so its header length only matters for the ports.
         IPPROTO_UDP | IPPROTO_UDPLITE | IPPROTO_SCTP => {
-            let Ok(ports) = ctx.load::<[u8; 4]>(offset) else {
+            let Some(ports) = load::<4>(ctx, offset) else {
                 return 0;
             };
             (

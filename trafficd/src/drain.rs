@@ -111,22 +111,38 @@ impl Drainer {
         // Closed marks first: every byte a socket moved before its release is then already in
         // the counters read below.
         let closed: HashSet<u64> = self.maps.closed().into_iter().collect();
-        let sockets = self.maps.sockets();
         let flows = self.maps.flows();
-        let cgroups = self.maps.cgroups();
+        let socket_overflow = self.maps.socket_overflow();
+        let cgroup_overflow = self.maps.cgroup_overflow();
         let payloads = self.maps.socket_processes();
         let entries = MapEntries {
-            sockets: sockets.len(),
+            sockets: socket_overflow.len(),
             flows: flows.len(),
-            cgroups: cgroups.len(),
+            cgroups: cgroup_overflow.len(),
             socket_processes: payloads.len(),
             closed: closed.len(),
         };
         let read = started.elapsed();
-        let socket_deltas = self.sockets.observe(sockets);
         let flow_deltas = self.flows.observe(flows);
-        let cgroup_deltas = self.cgroups.observe(cgroups);
+        let socket_overflow = self.sockets.observe(socket_overflow);
+        let cgroup_overflow = self.cgroups.observe(cgroup_overflow);
         let payload_deltas = self.payloads.observe(payloads);
+        // Socket and cgroup totals: their flows, plus what overflowed a full flow map.
+        let socket_deltas = roll_up(
+            flow_deltas
+                .iter()
+                .map(|(k, t)| (k.cookie, *t))
+                .chain(socket_overflow),
+        );
+        let cgroup_deltas = roll_up(
+            flow_deltas
+                .iter()
+                .map(|(k, t)| (k.cgroup_id, *t))
+                .chain(cgroup_overflow),
+        );
+        let counted = socket_deltas
+            .iter()
+            .fold(Traffic::default(), |sum, (_, t)| sum.add(t));
 
         let observed = started.elapsed();
         let usage = self.socket_use(&socket_deltas, &flow_deltas, payload_deltas);
@@ -149,7 +165,8 @@ impl Drainer {
             })
             .collect();
 
-        let forgotten = self.forget_closed(&closed);
+        let active: HashSet<u64> = socket_deltas.iter().map(|(c, _)| *c).collect();
+        let forgotten = self.forget_closed(&closed, &active);
         self.forget_idle();
         self.collect_exited_processes();
 
@@ -164,7 +181,7 @@ impl Drainer {
         health.drains += 1;
         health.losses = self.maps.losses();
         health.map_fill = self.maps.fill(&entries);
-        health.kernel_totals = self.maps.totals();
+        health.kernel_totals = health.kernel_totals.add(&counted);
         health.sockets_forgotten += forgotten;
         health.last_drain = started.elapsed();
         health.longest_drain = health.longest_drain.max(health.last_drain);
@@ -190,6 +207,7 @@ impl Drainer {
         flow_deltas: &[(FlowKey, Traffic)],
         payload_deltas: Vec<(SocketProcessKey, Payload)>,
     ) -> SocketUse {
+        // Every socket in `flow_deltas` is in `socket_deltas` too (its roll-up).
         let mut payloads: HashMap<u64, Vec<(u32, Payload)>> = HashMap::new();
         for (key, payload) in payload_deltas {
             payloads
@@ -200,7 +218,6 @@ impl Drainer {
         let active: HashSet<u64> = socket_deltas
             .iter()
             .map(|(c, _)| *c)
-            .chain(flow_deltas.iter().map(|(k, _)| k.cookie))
             .filter(|c| *c != 0)
             .collect();
         let owners: HashMap<u64, SocketOwner> = active
@@ -332,12 +349,13 @@ impl Drainer {
     }
 
     /// Deletes the entries of sockets released before the previous drain that stayed idle
-    /// since, so that their last bytes (FIN, final ACKs) were read first. Returns how many.
-    fn forget_closed(&mut self, closed: &HashSet<u64>) -> u64 {
+    /// since (no byte in `active`), so that their last bytes (FIN, final ACKs) were read first.
+    /// Returns how many.
+    fn forget_closed(&mut self, closed: &HashSet<u64>, active: &HashSet<u64>) -> u64 {
         let ready: HashSet<u64> = closed
             .iter()
             .copied()
-            .filter(|c| self.closing.contains(c) && self.sockets.idle(c).is_none_or(|i| i >= 1))
+            .filter(|c| self.closing.contains(c) && !active.contains(c))
             .collect();
         self.closing = closed - &ready;
         self.forget_sockets(&ready, 1);
@@ -348,8 +366,10 @@ impl Drainer {
     /// a socket that wakes up again simply gets a fresh entry.
     fn forget_idle(&mut self) {
         let expiry = self.config.idle_expiry_drains;
-        let idle: HashSet<u64> = self.sockets.idle_for(expiry).into_iter().collect();
-        self.forget_sockets(&idle, expiry);
+        for cookie in self.sockets.idle_for(expiry) {
+            self.maps.forget_socket_overflow(cookie);
+            self.sockets.forget(&cookie);
+        }
         let idle_flows = self.flows.idle_for(expiry);
         self.maps.forget_flows(&idle_flows);
         for key in &idle_flows {
@@ -461,6 +481,16 @@ fn same_tuple_owners(
         .filter(|(k, _)| unknown.contains(&k.cookie))
         .filter_map(|(k, _)| known.get(&tuple(k)).map(|tgid| (k.cookie, *tgid)))
         .collect()
+}
+
+/// Sums traffic by key.
+fn roll_up(parts: impl Iterator<Item = (u64, Traffic)>) -> Vec<(u64, Traffic)> {
+    let mut sums: rustc_hash::FxHashMap<u64, Traffic> = Default::default();
+    for (key, traffic) in parts {
+        let sum = sums.entry(key).or_default();
+        *sum = sum.add(&traffic);
+    }
+    sums.into_iter().collect()
 }
 
 fn remote_records(flows: &[(FlowKey, Traffic, FlowInfo)]) -> Vec<(IpAddr, Traffic, ())> {

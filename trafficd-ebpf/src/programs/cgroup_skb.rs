@@ -1,19 +1,23 @@
 //! cgroup_skb ingress and egress on the cgroup2 root: every packet of every local socket.
 //!
-//! Per packet: the socket cookie, the cgroup of the socket and the packet's 5-tuple, then three
-//! O(1) per-CPU adds: per socket (exact, what process attribution needs), per cgroup (exact)
-//! and per flow (detail; may fill up without touching the other two).
+//! Per packet: the socket cookie, the cgroup of the socket and the packet's 5-tuple, then one
+//! per-CPU hash update: the flow (socket + 5-tuple + cgroup). Socket and cgroup totals are sums
+//! of flows, done by the daemon. Only when FLOWS is full do the bytes go to the SOCKETS and
+//! CGROUPS overflow roll-ups instead, so those totals stay exact without costing every packet
+//! three hash updates.
+
+use core::mem::MaybeUninit;
 
 use aya_ebpf::{
     helpers::generated::{bpf_get_socket_cookie, bpf_skb_cgroup_id},
     macros::cgroup_skb,
     programs::SkBuffContext,
 };
-use trafficd_common::{totals, FlowKey, Loss, Traffic};
+use trafficd_common::{FlowKey, Loss, Traffic};
 
 use crate::{
-    counters::{add, add_to_slot, count_loss, entry},
-    maps::{CGROUPS, FLOWS, SOCKETS, TOTALS},
+    counters::{add, count_loss, entry, zeroed},
+    maps::{CGROUPS, FLOWS, SOCKETS},
     packet,
 };
 
@@ -44,18 +48,11 @@ fn account(ctx: &SkBuffContext, direction: Direction) {
     // SAFETY: helpers on the program's own context. The cookie is 0 for a packet without a socket.
     let cookie = unsafe { bpf_get_socket_cookie(skb.cast()) };
     let cgroup_id = unsafe { bpf_skb_cgroup_id(skb) };
-    let mut key = FlowKey {
-        cookie,
-        cgroup_id,
-        local_addr: [0; 16],
-        remote_addr: [0; 16],
-        local_port: 0,
-        remote_port: 0,
-        family: 0,
-        protocol: 0,
-        _pad: [0; 2],
-    };
-    let parsed = packet::parse_into(ctx, &mut key, direction == Direction::Egress);
+    let mut place = MaybeUninit::<FlowKey>::uninit();
+    let key = zeroed(&mut place);
+    key.cookie = cookie;
+    key.cgroup_id = cgroup_id;
+    let parsed = packet::parse_into(ctx, key, direction == Direction::Egress);
 
     // SAFETY: `skb` is the program's context; gso_segs is readable by cgroup_skb programs.
     let packets = u64::from(unsafe { (*skb).gso_segs }).max(1);
@@ -68,13 +65,11 @@ fn account(ctx: &SkBuffContext, direction: Direction) {
         count_loss(ctx, Loss::Unparsed, bytes);
     }
 
-    let (bytes_slot, packets_slot) = match direction {
-        Direction::Egress => (totals::TX_BYTES, totals::TX_PACKETS),
-        Direction::Ingress => (totals::RX_BYTES, totals::RX_PACKETS),
-    };
-    add_to_slot(&TOTALS, bytes_slot, bytes);
-    add_to_slot(&TOTALS, packets_slot, packets);
-
+    if let Some(traffic) = entry(&FLOWS, key) {
+        add_traffic(traffic, direction, bytes, packets);
+        return;
+    }
+    count_loss(ctx, Loss::FlowMapFull, bytes);
     match entry(&SOCKETS, &cookie) {
         Some(traffic) => add_traffic(traffic, direction, bytes, packets),
         None => count_loss(ctx, Loss::SocketMapFull, bytes),
@@ -82,10 +77,6 @@ fn account(ctx: &SkBuffContext, direction: Direction) {
     match entry(&CGROUPS, &cgroup_id) {
         Some(traffic) => add_traffic(traffic, direction, bytes, packets),
         None => count_loss(ctx, Loss::CgroupMapFull, bytes),
-    }
-    match entry(&FLOWS, &key) {
-        Some(traffic) => add_traffic(traffic, direction, bytes, packets),
-        None => count_loss(ctx, Loss::FlowMapFull, bytes),
     }
 }
 

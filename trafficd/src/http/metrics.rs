@@ -123,7 +123,7 @@ impl Collector for StoreCollector {
         counters(
             &mut encoder,
             "trafficd_kernel_seen_bytes",
-            "IP bytes the cgroup hooks saw, before any map: the reference the other totals add up to",
+            "IP bytes of all local sockets: every process, cgroup and unattributed bucket adds up to this",
             [
                 (vec![("direction", "transmit".to_string())], health.kernel_totals.tx_bytes),
                 (vec![("direction", "receive".to_string())], health.kernel_totals.rx_bytes),

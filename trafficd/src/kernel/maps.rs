@@ -7,7 +7,7 @@ use aya::{
     Ebpf, Pod,
 };
 use trafficd_common::{
-    maps as names, totals, FlowKey, Loss, Payload, SocketOwner, SocketProcessKey, Traffic,
+    maps as names, FlowKey, Loss, Payload, SocketOwner, SocketProcessKey, Traffic,
 };
 
 use super::{batch, MapSizes};
@@ -22,7 +22,6 @@ pub struct KernelMaps {
     socket_processes: PerCpuHashMap<MapData, SocketProcessKey, Payload>,
     closed: HashMap<MapData, u64, u64>,
     losses: PerCpuArray<MapData, u64>,
-    totals: PerCpuArray<MapData, u64>,
     sizes: MapSizes,
 }
 
@@ -74,12 +73,12 @@ impl KernelMaps {
             socket_processes: take(ebpf, names::SOCKET_PROCESSES)?,
             closed: take(ebpf, names::CLOSED)?,
             losses: take(ebpf, names::LOSSES)?,
-            totals: take(ebpf, names::TOTALS)?,
             sizes,
         })
     }
 
-    pub fn sockets(&self) -> Vec<(u64, Traffic)> {
+    /// The overflow roll-up: bytes of sockets whose flows did not fit in FLOWS.
+    pub fn socket_overflow(&self) -> Vec<(u64, Traffic)> {
         read_per_cpu(&self.sockets)
     }
 
@@ -87,7 +86,8 @@ impl KernelMaps {
         read_per_cpu(&self.flows)
     }
 
-    pub fn cgroups(&self) -> Vec<(u64, Traffic)> {
+    /// The overflow roll-up: bytes of cgroups whose flows did not fit in FLOWS.
+    pub fn cgroup_overflow(&self) -> Vec<(u64, Traffic)> {
         read_per_cpu(&self.cgroups)
     }
 
@@ -118,13 +118,18 @@ impl KernelMaps {
         let _ = self.processes.remove(&tgid);
     }
 
-    /// Removes everything the kernel keeps about a socket. Call only after its last bytes were
-    /// read (the socket is closed and was idle for a whole interval).
+    /// Removes the per-socket entries of a socket (overflow bytes, owner, close mark). Call only
+    /// after its last bytes were read (closed and idle for a whole interval, or idle for long).
     pub fn forget_socket(&mut self, cookie: u64) {
         // Missing entries are fine: not every socket has one in every map.
         let _ = self.sockets.remove(&cookie);
         let _ = self.owners.remove(&cookie);
         let _ = self.closed.remove(&cookie);
+    }
+
+    /// Removes a socket's overflow bytes only (read already); its owner stays.
+    pub fn forget_socket_overflow(&mut self, cookie: u64) {
+        let _ = self.sockets.remove(&cookie);
     }
 
     pub fn forget_flows(&mut self, keys: &[FlowKey]) {
@@ -153,16 +158,6 @@ impl KernelMaps {
                 (loss, events, bytes)
             })
             .collect()
-    }
-
-    /// Everything the cgroup hooks saw since the programs were loaded.
-    pub fn totals(&self) -> Traffic {
-        Traffic {
-            tx_bytes: read_slot(&self.totals, totals::TX_BYTES),
-            tx_packets: read_slot(&self.totals, totals::TX_PACKETS),
-            rx_bytes: read_slot(&self.totals, totals::RX_BYTES),
-            rx_packets: read_slot(&self.totals, totals::RX_PACKETS),
-        }
     }
 
     pub fn fill(&self, entries: &MapEntries) -> Vec<MapFill> {
