@@ -67,6 +67,9 @@ pub enum GenCmd {
         /// Datagrams per second (0: as fast as possible).
         #[arg(long, default_value_t = 0)]
         rate: u64,
+        /// Stop after this many seconds even if the first round is not complete.
+        #[arg(long, default_value_t = 300)]
+        max_seconds: u64,
     },
 }
 
@@ -89,7 +92,8 @@ pub fn run(cmd: GenCmd) -> Result<()> {
             count,
             seconds,
             rate,
-        } => flows(count, seconds, rate),
+            max_seconds,
+        } => flows(count, seconds, rate, max_seconds),
     }
 }
 
@@ -335,7 +339,7 @@ fn flow_destination(i: u64, port: u16) -> SocketAddrV4 {
     SocketAddrV4::new(Ipv4Addr::from(host), port)
 }
 
-fn flows(count: u64, seconds: f64, rate: u64) -> Result<()> {
+fn flows(count: u64, seconds: f64, rate: u64, max_seconds: u64) -> Result<()> {
     if count == 0 || count > 8_000_000 {
         bail!("--count must be 1..=8000000");
     }
@@ -377,7 +381,7 @@ fn flows(count: u64, seconds: f64, rate: u64) -> Result<()> {
     };
     let started = Instant::now();
     let run_for = Duration::from_secs_f64(seconds);
-    let hard_deadline = started + run_for.max(Duration::from_secs(1)) * 4 + Duration::from_secs(60);
+    let hard_deadline = started + run_for.max(Duration::from_secs(max_seconds));
     let (mut sent, mut next) = (0u64, 0usize);
     // SAFETY: mmsghdr is plain data; zeroed is a valid "no name, no control" header.
     let mut headers: Vec<libc::mmsghdr> = vec![unsafe { std::mem::zeroed() }; BATCH];
@@ -437,6 +441,7 @@ fn flows(count: u64, seconds: f64, rate: u64) -> Result<()> {
             "sent": sent,
             "received": received.load(Ordering::Relaxed),
             "rounds": sent as f64 / count as f64,
+            "complete": sent >= count,
             "seconds": elapsed,
             "payload": FLOW_PAYLOAD,
         })

@@ -321,9 +321,15 @@ pub struct Health {
     pub longest_drain_microseconds: u64,
 }
 
+/// GET /healthz. It shares a lock with the drain, so a long drain delays it: the timeout
+/// is generous, and the time it took is returned too.
+pub fn healthz_timed(addr: SocketAddr) -> Result<(Health, Duration)> {
+    let (body, took) = http_get(addr, "/healthz", Duration::from_secs(60))?;
+    Ok((serde_json::from_str(&body)?, took))
+}
+
 pub fn healthz(addr: SocketAddr) -> Result<Health> {
-    let (body, _) = http_get(addr, "/healthz", Duration::from_secs(2))?;
-    Ok(serde_json::from_str(&body)?)
+    Ok(healthz_timed(addr)?.0)
 }
 
 /// One process of trafficd's /top?by=process.
@@ -349,7 +355,7 @@ pub fn top_processes(addr: SocketAddr) -> Result<Vec<TopProcess>> {
     let (body, _) = http_get(
         addr,
         "/top?by=process&limit=1000&window=60s",
-        Duration::from_secs(10),
+        Duration::from_secs(60),
     )?;
     let top: Top = serde_json::from_str(&body).context("parse /top")?;
     Ok(top.items)

@@ -45,10 +45,10 @@ pub struct BenchArgs {
     /// Runs of every scenario under every condition (conditions alternate run by run).
     #[arg(long)]
     runs: Option<usize>,
-    /// Smoke run: 2 runs, 1.5 s of traffic, flow scale only at 10k.
+    /// Smoke run: 2 runs, 2 s of traffic, flow scale only at 10k.
     #[arg(long)]
     quick: bool,
-    /// Seconds of traffic per run (default 3; 1.5 with --quick).
+    /// Seconds of traffic per run (default 3; 2 with --quick; iperf3 rounds up to whole seconds).
     #[arg(long)]
     seconds: Option<f64>,
     /// Only scenarios whose name contains one of these (comma-separated), e.g. `tcp,flows-10k`.
@@ -89,6 +89,8 @@ pub struct RunRecord {
     /// packet of the run also paid for them.
     pub foreign_programs: usize,
     pub error: Option<String>,
+    /// The error of a first attempt of this run, which was then repeated.
+    pub retried_after: Option<String>,
     pub outcome: Option<Outcome>,
     /// Interface counters over the traffic (lo, or the client's veth end).
     pub wire: Option<IfCounters>,
@@ -127,6 +129,8 @@ pub struct TrafficdFigures {
     /// `last_drain_microseconds` of every drain during the window.
     pub drain_us: Vec<u64>,
     pub longest_drain_us: u64,
+    /// The slowest GET /healthz during the run (polled every 250 ms).
+    pub slowest_healthz_ms: f64,
     /// Time of a whole GET /metrics (three in a row after the run).
     pub metrics_get_ms: Vec<f64>,
     pub metrics_bytes: usize,
@@ -140,6 +144,8 @@ pub struct TrafficdFigures {
     pub map_entries: BTreeMap<String, f64>,
     pub maps: Vec<MapInfo>,
     pub lost_events: f64,
+    /// Lost events by reason (only reasons with some).
+    pub lost_by_reason: BTreeMap<String, f64>,
 }
 
 /// What a packet-capture tool reported for the generator's processes (None: not listed).
@@ -147,6 +153,8 @@ pub struct TrafficdFigures {
 pub struct CaptureFigures {
     /// Process lines in the tool's last refresh.
     pub lines: usize,
+    /// The sum of all its lines: every byte it saw, attributed or not.
+    pub total: CaptureBytes,
     pub client: Option<CaptureBytes>,
     pub server: Option<CaptureBytes>,
 }
@@ -176,6 +184,10 @@ fn capture_figures(
         lines: lines.len(),
         ..CaptureFigures::default()
     };
+    for line in lines {
+        figures.total.sent += line.bytes.sent;
+        figures.total.received += line.bytes.received;
+    }
     let nethogs = lines.iter().any(|l| l.pid.is_some());
     match scenario.kind {
         Kind::Churn => {
@@ -287,7 +299,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let total_runs: usize = plan
         .scenarios
         .iter()
-        .map(|s| s.conditions(&conditions).len() * plan.runs)
+        .map(|s| s.conditions(&conditions).len() * s.runs(plan.runs))
         .sum();
     println!(
         "bench: {} scenarios, conditions {}, {} runs each: {total_runs} runs",
@@ -315,7 +327,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let mut outcome: Result<()> = Ok(());
     'scenarios: for scenario in &plan.scenarios {
         let conds = scenario.conditions(&conditions);
-        for round in 0..plan.runs {
+        for round in 0..scenario.runs(plan.runs) {
             for &condition in &conds {
                 if proc::interrupted() {
                     outcome = Err(anyhow::anyhow!("interrupted"));
@@ -331,7 +343,17 @@ pub fn run(args: BenchArgs) -> Result<()> {
                     work,
                     cgroup_root: cgroup_root.clone(),
                 };
-                let record = run_one(scenario, condition, round, &env, &tools, &stats);
+                let mut record = run_one(scenario, condition, round, &env, &tools, &stats);
+                if let Some(error) = record.error.clone() {
+                    // Once more, at once (the alternation is kept): a run can fail for reasons
+                    // outside the bench, such as another process on the machine.
+                    println!(
+                        "[{done}/{total_runs}] {}; retrying",
+                        report::one_line(&record)
+                    );
+                    record = run_one(scenario, condition, round, &env, &tools, &stats);
+                    record.retried_after = Some(error);
+                }
                 println!("[{done}/{total_runs}] {}", report::one_line(&record));
                 records.push(record);
             }
@@ -384,7 +406,7 @@ impl Plan {
         if !(1..=100).contains(&runs) {
             bail!("--runs must be 1..=100");
         }
-        let seconds = args.seconds.unwrap_or(if args.quick { 1.5 } else { 3.0 });
+        let seconds = args.seconds.unwrap_or(if args.quick { 2.0 } else { 3.0 });
         if !(0.5..=60.0).contains(&seconds) {
             bail!("--seconds must be 0.5..=60");
         }
@@ -407,6 +429,13 @@ impl Plan {
             max_flows = 100_000;
         }
         let mut scenarios = scenarios::all(seconds, args.quick, max_flows);
+        if let Some(huge) = scenarios.iter().find(|s| s.runs(runs) < runs) {
+            notes.push(format!(
+                "{}: {} runs, baseline and trafficd only (a run takes 1-2 minutes here; the per-program kernel costs are measured up to 100k flows)",
+                huge.name,
+                huge.runs(runs)
+            ));
+        }
         if !args.scenarios.is_empty() {
             scenarios.retain(|s| args.scenarios.iter().any(|f| s.name.contains(f.as_str())));
             if scenarios.is_empty() {
@@ -510,11 +539,14 @@ fn measure_run(
         match monitor.api {
             Some(api) => {
                 let now = measure::healthz(api)?.drains;
-                proc::wait_for(
-                    "two drains after the traffic",
-                    Duration::from_secs(10),
-                    || measure::healthz(api).ok().filter(|h| h.drains >= now + 2),
-                )?;
+                // A drain of a million flows takes seconds.
+                let limit = match scenario.kind {
+                    Kind::Flows { .. } => Duration::from_secs(120),
+                    _ => Duration::from_secs(10),
+                };
+                proc::wait_for("two drains after the traffic", limit, || {
+                    measure::healthz(api).ok().filter(|h| h.drains >= now + 2)
+                })?;
             }
             None => proc::sleep(Duration::from_millis(1500))?,
         }
@@ -524,14 +556,15 @@ fn measure_run(
         .map(|pid| measure::prog_stats(pid, &prog_names))
         .unwrap_or_default();
     let window_seconds = window.elapsed().as_secs_f64();
-    let drain_us = sampler.map(DrainSampler::stop).unwrap_or_default();
+    let sampled = sampler.map(DrainSampler::stop).unwrap_or_default();
 
     if let Some(mut monitor) = monitor {
         monitor.check_alive()?;
         let pid = monitor.pid();
         if let Some(api) = monitor.api {
             let mut figures = trafficd_figures(api, pid, scenario, &outcome)?;
-            figures.drain_us = drain_us;
+            figures.drain_us = sampled.drains_us;
+            figures.slowest_healthz_ms = sampled.slowest_healthz_ms;
             figures.programs = progs_after
                 .iter()
                 .map(|after| {
@@ -605,11 +638,14 @@ fn trafficd_figures(
             figures.map_entries.insert(map.clone(), sample.value);
         }
     }
-    figures.lost_events = samples
+    for sample in samples
         .iter()
-        .filter(|s| s.name == "trafficd_kernel_lost_events_total")
-        .map(|s| s.value)
-        .sum();
+        .filter(|s| s.name == "trafficd_kernel_lost_events_total" && s.value > 0.0)
+    {
+        let reason = sample.labels.get("reason").cloned().unwrap_or_default();
+        *figures.lost_by_reason.entry(reason).or_default() += sample.value;
+        figures.lost_events += sample.value;
+    }
     let (_, took) = measure::http_get(
         api,
         "/top?by=flow&limit=10&window=10s",
@@ -621,48 +657,62 @@ fn trafficd_figures(
     Ok(figures)
 }
 
-/// Polls /healthz during a run and keeps the duration of every drain it sees.
+/// What the /healthz poller saw during a run.
+#[derive(Default)]
+struct Sampled {
+    /// `last_drain_microseconds` of every drain.
+    drains_us: Vec<u64>,
+    /// The slowest GET /healthz: the API waits for a drain in progress.
+    slowest_healthz_ms: f64,
+}
+
+/// Polls /healthz every 250 ms during a run: the duration of every drain, and how long the
+/// API took to answer.
 struct DrainSampler {
     stop: Arc<AtomicBool>,
-    samples: Arc<Mutex<Vec<u64>>>,
+    sampled: Arc<Mutex<Sampled>>,
     thread: thread::JoinHandle<()>,
 }
 
 impl DrainSampler {
     fn start(api: std::net::SocketAddr) -> DrainSampler {
         let stop = Arc::new(AtomicBool::new(false));
-        let samples = Arc::new(Mutex::new(Vec::new()));
+        let sampled = Arc::new(Mutex::new(Sampled::default()));
         let thread = {
-            let (stop, samples) = (stop.clone(), samples.clone());
+            let (stop, sampled) = (stop.clone(), sampled.clone());
             thread::spawn(move || {
                 let mut last_drains = measure::healthz(api).map(|h| h.drains).unwrap_or(0);
                 // Bounded: the run itself is bounded, and so is this loop (one hour at most).
                 let deadline = Instant::now() + Duration::from_secs(3600);
                 while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
                     thread::sleep(Duration::from_millis(250));
-                    if let Ok(health) = measure::healthz(api) {
-                        if health.drains > last_drains {
-                            last_drains = health.drains;
-                            if let Ok(mut list) = samples.lock() {
-                                list.push(health.last_drain_microseconds);
-                            }
-                        }
+                    let Ok((health, took)) = measure::healthz_timed(api) else {
+                        continue;
+                    };
+                    let Ok(mut sampled) = sampled.lock() else {
+                        break;
+                    };
+                    let took_ms = took.as_secs_f64() * 1e3;
+                    sampled.slowest_healthz_ms = sampled.slowest_healthz_ms.max(took_ms);
+                    if health.drains > last_drains {
+                        last_drains = health.drains;
+                        sampled.drains_us.push(health.last_drain_microseconds);
                     }
                 }
             })
         };
         DrainSampler {
             stop,
-            samples,
+            sampled,
             thread,
         }
     }
 
-    fn stop(self) -> Vec<u64> {
+    fn stop(self) -> Sampled {
         self.stop.store(true, Ordering::Relaxed);
         let _ = self.thread.join();
-        let samples = self.samples.lock().map(|l| l.clone()).unwrap_or_default();
-        samples
+        let mut sampled = self.sampled.lock().unwrap_or_else(|e| e.into_inner());
+        std::mem::take(&mut *sampled)
     }
 }
 

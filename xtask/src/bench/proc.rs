@@ -178,6 +178,7 @@ impl Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
-        self.stop(Duration::from_secs(3));
+        // trafficd finishes a drain before it exits: seconds at a million flows.
+        self.stop(Duration::from_secs(10));
     }
 }

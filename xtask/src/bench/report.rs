@@ -170,11 +170,14 @@ pub struct Summary {
     pub drain_ms: Option<Spread>,
     pub longest_drain_ms: Option<Spread>,
     pub metrics_get_ms: Option<Spread>,
+    pub slowest_healthz_ms: Option<Spread>,
     pub metrics_kib: Option<Spread>,
     pub top_flow_get_ms: Option<Spread>,
     pub flow_map_entries: Option<Spread>,
     pub map_memory_mib: Option<Spread>,
     pub lost_events: Option<Spread>,
+    /// Reasons of lost events seen in any run.
+    pub lost_reasons: Vec<String>,
     pub accuracy: Vec<Accuracy>,
     pub churn_processes_seen_ratio: Option<Spread>,
     pub loadavg: Option<Spread>,
@@ -209,6 +212,55 @@ pub struct Target {
     pub measured: String,
     pub goal: String,
     pub status: Status,
+}
+
+const REF_RANGE: &str = "iperf3's range: received .. sent + retransmissions (payload + headers)";
+const REF_SENT: &str = "sent payload + headers";
+const REF_RECEIVED: &str = "received payload + headers";
+const REF_DROPS: &str = "received payload + headers, + datagrams dropped at a full receive buffer";
+const REF_WIRE: &str =
+    "client veth's packets out (IP bytes; TCP: one header per 1448-byte segment)";
+const REF_RAW_SENT: &str = "sent payload only (raw)";
+const REF_RAW_RECEIVED: &str = "received payload only (raw)";
+const REF_CHURN_OUT: &str = "client veth's IP bytes out";
+const REF_CHURN_IN: &str = "client veth's IP bytes in";
+
+/// 1 when `value` lies in [low, high], else its ratio to the bound it passed.
+fn range_ratio(value: f64, low: u64, high: u64) -> f64 {
+    let (low, high) = (low as f64, high.max(low) as f64);
+    if value < low {
+        ratio(value, low)
+    } else if value > high {
+        ratio(value, high)
+    } else {
+        1.0
+    }
+}
+
+/// IP bytes that left through the client's veth end (Ethernet headers taken off).
+fn ip_bytes_out(record: &RunRecord) -> Option<f64> {
+    let w = record.wire?;
+    Some(w.tx_bytes.saturating_sub(w.tx_packets * ETH_HEADER) as f64)
+}
+
+fn ip_bytes_in(record: &RunRecord) -> Option<f64> {
+    let w = record.wire?;
+    Some(w.rx_bytes.saturating_sub(w.rx_packets * ETH_HEADER) as f64)
+}
+
+/// The client's packets out of its veth end as trafficd counts them. veth counts a GSO
+/// packet once with one set of headers; trafficd counts one per segment (1448 bytes of
+/// payload at MTU 1500), so for TCP the headers are recounted per segment.
+fn wire_reference(record: &RunRecord, tcp: bool) -> Option<f64> {
+    let ip = ip_bytes_out(record)?;
+    if !tcp {
+        return Some(ip);
+    }
+    let packets = record.wire?.tx_packets as f64;
+    let header = super::scenarios::TCP_HEADERS as f64;
+    let payload = (ip - packets * header).max(0.0);
+    let segments = packets.max((payload / (1500.0 - header)).ceil());
+    Some(payload + segments * header)
 }
 
 fn wire_packets(record: &RunRecord, link: Link) -> Option<f64> {
@@ -362,6 +414,7 @@ fn summarize(scenario: &Scenario, condition: Condition, records: &[&RunRecord]) 
                 .iter()
                 .filter_map(|(_, t)| spread(t.metrics_get_ms.iter().copied()).map(|s| s.median)),
         );
+        s.slowest_healthz_ms = spread(trafficd.iter().map(|(_, t)| t.slowest_healthz_ms));
         s.metrics_kib = spread(
             trafficd
                 .iter()
@@ -377,34 +430,39 @@ fn summarize(scenario: &Scenario, condition: Condition, records: &[&RunRecord]) 
             t.maps.iter().map(|m| m.memlock_bytes as f64).sum::<f64>() / (1024.0 * 1024.0)
         }));
         s.lost_events = spread(trafficd.iter().map(|(_, t)| t.lost_events));
+        let mut reasons: Vec<String> = trafficd
+            .iter()
+            .flat_map(|(_, t)| t.lost_by_reason.keys().cloned())
+            .collect();
+        reasons.sort();
+        reasons.dedup();
+        s.lost_reasons = reasons;
 
         // Accuracy of what trafficd attributes to the generator's processes.
         let pick = |f: &dyn Fn(&RunRecord, &super::TrafficdFigures) -> Option<f64>| -> Vec<f64> {
             trafficd.iter().filter_map(|(r, t)| f(r, t)).collect()
         };
+        let client_tx = |t: &super::TrafficdFigures| {
+            t.client
+                .as_ref()
+                .map_or(0.0, |p| p.lifetime_tx_bytes as f64)
+        };
+        let server_rx = |t: &super::TrafficdFigures| {
+            t.server
+                .as_ref()
+                .map_or(0.0, |p| p.lifetime_rx_bytes as f64)
+        };
         match scenario.kind {
             Kind::Churn => {
                 s.accuracy.extend(accuracy(
                     "churn clients tx",
-                    "client veth IP bytes out",
-                    pick(&|r, t| {
-                        let w = r.wire?;
-                        Some(ratio(
-                            t.comm_tx_bytes,
-                            w.tx_bytes.saturating_sub(w.tx_packets * ETH_HEADER) as f64,
-                        ))
-                    }),
+                    REF_CHURN_OUT,
+                    pick(&|r, t| Some(ratio(t.comm_tx_bytes, ip_bytes_out(r)?))),
                 ));
                 s.accuracy.extend(accuracy(
                     "churn clients rx",
-                    "client veth IP bytes in",
-                    pick(&|r, t| {
-                        let w = r.wire?;
-                        Some(ratio(
-                            t.comm_rx_bytes,
-                            w.rx_bytes.saturating_sub(w.rx_packets * ETH_HEADER) as f64,
-                        ))
-                    }),
+                    REF_CHURN_IN,
+                    pick(&|r, t| Some(ratio(t.comm_rx_bytes, ip_bytes_in(r)?))),
                 ));
                 s.churn_processes_seen_ratio = spread(pick(&|r, t| {
                     Some(ratio(
@@ -413,74 +471,112 @@ fn summarize(scenario: &Scenario, condition: Condition, records: &[&RunRecord]) 
                     ))
                 }));
             }
-            _ => {
-                s.accuracy.extend(accuracy(
-                    "client tx",
-                    "payload + headers",
-                    pick(&|r, t| {
-                        let o = r.outcome.as_ref()?;
-                        Some(ratio(
-                            t.client
-                                .as_ref()
-                                .map_or(0.0, |p| p.lifetime_tx_bytes as f64),
-                            o.expected_client_tx as f64,
-                        ))
-                    }),
-                ));
-                s.accuracy.extend(accuracy(
-                    "server rx",
-                    "payload + headers",
-                    pick(&|r, t| {
-                        let o = r.outcome.as_ref()?;
-                        Some(ratio(
-                            t.server
-                                .as_ref()
-                                .map_or(0.0, |p| p.lifetime_rx_bytes as f64),
-                            o.expected_server_rx as f64,
-                        ))
-                    }),
-                ));
-                if matches!(scenario.kind, Kind::Udp64 | Kind::Flows { .. }) {
+            Kind::Tcp { .. } => {
+                for (what, value) in [
+                    (
+                        "client tx",
+                        &client_tx as &dyn Fn(&super::TrafficdFigures) -> f64,
+                    ),
+                    ("server rx", &server_rx),
+                ] {
                     s.accuracy.extend(accuracy(
-                        "server rx",
-                        "payload + headers, + datagrams dropped at a full receive buffer",
+                        what,
+                        REF_RANGE,
                         pick(&|r, t| {
                             let o = r.outcome.as_ref()?;
-                            let per = ratio(o.expected_server_rx as f64, o.received_units as f64);
-                            Some(ratio(
-                                t.server
-                                    .as_ref()
-                                    .map_or(0.0, |p| p.lifetime_rx_bytes as f64),
-                                o.expected_server_rx as f64 + per * o.rcvbuf_drops as f64,
-                            ))
+                            Some(range_ratio(value(t), o.range_low, o.range_high))
                         }),
                     ));
                 }
                 s.accuracy.extend(accuracy(
                     "client tx",
-                    "payload only (raw)",
+                    REF_SENT,
                     pick(&|r, t| {
                         Some(ratio(
-                            t.client
-                                .as_ref()
-                                .map_or(0.0, |p| p.lifetime_tx_bytes as f64),
-                            r.outcome.as_ref()?.sent_payload as f64,
+                            client_tx(t),
+                            r.outcome.as_ref()?.expected_client_tx as f64,
                         ))
                     }),
                 ));
                 s.accuracy.extend(accuracy(
                     "server rx",
-                    "payload only (raw)",
+                    REF_RECEIVED,
                     pick(&|r, t| {
                         Some(ratio(
-                            t.server
-                                .as_ref()
-                                .map_or(0.0, |p| p.lifetime_rx_bytes as f64),
-                            r.outcome.as_ref()?.received_payload as f64,
+                            server_rx(t),
+                            r.outcome.as_ref()?.expected_server_rx as f64,
                         ))
                     }),
                 ));
             }
+            Kind::Udp64 | Kind::Flows { .. } => {
+                s.accuracy.extend(accuracy(
+                    "client tx",
+                    REF_SENT,
+                    pick(&|r, t| {
+                        Some(ratio(
+                            client_tx(t),
+                            r.outcome.as_ref()?.expected_client_tx as f64,
+                        ))
+                    }),
+                ));
+                s.accuracy.extend(accuracy(
+                    "server rx",
+                    REF_RECEIVED,
+                    pick(&|r, t| {
+                        Some(ratio(
+                            server_rx(t),
+                            r.outcome.as_ref()?.expected_server_rx as f64,
+                        ))
+                    }),
+                ));
+                s.accuracy.extend(accuracy(
+                    "server rx",
+                    REF_DROPS,
+                    pick(&|r, t| {
+                        let o = r.outcome.as_ref()?;
+                        let per = ratio(o.expected_server_rx as f64, o.received_units as f64);
+                        let per = if per.is_finite() { per } else { 0.0 };
+                        Some(ratio(
+                            server_rx(t),
+                            o.expected_server_rx as f64 + per * o.rcvbuf_drops as f64,
+                        ))
+                    }),
+                ));
+            }
+        }
+        if link == Link::Veth && !matches!(scenario.kind, Kind::Churn) {
+            let tcp = matches!(scenario.kind, Kind::Tcp { .. });
+            for (what, value) in [
+                (
+                    "client tx",
+                    &client_tx as &dyn Fn(&super::TrafficdFigures) -> f64,
+                ),
+                ("server rx", &server_rx),
+            ] {
+                s.accuracy.extend(accuracy(
+                    what,
+                    REF_WIRE,
+                    pick(&|r, t| Some(ratio(value(t), wire_reference(r, tcp)?))),
+                ));
+            }
+        }
+        if !matches!(scenario.kind, Kind::Churn) {
+            s.accuracy.extend(accuracy(
+                "client tx",
+                REF_RAW_SENT,
+                pick(&|r, t| Some(ratio(client_tx(t), r.outcome.as_ref()?.sent_payload as f64))),
+            ));
+            s.accuracy.extend(accuracy(
+                "server rx",
+                REF_RAW_RECEIVED,
+                pick(&|r, t| {
+                    Some(ratio(
+                        server_rx(t),
+                        r.outcome.as_ref()?.received_payload as f64,
+                    ))
+                }),
+            ));
         }
     }
 
@@ -492,52 +588,58 @@ fn summarize(scenario: &Scenario, condition: Condition, records: &[&RunRecord]) 
     if !captures.is_empty() {
         let sent = |c: &super::CaptureFigures| c.client.map_or(0.0, |b| b.sent);
         let received = |c: &super::CaptureFigures| c.server.map_or(0.0, |b| b.received);
+        let of = |f: &dyn Fn(&RunRecord, &super::CaptureFigures) -> Option<f64>| -> Vec<f64> {
+            captures.iter().filter_map(|(r, c)| f(r, c)).collect()
+        };
         match scenario.kind {
             Kind::Churn => {
                 s.accuracy.extend(accuracy(
                     "churn clients tx",
-                    "client veth IP bytes out",
-                    captures
-                        .iter()
-                        .filter_map(|(r, c)| {
-                            let w = r.wire?;
-                            Some(ratio(
-                                sent(c),
-                                w.tx_bytes.saturating_sub(w.tx_packets * ETH_HEADER) as f64,
-                            ))
-                        })
-                        .collect(),
+                    REF_CHURN_OUT,
+                    of(&|r, c| Some(ratio(sent(c), ip_bytes_out(r)?))),
+                ));
+                s.accuracy.extend(accuracy(
+                    "every line, attributed or not, sent + received",
+                    "client veth's IP bytes out + in",
+                    of(&|r, c| {
+                        Some(ratio(
+                            c.total.sent + c.total.received,
+                            ip_bytes_out(r)? + ip_bytes_in(r)?,
+                        ))
+                    }),
                 ));
             }
             _ => {
                 s.accuracy.extend(accuracy(
                     "client tx",
-                    "payload + headers",
-                    captures
-                        .iter()
-                        .filter_map(|(r, c)| {
-                            Some(ratio(
-                                sent(c),
-                                r.outcome.as_ref()?.expected_client_tx as f64,
-                            ))
-                        })
-                        .collect(),
+                    REF_SENT,
+                    of(&|r, c| {
+                        Some(ratio(
+                            sent(c),
+                            r.outcome.as_ref()?.expected_client_tx as f64,
+                        ))
+                    }),
                 ));
                 // The server of a veth scenario lives in the other namespace: nethogs and
                 // bandwhich watch the client's; bandwhich cannot tell the two iperf3 apart.
                 if link == Link::Loopback && condition == Condition::Nethogs {
                     s.accuracy.extend(accuracy(
                         "server rx",
-                        "payload + headers",
-                        captures
-                            .iter()
-                            .filter_map(|(r, c)| {
-                                Some(ratio(
-                                    received(c),
-                                    r.outcome.as_ref()?.expected_server_rx as f64,
-                                ))
-                            })
-                            .collect(),
+                        REF_RECEIVED,
+                        of(&|r, c| {
+                            Some(ratio(
+                                received(c),
+                                r.outcome.as_ref()?.expected_server_rx as f64,
+                            ))
+                        }),
+                    ));
+                }
+                if link == Link::Veth {
+                    let tcp = matches!(scenario.kind, Kind::Tcp { .. });
+                    s.accuracy.extend(accuracy(
+                        "client tx",
+                        REF_WIRE,
+                        of(&|r, c| Some(ratio(sent(c), wire_reference(r, tcp)?))),
                     ));
                 }
             }
@@ -828,18 +930,13 @@ pub fn targets(scenarios: &[Scenario], summaries: &[Summary]) -> Vec<Target> {
             ));
             continue;
         };
-        let udp = matches!(scenario.kind, Kind::Udp64 | Kind::Flows { .. });
-        for (what, reference) in [
-            ("client tx", "payload + headers"),
-            (
-                "server rx",
-                if udp {
-                    "payload + headers, + datagrams dropped at a full receive buffer"
-                } else {
-                    "payload + headers"
-                },
-            ),
-        ] {
+        // TCP: iperf3 stops without letting data drain, so its own two figures bracket the
+        // truth; UDP: datagrams dropped at the receiver's full buffer crossed the hook.
+        let references = match scenario.kind {
+            Kind::Tcp { .. } => [("client tx", REF_RANGE), ("server rx", REF_RANGE)],
+            _ => [("client tx", REF_SENT), ("server rx", REF_DROPS)],
+        };
+        for (what, reference) in references {
             let target = format!("accuracy, {what}");
             match summary
                 .accuracy
@@ -1128,11 +1225,11 @@ fn markdown(
     );
     let _ = writeln!(
         md,
-        "| scenario | condition | flow map entries | drain ms | longest drain ms | GET /metrics ms | /metrics KiB | GET /top?by=flow ms | peak RSS MiB | CPU % of a core | kernel map memory MiB | lost events |"
+        "| scenario | condition | flow map entries | drain ms | longest drain ms | GET /metrics ms | /metrics KiB | GET /top?by=flow ms | slowest GET /healthz during the run, ms | peak RSS MiB | CPU % of a core | kernel map memory MiB | lost events |"
     );
     let _ = writeln!(
         md,
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
     );
     for s in summaries
         .iter()
@@ -1140,7 +1237,7 @@ fn markdown(
     {
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             s.scenario,
             s.condition,
             fmt_spread_sig(s.flow_map_entries),
@@ -1149,10 +1246,19 @@ fn markdown(
             fmt_spread_sig(s.metrics_get_ms),
             fmt_spread_sig(s.metrics_kib),
             fmt_spread_sig(s.top_flow_get_ms),
+            fmt_spread_sig(s.slowest_healthz_ms),
             fmt_spread_sig(s.peak_rss_mib),
             fmt_spread_sig(s.cpu_percent_of_core),
             fmt_spread_sig(s.map_memory_mib),
-            fmt_spread_sig(s.lost_events),
+            if s.lost_reasons.is_empty() {
+                fmt_spread_sig(s.lost_events)
+            } else {
+                format!(
+                    "{} ({})",
+                    fmt_spread_sig(s.lost_events),
+                    s.lost_reasons.join(", ")
+                )
+            },
         );
     }
 
