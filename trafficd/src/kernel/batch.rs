@@ -13,6 +13,7 @@ use std::{
 use aya::Pod;
 
 const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
+const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
 const BPF_MAP_DELETE_BATCH: libc::c_long = 27;
 /// Entries asked for per syscall.
 const BATCH: usize = 4096;
@@ -120,6 +121,42 @@ pub fn delete<K: Pod>(map: impl AsFd, keys: &[K]) -> io::Result<()> {
             )
         };
         // ENOENT: a key was already gone; the kernel stops there, so go on one by one.
+        if ret < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Writes zero to every CPU's value of `keys` (which must exist). The per-CPU hash maps are
+/// preallocated, and the kernel hands a deleted element to the next insert without clearing
+/// the other CPUs' values: zeroing before deleting keeps a new flow from inheriting an old
+/// one's counts.
+pub fn zero_per_cpu<K: Pod>(
+    map: impl AsFd,
+    keys: &[K],
+    value_size: usize,
+    cpus: usize,
+) -> io::Result<()> {
+    let stride = value_size.div_ceil(8) * 8;
+    for chunk in keys.chunks(BATCH) {
+        let zeros = vec![0u8; chunk.len() * stride * cpus];
+        let mut attr = BatchAttr {
+            keys: chunk.as_ptr() as u64,
+            values: zeros.as_ptr() as u64,
+            count: chunk.len() as u32,
+            map_fd: map.as_fd().as_raw_fd() as u32,
+            ..BatchAttr::default()
+        };
+        // SAFETY: `chunk` and `zeros` outlive the call and hold `count` keys and values.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_MAP_UPDATE_BATCH,
+                &mut attr as *mut BatchAttr,
+                size_of::<BatchAttr>(),
+            )
+        };
         if ret < 0 {
             return Err(io::Error::last_os_error());
         }

@@ -118,34 +118,32 @@ impl KernelMaps {
         let _ = self.processes.remove(&tgid);
     }
 
-    /// Removes the per-socket entries of a socket (overflow bytes, owner, close mark). Call only
+    /// Removes the per-socket entries of a socket (owner, close mark, overflow bytes). Call only
     /// after its last bytes were read (closed and idle for a whole interval, or idle for long).
     pub fn forget_socket(&mut self, cookie: u64) {
         // Missing entries are fine: not every socket has one in every map.
-        let _ = self.sockets.remove(&cookie);
         let _ = self.owners.remove(&cookie);
         let _ = self.closed.remove(&cookie);
+        self.forget_socket_overflow(cookie);
     }
 
     /// Removes a socket's overflow bytes only (read already); its owner stays.
     pub fn forget_socket_overflow(&mut self, cookie: u64) {
-        let _ = self.sockets.remove(&cookie);
-    }
-
-    pub fn forget_flows(&mut self, keys: &[FlowKey]) {
-        if batch::delete(IterableMap::map(&self.flows).fd(), keys).is_err() {
-            for key in keys {
-                let _ = self.flows.remove(key);
-            }
+        if self.sockets.get(&cookie, 0).is_ok() {
+            forget_per_cpu(&mut self.sockets, &[cookie]);
         }
     }
 
+    pub fn forget_flows(&mut self, keys: &[FlowKey]) {
+        forget_per_cpu(&mut self.flows, keys);
+    }
+
     pub fn forget_socket_process(&mut self, key: &SocketProcessKey) {
-        let _ = self.socket_processes.remove(key);
+        forget_per_cpu(&mut self.socket_processes, &[*key]);
     }
 
     pub fn forget_cgroup(&mut self, id: u64) {
-        let _ = self.cgroups.remove(&id);
+        forget_per_cpu(&mut self.cgroups, &[id]);
     }
 
     /// Lifetime (events, bytes) of every kind of loss.
@@ -203,6 +201,29 @@ fn read_per_cpu<K: Pod, V: Summable>(map: &PerCpuHashMap<MapData, K, V>) -> Vec<
         .filter_map(|entry| entry.ok())
         .map(|(key, values)| (key, sum(&values)))
         .collect()
+}
+
+/// Deletes `keys` (all present, all read) from a preallocated per-CPU hash, zeroing every CPU's
+/// value first: the kernel reuses a deleted element for the next insert without clearing the
+/// other CPUs' values, so a new flow would otherwise start with an old flow's counts.
+fn forget_per_cpu<K: Pod, V: Pod + Default>(map: &mut PerCpuHashMap<MapData, K, V>, keys: &[K]) {
+    if keys.is_empty() {
+        return;
+    }
+    let cpus = aya::util::nr_cpus().unwrap_or(1);
+    let fd = IterableMap::map(map).fd();
+    let zeroed = batch::zero_per_cpu(fd, keys, std::mem::size_of::<V>(), cpus).is_ok();
+    if zeroed && batch::delete(fd, keys).is_ok() {
+        return;
+    }
+    for key in keys {
+        if !zeroed {
+            if let Ok(zeros) = PerCpuValues::try_from(vec![V::default(); cpus]) {
+                let _ = map.insert(key, zeros, 0);
+            }
+        }
+        let _ = map.remove(key);
+    }
 }
 
 fn read_slot(array: &PerCpuArray<MapData, u64>, index: u32) -> u64 {
