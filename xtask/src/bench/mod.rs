@@ -67,6 +67,10 @@ pub struct BenchArgs {
     /// Time allowed for `cargo install bandwhich`, in seconds.
     #[arg(long, default_value_t = 300)]
     bandwhich_install_seconds: u64,
+    /// Measure nothing: recompute the figures of target/bench/results.json and rewrite
+    /// results.md and results.json.
+    #[arg(long)]
+    report_only: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -221,6 +225,11 @@ pub fn run(args: BenchArgs) -> Result<()> {
     if let Some(BenchSub::Gen(cmd)) = args.gen {
         return gen::run(cmd);
     }
+    if args.report_only {
+        let (md, json) = report::rewrite(&target_dir().join("bench"))?;
+        println!("bench: rewrote {} and {}", md.display(), json.display());
+        return Ok(());
+    }
     if !is_root() {
         bail!("bench: must run as root (it loads BPF programs and creates network namespaces); retry with sudo");
     }
@@ -344,6 +353,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
                     cgroup_root: cgroup_root.clone(),
                 };
                 let mut record = run_one(scenario, condition, round, &env, &tools, &stats);
+                if proc::interrupted() {
+                    outcome = Err(anyhow::anyhow!("interrupted"));
+                    break 'scenarios;
+                }
                 if let Some(error) = record.error.clone() {
                     // Once more, at once (the alternation is kept): a run can fail for reasons
                     // outside the bench, such as another process on the machine.

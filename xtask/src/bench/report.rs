@@ -224,6 +224,18 @@ const REF_RAW_SENT: &str = "sent payload only (raw)";
 const REF_RAW_RECEIVED: &str = "received payload only (raw)";
 const REF_CHURN_OUT: &str = "client veth's IP bytes out";
 const REF_CHURN_IN: &str = "client veth's IP bytes in";
+const REF_CHURN_BOTH: &str = "client veth's IP bytes out + in";
+const REF_PROCESSES: &str = "processes forked";
+
+/// A reference's name in the targets table (the accuracy table spells it out).
+fn short_reference(reference: &str) -> &str {
+    match reference {
+        REF_RANGE => "iperf3's received..sent range + headers",
+        REF_SENT => "sent payload + headers",
+        REF_DROPS => "received payload + headers + receive-buffer drops",
+        other => other,
+    }
+}
 
 /// 1 when `value` lies in [low, high], else its ratio to the bound it passed.
 fn range_ratio(value: f64, low: u64, high: u64) -> f64 {
@@ -464,12 +476,18 @@ fn summarize(scenario: &Scenario, condition: Condition, records: &[&RunRecord]) 
                     REF_CHURN_IN,
                     pick(&|r, t| Some(ratio(t.comm_rx_bytes, ip_bytes_in(r)?))),
                 ));
-                s.churn_processes_seen_ratio = spread(pick(&|r, t| {
+                let seen = pick(&|r, t| {
                     Some(ratio(
                         t.comm_processes as f64,
                         r.outcome.as_ref()?.processes as f64,
                     ))
-                }));
+                });
+                s.churn_processes_seen_ratio = spread(seen.iter().copied());
+                s.accuracy.extend(accuracy(
+                    "churn client processes listed",
+                    REF_PROCESSES,
+                    seen,
+                ));
             }
             Kind::Tcp { .. } => {
                 for (what, value) in [
@@ -600,7 +618,7 @@ fn summarize(scenario: &Scenario, condition: Condition, records: &[&RunRecord]) 
                 ));
                 s.accuracy.extend(accuracy(
                     "every line, attributed or not, sent + received",
-                    "client veth's IP bytes out + in",
+                    REF_CHURN_BOTH,
                     of(&|r, c| {
                         Some(ratio(
                             c.total.sent + c.total.received,
@@ -908,7 +926,7 @@ pub fn targets(scenarios: &[Scenario], summaries: &[Summary]) -> Vec<Target> {
             target: what.to_string(),
             scenario: at_100k.clone(),
             measured: format!(
-                "{} MiB charged by the kernel (fdinfo memlock) with {} flow entries; every map has max_entries from a --*-map-size flag; /metrics exports entries and capacity per map, not bytes",
+                "{} MiB (fdinfo memlock) with {} flow entries; every map is bounded by a --*-map-size flag; /metrics has entries and capacity per map, not bytes",
                 fmt_sig(m.median),
                 entries.map_or("?".to_string(), |e| fmt_sig(e.median))
             ),
@@ -922,14 +940,11 @@ pub fn targets(scenarios: &[Scenario], summaries: &[Summary]) -> Vec<Target> {
         if matches!(scenario.kind, Kind::Churn) {
             continue;
         }
-        let Some(summary) = find(summaries, &scenario.name, td) else {
-            out.push(not_measured(
-                "accuracy (trafficd)",
-                &scenario.name,
-                "within 1%",
-            ));
-            continue;
-        };
+        // Both trafficd conditions run the same daemon: the worst run of either counts.
+        let summaries_td: Vec<&Summary> = [td, Condition::TrafficdBpfStats]
+            .into_iter()
+            .filter_map(|c| find(summaries, &scenario.name, c))
+            .collect();
         // TCP: iperf3 stops without letting data drain, so its own two figures bracket the
         // truth; UDP: datagrams dropped at the receiver's full buffer crossed the hook.
         let references = match scenario.kind {
@@ -937,29 +952,43 @@ pub fn targets(scenarios: &[Scenario], summaries: &[Summary]) -> Vec<Target> {
             _ => [("client tx", REF_SENT), ("server rx", REF_DROPS)],
         };
         for (what, reference) in references {
-            let target = format!("accuracy, {what}");
-            match summary
-                .accuracy
+            let target = format!("accuracy, {what} (trafficd, both conditions)");
+            let found: Vec<(&str, &Accuracy)> = summaries_td
                 .iter()
-                .find(|a| a.what == what && a.reference == reference)
-            {
-                Some(a) => out.push(Target {
-                    target,
-                    scenario: scenario.name.clone(),
-                    measured: format!(
-                        "{} (worst {:.4}) of {reference}",
-                        fmt_spread(&a.ratio, 4),
-                        a.worst
-                    ),
-                    goal: "within 1%".to_string(),
-                    status: if (a.worst - 1.0).abs() <= 0.01 {
-                        Status::Pass
-                    } else {
-                        Status::Miss
-                    },
-                }),
-                None => out.push(not_measured(&target, &scenario.name, "within 1%")),
-            }
+                .flat_map(|s| {
+                    s.accuracy
+                        .iter()
+                        .filter(|a| a.what == what && a.reference == reference)
+                        .map(|a| (s.condition.as_str(), a))
+                })
+                .collect();
+            let Some((_, worst)) = found
+                .iter()
+                .max_by(|a, b| (a.1.worst - 1.0).abs().total_cmp(&(b.1.worst - 1.0).abs()))
+            else {
+                out.push(not_measured(&target, &scenario.name, "within 1%"));
+                continue;
+            };
+            let medians: Vec<String> = found
+                .iter()
+                .map(|(condition, a)| format!("{condition} {}", fmt_spread(&a.ratio, 4)))
+                .collect();
+            out.push(Target {
+                target,
+                scenario: scenario.name.clone(),
+                measured: format!(
+                    "{}; worst run {:.4} (of {})",
+                    medians.join(", "),
+                    worst.worst,
+                    short_reference(reference)
+                ),
+                goal: "within 1%".to_string(),
+                status: if (worst.worst - 1.0).abs() <= 0.01 {
+                    Status::Pass
+                } else {
+                    Status::Miss
+                },
+            });
         }
     }
     out
@@ -1089,6 +1118,22 @@ pub fn write(
     Ok((md_path, json_path))
 }
 
+/// Recomputes the figures and rewrites results.md and results.json from the runs kept in
+/// `dir`/results.json (no measurement).
+pub fn rewrite(dir: &Path) -> Result<(PathBuf, PathBuf)> {
+    #[derive(Deserialize)]
+    struct Stored {
+        meta: Meta,
+        scenarios: Vec<Scenario>,
+        runs: Vec<RunRecord>,
+    }
+    let path = dir.join("results.json");
+    let text = fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
+    let stored: Stored =
+        serde_json::from_str(&text).with_context(|| format!("parse {}", path.display()))?;
+    write(dir, &stored.meta, &stored.scenarios, &stored.runs)
+}
+
 fn markdown(
     meta: &Meta,
     scenarios: &[Scenario],
@@ -1121,6 +1166,17 @@ fn markdown(
         }
         let _ = writeln!(md);
     }
+
+    let _ = writeln!(md, "## What runs\n");
+    let _ = writeln!(
+        md,
+        "- tcp-N-stream-lo / -veth: `iperf3 -c <server> -t {secs} -P N` against `iperf3 -s -1`; veth: client in namespace A, server in namespace B, MTU 1500 (lo: 65536).\n\
+         - udp-64B-lo / -veth: `iperf3 -u -l 64 -b 0 -t {secs}`; the rate is what the server received.\n\
+         - churn-veth: `xtask bench gen churn-client --parallel 16` forks one process per connection (connect, send 64 B, read the 64-byte answer to EOF, close, exit) against `churn-server` in namespace B, for {secs} s.\n\
+         - flows-N: `xtask bench gen flows --count N --rate N`: one UDP socket sends a 16-byte datagram to each of N addresses 127.1.0.0 + i (every flow once per second when the machine keeps up, at least one full round), received by one wildcard socket of the same process.\n\
+         - Conditions: baseline (nothing); trafficd (`trafficd run --interval 1s`, defaults; flow scale adds --flow-map-size 2N + 65536), started before each run and stopped after it, /healthz polled 4 times a second; trafficd+bpf-stats (the same with sysctl kernel.bpf_stats_enabled=1); nethogs (`nethogs -a -t -v 2 -C -d 1 <interface>`); bandwhich (`bandwhich --raw -n -t -p -i <interface>`). For veth the capture tools run in namespace A on its veth end, where /proc/net shows the client's sockets.\n",
+        secs = meta.seconds
+    );
 
     let _ = writeln!(md, "## Targets\n");
     let _ = writeln!(
@@ -1274,30 +1330,62 @@ fn markdown(
     );
     let _ = writeln!(
         md,
-        "| scenario | tool | bytes | reference | ratio | worst run |"
+        "Each cell: median ratio over the runs [the run farthest from 1]. Columns: the generator's own figure (iperf3's sent \
+         bytes for tx, received for rx; churn: processes forked) plus headers; for TCP the range between iperf3's received and \
+         sent (+ retransmissions), since iperf3 ends a test without letting its data drain (1 = inside); for UDP the received \
+         datagrams plus those the kernel dropped at the server's full receive buffer (they crossed the hook); the client veth's \
+         own packet counters; the payload alone.\n"
     );
-    let _ = writeln!(md, "| --- | --- | --- | --- | --- | --- |");
+    let columns: [(&str, &[&str]); 4] = [
+        (
+            "generator + headers",
+            &[REF_SENT, REF_RECEIVED, REF_PROCESSES],
+        ),
+        ("iperf3 range / + rcvbuf drops", &[REF_RANGE, REF_DROPS]),
+        (
+            "client veth counters",
+            &[REF_WIRE, REF_CHURN_OUT, REF_CHURN_IN, REF_CHURN_BOTH],
+        ),
+        ("payload only (raw)", &[REF_RAW_SENT, REF_RAW_RECEIVED]),
+    ];
+    let _ = writeln!(
+        md,
+        "| scenario | tool | bytes | {} | {} | {} | {} |",
+        columns[0].0, columns[1].0, columns[2].0, columns[3].0
+    );
+    let _ = writeln!(md, "| --- | --- | --- | --- | --- | --- | --- |");
     for s in summaries {
+        let mut rows: Vec<&str> = Vec::new();
         for a in &s.accuracy {
-            let _ = writeln!(
-                md,
-                "| {} | {} | {} | {} | {} | {:.4} |",
-                s.scenario,
-                s.condition,
-                a.what,
-                a.reference,
-                fmt_spread(&a.ratio, 4),
-                a.worst
-            );
+            if !rows.contains(&a.what.as_str()) {
+                rows.push(&a.what);
+            }
         }
-        if let Some(seen) = s.churn_processes_seen_ratio {
+        for what in rows {
+            let cells: Vec<String> = columns
+                .iter()
+                .map(|(_, refs)| {
+                    s.accuracy
+                        .iter()
+                        .filter(|a| a.what == what && refs.contains(&a.reference.as_str()))
+                        .map(|a| format!("{:.4} [{:.4}]", a.ratio.median, a.worst))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+                .map(|cell| {
+                    if cell.is_empty() {
+                        "-".to_string()
+                    } else {
+                        cell
+                    }
+                })
+                .collect();
             let _ = writeln!(
                 md,
-                "| {} | {} | churn client processes listed | processes forked | {} | {:.4} |",
+                "| {} | {} | {what} | {} |",
                 s.scenario,
                 s.condition,
-                fmt_spread(&seen, 4),
-                seen.min
+                cells.join(" | ")
             );
         }
     }
