@@ -32,6 +32,25 @@ struct BatchAttr {
     flags: u64,
 }
 
+/// One `bpf(2)` batch command.
+fn bpf_batch(cmd: libc::c_long, attr: &mut BatchAttr) -> io::Result<()> {
+    // SAFETY: `attr` is a valid batch attribute; the buffers it points to are owned by the
+    // caller and outlive the call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            attr as *mut BatchAttr,
+            size_of::<BatchAttr>(),
+        )
+    };
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
 /// Every (key, per-CPU values folded with `fold`) of the map, or `Err` when the kernel has no
 /// batch lookup for it. Folding here keeps one value per entry in memory, not one per CPU.
 pub fn read_per_cpu<K: Pod, V: Pod + Default>(
@@ -59,16 +78,8 @@ pub fn read_per_cpu<K: Pod, V: Pod + Default>(
             map_fd: map.as_fd().as_raw_fd() as u32,
             ..BatchAttr::default()
         };
-        // SAFETY: the buffers outlive the call and hold `count` keys and values.
-        let ret = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                BPF_MAP_LOOKUP_BATCH,
-                &mut attr as *mut BatchAttr,
-                size_of::<BatchAttr>(),
-            )
-        };
-        let err = (ret < 0).then(io::Error::last_os_error);
+        // The buffers hold `count` keys and values.
+        let err = bpf_batch(BPF_MAP_LOOKUP_BATCH, &mut attr).err();
         match err.as_ref().and_then(io::Error::raw_os_error) {
             // A bucket holds more entries than asked for: ask for more.
             Some(libc::ENOSPC) if attr.count == 0 => {
@@ -111,19 +122,9 @@ pub fn delete<K: Pod>(map: impl AsFd, keys: &[K]) -> io::Result<()> {
             map_fd: map.as_fd().as_raw_fd() as u32,
             ..BatchAttr::default()
         };
-        // SAFETY: `chunk` outlives the call and holds `count` keys.
-        let ret = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                BPF_MAP_DELETE_BATCH,
-                &mut attr as *mut BatchAttr,
-                size_of::<BatchAttr>(),
-            )
-        };
-        // ENOENT: a key was already gone; the kernel stops there, so go on one by one.
-        if ret < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        // ENOENT: a key was already gone; the kernel stops there, and the caller goes on one
+        // by one.
+        bpf_batch(BPF_MAP_DELETE_BATCH, &mut attr)?;
     }
     Ok(())
 }
@@ -148,18 +149,7 @@ pub fn zero_per_cpu<K: Pod>(
             map_fd: map.as_fd().as_raw_fd() as u32,
             ..BatchAttr::default()
         };
-        // SAFETY: `chunk` and `zeros` outlive the call and hold `count` keys and values.
-        let ret = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                BPF_MAP_UPDATE_BATCH,
-                &mut attr as *mut BatchAttr,
-                size_of::<BatchAttr>(),
-            )
-        };
-        if ret < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        bpf_batch(BPF_MAP_UPDATE_BATCH, &mut attr)?;
     }
     Ok(())
 }
