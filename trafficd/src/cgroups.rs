@@ -3,8 +3,8 @@
 //! (a container that just started, and may be gone in a second); an id a walk could not find
 //! (the cgroup is already gone) is retried at most once per `REWALK_EVERY`.
 
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::{
-    collections::{HashMap, HashSet},
     os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
     sync::Arc,
@@ -29,8 +29,8 @@ impl Cgroups {
     pub fn new(root: PathBuf) -> Cgroups {
         Cgroups {
             root,
-            paths: HashMap::new(),
-            missing: HashSet::new(),
+            paths: HashMap::default(),
+            missing: HashSet::default(),
             walked_at: None,
         }
     }
@@ -64,7 +64,7 @@ impl Cgroups {
 
     fn walk(&mut self) {
         self.walked_at = Some(Instant::now());
-        let mut found = HashMap::new();
+        let mut found = HashMap::default();
         visit(&self.root, &self.root, 0, &mut found);
         // Keep names of cgroups that have gone: their counters may still be reported.
         self.missing.retain(|id| !found.contains_key(id));

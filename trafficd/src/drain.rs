@@ -3,13 +3,15 @@
 //! bytes were read.
 
 use std::{
-    collections::{HashMap, HashSet},
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
     path::PathBuf,
     sync::{Arc, RwLock},
     time::{Duration, Instant},
 };
 
+// Fx hashing: the drain hashes every flow and socket every interval; SipHash's DoS resistance
+// buys nothing for keys that come from the kernel.
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use trafficd_common::{
     FlowKey, Payload, SocketOwner, SocketProcessKey, Traffic, AF_INET, AF_INET6,
 };
@@ -35,6 +37,9 @@ pub struct DrainConfig {
 
 /// How often the kernel's per-process records are checked for processes that exited.
 const PROCESS_GC_EVERY: Duration = Duration::from_secs(30);
+/// How often idle entries are looked for. Idle expiry and retention are minutes: scanning every
+/// flow for them at every drain is work for nothing.
+const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(5);
 
 pub struct Drainer {
     maps: KernelMaps,
@@ -50,6 +55,7 @@ pub struct Drainer {
     socket_owners: SocketOwners,
     last_drain: Instant,
     last_process_gc: Instant,
+    last_housekeeping: Instant,
     exited_at_last_gc: HashSet<u32>,
     kernel_logger: Option<KernelLogger>,
 }
@@ -89,13 +95,14 @@ impl Drainer {
             flows: Tracker::default(),
             cgroups: Tracker::default(),
             payloads: Tracker::default(),
-            closing: HashSet::new(),
+            closing: HashSet::default(),
             processes: Processes::default(),
             cgroup_paths: Cgroups::new(cgroup_root),
             socket_owners: SocketOwners::default(),
             last_drain: now,
             last_process_gc: now,
-            exited_at_last_gc: HashSet::new(),
+            last_housekeeping: now,
+            exited_at_last_gc: HashSet::default(),
             kernel_logger,
         }
     }
@@ -167,7 +174,11 @@ impl Drainer {
 
         let active: HashSet<u64> = socket_deltas.iter().map(|(c, _)| *c).collect();
         let forgotten = self.forget_closed(&closed, &active);
-        self.forget_idle();
+        let housekeeping = self.last_housekeeping.elapsed() >= HOUSEKEEPING_EVERY;
+        if housekeeping {
+            self.last_housekeeping = started;
+            self.forget_idle();
+        }
         self.collect_exited_processes();
 
         let forgot = started.elapsed();
@@ -176,7 +187,11 @@ impl Drainer {
         store.cgroups.record(started, length, cgroup_records);
         store.flows.record(started, length, flow_records);
         store.remotes.record(started, length, remote_records);
-        let expired = store.expire(started, self.config.retention);
+        let expired = if housekeeping {
+            store.expire(started, self.config.retention)
+        } else {
+            Vec::new()
+        };
         let health = &mut store.health;
         health.drains += 1;
         health.losses = self.maps.losses();
@@ -208,7 +223,7 @@ impl Drainer {
         payload_deltas: Vec<(SocketProcessKey, Payload)>,
     ) -> SocketUse {
         // Every socket in `flow_deltas` is in `socket_deltas` too (its roll-up).
-        let mut payloads: HashMap<u64, Vec<(u32, Payload)>> = HashMap::new();
+        let mut payloads: HashMap<u64, Vec<(u32, Payload)>> = HashMap::default();
         for (key, payload) in payload_deltas {
             payloads
                 .entry(key.cookie)
@@ -260,7 +275,7 @@ impl Drainer {
         Vec<(Talker, Traffic, TalkerInfo)>,
         HashMap<u32, (Talker, TalkerInfo)>,
     ) {
-        let mut by_claimant: HashMap<Claimant, Traffic> = HashMap::new();
+        let mut by_claimant: HashMap<Claimant, Traffic> = HashMap::default();
         for (cookie, wire) in socket_deltas {
             let parts = split(*cookie, wire, usage.payloads(*cookie), usage.owner(*cookie));
             for (claimant, part) in parts {
@@ -268,7 +283,7 @@ impl Drainer {
                 *sum = sum.add(&part);
             }
         }
-        let mut identities: HashMap<u32, (Talker, TalkerInfo)> = HashMap::new();
+        let mut identities: HashMap<u32, (Talker, TalkerInfo)> = HashMap::default();
         let mut records = Vec::with_capacity(by_claimant.len());
         for (claimant, traffic) in by_claimant {
             let (talker, info) = self.talker(claimant, usage, &mut identities);
@@ -450,7 +465,7 @@ fn same_tuple_owners(
     payloads: &HashMap<u64, Vec<(u32, Payload)>>,
 ) -> HashMap<u64, u32> {
     if unknown.is_empty() {
-        return HashMap::new();
+        return HashMap::default();
     }
     type Tuple = (u8, u8, [u8; 16], u16, [u8; 16], u16);
     let tuple = |k: &FlowKey| -> Tuple {
@@ -485,7 +500,7 @@ fn same_tuple_owners(
 
 /// Sums traffic by key.
 fn roll_up(parts: impl Iterator<Item = (u64, Traffic)>) -> Vec<(u64, Traffic)> {
-    let mut sums: rustc_hash::FxHashMap<u64, Traffic> = Default::default();
+    let mut sums: HashMap<u64, Traffic> = HashMap::default();
     for (key, traffic) in parts {
         let sum = sums.entry(key).or_default();
         *sum = sum.add(&traffic);
@@ -494,7 +509,7 @@ fn roll_up(parts: impl Iterator<Item = (u64, Traffic)>) -> Vec<(u64, Traffic)> {
 }
 
 fn remote_records(flows: &[(FlowKey, Traffic, FlowInfo)]) -> Vec<(IpAddr, Traffic, ())> {
-    let mut by_remote: HashMap<IpAddr, Traffic> = HashMap::new();
+    let mut by_remote: HashMap<IpAddr, Traffic> = HashMap::default();
     for (key, delta, _) in flows {
         if let Some(remote) = remote_addr(key) {
             let sum = by_remote.entry(remote).or_default();
