@@ -63,17 +63,21 @@ pub struct RunArgs {
     pub kernel_log: bool,
 }
 
-/// Entries of each kernel map. Memory is bounded by these; when a map is full the loss is
-/// counted in trafficd_kernel_lost_events_total and per-process and per-cgroup totals stay exact.
+/// Entries of each kernel map; the maps are preallocated, so kernel memory is bounded by (and
+/// spent up front on) these. When a map is full the loss is counted in
+/// trafficd_kernel_lost_events_total.
 #[derive(Args, Debug, Clone)]
 pub struct MapSizeArgs {
-    /// Sockets tracked at once (per-socket totals; process attribution needs one per socket).
+    /// Sockets whose packets overflowed a full flow map, kept as per-socket totals so process
+    /// attribution stays exact.
     #[arg(long, default_value_t = defaults::SOCKETS, value_parser = map_size)]
     pub socket_map_size: u32,
-    /// Flows (socket + 5-tuple) tracked at once: per-flow detail for `by=flow` and `by=remote`.
+    /// Flows (socket + 5-tuple + cgroup) tracked at once: every packet is counted in its flow,
+    /// and socket, process and cgroup totals are sums of flows. Beyond this, packets go to the
+    /// socket and cgroup overflow maps and only per-flow detail is lost.
     #[arg(long, default_value_t = defaults::FLOWS, value_parser = map_size)]
     pub flow_map_size: u32,
-    /// Cgroups tracked at once.
+    /// Cgroups whose packets overflowed a full flow map (per-cgroup overflow totals).
     #[arg(long, default_value_t = defaults::CGROUPS, value_parser = map_size)]
     pub cgroup_map_size: u32,
     /// Socket owners remembered (last process that used each socket).
