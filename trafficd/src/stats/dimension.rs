@@ -25,21 +25,33 @@ pub struct Entry<M> {
     pub meta: M,
 }
 
-struct Tick<K> {
+/// One drain's deltas, by slot: a slot number is 4 bytes where a flow key is 56, and a tick
+/// holds one entry per group that moved in that drain, for a minute.
+struct Tick {
     at: Instant,
     length: Duration,
-    deltas: Vec<(K, Traffic)>,
+    deltas: Vec<(u32, Traffic)>,
+}
+
+struct Slot<K, M> {
+    key: K,
+    entry: Entry<M>,
 }
 
 pub struct Dimension<K, M> {
-    entries: HashMap<K, Entry<M>>,
-    ticks: VecDeque<Tick<K>>,
+    ids: HashMap<K, u32>,
+    slots: Vec<Option<Slot<K, M>>>,
+    /// Slots of expired groups, for reuse. A slot is freed only when no tick refers to it.
+    free: Vec<u32>,
+    ticks: VecDeque<Tick>,
 }
 
 impl<K, M> Default for Dimension<K, M> {
     fn default() -> Self {
         Dimension {
-            entries: HashMap::default(),
+            ids: HashMap::default(),
+            slots: Vec::new(),
+            free: Vec::new(),
             ticks: VecDeque::new(),
         }
     }
@@ -58,16 +70,19 @@ impl<K: Hash + Eq + Clone, M: Default> Dimension<K, M> {
     pub fn record(&mut self, at: Instant, length: Duration, deltas: Vec<(K, Traffic, M)>) {
         let mut tick = Vec::with_capacity(deltas.len());
         for (key, delta, meta) in deltas {
-            let entry = self.entries.entry(key.clone()).or_insert_with(|| Entry {
-                lifetime: Traffic::default(),
-                last_active: at,
-                meta: M::default(),
-            });
+            let id = match self.ids.get(&key) {
+                Some(&id) => id,
+                None => self.allocate(key, at),
+            };
+            let Some(slot) = self.slots[id as usize].as_mut() else {
+                continue;
+            };
+            let entry = &mut slot.entry;
             entry.lifetime = entry.lifetime.add(&delta);
             entry.last_active = at;
             // The latest word on who a group is wins (a process's cmdline once /proc was read).
             entry.meta = meta;
-            tick.push((key, delta));
+            tick.push((id, delta));
         }
         self.ticks.push_back(Tick {
             at,
@@ -83,9 +98,32 @@ impl<K: Hash + Eq + Clone, M: Default> Dimension<K, M> {
         }
     }
 
+    fn allocate(&mut self, key: K, at: Instant) -> u32 {
+        let slot = Slot {
+            key: key.clone(),
+            entry: Entry {
+                lifetime: Traffic::default(),
+                last_active: at,
+                meta: M::default(),
+            },
+        };
+        let id = match self.free.pop() {
+            Some(id) => {
+                self.slots[id as usize] = Some(slot);
+                id
+            }
+            None => {
+                self.slots.push(Some(slot));
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.ids.insert(key, id);
+        id
+    }
+
     /// Every group's traffic in the last `window` before `now`, with the time really covered.
     pub fn window(&self, now: Instant, window: Duration) -> (Vec<Windowed<'_, K, M>>, Duration) {
-        let mut sums: HashMap<&K, Traffic> = HashMap::default();
+        let mut sums: HashMap<u32, Traffic> = HashMap::default();
         let mut covered = Duration::ZERO;
         // A tick belongs to the window when it ended within it: a 1 s window right after a
         // drain, or half a second later, is the last complete second.
@@ -94,35 +132,46 @@ impl<K: Hash + Eq + Clone, M: Default> Dimension<K, M> {
                 break;
             }
             covered += tick.length;
-            for (key, delta) in &tick.deltas {
-                let sum = sums.entry(key).or_default();
+            for (id, delta) in &tick.deltas {
+                let sum = sums.entry(*id).or_default();
                 *sum = sum.add(delta);
             }
         }
         let items = sums
             .into_iter()
-            .filter_map(|(key, window)| {
-                let entry = self.entries.get(key)?;
-                Some(Windowed { key, window, entry })
+            .filter_map(|(id, window)| {
+                let slot = self.slots.get(id as usize)?.as_ref()?;
+                Some(Windowed {
+                    key: &slot.key,
+                    window,
+                    entry: &slot.entry,
+                })
             })
             .collect();
         (items, covered)
     }
 
     pub fn entries(&self) -> impl Iterator<Item = (&K, &Entry<M>)> {
-        self.entries.iter()
+        self.slots.iter().flatten().map(|s| (&s.key, &s.entry))
     }
 
-    /// Forgets groups idle for longer than `retention`. Their metrics series end.
+    /// Forgets groups idle for longer than `retention` (at least the longest window, so that no
+    /// tick still refers to a freed slot). Their metrics series end.
     pub fn expire(&mut self, now: Instant, retention: Duration) -> Vec<K> {
+        let retention = retention.max(LONGEST_WINDOW);
         let mut gone = Vec::new();
-        self.entries.retain(|key, entry| {
-            let keep = now.duration_since(entry.last_active) <= retention;
-            if !keep {
-                gone.push(key.clone());
+        for (id, place) in self.slots.iter_mut().enumerate() {
+            let idle = place
+                .as_ref()
+                .is_some_and(|s| now.duration_since(s.entry.last_active) > retention);
+            if idle {
+                if let Some(slot) = place.take() {
+                    self.ids.remove(&slot.key);
+                    self.free.push(id as u32);
+                    gone.push(slot.key);
+                }
             }
-            keep
-        });
+        }
         gone
     }
 }
@@ -188,15 +237,24 @@ mod tests {
     #[test]
     fn idle_groups_expire() {
         let start = Instant::now();
+        let at = |secs| start + Duration::from_secs(secs);
+        let second = Duration::from_secs(1);
         let mut d = Dimension::default();
-        d.record(start, Duration::from_secs(1), vec![("a", tx(1), ())]);
-        d.record(
-            start + Duration::from_secs(30),
-            Duration::from_secs(1),
-            vec![("b", tx(1), ())],
+        d.record(at(0), second, vec![("a", tx(1), ())]);
+        d.record(at(90), second, vec![("b", tx(1), ())]);
+        // Retention is at least the longest window: 20 s is taken as 60 s.
+        assert_eq!(
+            d.expire(at(50), Duration::from_secs(20)),
+            Vec::<&str>::new()
         );
-        let gone = d.expire(start + Duration::from_secs(40), Duration::from_secs(20));
-        assert_eq!(gone, vec!["a"]);
+        assert_eq!(d.expire(at(100), Duration::from_secs(80)), vec!["a"]);
         assert_eq!(d.entries().count(), 1);
+        // The freed slot is reused by the next new group, which starts from zero.
+        d.record(at(101), second, vec![("c", tx(5), ())]);
+        let (items, _) = d.window(at(101), second);
+        assert_eq!(items.len(), 1);
+        assert_eq!(*items[0].key, "c");
+        assert_eq!(items[0].entry.lifetime.tx_bytes, 5);
+        assert_eq!(d.slots.len(), 2);
     }
 }
