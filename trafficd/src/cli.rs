@@ -41,7 +41,8 @@ pub struct RunArgs {
     #[arg(long, default_value = "1s", value_parser = parse_interval)]
     pub interval: Duration,
 
-    /// How long a process, cgroup, flow or remote stays in /top and /metrics after its last byte.
+    /// How long a process, cgroup, flow or remote stays in /top and /metrics after its last byte
+    /// (at least 60 s, the longest window).
     #[arg(long, default_value = "10m", value_parser = parse_duration)]
     pub retention: Duration,
 
