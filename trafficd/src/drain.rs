@@ -373,7 +373,7 @@ impl Drainer {
             .filter(|c| self.closing.contains(c) && !active.contains(c))
             .collect();
         self.closing = closed - &ready;
-        self.forget_sockets(&ready, 1);
+        self.forget_sockets(&ready);
         ready.len() as u64
     }
 
@@ -400,9 +400,9 @@ impl Drainer {
         }
     }
 
-    /// Deletes the socket entries of `cookies` and their flow and payload entries idle for at
-    /// least `idle` drains.
-    fn forget_sockets(&mut self, cookies: &HashSet<u64>, idle: u32) {
+    /// Deletes the socket entries of the closed sockets `cookies`, and their flow and payload
+    /// entries that did not move in this drain (all of them, unless a packet raced the close).
+    fn forget_sockets(&mut self, cookies: &HashSet<u64>) {
         if cookies.is_empty() {
             return;
         }
@@ -415,7 +415,7 @@ impl Drainer {
             .flows
             .keys()
             .filter(|k| cookies.contains(&k.cookie))
-            .filter(|k| self.flows.idle(k).is_some_and(|i| i >= idle))
+            .filter(|k| self.flows.idle(k).is_some_and(|i| i >= 1))
             .copied()
             .collect();
         self.maps.forget_flows(&flows);
@@ -426,13 +426,12 @@ impl Drainer {
             .payloads
             .keys()
             .filter(|k| cookies.contains(&k.cookie))
+            .filter(|k| self.payloads.idle(k).is_some_and(|i| i >= 1))
             .copied()
             .collect();
-        for key in payloads {
-            if self.payloads.idle(&key).is_some_and(|i| i >= idle) {
-                self.maps.forget_socket_process(&key);
-                self.payloads.forget(&key);
-            }
+        for key in &payloads {
+            self.maps.forget_socket_process(key);
+            self.payloads.forget(key);
         }
     }
 

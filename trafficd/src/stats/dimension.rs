@@ -192,14 +192,22 @@ mod tests {
         (items.iter().map(|w| w.window.tx_bytes).sum(), covered)
     }
 
+    /// Ticks of one second from `start + 1 s` to `start + n s`, group "a" moving `i` bytes in
+    /// the i-th.
+    fn one_tick_a_second(start: Instant, n: u64) -> Dimension<&'static str, ()> {
+        let second = Duration::from_secs(1);
+        let mut d = Dimension::default();
+        for i in 1..=n {
+            d.record(start + second * i as u32, second, vec![("a", tx(i), ())]);
+        }
+        d
+    }
+
     #[test]
     fn windows_sum_the_ticks_inside_them() {
         let start = Instant::now();
         let second = Duration::from_secs(1);
-        let mut d = Dimension::default();
-        for i in 1..=70u64 {
-            d.record(start + second * i as u32, second, vec![("a", tx(i), ())]);
-        }
+        let d = one_tick_a_second(start, 70);
         let now = start + second * 70;
         assert_eq!(window_of(&d, now, 1), (70, second));
         assert_eq!(window_of(&d, now, 10), ((61..=70u64).sum(), second * 10));
@@ -212,10 +220,7 @@ mod tests {
     fn a_window_between_drains_holds_the_last_complete_ticks() {
         let start = Instant::now();
         let second = Duration::from_secs(1);
-        let mut d = Dimension::default();
-        for i in 1..=20u64 {
-            d.record(start + second * i as u32, second, vec![("a", tx(i), ())]);
-        }
+        let d = one_tick_a_second(start, 20);
         let between = start + second * 20 + Duration::from_millis(700);
         assert_eq!(window_of(&d, between, 1), (20, second));
         assert_eq!(
