@@ -464,6 +464,24 @@ fn summarize(scenario: &Scenario, condition: Condition, records: &[&RunRecord]) 
                 .as_ref()
                 .map_or(0.0, |p| p.lifetime_rx_bytes as f64)
         };
+        // The generator's own figures (plus headers), for every kind but churn.
+        let against_generator = || {
+            let sent = pick(&|r, t| {
+                Some(ratio(
+                    client_tx(t),
+                    r.outcome.as_ref()?.expected_client_tx as f64,
+                ))
+            });
+            let received = pick(&|r, t| {
+                Some(ratio(
+                    server_rx(t),
+                    r.outcome.as_ref()?.expected_server_rx as f64,
+                ))
+            });
+            accuracy("client tx", REF_SENT, sent)
+                .into_iter()
+                .chain(accuracy("server rx", REF_RECEIVED, received))
+        };
         match scenario.kind {
             Kind::Churn => {
                 s.accuracy.extend(accuracy(
@@ -506,48 +524,10 @@ fn summarize(scenario: &Scenario, condition: Condition, records: &[&RunRecord]) 
                         }),
                     ));
                 }
-                s.accuracy.extend(accuracy(
-                    "client tx",
-                    REF_SENT,
-                    pick(&|r, t| {
-                        Some(ratio(
-                            client_tx(t),
-                            r.outcome.as_ref()?.expected_client_tx as f64,
-                        ))
-                    }),
-                ));
-                s.accuracy.extend(accuracy(
-                    "server rx",
-                    REF_RECEIVED,
-                    pick(&|r, t| {
-                        Some(ratio(
-                            server_rx(t),
-                            r.outcome.as_ref()?.expected_server_rx as f64,
-                        ))
-                    }),
-                ));
+                s.accuracy.extend(against_generator());
             }
             Kind::Udp64 | Kind::Flows { .. } => {
-                s.accuracy.extend(accuracy(
-                    "client tx",
-                    REF_SENT,
-                    pick(&|r, t| {
-                        Some(ratio(
-                            client_tx(t),
-                            r.outcome.as_ref()?.expected_client_tx as f64,
-                        ))
-                    }),
-                ));
-                s.accuracy.extend(accuracy(
-                    "server rx",
-                    REF_RECEIVED,
-                    pick(&|r, t| {
-                        Some(ratio(
-                            server_rx(t),
-                            r.outcome.as_ref()?.expected_server_rx as f64,
-                        ))
-                    }),
-                ));
+                s.accuracy.extend(against_generator());
                 s.accuracy.extend(accuracy(
                     "server rx",
                     REF_DROPS,
