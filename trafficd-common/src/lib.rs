@@ -7,7 +7,7 @@
 #![no_std]
 
 /// Version of the map layout below. Part of the bpffs pin directory name.
-pub const MAP_LAYOUT_VERSION: u32 = 2;
+pub const MAP_LAYOUT_VERSION: u32 = 3;
 
 /// Length of a task's `comm`, including the trailing NUL (`TASK_COMM_LEN`).
 pub const COMM_LEN: usize = 16;
@@ -18,8 +18,15 @@ pub const AF_INET6: u8 = 10;
 
 /// Names of the maps, shared so that the daemon and the kernel programs cannot drift apart.
 pub mod maps {
-    /// Wire bytes per (socket, 5-tuple, cgroup). Socket and cgroup totals are sums of these.
+    /// Index of the flows: (socket, 5-tuple, cgroup) -> slot in FLOW_COUNTERS.
     pub const FLOWS: &str = "FLOWS";
+    /// Wire bytes per flow, one [`FlowSlot`](super::FlowSlot) each, in an array the daemon
+    /// maps into its memory: it reads every flow with plain loads instead of a syscall per
+    /// entry. Socket and cgroup totals are sums of these.
+    pub const FLOW_COUNTERS: &str = "FLOW_COUNTERS";
+    /// Slots of FLOW_COUNTERS free for a new flow. The daemon fills it at start and gives a
+    /// slot back once the flow's last bytes were read.
+    pub const FREE_FLOW_SLOTS: &str = "FREE_FLOW_SLOTS";
     /// Overflow roll-up: wire bytes per socket cookie of packets whose flow did not fit in FLOWS,
     /// so that per-socket (and so per-process) totals stay exact when FLOWS is full.
     pub const SOCKETS: &str = "SOCKETS";
@@ -115,6 +122,22 @@ pub struct SocketOwner {
     pub gid: u32,
     pub cgroup_id: u64,
     pub comm: [u8; COMM_LEN],
+}
+
+/// One slot of FLOW_COUNTERS: a flow and its bytes.
+///
+/// A program claims a free slot for a new flow: it indexes the slot in FLOWS, writes `key`, then
+/// sets `claimed` with an atomic add, which orders the key before it. The daemon reads `claimed`
+/// first and ignores the slot while it is 0. `traffic` counts since the daemon last took it:
+/// the daemon swaps each counter to 0 atomically, so no add is lost and no state is kept per flow
+/// in userspace. The counters come first so that the per-packet adds touch one cache line.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlowSlot {
+    pub traffic: Traffic,
+    /// Non-zero once `key` is valid.
+    pub claimed: u64,
+    pub key: FlowKey,
 }
 
 /// Key of the payload a process moved through a socket.
@@ -218,6 +241,7 @@ mod pod {
     // SAFETY: all of these are repr(C), Copy, have no padding and every bit pattern is valid.
     unsafe impl aya::Pod for super::Traffic {}
     unsafe impl aya::Pod for super::FlowKey {}
+    unsafe impl aya::Pod for super::FlowSlot {}
     unsafe impl aya::Pod for super::SocketOwner {}
     unsafe impl aya::Pod for super::SocketProcessKey {}
     unsafe impl aya::Pod for super::Payload {}
@@ -232,6 +256,7 @@ mod tests {
     fn layouts_have_no_padding() {
         assert_eq!(size_of::<Traffic>(), 32);
         assert_eq!(size_of::<FlowKey>(), 56);
+        assert_eq!(size_of::<FlowSlot>(), 96);
         assert_eq!(size_of::<SocketOwner>(), 40);
         assert_eq!(size_of::<SocketProcessKey>(), 16);
         assert_eq!(size_of::<Payload>(), 32);

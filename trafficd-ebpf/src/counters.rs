@@ -19,8 +19,8 @@ use trafficd_common::Loss;
 
 use crate::maps::LOSSES;
 
-const BPF_NOEXIST: u64 = 1;
-const EEXIST: i32 = 17;
+pub const BPF_NOEXIST: u64 = 1;
+pub const EEXIST: i32 = 17;
 
 #[inline(always)]
 pub fn add(counter: *mut u64, value: u64) {

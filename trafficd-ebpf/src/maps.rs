@@ -11,22 +11,32 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{HashMap, PerCpuArray, PerCpuHashMap},
+    maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, Queue},
 };
 use trafficd_common::{
-    defaults, FlowKey, Payload, SocketOwner, SocketProcessKey, Traffic, LOSS_SLOTS,
+    defaults, FlowKey, FlowSlot, Payload, SocketOwner, SocketProcessKey, Traffic, LOSS_SLOTS,
 };
 
 /// Map flags: none, i.e. preallocated (see above).
 const PREALLOC: u32 = 0;
+/// `BPF_F_MMAPABLE`: the daemon maps the array into its memory.
+const MMAPABLE: u32 = 1 << 10;
 
 #[map]
 pub static SOCKETS: PerCpuHashMap<u64, Traffic> =
     PerCpuHashMap::with_max_entries(defaults::SOCKETS, PREALLOC);
 
+/// Flow -> its slot in FLOW_COUNTERS. Looked up once per packet.
 #[map]
-pub static FLOWS: PerCpuHashMap<FlowKey, Traffic> =
-    PerCpuHashMap::with_max_entries(defaults::FLOWS, PREALLOC);
+pub static FLOWS: HashMap<FlowKey, u32> = HashMap::with_max_entries(defaults::FLOWS, PREALLOC);
+
+/// The flows' counters. Not per CPU (an mmap-able array cannot be): the adds are atomic, and
+/// a flow's packets mostly cross one CPU at a time.
+#[map]
+pub static FLOW_COUNTERS: Array<FlowSlot> = Array::with_max_entries(defaults::FLOWS, MMAPABLE);
+
+#[map]
+pub static FREE_FLOW_SLOTS: Queue<u32> = Queue::with_max_entries(defaults::FLOWS, 0);
 
 #[map]
 pub static CGROUPS: PerCpuHashMap<u64, Traffic> =

@@ -22,7 +22,7 @@ use crate::{
     kernel::{KernelLogger, KernelMaps, MapEntries},
     processes::{KernelView, ProcessKey, Processes},
     socket_owners::SocketOwners,
-    stats::{CgroupInfo, FlowInfo, Store, Talker, TalkerInfo},
+    stats::{CgroupInfo, FlowInfo, Store, Talker, TalkerInfo, NO_HINT},
     tracker::Tracker,
 };
 
@@ -45,7 +45,8 @@ pub struct Drainer {
     maps: KernelMaps,
     config: DrainConfig,
     sockets: Tracker<u64, Traffic>,
-    flows: Tracker<FlowKey, Traffic>,
+    /// Kernel flow slot -> the flow's slot in the store's flow dimension, as last seen.
+    flow_hints: Vec<u32>,
     cgroups: Tracker<u64, Traffic>,
     payloads: Tracker<SocketProcessKey, Payload>,
     /// Sockets seen released at the previous drain: deleted at this one if idle since.
@@ -92,7 +93,7 @@ impl Drainer {
             maps,
             config,
             sockets: Tracker::default(),
-            flows: Tracker::default(),
+            flow_hints: Vec::new(),
             cgroups: Tracker::default(),
             payloads: Tracker::default(),
             closing: HashSet::default(),
@@ -118,19 +119,18 @@ impl Drainer {
         // Closed marks first: every byte a socket moved before its release is then already in
         // the counters read below.
         let closed: HashSet<u64> = self.maps.closed().into_iter().collect();
-        let flows = self.maps.flows();
+        let (flow_deltas, flow_slots) = self.maps.take_flows();
         let socket_overflow = self.maps.socket_overflow();
         let cgroup_overflow = self.maps.cgroup_overflow();
         let payloads = self.maps.socket_processes();
         let entries = MapEntries {
             sockets: socket_overflow.len(),
-            flows: flows.len(),
+            flows: self.maps.live_flows(),
             cgroups: cgroup_overflow.len(),
             socket_processes: payloads.len(),
             closed: closed.len(),
         };
         let read = started.elapsed();
-        let flow_deltas = self.flows.observe(flows);
         let socket_overflow = self.sockets.observe(socket_overflow);
         let cgroup_overflow = self.cgroups.observe(cgroup_overflow);
         let payload_deltas = self.payloads.observe(payloads);
@@ -185,7 +185,13 @@ impl Drainer {
         let mut store = store.write().unwrap_or_else(|e| e.into_inner());
         store.processes.record(started, length, talkers.0);
         store.cgroups.record(started, length, cgroup_records);
-        store.flows.record(started, length, flow_records);
+        let mut hints: Vec<u32> = flow_slots
+            .iter()
+            .map(|&s| self.flow_hints.get(s as usize).copied().unwrap_or(NO_HINT))
+            .collect();
+        store
+            .flows
+            .record_hinted(started, length, flow_records, &mut hints);
         store.remotes.record(started, length, remote_records);
         let expired = if housekeeping {
             store.expire(started, self.config.retention)
@@ -201,6 +207,13 @@ impl Drainer {
         health.last_drain = started.elapsed();
         health.longest_drain = health.longest_drain.max(health.last_drain);
         drop(store);
+        for (slot, hint) in flow_slots.into_iter().zip(hints) {
+            let slot = slot as usize;
+            if slot >= self.flow_hints.len() {
+                self.flow_hints.resize(slot + 1, NO_HINT);
+            }
+            self.flow_hints[slot] = hint;
+        }
         tracing::debug!(?read, ?observed, ?used, ?attributed, ?flowed, ?forgot, total = ?started.elapsed(), "drain");
 
         if !expired.is_empty() {
@@ -385,11 +398,7 @@ impl Drainer {
             self.maps.forget_socket_overflow(cookie);
             self.sockets.forget(&cookie);
         }
-        let idle_flows = self.flows.idle_for(expiry);
-        self.maps.forget_flows(&idle_flows);
-        for key in &idle_flows {
-            self.flows.forget(key);
-        }
+        self.maps.forget_idle_flows(expiry);
         for key in self.payloads.idle_for(expiry) {
             self.maps.forget_socket_process(&key);
             self.payloads.forget(&key);
@@ -411,17 +420,8 @@ impl Drainer {
             self.sockets.forget(&cookie);
             self.socket_owners.forget(cookie);
         }
-        let flows: Vec<FlowKey> = self
-            .flows
-            .keys()
-            .filter(|k| cookies.contains(&k.cookie))
-            .filter(|k| self.flows.idle(k).is_some_and(|i| i >= 1))
-            .copied()
-            .collect();
-        self.maps.forget_flows(&flows);
-        for key in &flows {
-            self.flows.forget(key);
-        }
+        self.maps
+            .forget_flows_of(&|cookie| cookies.contains(&cookie));
         let payloads: Vec<SocketProcessKey> = self
             .payloads
             .keys()

@@ -56,6 +56,18 @@ pub enum Error {
         source: aya::maps::MapError,
     },
 
+    #[error(
+        "cannot map the flow counters into memory: {0}; trafficd needs BPF_F_MMAPABLE arrays \
+         (Linux >= 5.5)"
+    )]
+    MapCounters(std::io::Error),
+
+    #[error(
+        "cannot fill the free flow slots (FREE_FLOW_SLOTS): {0}; trafficd needs BPF queue maps \
+         (Linux >= 4.20)"
+    )]
+    FillFreeSlots(aya::maps::MapError),
+
     #[error("cannot listen on {addr}: {source}; pick another address with --listen")]
     Listen {
         addr: std::net::SocketAddr,

@@ -1,10 +1,10 @@
 //! cgroup_skb ingress and egress on the cgroup2 root: every packet of every local socket.
 //!
 //! Per packet: the socket cookie, the cgroup of the socket and the packet's 5-tuple, then one
-//! per-CPU hash update: the flow (socket + 5-tuple + cgroup). Socket and cgroup totals are sums
-//! of flows, done by the daemon. Only when FLOWS is full do the bytes go to the SOCKETS and
-//! CGROUPS overflow roll-ups instead, so those totals stay exact without costing every packet
-//! three hash updates.
+//! hash lookup (the flow: socket + 5-tuple + cgroup -> its slot) and atomic adds to the slot's
+//! counters. Socket and cgroup totals are sums of flows, done by the daemon. Only when no flow
+//! slot is free do the bytes go to the SOCKETS and CGROUPS overflow roll-ups instead, so those
+//! totals stay exact without costing every packet three hash updates.
 
 use core::mem::MaybeUninit;
 
@@ -16,8 +16,8 @@ use aya_ebpf::{
 use trafficd_common::{FlowKey, Loss, Traffic};
 
 use crate::{
-    counters::{add, count_loss, entry, zeroed},
-    maps::{CGROUPS, FLOWS, SOCKETS},
+    counters::{add, count_loss, entry, zeroed, BPF_NOEXIST, EEXIST},
+    maps::{CGROUPS, FLOWS, FLOW_COUNTERS, FREE_FLOW_SLOTS, SOCKETS},
     packet,
 };
 
@@ -65,7 +65,7 @@ fn account(ctx: &SkBuffContext, direction: Direction) {
         count_loss(ctx, Loss::Unparsed, bytes);
     }
 
-    if let Some(traffic) = entry(&FLOWS, key) {
+    if let Some(traffic) = flow_counters(key) {
         add_traffic(traffic, direction, bytes, packets);
         return;
     }
@@ -78,6 +78,47 @@ fn account(ctx: &SkBuffContext, direction: Direction) {
         Some(traffic) => add_traffic(traffic, direction, bytes, packets),
         None => count_loss(ctx, Loss::CgroupMapFull, bytes),
     }
+}
+
+/// The counters of flow `key`, claiming a free slot for a new flow. `None` when no slot is
+/// free (or FLOWS is full): the caller rolls the bytes up per socket and cgroup instead.
+#[inline(always)]
+fn flow_counters(key: &FlowKey) -> Option<*mut Traffic> {
+    // SAFETY: the slot number is copied out at once.
+    let slot = match unsafe { FLOWS.get(key) } {
+        Some(slot) => *slot,
+        None => claim_slot(key)?,
+    };
+    let counters = FLOW_COUNTERS.get_ptr_mut(slot)?;
+    // SAFETY: a live array element; only the field's address is taken.
+    Some(unsafe { &raw mut (*counters).traffic })
+}
+
+/// Takes a free slot for `key` and indexes it. The index goes in before the key is written to
+/// the slot: if another CPU indexed the same flow first, the slot goes back untouched.
+#[inline(always)]
+fn claim_slot(key: &FlowKey) -> Option<u32> {
+    let slot = FREE_FLOW_SLOTS.pop().ok()??;
+    match FLOWS.insert(key, &slot, BPF_NOEXIST) {
+        Ok(()) => {}
+        Err(err) => {
+            // The queue holds every slot, so it has room for this one again.
+            let _ = FREE_FLOW_SLOTS.push(slot, 0);
+            // SAFETY: as above.
+            return (err == -EEXIST)
+                .then(|| unsafe { FLOWS.get(key) }.copied())
+                .flatten();
+        }
+    }
+    let counters = FLOW_COUNTERS.get_ptr_mut(slot)?;
+    // SAFETY: a live array element that no other program writes the key of: the slot was
+    // free and is indexed under `key` by this program only.
+    unsafe {
+        (*counters).key = *key;
+        // The atomic add orders the key's stores before it: the daemon reads `claimed` first.
+        add(&raw mut (*counters).claimed, 1);
+    }
+    Some(slot)
 }
 
 #[inline(always)]

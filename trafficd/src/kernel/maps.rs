@@ -10,12 +10,12 @@ use trafficd_common::{
     maps as names, FlowKey, Loss, Payload, SocketOwner, SocketProcessKey, Traffic,
 };
 
-use super::{batch, MapSizes};
+use super::{batch, flow_slots::FlowSlots, MapSizes};
 use crate::error::{Error, Result};
 
 pub struct KernelMaps {
     sockets: PerCpuHashMap<MapData, u64, Traffic>,
-    flows: PerCpuHashMap<MapData, FlowKey, Traffic>,
+    flows: FlowSlots,
     cgroups: PerCpuHashMap<MapData, u64, Traffic>,
     owners: HashMap<MapData, u64, SocketOwner>,
     processes: HashMap<MapData, u32, SocketOwner>,
@@ -62,11 +62,28 @@ where
     T::try_from(map).map_err(|source| Error::Map { name, source })
 }
 
+fn take_data(ebpf: &mut Ebpf, name: &'static str) -> Result<MapData> {
+    match ebpf.take_map(name) {
+        Some(Map::Array(data)) => Ok(data),
+        Some(_) => Err(Error::Map {
+            name,
+            source: aya::maps::MapError::InvalidMapType { map_type: 0 },
+        }),
+        None => Err(Error::MissingMap(name)),
+    }
+}
+
 impl KernelMaps {
     pub(super) fn take(ebpf: &mut Ebpf, sizes: MapSizes) -> Result<KernelMaps> {
         Ok(KernelMaps {
             sockets: take(ebpf, names::SOCKETS)?,
-            flows: take(ebpf, names::FLOWS)?,
+            flows: FlowSlots::new(
+                take(ebpf, names::FLOWS)?,
+                take(ebpf, names::FREE_FLOW_SLOTS)?,
+                take_data(ebpf, names::FLOW_COUNTERS)?,
+                sizes.flows,
+            )
+            .map_err(Error::MapCounters)?,
             cgroups: take(ebpf, names::CGROUPS)?,
             owners: take(ebpf, names::OWNERS)?,
             processes: take(ebpf, names::PROCESSES)?,
@@ -82,8 +99,15 @@ impl KernelMaps {
         read_per_cpu(&self.sockets)
     }
 
-    pub fn flows(&self) -> Vec<(FlowKey, Traffic)> {
-        read_per_cpu(&self.flows)
+    /// Every flow that moved since the last call, with what it moved (not a running total), and
+    /// the kernel's slot number of each: stable while the flow lives, reused after.
+    pub fn take_flows(&mut self) -> (Vec<(FlowKey, Traffic)>, Vec<u32>) {
+        self.flows.take()
+    }
+
+    /// Flows counting now.
+    pub fn live_flows(&self) -> usize {
+        self.flows.live()
     }
 
     /// The overflow roll-up: bytes of cgroups whose flows did not fit in FLOWS.
@@ -134,8 +158,14 @@ impl KernelMaps {
         }
     }
 
-    pub fn forget_flows(&mut self, keys: &[FlowKey]) {
-        forget_per_cpu(&mut self.flows, keys);
+    /// Stops counting flows idle for `drains` drains; they get a new slot if they wake up.
+    pub fn forget_idle_flows(&mut self, drains: u32) {
+        self.flows.retire_idle(drains);
+    }
+
+    /// Stops counting the flows of closed sockets that did not move at the last drain.
+    pub fn forget_flows_of(&mut self, closed: &impl Fn(u64) -> bool) {
+        self.flows.retire_sockets(closed);
     }
 
     pub fn forget_socket_process(&mut self, key: &SocketProcessKey) {

@@ -1,0 +1,283 @@
+//! The flow counters, read through shared memory.
+//!
+//! The kernel programs count each flow in a slot of FLOW_COUNTERS, an array the daemon maps
+//! into its own memory: a drain reads 100k flows with plain loads in a few milliseconds, where
+//! a syscall-based read of a hash map cost about a microsecond per entry. Each counter is taken
+//! with an atomic swap to 0, so the kernel's atomic adds are never lost and no per-flow "already
+//! read" state is kept here.
+//!
+//! A slot's life: free (in FREE_FLOW_SLOTS) -> claimed by a program for a new flow (indexed in
+//! FLOWS, `claimed` set) -> retired by the daemon (index deleted, so new packets of the flow
+//! claim a new slot; bytes still in flight are read at the next drains) -> zeroed and handed
+//! back to FREE_FLOW_SLOTS two drains later, when no program can still hold its number.
+
+use std::{
+    io,
+    os::fd::{AsFd, AsRawFd},
+    ptr::NonNull,
+    sync::atomic::{AtomicU64, Ordering},
+};
+
+use aya::maps::{HashMap, IterableMap, MapData, Queue};
+use trafficd_common::{FlowKey, FlowSlot, Traffic};
+
+use super::batch;
+
+/// Drains between retiring a slot and reusing it.
+const RETIRED_DRAINS: u64 = 2;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    Free,
+    /// Counting; `idle` drains in a row without a byte.
+    Live {
+        idle: u32,
+    },
+    /// Unindexed at drain `at`; still read until it is handed back.
+    Retired {
+        at: u64,
+    },
+}
+
+pub struct FlowSlots {
+    index: HashMap<MapData, FlowKey, u32>,
+    free: Queue<MapData, u32>,
+    counters: Mapping,
+    states: Vec<State>,
+    drains: u64,
+}
+
+impl FlowSlots {
+    /// Takes over the three maps of the flow counters; every slot must be in `free` already.
+    pub fn new(
+        index: HashMap<MapData, FlowKey, u32>,
+        free: Queue<MapData, u32>,
+        counters: MapData,
+        capacity: u32,
+    ) -> io::Result<FlowSlots> {
+        let counters = Mapping::new(counters.fd().as_fd().as_raw_fd(), capacity as usize)?;
+        Ok(FlowSlots {
+            index,
+            free,
+            counters,
+            states: vec![State::Free; capacity as usize],
+            drains: 0,
+        })
+    }
+
+    /// Every flow that moved since the last call, with what it moved, and the slot each one was
+    /// read from. Also hands back the slots retired long enough ago.
+    pub fn take(&mut self) -> (Vec<(FlowKey, Traffic)>, Vec<u32>) {
+        self.drains += 1;
+        let mut moved = Vec::new();
+        let mut moved_slots = Vec::new();
+        let mut reusable = Vec::new();
+        for (slot, state) in self.states.iter_mut().enumerate() {
+            let counters = self.counters.slot(slot);
+            if *state == State::Free {
+                if !counters.claimed() {
+                    continue;
+                }
+                *state = State::Live { idle: 0 };
+            }
+            let traffic = counters.take_traffic();
+            if !traffic.is_zero() {
+                moved.push((counters.key(), traffic));
+                moved_slots.push(slot as u32);
+            }
+            match state {
+                State::Live { idle } if traffic.is_zero() => *idle = idle.saturating_add(1),
+                State::Live { idle } => *idle = 0,
+                State::Retired { at } if self.drains >= *at + RETIRED_DRAINS => {
+                    reusable.push(slot as u32)
+                }
+                _ => {}
+            }
+        }
+        for slot in reusable {
+            self.hand_back(slot);
+        }
+        (moved, moved_slots)
+    }
+
+    /// Flows counting now.
+    pub fn live(&self) -> usize {
+        self.states
+            .iter()
+            .filter(|s| matches!(s, State::Live { .. }))
+            .count()
+    }
+
+    /// Retires the flows idle for at least `drains` drains.
+    pub fn retire_idle(&mut self, drains: u32) {
+        let slots = self.slots_where(|idle, _| idle >= drains);
+        self.retire(&slots);
+    }
+
+    /// Retires the flows of sockets `closed` that did not move at the last drain.
+    pub fn retire_sockets(&mut self, closed: &impl Fn(u64) -> bool) {
+        let slots = self.slots_where(|idle, key| idle >= 1 && closed(key.cookie));
+        self.retire(&slots);
+    }
+
+    fn slots_where(&self, wanted: impl Fn(u32, &FlowKey) -> bool) -> Vec<u32> {
+        self.states
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, state)| match state {
+                State::Live { idle } => {
+                    wanted(*idle, &self.counters.slot(slot).key()).then_some(slot as u32)
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn retire(&mut self, slots: &[u32]) {
+        if slots.is_empty() {
+            return;
+        }
+        let keys: Vec<FlowKey> = slots
+            .iter()
+            .map(|&s| self.counters.slot(s as usize).key())
+            .collect();
+        if batch::delete(IterableMap::map(&self.index).fd(), &keys).is_err() {
+            // A key already gone stops the batch; the rest go one by one.
+            for key in &keys {
+                let _ = self.index.remove(key);
+            }
+        }
+        for &slot in slots {
+            self.states[slot as usize] = State::Retired { at: self.drains };
+        }
+    }
+
+    fn hand_back(&mut self, slot: u32) {
+        self.counters.slot(slot as usize).clear();
+        // The queue holds every slot, so there is room. Should the push fail anyway, the slot
+        // stays retired and is tried again at the next drain: never lost, never reused twice.
+        if self.free.push(slot, 0).is_ok() {
+            self.states[slot as usize] = State::Free;
+        }
+    }
+}
+
+/// FLOW_COUNTERS mapped into this process.
+struct Mapping {
+    base: NonNull<FlowSlot>,
+    len: usize,
+    bytes: usize,
+}
+
+// SAFETY: the mapping is plain shared memory; every access goes through atomics or happens
+// while the kernel does not write the slot (see `SlotRef`).
+unsafe impl Send for Mapping {}
+
+impl Mapping {
+    fn new(fd: i32, len: usize) -> io::Result<Mapping> {
+        let page = page_size();
+        let bytes = (len * size_of::<FlowSlot>()).div_ceil(page).max(1) * page;
+        // SAFETY: a shared mapping of a BPF_F_MMAPABLE array of `len` slots; the kernel rounds
+        // the array's memory up to whole pages too.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                bytes,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let base = NonNull::new(base.cast()).ok_or_else(|| io::Error::other("mmap gave NULL"))?;
+        Ok(Mapping { base, len, bytes })
+    }
+
+    fn slot(&self, slot: usize) -> SlotRef<'_> {
+        assert!(slot < self.len, "flow slot {slot} out of {}", self.len);
+        // SAFETY: in bounds of the mapping.
+        SlotRef {
+            slot: unsafe { self.base.add(slot) },
+            _mapping: self,
+        }
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`; no SlotRef outlives `self`.
+        unsafe { libc::munmap(self.base.as_ptr().cast(), self.bytes) };
+    }
+}
+
+fn page_size() -> usize {
+    // SAFETY: no preconditions.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(size).unwrap_or(4096).max(1)
+}
+
+/// One slot of the mapping. The kernel writes `key` once before setting `claimed`, and adds to
+/// `traffic` atomically; the daemon reads `claimed` with acquire ordering before the key and
+/// rewrites a slot only once it is unindexed and unused for two drains.
+struct SlotRef<'a> {
+    slot: NonNull<FlowSlot>,
+    _mapping: &'a Mapping,
+}
+
+impl SlotRef<'_> {
+    fn counter(&self, field: *mut u64) -> &AtomicU64 {
+        // SAFETY: `field` is an aligned u64 inside the live mapping; the kernel only touches it
+        // with atomic instructions.
+        unsafe { AtomicU64::from_ptr(field) }
+    }
+
+    fn claimed(&self) -> bool {
+        let slot = self.slot.as_ptr();
+        // SAFETY: field of the slot.
+        self.counter(unsafe { &raw mut (*slot).claimed })
+            .load(Ordering::Acquire)
+            != 0
+    }
+
+    fn key(&self) -> FlowKey {
+        // SAFETY: written once before `claimed`, which the caller saw set.
+        unsafe { std::ptr::read_volatile(&raw const (*self.slot.as_ptr()).key) }
+    }
+
+    /// The counters, each swapped to 0: read once, counted once.
+    fn take_traffic(&self) -> Traffic {
+        let t = self.slot.as_ptr();
+        let take = |field: *mut u64| {
+            let counter = self.counter(field);
+            // Most flows are idle most drains: a load keeps their cache lines shared.
+            match counter.load(Ordering::Relaxed) {
+                0 => 0,
+                _ => counter.swap(0, Ordering::Relaxed),
+            }
+        };
+        // SAFETY: fields of the slot.
+        unsafe {
+            Traffic {
+                tx_bytes: take(&raw mut (*t).traffic.tx_bytes),
+                tx_packets: take(&raw mut (*t).traffic.tx_packets),
+                rx_bytes: take(&raw mut (*t).traffic.rx_bytes),
+                rx_packets: take(&raw mut (*t).traffic.rx_packets),
+            }
+        }
+    }
+
+    /// Zeroes the slot for its next flow. Only for a slot no program can reach.
+    fn clear(&self) {
+        let slot = self.slot.as_ptr();
+        // SAFETY: unindexed for RETIRED_DRAINS drains: no program holds it. `claimed` goes last.
+        unsafe {
+            std::ptr::write_bytes(&raw mut (*slot).key, 0, 1);
+            (*slot).traffic = Traffic::default();
+            self.counter(&raw mut (*slot).claimed)
+                .store(0, Ordering::Release);
+        }
+    }
+}
