@@ -1,6 +1,8 @@
 //! The conditions a scenario runs under: nothing, trafficd (with and without BPF statistics),
-//! and the packet-capture tools nethogs and bandwhich. Each monitor is started fresh for every
-//! run and stopped after it, so every run pays the same start-up and no state carries over.
+//! empty BPF programs on trafficd's hooks (the floor of the BPF statistics, see
+//! [`super::empty_bpf`]), and the packet-capture tools nethogs and bandwhich. Each monitor is
+//! started fresh for every run and stopped after it, so every run pays the same start-up and
+//! no state carries over.
 
 use std::fs;
 use std::net::SocketAddr;
@@ -21,15 +23,17 @@ pub enum Condition {
     Baseline,
     Trafficd,
     TrafficdBpfStats,
+    EmptyBpf,
     Nethogs,
     Bandwhich,
 }
 
 impl Condition {
-    pub const ALL: [Condition; 5] = [
+    pub const ALL: [Condition; 6] = [
         Condition::Baseline,
         Condition::Trafficd,
         Condition::TrafficdBpfStats,
+        Condition::EmptyBpf,
         Condition::Nethogs,
         Condition::Bandwhich,
     ];
@@ -39,6 +43,7 @@ impl Condition {
             Condition::Baseline => "baseline",
             Condition::Trafficd => "trafficd",
             Condition::TrafficdBpfStats => "trafficd+bpf-stats",
+            Condition::EmptyBpf => "empty-bpf",
             Condition::Nethogs => "nethogs",
             Condition::Bandwhich => "bandwhich",
         }
@@ -50,6 +55,16 @@ impl Condition {
 
     pub fn is_trafficd(self) -> bool {
         matches!(self, Condition::Trafficd | Condition::TrafficdBpfStats)
+    }
+
+    /// Runs with kernel.bpf_stats_enabled=1.
+    pub fn bpf_stats(self) -> bool {
+        matches!(self, Condition::TrafficdBpfStats | Condition::EmptyBpf)
+    }
+
+    /// Every condition's name, for messages.
+    pub fn all_names() -> String {
+        Condition::ALL.map(Condition::name).join(", ")
     }
 
     pub fn is_capture_tool(self) -> bool {
@@ -131,7 +146,8 @@ impl Monitor {
     }
 }
 
-/// Starts the monitor of `condition` (None for the baseline) and waits until it is ready:
+/// Starts the monitor of `condition` (None for the baseline and empty-bpf, whose programs
+/// the run attaches itself) and waits until it is ready:
 /// trafficd has answered /healthz and finished its first drain (so its start-up work is
 /// not counted as the run's); a capture tool has been up for a second.
 pub fn start(
@@ -141,13 +157,13 @@ pub fn start(
     tools: &Tools,
     stats: &BpfStatsSysctl,
 ) -> Result<Option<Monitor>> {
-    stats.set(condition == Condition::TrafficdBpfStats)?;
+    stats.set(condition.bpf_stats())?;
     let (ns, ifname) = env.interface(scenario);
     let output = env.work.join(format!("{}.out", condition.name()));
     let stderr = output.with_extension("err");
     let started = Instant::now();
     let monitor = match condition {
-        Condition::Baseline => return Ok(None),
+        Condition::Baseline | Condition::EmptyBpf => return Ok(None),
         Condition::Trafficd | Condition::TrafficdBpfStats => {
             let port = free_loopback_port()?;
             let api = SocketAddr::from(([127, 0, 0, 1], port));

@@ -7,11 +7,13 @@
 //! target/bench/results.json.
 //!
 //! Module map: [`scenarios`] (the traffic and what the generator knows it moved), [`gen`] (the
-//! generators iperf3 does not cover), [`conditions`] (the monitors), [`measure`] (/proc, BPF
+//! generators iperf3 does not cover), [`conditions`] (the monitors), [`empty_bpf`] (empty
+//! programs on trafficd's hooks: the floor of the BPF statistics), [`measure`] (/proc, BPF
 //! statistics, interface counters, trafficd's API), [`netns`] (the namespaces), [`proc`]
 //! (child processes and Ctrl-C), [`report`] (figures, targets, markdown and JSON).
 
 mod conditions;
+mod empty_bpf;
 mod gen;
 mod measure;
 mod netns;
@@ -54,8 +56,12 @@ pub struct BenchArgs {
     /// Only scenarios whose name contains one of these (comma-separated), e.g. `tcp,flows-10k`.
     #[arg(long, value_delimiter = ',')]
     scenarios: Vec<String>,
-    /// Only these conditions (comma-separated): baseline, trafficd, trafficd+bpf-stats,
-    /// nethogs, bandwhich. The baseline is always run: every ratio needs it.
+    /// Only these conditions (comma-separated; default: all): baseline, trafficd,
+    /// trafficd+bpf-stats, empty-bpf, nethogs, bandwhich. The baseline is always run: every
+    /// ratio needs it. empty-bpf runs no monitor: it attaches empty programs (`r0 = 1; exit`
+    /// cgroup_skb on ingress and egress of the cgroup2 root, `r0 = 0; exit` tp_btf on
+    /// sock_send_length, sock_recv_length and tcp_rcv_space_adjust) with BPF statistics on,
+    /// for the run only: the floor under trafficd's per-program run times.
     #[arg(long, value_delimiter = ',')]
     conditions: Vec<String>,
     /// Largest flow-scale scenario (10000, 100000 or 1000000).
@@ -102,6 +108,9 @@ pub struct RunRecord {
     pub monitor: Option<MonitorFigures>,
     pub trafficd: Option<TrafficdFigures>,
     pub capture: Option<CaptureFigures>,
+    /// empty-bpf: the empty programs' statistics.
+    #[serde(default)]
+    pub empty_bpf: Option<empty_bpf::EmptyFigures>,
 }
 
 /// The monitoring process itself.
@@ -386,6 +395,13 @@ pub fn run(args: BenchArgs) -> Result<()> {
             appeared.join(", ")
         ));
     }
+    if conditions.contains(&Condition::EmptyBpf) {
+        if let Some(left) = empty_programs_left() {
+            let note = format!("empty programs still loaded after the bench: {left}");
+            println!("bench: warning: {note}");
+            notes.push(note);
+        }
+    }
     drop(net);
     drop(stats);
     let (md, json) = report::write(
@@ -461,7 +477,10 @@ impl Plan {
             let mut list = vec![Condition::Baseline];
             for name in &args.conditions {
                 let condition = Condition::parse(name).with_context(|| {
-                    format!("unknown condition {name:?}; known: baseline, trafficd, trafficd+bpf-stats, nethogs, bandwhich")
+                    format!(
+                        "unknown condition {name:?}; known: {}",
+                        Condition::all_names()
+                    )
                 })?;
                 if !list.contains(&condition) {
                     list.push(condition);
@@ -502,7 +521,8 @@ fn run_one(
     if let Err(err) = measure_run(scenario, condition, env, tools, stats, &mut record) {
         record.error = Some(format!("{err:#}"));
     }
-    // Every run leaves the statistics off; the next trafficd+bpf-stats run turns them on.
+    // Every run leaves the statistics off; the next trafficd+bpf-stats or empty-bpf run turns
+    // them on.
     let _ = stats.set(false);
     record
 }
@@ -516,6 +536,12 @@ fn measure_run(
     record: &mut RunRecord,
 ) -> Result<()> {
     let mut monitor = conditions::start(condition, scenario, env, tools, stats)?;
+    // Attached for this run only: dropped (detached and released) when this function returns,
+    // whichever way it does.
+    let empty = match condition {
+        Condition::EmptyBpf => Some(empty_bpf::EmptyPrograms::attach(&env.cgroup_root)?),
+        _ => None,
+    };
     let prepared = scenarios::prepare(scenario, env)?;
     let (ns, ifname) = env.interface(scenario);
     let prog_names = if condition.is_trafficd() {
@@ -531,6 +557,10 @@ fn measure_run(
     let progs_before = pid
         .map(|pid| measure::prog_stats(pid, &prog_names))
         .unwrap_or_default();
+    let empty_before = empty
+        .as_ref()
+        .map(empty_bpf::EmptyPrograms::stats)
+        .unwrap_or_default();
     let wire_before = measure::if_counters(ns.as_deref(), &ifname)?;
     let wire_started = Instant::now();
     let sampler = monitor
@@ -544,6 +574,18 @@ fn measure_run(
     let wire_after = measure::if_counters(ns.as_deref(), &ifname)?;
     record.wire_seconds = wire_started.elapsed().as_secs_f64();
     record.wire = Some(wire_after.since(&wire_before));
+    if let Some(empty) = &empty {
+        let after = empty.stats();
+        record.empty_bpf = Some(empty_bpf::EmptyFigures {
+            programs: after
+                .iter()
+                .map(|a| delta(a, empty_before.iter().find(|b| b.id == a.id)))
+                .collect(),
+            window_seconds: window.elapsed().as_secs_f64(),
+            not_attached: empty.not_attached.clone(),
+        });
+    }
+    drop(empty);
 
     // The tail: trafficd counts what it drains, so wait for two drains that began after the
     // traffic ended; a capture tool gets one refresh and a half.
@@ -726,6 +768,26 @@ impl DrainSampler {
         let _ = self.thread.join();
         let mut sampled = self.sampled.lock().unwrap_or_else(|e| e.into_inner());
         std::mem::take(&mut *sampled)
+    }
+}
+
+/// Empty programs of the bench still loaded (by anyone), after up to 2 s for the kernel to
+/// free the last run's (tracepoint links are released after an RCU grace period).
+fn empty_programs_left() -> Option<String> {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let left: Vec<String> = measure::bpf_names("prog")
+            .into_iter()
+            .filter(|(_, name)| empty_bpf::hook_of(name).is_some())
+            .map(|(id, name)| format!("{name} (id {id})"))
+            .collect();
+        if left.is_empty() {
+            return None;
+        }
+        if Instant::now() >= deadline {
+            return Some(left.join(", "));
+        }
+        thread::sleep(Duration::from_millis(100));
     }
 }
 

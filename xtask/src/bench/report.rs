@@ -11,6 +11,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::conditions::Condition;
+use super::empty_bpf;
 use super::scenarios::{Kind, Link, Scenario, ETH_HEADER};
 use super::RunRecord;
 
@@ -97,6 +98,41 @@ impl Meta {
     }
 }
 
+/// Per program (by name): its average run time in each run (run_time_ns / run_cnt) and its
+/// runs per second of the run's window, over the runs where it ran.
+fn program_summaries(
+    runs: &[(&RunRecord, &[super::ProgDelta], f64)],
+) -> BTreeMap<String, ProgramSummary> {
+    let mut names: Vec<&str> = runs
+        .iter()
+        .flat_map(|(_, programs, _)| programs.iter().map(|p| p.name.as_str()))
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+        .into_iter()
+        .map(|name| {
+            let per_run: Vec<(f64, f64)> = runs
+                .iter()
+                .flat_map(|(_, programs, secs)| {
+                    programs
+                        .iter()
+                        .filter(|p| p.name == name && p.run_cnt > 0)
+                        .map(move |p| {
+                            let cnt = p.run_cnt as f64;
+                            (p.run_time_ns as f64 / cnt, cnt / secs)
+                        })
+                })
+                .collect();
+            let summary = ProgramSummary {
+                avg_ns: spread(per_run.iter().map(|p| p.0)),
+                runs_per_second: spread(per_run.iter().map(|p| p.1)),
+            };
+            (name.to_string(), summary)
+        })
+        .collect()
+}
+
 /// Median and range of one figure over the runs of a group.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize)]
 pub struct Spread {
@@ -144,6 +180,19 @@ pub struct ProgramSummary {
     pub runs_per_second: Option<Spread>,
 }
 
+/// A trafficd program next to the empty program on the same hook, measured in the same
+/// scenario under empty-bpf (conditions alternating run by run).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Floor {
+    /// The empty program (see xtask/src/bench/empty_bpf.rs) and its hook.
+    pub empty_program: String,
+    pub hook: String,
+    pub empty_avg_ns: Option<Spread>,
+    pub empty_runs_per_second: Option<Spread>,
+    /// Median ns per run of the trafficd program minus the empty program's median.
+    pub above_floor_ns: Option<f64>,
+}
+
 /// The figures of one scenario under one condition.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Summary {
@@ -163,7 +212,14 @@ pub struct Summary {
     pub peak_rss_mib: Option<Spread>,
     pub startup_seconds: Option<Spread>,
     pub stop_seconds: Option<Spread>,
+    /// trafficd's programs (BPF statistics on), or under empty-bpf the empty programs.
     pub programs: BTreeMap<String, ProgramSummary>,
+    /// trafficd+bpf-stats: each program's floor, from empty-bpf in the same scenario.
+    #[serde(default)]
+    pub floors: BTreeMap<String, Floor>,
+    /// empty-bpf: programs that could not be loaded or attached, and why.
+    #[serde(default)]
+    pub empty_not_attached: Vec<String>,
     pub kernel_ms_per_run: Option<Spread>,
     pub kernel_ns_per_wire_packet: Option<Spread>,
     pub kernel_percent_of_core: Option<Spread>,
@@ -364,53 +420,45 @@ fn summarize(scenario: &Scenario, condition: Condition, records: &[&RunRecord]) 
         .iter()
         .filter_map(|r| Some((*r, r.trafficd.as_ref()?)))
         .collect();
+    // Per-program statistics: trafficd's programs, or the empty programs of empty-bpf.
+    let window = |r: &RunRecord| r.monitor.as_ref().map_or(f64::NAN, |m| m.window_seconds);
+    let with_programs: Vec<(&RunRecord, &[super::ProgDelta], f64)> = ok
+        .iter()
+        .filter_map(|r| match (&r.trafficd, &r.empty_bpf) {
+            (Some(t), _) => Some((*r, t.programs.as_slice(), window(r))),
+            (None, Some(e)) => Some((*r, e.programs.as_slice(), e.window_seconds)),
+            (None, None) => None,
+        })
+        .collect();
+    s.programs = program_summaries(&with_programs);
+    let kernel_ns = |programs: &[super::ProgDelta]| -> f64 {
+        programs.iter().map(|p| p.run_time_ns as f64).sum()
+    };
+    let counted: Vec<&(&RunRecord, &[super::ProgDelta], f64)> = with_programs
+        .iter()
+        .filter(|(_, programs, _)| programs.iter().any(|p| p.run_cnt > 0))
+        .collect();
+    s.kernel_ms_per_run = spread(counted.iter().map(|(_, p, _)| kernel_ns(p) / 1e6));
+    s.kernel_ns_per_wire_packet = spread(
+        counted
+            .iter()
+            .filter_map(|(r, p, _)| Some(ratio(kernel_ns(p), wire_packets(r, link)?))),
+    );
+    s.kernel_percent_of_core = spread(
+        counted
+            .iter()
+            .map(|(_, p, secs)| 100.0 * kernel_ns(p) / (secs * 1e9)),
+    );
+    let mut not_attached: Vec<String> = ok
+        .iter()
+        .filter_map(|r| r.empty_bpf.as_ref())
+        .flat_map(|e| e.not_attached.iter().cloned())
+        .collect();
+    not_attached.sort();
+    not_attached.dedup();
+    s.empty_not_attached = not_attached;
+
     if !trafficd.is_empty() {
-        let window = |r: &RunRecord| r.monitor.as_ref().map_or(f64::NAN, |m| m.window_seconds);
-        let mut names: Vec<String> = trafficd
-            .iter()
-            .flat_map(|(_, t)| t.programs.iter().map(|p| p.name.clone()))
-            .collect();
-        names.sort();
-        names.dedup();
-        for name in names {
-            let per_run: Vec<(f64, f64)> = trafficd
-                .iter()
-                .flat_map(|(r, t)| {
-                    t.programs
-                        .iter()
-                        .filter(|p| p.name == name)
-                        .map(|p| (p.run_cnt as f64, p.run_time_ns as f64, window(r)))
-                        .collect::<Vec<_>>()
-                })
-                .filter(|(cnt, _, _)| *cnt > 0.0)
-                .map(|(cnt, ns, secs)| (ns / cnt, cnt / secs))
-                .collect();
-            s.programs.insert(
-                name,
-                ProgramSummary {
-                    avg_ns: spread(per_run.iter().map(|p| p.0)),
-                    runs_per_second: spread(per_run.iter().map(|p| p.1)),
-                },
-            );
-        }
-        let kernel_ns = |t: &super::TrafficdFigures| -> f64 {
-            t.programs.iter().map(|p| p.run_time_ns as f64).sum()
-        };
-        let counted: Vec<&(&RunRecord, &super::TrafficdFigures)> = trafficd
-            .iter()
-            .filter(|(_, t)| t.programs.iter().any(|p| p.run_cnt > 0))
-            .collect();
-        s.kernel_ms_per_run = spread(counted.iter().map(|(_, t)| kernel_ns(t) / 1e6));
-        s.kernel_ns_per_wire_packet = spread(
-            counted
-                .iter()
-                .filter_map(|(r, t)| Some(ratio(kernel_ns(t), wire_packets(r, link)?))),
-        );
-        s.kernel_percent_of_core = spread(
-            counted
-                .iter()
-                .map(|(r, t)| 100.0 * kernel_ns(t) / (window(r) * 1e9)),
-        );
         s.drain_ms = spread(
             trafficd
                 .iter()
@@ -722,14 +770,57 @@ pub fn summaries(scenarios: &[Scenario], records: &[RunRecord]) -> Vec<Summary> 
                 .collect()
         };
         let base = baseline_medians(&group(Condition::Baseline), scenario.link);
-        for condition in conditions {
-            let records = group(condition);
-            let mut summary = summarize(scenario, condition, &records);
-            add_baseline_ratios(&mut summary, &records, base, scenario.link);
-            out.push(summary);
-        }
+        let mut of_scenario: Vec<Summary> = conditions
+            .into_iter()
+            .map(|condition| {
+                let records = group(condition);
+                let mut summary = summarize(scenario, condition, &records);
+                add_baseline_ratios(&mut summary, &records, base, scenario.link);
+                summary
+            })
+            .collect();
+        add_floors(&mut of_scenario);
+        out.extend(of_scenario);
     }
     out
+}
+
+/// Gives every program of the scenario's trafficd+bpf-stats summary the figures of the empty
+/// program on its hook from the scenario's empty-bpf summary.
+fn add_floors(of_scenario: &mut [Summary]) {
+    let Some(empty) = of_scenario
+        .iter()
+        .find(|s| s.condition == Condition::EmptyBpf.name())
+        .map(|s| s.programs.clone())
+    else {
+        return;
+    };
+    for s in of_scenario
+        .iter_mut()
+        .filter(|s| s.condition == Condition::TrafficdBpfStats.name())
+    {
+        let floors: BTreeMap<String, Floor> = s
+            .programs
+            .iter()
+            .filter_map(|(name, program)| {
+                let hook = empty_bpf::floor_of(name)?;
+                let floor = empty.get(hook.name)?;
+                let above = match (program.avg_ns, floor.avg_ns) {
+                    (Some(p), Some(f)) => Some(p.median - f.median),
+                    _ => None,
+                };
+                let floor = Floor {
+                    empty_program: hook.name.to_string(),
+                    hook: hook.hook.to_string(),
+                    empty_avg_ns: floor.avg_ns,
+                    empty_runs_per_second: floor.runs_per_second,
+                    above_floor_ns: above,
+                };
+                Some((name.clone(), floor))
+            })
+            .collect();
+        s.floors = floors;
+    }
 }
 
 fn find<'a>(summaries: &'a [Summary], scenario: &str, condition: Condition) -> Option<&'a Summary> {
@@ -842,13 +933,25 @@ pub fn targets(scenarios: &[Scenario], summaries: &[Summary]) -> Vec<Target> {
         let worst = summaries
             .iter()
             .filter(|s| s.condition == Condition::TrafficdBpfStats.name())
-            .filter_map(|s| Some((s.scenario.clone(), s.programs.get(program)?.avg_ns?)))
+            .filter_map(|s| Some((s, s.programs.get(program)?.avg_ns?)))
             .max_by(|a, b| a.1.median.total_cmp(&b.1.median));
         out.push(match worst {
-            Some((scenario, ns)) => Target {
+            Some((s, ns)) => Target {
                 target: what,
-                scenario: format!("worst: {scenario}"),
-                measured: format!("{} ns", fmt_spread(&ns, 0)),
+                scenario: format!("worst: {}", s.scenario),
+                measured: match s.floors.get(program) {
+                    Some(Floor {
+                        hook,
+                        empty_avg_ns: Some(floor),
+                        above_floor_ns: Some(above),
+                        ..
+                    }) => format!(
+                        "{} ns; an empty {hook} program in the same scenario (empty-bpf): {} ns, so {above:.0} ns above the floor",
+                        fmt_spread(&ns, 0),
+                        fmt_spread(floor, 0)
+                    ),
+                    _ => format!("{} ns (floor not measured: no empty-bpf runs)", fmt_spread(&ns, 0)),
+                },
                 goal: goal.to_string(),
                 status: if ns.median <= 100.0 {
                     Status::Pass
@@ -1061,6 +1164,20 @@ pub fn one_line(r: &RunRecord) -> String {
             let _ = write!(line, ", kernel {:.1} ms", kernel as f64 / 1e6);
         }
     }
+    if let Some(e) = &r.empty_bpf {
+        for p in e.programs.iter().filter(|p| p.run_cnt > 0) {
+            let _ = write!(
+                line,
+                ", {} {:.0} ns x {}",
+                p.name,
+                p.run_time_ns as f64 / p.run_cnt as f64,
+                p.run_cnt
+            );
+        }
+        if !e.not_attached.is_empty() {
+            let _ = write!(line, ", {} not attached", e.not_attached.len());
+        }
+    }
     let _ = write!(line, ", load {:.1}", r.loadavg);
     line
 }
@@ -1154,7 +1271,8 @@ fn markdown(
          - udp-64B-lo / -veth: `iperf3 -u -l 64 -b 0 -t {secs}`; the rate is what the server received.\n\
          - churn-veth: `xtask bench gen churn-client --parallel 16` forks one process per connection (connect, send 64 B, read the 64-byte answer to EOF, close, exit) against `churn-server` in namespace B, for {secs} s.\n\
          - flows-N: `xtask bench gen flows --count N --rate N`: one UDP socket sends a 16-byte datagram to each of N addresses 127.1.0.0 + i (every flow once per second when the machine keeps up, at least one full round), received by one wildcard socket of the same process.\n\
-         - Conditions: baseline (nothing); trafficd (`trafficd run --interval 1s`, defaults; flow scale adds --flow-map-size 2N + 65536), started before each run and stopped after it, /healthz polled 4 times a second; trafficd+bpf-stats (the same with sysctl kernel.bpf_stats_enabled=1); nethogs (`nethogs -a -t -v 2 -C -d 1 <interface>`); bandwhich (`bandwhich --raw -n -t -p -i <interface>`). For veth the capture tools run in namespace A on its veth end, where /proc/net shows the client's sockets.\n",
+         - Conditions: baseline (nothing); trafficd (`trafficd run --interval 1s`, defaults; flow scale adds --flow-map-size 2N + 65536), started before each run and stopped after it, /healthz polled 4 times a second; trafficd+bpf-stats (the same with sysctl kernel.bpf_stats_enabled=1); \
+         empty-bpf (no monitor: empty programs on trafficd's hooks, attached for the run through BPF links beside any others, with kernel.bpf_stats_enabled=1: `r0 = 1; exit` as cgroup_skb on ingress and egress of the cgroup2 root, `r0 = 0; exit` as tp_btf on sock_send_length, sock_recv_length and tcp_rcv_space_adjust; what any program on those hooks costs here, statistics included: the floor under trafficd's per-program figures); nethogs (`nethogs -a -t -v 2 -C -d 1 <interface>`); bandwhich (`bandwhich --raw -n -t -p -i <interface>`). For veth the capture tools run in namespace A on its veth end, where /proc/net shows the client's sockets.\n",
         secs = meta.seconds
     );
 
@@ -1184,7 +1302,7 @@ fn markdown(
          CPU: user + system time of the monitoring process from just before the traffic until the drains after it (trafficd) \
          or 1.5 s after it (capture tools); per GB and per million packets of what crossed the interface (IP bytes; lo, or both \
          directions of the client's veth end; a GSO packet counts once). Kernel: the sum of run_time_ns of trafficd's programs \
-         (BPF statistics on). Peak RSS: VmHWM.\n"
+         (BPF statistics on), or under empty-bpf of the empty programs. Peak RSS: VmHWM.\n"
     );
     let _ = writeln!(
         md,
@@ -1228,27 +1346,87 @@ fn markdown(
     let _ = writeln!(md, "\n## trafficd's kernel programs (BPF statistics on)\n");
     let _ = writeln!(
         md,
-        "Average run time per invocation (run_time_ns / run_cnt over the run) and invocations per second; median (min–max) over the runs.\n"
+        "Average run time per invocation (run_time_ns / run_cnt over the run) and invocations per second; median (min–max) over the runs. \
+         Floor: the average run time of an empty program on the same hook, measured the same way in the same scenario under empty-bpf \
+         (the conditions alternate run by run): the cost of reaching any program on that hook and of the statistics' own clock reads. \
+         Above the floor: the program's median minus the floor's median, what the program's own instructions cost.\n"
     );
     let _ = writeln!(
         md,
-        "| scenario | program | ns per run | runs per second | kernel ms per run (all programs) |"
+        "| scenario | program | ns per run | floor: empty program on the same hook, ns per run | above the floor, ns | runs per second | kernel ms per run (all programs) |"
     );
-    let _ = writeln!(md, "| --- | --- | --- | --- | --- |");
+    let _ = writeln!(md, "| --- | --- | --- | --- | --- | --- | --- |");
     for s in summaries
         .iter()
         .filter(|s| s.condition == Condition::TrafficdBpfStats.name())
     {
         for (name, p) in &s.programs {
+            let floor = s.floors.get(name);
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} |",
                 s.scenario,
                 name,
                 fmt_spread_sig(p.avg_ns),
+                floor.map_or("-".to_string(), |f| format!(
+                    "{} ({})",
+                    fmt_spread_sig(f.empty_avg_ns),
+                    f.empty_program
+                )),
+                floor
+                    .and_then(|f| f.above_floor_ns)
+                    .map_or("-".to_string(), |ns| format!("{ns:.0}")),
                 fmt_spread_sig(p.runs_per_second),
                 fmt_spread_sig(s.kernel_ms_per_run),
             );
+        }
+    }
+
+    let empties: Vec<&Summary> = summaries
+        .iter()
+        .filter(|s| s.condition == Condition::EmptyBpf.name())
+        .collect();
+    if !empties.is_empty() {
+        let _ = writeln!(md, "\n## Empty programs: the floor (empty-bpf)\n");
+        let _ = writeln!(
+            md,
+            "Empty programs on trafficd's hooks, no monitor running, BPF statistics on; measured like trafficd's programs \
+             (run_time_ns / run_cnt over the run, from the fdinfo of their file descriptors). Runs per second: over the traffic \
+             and 50 ms after it (trafficd's window also holds the two drains after the traffic).\n"
+        );
+        let _ = writeln!(
+            md,
+            "| scenario | empty program | hook | ns per run | runs per second | floor of |"
+        );
+        let _ = writeln!(md, "| --- | --- | --- | --- | --- | --- |");
+        for s in &empties {
+            for (name, p) in &s.programs {
+                let hook = empty_bpf::hook_of(name);
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {} | {} | {} | {} |",
+                    s.scenario,
+                    name,
+                    hook.map_or("?", |h| h.hook),
+                    fmt_spread_sig(p.avg_ns),
+                    fmt_spread_sig(p.runs_per_second),
+                    hook.map_or("?", |h| h.trafficd_program),
+                );
+            }
+        }
+        let not_attached: Vec<&String> = empties
+            .iter()
+            .flat_map(|s| s.empty_not_attached.iter())
+            .collect();
+        if !not_attached.is_empty() {
+            let _ = writeln!(md, "\nNot attached (no floor for these hooks):\n");
+            let mut seen: Vec<&String> = Vec::new();
+            for line in not_attached {
+                if !seen.contains(&line) {
+                    let _ = writeln!(md, "- {}", line.replace('|', "/"));
+                    seen.push(line);
+                }
+            }
         }
     }
 
