@@ -485,16 +485,25 @@ fn same_tuple_owners(
                 .map(|(t, _)| *t)
         })
     };
-    let known: HashMap<Tuple, u32> = flows
-        .iter()
-        .filter_map(|(k, _)| owner_of(k.cookie).map(|tgid| (tuple(k), tgid)))
-        .collect();
+    // The unknown sockets' tuples are few; every flow is checked against them, so that no
+    // table of all flows is built (100k flows a drain).
     let unknown: HashSet<u64> = unknown.iter().copied().collect();
-    flows
-        .iter()
-        .filter(|(k, _)| unknown.contains(&k.cookie))
-        .filter_map(|(k, _)| known.get(&tuple(k)).map(|tgid| (k.cookie, *tgid)))
-        .collect()
+    let mut wanted: HashMap<Tuple, Vec<u64>> = HashMap::default();
+    for (k, _) in flows.iter().filter(|(k, _)| unknown.contains(&k.cookie)) {
+        wanted.entry(tuple(k)).or_default().push(k.cookie);
+    }
+    let mut found = HashMap::default();
+    for (k, _) in flows {
+        let Some(cookies) = wanted.get(&tuple(k)) else {
+            continue;
+        };
+        if let Some(tgid) = owner_of(k.cookie) {
+            for cookie in cookies {
+                found.entry(*cookie).or_insert(tgid);
+            }
+        }
+    }
+    found
 }
 
 /// Sums traffic by key.

@@ -25,6 +25,10 @@ use super::batch;
 
 /// Drains between retiring a slot and reusing it.
 const RETIRED_DRAINS: u64 = 2;
+/// Slots handed back per drain at most: each is a syscall (a queue map has no batch push), and
+/// a socket with 100k flows closing would otherwise stall one drain for a few hundred ms. The
+/// rest wait for the next drains.
+const HAND_BACKS_PER_DRAIN: usize = 16_384;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
@@ -88,7 +92,10 @@ impl FlowSlots {
             match state {
                 State::Live { idle } if traffic.is_zero() => *idle = idle.saturating_add(1),
                 State::Live { idle } => *idle = 0,
-                State::Retired { at } if self.drains >= *at + RETIRED_DRAINS => {
+                State::Retired { at }
+                    if self.drains >= *at + RETIRED_DRAINS
+                        && reusable.len() < HAND_BACKS_PER_DRAIN =>
+                {
                     reusable.push(slot as u32)
                 }
                 _ => {}
@@ -110,26 +117,26 @@ impl FlowSlots {
 
     /// Retires the flows idle for at least `drains` drains.
     pub fn retire_idle(&mut self, drains: u32) {
-        let slots = self.slots_where(|idle, _| idle >= drains);
+        let slots = self.idle_slots(drains, |_| true);
         self.retire(&slots);
     }
 
     /// Retires the flows of sockets `closed` that did not move at the last drain.
     pub fn retire_sockets(&mut self, closed: &impl Fn(u64) -> bool) {
-        let slots = self.slots_where(|idle, key| idle >= 1 && closed(key.cookie));
+        let slots = self.idle_slots(1, closed);
         self.retire(&slots);
     }
 
-    fn slots_where(&self, wanted: impl Fn(u32, &FlowKey) -> bool) -> Vec<u32> {
+    /// Live slots idle for at least `drains` whose socket cookie is `wanted`. Runs at every
+    /// drain that saw sockets close: the idle check goes first, the shared memory is only read
+    /// for the slots that pass it.
+    fn idle_slots(&self, drains: u32, wanted: impl Fn(u64) -> bool) -> Vec<u32> {
         self.states
             .iter()
             .enumerate()
-            .filter_map(|(slot, state)| match state {
-                State::Live { idle } => {
-                    wanted(*idle, &self.counters.slot(slot).key()).then_some(slot as u32)
-                }
-                _ => None,
-            })
+            .filter(|(_, state)| matches!(state, State::Live { idle } if *idle >= drains))
+            .filter(|(slot, _)| wanted(self.counters.slot(*slot).cookie()))
+            .map(|(slot, _)| slot as u32)
             .collect()
     }
 
@@ -243,8 +250,14 @@ impl SlotRef<'_> {
     }
 
     fn key(&self) -> FlowKey {
-        // SAFETY: written once before `claimed`, which the caller saw set.
-        unsafe { std::ptr::read_volatile(&raw const (*self.slot.as_ptr()).key) }
+        // SAFETY: written once before `claimed`, which the caller saw set, and not written again
+        // while the slot is claimed.
+        unsafe { std::ptr::read(&raw const (*self.slot.as_ptr()).key) }
+    }
+
+    fn cookie(&self) -> u64 {
+        // SAFETY: as for `key`.
+        unsafe { std::ptr::read(&raw const (*self.slot.as_ptr()).key.cookie) }
     }
 
     /// The counters, each swapped to 0: read once, counted once.
