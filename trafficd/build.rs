@@ -30,10 +30,12 @@ fn main() {
         .arg("--target-dir")
         .arg(&target_dir)
         .current_dir(&ebpf_dir)
-        // BTF for the maps and programs, so the loader and bpftool can show their types.
+        // BTF for the maps and programs, so the loader and bpftool can show their types; the
+        // v3 instruction set for the fetching atomic add (Linux >= 5.12, well below the
+        // 6.x the sock_send_length tracepoint needs).
         .env(
             "CARGO_ENCODED_RUSTFLAGS",
-            "-Cdebuginfo=2\u{1f}-Clink-arg=--btf",
+            "-Cdebuginfo=2\u{1f}-Clink-arg=--btf\u{1f}-Ctarget-cpu=v3",
         );
     // The outer build's settings are for the host; none of them may leak into the BPF build.
     for key in [

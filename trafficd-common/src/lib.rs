@@ -24,9 +24,13 @@ pub mod maps {
     /// maps into its memory: it reads every flow with plain loads instead of a syscall per
     /// entry. Socket and cgroup totals are sums of these.
     pub const FLOW_COUNTERS: &str = "FLOW_COUNTERS";
-    /// Slots of FLOW_COUNTERS free for a new flow. The daemon fills it at start and gives a
-    /// slot back once the flow's last bytes were read.
+    /// Slots of FLOW_COUNTERS given back by the daemon once a flow's last bytes were read, for
+    /// new flows to reuse.
     pub const FREE_FLOW_SLOTS: &str = "FREE_FLOW_SLOTS";
+    /// One counter: how many slots of FLOW_COUNTERS were ever handed out. New flows take the
+    /// next never-used slot while there is one, so the used slots are a prefix of the array:
+    /// the daemon reads only that prefix, and nothing has to fill FREE_FLOW_SLOTS at start.
+    pub const FRESH_FLOW_SLOTS: &str = "FRESH_FLOW_SLOTS";
     /// Overflow roll-up: wire bytes per socket cookie of packets whose flow did not fit in FLOWS,
     /// so that per-socket (and so per-process) totals stay exact when FLOWS is full.
     pub const SOCKETS: &str = "SOCKETS";

@@ -30,6 +30,16 @@ pub fn add(counter: *mut u64, value: u64) {
     unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(counter, value) };
 }
 
+/// Adds `value` and returns the counter's value before: BPF's fetching atomic add, which needs
+/// the v3 instruction set (Linux >= 5.12; the build targets it).
+#[inline(always)]
+pub fn fetch_add(counter: *mut u64, value: u64) -> u64 {
+    // Sequentially consistent on purpose: LLVM 22's BPF backend lowers a relaxed add whose
+    // result is used to the non-fetching instruction and reads the addend back as the "result".
+    // SAFETY: as for `add`.
+    unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::SeqCst }>(counter, value) }
+}
+
 /// Adds to slot `index` of a per-CPU array of counters.
 #[inline(always)]
 pub fn add_to_slot(array: &PerCpuArray<u64>, index: u32, value: u64) {

@@ -38,6 +38,11 @@ pub static FLOW_COUNTERS: Array<FlowSlot> = Array::with_max_entries(defaults::FL
 #[map]
 pub static FREE_FLOW_SLOTS: Queue<u32> = Queue::with_max_entries(defaults::FLOWS, 0);
 
+/// Slots ever handed out (index 0). It may run a few past the array's end, one per CPU racing
+/// for the last fresh slot; the daemon caps it.
+#[map]
+pub static FRESH_FLOW_SLOTS: Array<u64> = Array::with_max_entries(1, 0);
+
 #[map]
 pub static CGROUPS: PerCpuHashMap<u64, Traffic> =
     PerCpuHashMap::with_max_entries(defaults::CGROUPS, PREALLOC);

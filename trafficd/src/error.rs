@@ -62,12 +62,6 @@ pub enum Error {
     )]
     MapCounters(std::io::Error),
 
-    #[error(
-        "cannot fill the free flow slots (FREE_FLOW_SLOTS): {0}; trafficd needs BPF queue maps \
-         (Linux >= 4.20)"
-    )]
-    FillFreeSlots(aya::maps::MapError),
-
     #[error("cannot listen on {addr}: {source}; pick another address with --listen")]
     Listen {
         addr: std::net::SocketAddr,

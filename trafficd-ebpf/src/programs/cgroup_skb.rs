@@ -16,8 +16,8 @@ use aya_ebpf::{
 use trafficd_common::{FlowKey, Loss, Traffic};
 
 use crate::{
-    counters::{add, count_loss, entry, zeroed, BPF_NOEXIST, EEXIST},
-    maps::{CGROUPS, FLOWS, FLOW_COUNTERS, FREE_FLOW_SLOTS, SOCKETS},
+    counters::{add, count_loss, entry, fetch_add, zeroed, BPF_NOEXIST, EEXIST},
+    maps::{CGROUPS, FLOWS, FLOW_COUNTERS, FREE_FLOW_SLOTS, FRESH_FLOW_SLOTS, SOCKETS},
     packet,
 };
 
@@ -98,7 +98,10 @@ fn flow_counters(key: &FlowKey) -> Option<*mut Traffic> {
 /// the slot: if another CPU indexed the same flow first, the slot goes back untouched.
 #[inline(always)]
 fn claim_slot(key: &FlowKey) -> Option<u32> {
-    let slot = FREE_FLOW_SLOTS.pop().ok()??;
+    let slot = match fresh_slot() {
+        Some(slot) => slot,
+        None => FREE_FLOW_SLOTS.pop().ok()??,
+    };
     match FLOWS.insert(key, &slot, BPF_NOEXIST) {
         Ok(()) => {}
         Err(err) => {
@@ -119,6 +122,23 @@ fn claim_slot(key: &FlowKey) -> Option<u32> {
         add(&raw mut (*counters).claimed, 1);
     }
     Some(slot)
+}
+
+/// The next never-used slot, while there is one.
+#[inline(always)]
+fn fresh_slot() -> Option<u32> {
+    let next = FRESH_FLOW_SLOTS.get_ptr_mut(0)?;
+    // SAFETY: a live array element; read first so that a full array does not keep counting.
+    let seen = unsafe { core::ptr::read_volatile(next) };
+    if seen >= u64::from(u32::MAX) || FLOW_COUNTERS.get_ptr(seen as u32).is_none() {
+        return None;
+    }
+    let slot = fetch_add(next, 1);
+    // Another CPU may have taken the last one in between.
+    FLOW_COUNTERS
+        .get_ptr(slot as u32)
+        .filter(|_| slot < u64::from(u32::MAX))
+        .map(|_| slot as u32)
 }
 
 #[inline(always)]

@@ -6,10 +6,13 @@
 //! with an atomic swap to 0, so the kernel's atomic adds are never lost and no per-flow "already
 //! read" state is kept here.
 //!
-//! A slot's life: free (in FREE_FLOW_SLOTS) -> claimed by a program for a new flow (indexed in
-//! FLOWS, `claimed` set) -> retired by the daemon (index deleted, so new packets of the flow
-//! claim a new slot; bytes still in flight are read at the next drains) -> zeroed and handed
-//! back to FREE_FLOW_SLOTS two drains later, when no program can still hold its number.
+//! A slot's life: never used (at or past FRESH_FLOW_SLOTS' count) or free (in FREE_FLOW_SLOTS)
+//! -> claimed by a program for a new flow (indexed in FLOWS, `claimed` set) -> retired by the
+//! daemon (index deleted, so new packets of the flow claim a new slot; bytes still in flight
+//! are read at the next drains) -> zeroed and handed back to FREE_FLOW_SLOTS two drains later,
+//! when no program can still hold its number. Programs use up never-used slots first, so the
+//! slots ever used are a prefix of the array, and a drain reads only that prefix: memory the
+//! flows never needed is never touched.
 
 use std::{
     io,
@@ -18,7 +21,7 @@ use std::{
     sync::atomic::{AtomicU64, Ordering},
 };
 
-use aya::maps::{HashMap, IterableMap, MapData, Queue};
+use aya::maps::{Array, HashMap, IterableMap, MapData, Queue};
 use trafficd_common::{FlowKey, FlowSlot, Traffic};
 
 use super::batch;
@@ -46,16 +49,18 @@ enum State {
 pub struct FlowSlots {
     index: HashMap<MapData, FlowKey, u32>,
     free: Queue<MapData, u32>,
+    fresh: Array<MapData, u64>,
     counters: Mapping,
     states: Vec<State>,
     drains: u64,
 }
 
 impl FlowSlots {
-    /// Takes over the three maps of the flow counters; every slot must be in `free` already.
+    /// Takes over the maps of the flow counters, before any slot was handed back.
     pub fn new(
         index: HashMap<MapData, FlowKey, u32>,
         free: Queue<MapData, u32>,
+        fresh: Array<MapData, u64>,
         counters: MapData,
         capacity: u32,
     ) -> io::Result<FlowSlots> {
@@ -63,6 +68,7 @@ impl FlowSlots {
         Ok(FlowSlots {
             index,
             free,
+            fresh,
             counters,
             states: vec![State::Free; capacity as usize],
             drains: 0,
@@ -76,7 +82,12 @@ impl FlowSlots {
         let mut moved = Vec::new();
         let mut moved_slots = Vec::new();
         let mut reusable = Vec::new();
-        for (slot, state) in self.states.iter_mut().enumerate() {
+        // Slots past the count were never handed out. A slot handed out after this read is
+        // read at the next drain.
+        let used = self.fresh.get(&0, 0).map_or(self.states.len(), |n| {
+            n.min(self.states.len() as u64) as usize
+        });
+        for (slot, state) in self.states[..used].iter_mut().enumerate() {
             let counters = self.counters.slot(slot);
             if *state == State::Free {
                 if !counters.claimed() {

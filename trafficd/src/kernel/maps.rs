@@ -80,6 +80,7 @@ impl KernelMaps {
             flows: FlowSlots::new(
                 take(ebpf, names::FLOWS)?,
                 take(ebpf, names::FREE_FLOW_SLOTS)?,
+                take(ebpf, names::FRESH_FLOW_SLOTS)?,
                 take_data(ebpf, names::FLOW_COUNTERS)?,
                 sizes.flows,
             )

@@ -11,7 +11,6 @@ mod maps;
 use std::{fs::File, path::PathBuf};
 
 use aya::{
-    maps::{MapData, Queue},
     programs::{
         BtfTracePoint, CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock, ProgramError,
     },
@@ -90,8 +89,6 @@ impl Kernel {
             None
         };
 
-        // Before any program runs: a packet finding no free slot would lose its flow detail.
-        fill_free_flow_slots(&mut ebpf, sizes.flows)?;
         attach_cgroup_skb(
             &mut ebpf,
             &cgroup,
@@ -138,21 +135,6 @@ impl Kernel {
     pub fn take_maps(&mut self) -> Result<KernelMaps> {
         KernelMaps::take(&mut self.ebpf, self.sizes.clone())
     }
-}
-
-/// Puts every slot of FLOW_COUNTERS in the queue the programs take a new flow's slot from.
-fn fill_free_flow_slots(ebpf: &mut Ebpf, slots: u32) -> Result<()> {
-    let map = ebpf
-        .map_mut(names::FREE_FLOW_SLOTS)
-        .ok_or(Error::MissingMap(names::FREE_FLOW_SLOTS))?;
-    let mut free: Queue<&mut MapData, u32> = Queue::try_from(map).map_err(|source| Error::Map {
-        name: names::FREE_FLOW_SLOTS,
-        source,
-    })?;
-    for slot in 0..slots {
-        free.push(slot, 0).map_err(Error::FillFreeSlots)?;
-    }
-    Ok(())
 }
 
 fn attach_cgroup_skb(
