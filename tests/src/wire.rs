@@ -171,6 +171,26 @@ pub fn assert_tcp_data(what: &str, sent: Sent, bytes: u64, packets: u64, mtu: u6
     );
 }
 
+/// TCP segments retransmitted in this network namespace so far (`RetransSegs` in
+/// /proc/net/snmp). For a sender that exits before its data is acknowledged, whose own
+/// TCP_INFO cannot include what the kernel sends again after it is gone: the difference over
+/// the test, times the largest segment, bounds those bytes (other traffic's retransmissions
+/// only make the bound looser).
+pub fn retransmitted_segments() -> u64 {
+    let snmp = std::fs::read_to_string("/proc/net/snmp").expect("/proc/net/snmp");
+    let mut tcp = snmp.lines().filter(|l| l.starts_with("Tcp:"));
+    let (names, values) = (
+        tcp.next().expect("Tcp: names"),
+        tcp.next().expect("Tcp: values"),
+    );
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(name, _)| *name == "RetransSegs")
+        .and_then(|(_, value)| value.parse().ok())
+        .expect("RetransSegs in /proc/net/snmp")
+}
+
 /// Both ends of one TCP connection on this host: what the sender's egress
 /// counted (`tx` bytes in `tx_packets`) against what the receiver's ingress
 /// counted (`rx`, `rx_packets`). They are the same packets, except that
