@@ -42,7 +42,7 @@ pub struct RunArgs {
     pub interval: Duration,
 
     /// How long a process, cgroup, flow or remote stays in /top and /metrics after its last byte
-    /// (at least 60 s, the longest window).
+    /// (at least 70 s: the longest window and one 10 s bucket).
     #[arg(long, default_value = "10m", value_parser = parse_duration)]
     pub retention: Duration,
 

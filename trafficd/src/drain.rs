@@ -353,27 +353,45 @@ impl Drainer {
         usage: &SocketUse,
         identities: &HashMap<u32, (Talker, TalkerInfo)>,
     ) -> Vec<(FlowKey, Traffic, FlowInfo)> {
+        // Sockets are far fewer than flows (an unconnected UDP socket can have 100k peers):
+        // who a flow belongs to is worked out once per socket.
+        let mut by_socket: HashMap<(u64, u64), FlowInfo> = HashMap::default();
         flow_deltas
             .into_iter()
             .map(|(key, delta)| {
-                let claimant = main_claimant(
-                    key.cookie,
-                    usage.payloads(key.cookie),
-                    usage.owner(key.cookie),
-                );
-                let (pid, comm) = match claimant {
-                    Claimant::Process(tgid) => match identities.get(&tgid) {
-                        Some((_, info)) => (tgid, info.comm.clone()),
-                        None => (tgid, Arc::from("")),
-                    },
-                    Claimant::Unattributed(reason) => {
-                        (0, Arc::from(format!("[{}]", reason.label())))
+                let info = match by_socket.get(&(key.cookie, key.cgroup_id)) {
+                    Some(info) => info.clone(),
+                    None => {
+                        let info = self.flow_info(&key, usage, identities);
+                        by_socket.insert((key.cookie, key.cgroup_id), info.clone());
+                        info
                     }
                 };
-                let cgroup = self.cgroup_paths.path(key.cgroup_id);
-                (key, delta, FlowInfo { pid, comm, cgroup })
+                (key, delta, info)
             })
             .collect()
+    }
+
+    fn flow_info(
+        &mut self,
+        key: &FlowKey,
+        usage: &SocketUse,
+        identities: &HashMap<u32, (Talker, TalkerInfo)>,
+    ) -> FlowInfo {
+        let claimant = main_claimant(
+            key.cookie,
+            usage.payloads(key.cookie),
+            usage.owner(key.cookie),
+        );
+        let (pid, comm) = match claimant {
+            Claimant::Process(tgid) => match identities.get(&tgid) {
+                Some((_, info)) => (tgid, info.comm.clone()),
+                None => (tgid, Arc::from("")),
+            },
+            Claimant::Unattributed(reason) => (0, Arc::from(format!("[{}]", reason.label()))),
+        };
+        let cgroup = self.cgroup_paths.path(key.cgroup_id);
+        FlowInfo { pid, comm, cgroup }
     }
 
     /// Deletes the entries of sockets released before the previous drain that stayed idle
