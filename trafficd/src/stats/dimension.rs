@@ -50,22 +50,59 @@ struct Tick {
 struct Bucket {
     at: Instant,
     length: Duration,
-    deltas: HashMap<u32, Traffic>,
+    deltas: Vec<(u32, Traffic)>,
 }
 
-impl Bucket {
-    fn start(&self) -> Instant {
-        self.at.checked_sub(self.length).unwrap_or(self.at)
-    }
+/// The bucket being filled. Sums are kept by slot number in a dense array: merging a drain of
+/// 200k flows is then 200k additions, not 200k hash-table inserts.
+#[derive(Default)]
+struct OpenBucket {
+    at: Option<Instant>,
+    length: Duration,
+    sums: Vec<Traffic>,
+    touched: Vec<u32>,
+}
 
+impl OpenBucket {
     fn merge(&mut self, tick: Tick) {
-        self.at = tick.at;
+        self.at = Some(tick.at);
         self.length += tick.length;
         for (id, delta) in tick.deltas {
-            let sum = self.deltas.entry(id).or_default();
-            *sum = sum.add(&delta);
+            let i = id as usize;
+            if i >= self.sums.len() {
+                self.sums.resize(i + 1, Traffic::default());
+            }
+            if self.sums[i].is_zero() {
+                self.touched.push(id);
+            }
+            self.sums[i] = self.sums[i].add(&delta);
         }
     }
+
+    /// The merged deltas as a closed bucket; `self` is empty again, its memory kept.
+    fn close(&mut self) -> Option<Bucket> {
+        let at = self.at.take()?;
+        let sums = &mut self.sums;
+        let deltas = self
+            .touched
+            .drain(..)
+            .map(|id| (id, std::mem::take(&mut sums[id as usize])))
+            .filter(|(_, t)| !t.is_zero())
+            .collect();
+        Some(Bucket {
+            at,
+            length: std::mem::take(&mut self.length),
+            deltas,
+        })
+    }
+
+    fn deltas(&self) -> impl Iterator<Item = (u32, &Traffic)> {
+        self.touched.iter().map(|&id| (id, &self.sums[id as usize]))
+    }
+}
+
+fn start_of(at: Instant, length: Duration) -> Instant {
+    at.checked_sub(length).unwrap_or(at)
 }
 
 struct Slot<K, M> {
@@ -81,7 +118,8 @@ pub struct Dimension<K, M> {
     /// Slots of expired groups, for reuse. A slot is freed only when no tick refers to it.
     free: Vec<u32>,
     ticks: VecDeque<Tick>,
-    /// Older than the ticks, oldest first.
+    /// Older than the ticks: the bucket being filled, then the closed ones, oldest first.
+    open: OpenBucket,
     buckets: VecDeque<Bucket>,
 }
 
@@ -92,6 +130,7 @@ impl<K, M> Default for Dimension<K, M> {
             slots: Vec::new(),
             free: Vec::new(),
             ticks: VecDeque::new(),
+            open: OpenBucket::default(),
             buckets: VecDeque::new(),
         }
     }
@@ -166,23 +205,17 @@ impl<K: Hash + Eq + Clone, M: Default> Dimension<K, M> {
             let Some(tick) = self.ticks.pop_front() else {
                 break;
             };
-            match self.buckets.back_mut() {
-                Some(bucket) if bucket.length + tick.length <= BUCKET => bucket.merge(tick),
-                _ => {
-                    let mut bucket = Bucket {
-                        at: tick.at,
-                        length: Duration::ZERO,
-                        deltas: HashMap::default(),
-                    };
-                    bucket.merge(tick);
-                    self.buckets.push_back(bucket);
+            if self.open.length + tick.length > BUCKET {
+                if let Some(closed) = self.open.close() {
+                    self.buckets.push_back(closed);
                 }
             }
+            self.open.merge(tick);
         }
         while self
             .buckets
             .front()
-            .is_some_and(|b| now.duration_since(b.start()) > LONGEST_WINDOW)
+            .is_some_and(|b| now.duration_since(start_of(b.at, b.length)) > LONGEST_WINDOW)
         {
             self.buckets.pop_front();
         }
@@ -238,14 +271,23 @@ impl<K: Hash + Eq + Clone, M: Default> Dimension<K, M> {
         }
         // A bucket belongs to the window when it started within it: the window then covers
         // less than asked, never more, and `covered` says how much.
-        for bucket in self.buckets.iter().rev() {
-            if now.duration_since(bucket.start()) > window {
-                break;
-            }
-            covered += bucket.length;
-            for (id, delta) in &bucket.deltas {
-                let sum = sums.entry(*id).or_default();
+        let within = |at: Instant, length| now.duration_since(start_of(at, length)) <= window;
+        // The open bucket is the newest: when it is outside the window, so are the closed ones.
+        if self.open.at.is_some_and(|at| within(at, self.open.length)) {
+            covered += self.open.length;
+            for (id, delta) in self.open.deltas() {
+                let sum = sums.entry(id).or_default();
                 *sum = sum.add(delta);
+            }
+            for bucket in self.buckets.iter().rev() {
+                if !within(bucket.at, bucket.length) {
+                    break;
+                }
+                covered += bucket.length;
+                for (id, delta) in &bucket.deltas {
+                    let sum = sums.entry(*id).or_default();
+                    *sum = sum.add(delta);
+                }
             }
         }
         let items = sums
@@ -439,7 +481,8 @@ mod tests {
         assert_eq!(window_of(&d, now, 60), ((21..=75u64).sum(), second * 55));
         // A group busy all along holds 10 tick entries and 5 bucket entries, not 60.
         assert_eq!(d.ticks.len(), 10);
-        assert_eq!(d.buckets.len(), 5);
+        assert_eq!(d.buckets.len() + 1, 5);
         assert!(d.buckets.iter().all(|b| b.deltas.len() == 1));
+        assert_eq!(d.open.touched.len(), 1);
     }
 }
