@@ -412,14 +412,16 @@ impl Drainer {
     /// a socket that wakes up again simply gets a fresh entry.
     fn forget_idle(&mut self) {
         let expiry = self.config.idle_expiry_drains;
-        for cookie in self.sockets.idle_for(expiry) {
-            self.maps.forget_socket_overflow(cookie);
-            self.sockets.forget(&cookie);
+        let idle_sockets = self.sockets.idle_for(expiry);
+        self.maps.forget_socket_overflow(&idle_sockets);
+        for cookie in &idle_sockets {
+            self.sockets.forget(cookie);
         }
         self.maps.forget_idle_flows(expiry);
-        for key in self.payloads.idle_for(expiry) {
-            self.maps.forget_socket_process(&key);
-            self.payloads.forget(&key);
+        let idle_payloads = self.payloads.idle_for(expiry);
+        self.maps.forget_socket_processes(&idle_payloads);
+        for key in &idle_payloads {
+            self.payloads.forget(key);
         }
         for id in self.cgroups.idle_for(expiry) {
             self.maps.forget_cgroup(id);
@@ -433,10 +435,17 @@ impl Drainer {
         if cookies.is_empty() {
             return;
         }
-        for &cookie in cookies {
-            self.maps.forget_socket(cookie);
-            self.sockets.forget(&cookie);
-            self.socket_owners.forget(cookie);
+        let closed: Vec<u64> = cookies.iter().copied().collect();
+        // Only sockets the overflow roll-up ever had bytes for have an entry there.
+        let overflowed: Vec<u64> = closed
+            .iter()
+            .copied()
+            .filter(|c| self.sockets.idle(c).is_some())
+            .collect();
+        self.maps.forget_sockets(&closed, &overflowed);
+        for cookie in &closed {
+            self.sockets.forget(cookie);
+            self.socket_owners.forget(*cookie);
         }
         self.maps
             .forget_flows_of(&|cookie| cookies.contains(&cookie));
@@ -447,8 +456,8 @@ impl Drainer {
             .filter(|k| self.payloads.idle(k).is_some_and(|i| i >= 1))
             .copied()
             .collect();
+        self.maps.forget_socket_processes(&payloads);
         for key in &payloads {
-            self.maps.forget_socket_process(key);
             self.payloads.forget(key);
         }
     }

@@ -129,6 +129,31 @@ pub fn delete<K: Pod>(map: impl AsFd, keys: &[K]) -> io::Result<()> {
     Ok(())
 }
 
+/// Deletes those of `keys` that are in the map. A missing key stops a batch where it is; the
+/// kernel says how many went before it, and the rest goes on after it: one syscall per batch
+/// and per missing key, instead of one per key.
+pub fn delete_present<K: Pod>(map: impl AsFd, keys: &[K]) -> io::Result<()> {
+    let mut rest = keys;
+    while !rest.is_empty() {
+        let chunk = &rest[..rest.len().min(BATCH)];
+        let mut attr = BatchAttr {
+            keys: chunk.as_ptr() as u64,
+            count: chunk.len() as u32,
+            map_fd: map.as_fd().as_raw_fd() as u32,
+            ..BatchAttr::default()
+        };
+        match bpf_batch(BPF_MAP_DELETE_BATCH, &mut attr) {
+            Ok(()) => rest = &rest[chunk.len()..],
+            Err(err) if err.raw_os_error() == Some(libc::ENOENT) => {
+                let skip = (attr.count as usize + 1).min(rest.len());
+                rest = &rest[skip..];
+            }
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(())
+}
+
 /// Writes zero to every CPU's value of `keys` (which must exist). The per-CPU hash maps are
 /// preallocated, and the kernel hands a deleted element to the next insert without clearing
 /// the other CPUs' values: zeroing before deleting keeps a new flow from inheriting an old

@@ -143,20 +143,20 @@ impl KernelMaps {
         let _ = self.processes.remove(&tgid);
     }
 
-    /// Removes the per-socket entries of a socket (owner, close mark, overflow bytes). Call only
-    /// after its last bytes were read (closed and idle for a whole interval, or idle for long).
-    pub fn forget_socket(&mut self, cookie: u64) {
+    /// Removes the per-socket entries of closed sockets (owner, close mark), and the overflow
+    /// bytes of those of them in `overflowed`. Call only after their last bytes were read
+    /// (closed and idle for a whole interval). A few syscalls per drain, not a few per socket:
+    /// under connection churn that was most of the daemon's time.
+    pub fn forget_sockets(&mut self, cookies: &[u64], overflowed: &[u64]) {
         // Missing entries are fine: not every socket has one in every map.
-        let _ = self.owners.remove(&cookie);
-        let _ = self.closed.remove(&cookie);
-        self.forget_socket_overflow(cookie);
+        delete_present(&mut self.owners, cookies);
+        delete_present(&mut self.closed, cookies);
+        self.forget_socket_overflow(overflowed);
     }
 
-    /// Removes a socket's overflow bytes only (read already); its owner stays.
-    pub fn forget_socket_overflow(&mut self, cookie: u64) {
-        if self.sockets.get(&cookie, 0).is_ok() {
-            forget_per_cpu(&mut self.sockets, &[cookie]);
-        }
+    /// Removes sockets' overflow bytes only (read already, all present); owners stay.
+    pub fn forget_socket_overflow(&mut self, cookies: &[u64]) {
+        forget_per_cpu(&mut self.sockets, cookies);
     }
 
     /// Stops counting flows idle for `drains` drains; they get a new slot if they wake up.
@@ -169,8 +169,9 @@ impl KernelMaps {
         self.flows.retire_sockets(closed);
     }
 
-    pub fn forget_socket_process(&mut self, key: &SocketProcessKey) {
-        forget_per_cpu(&mut self.socket_processes, &[*key]);
+    /// Removes payload entries (read already, all present).
+    pub fn forget_socket_processes(&mut self, keys: &[SocketProcessKey]) {
+        forget_per_cpu(&mut self.socket_processes, keys);
     }
 
     pub fn forget_cgroup(&mut self, id: u64) {
@@ -254,6 +255,19 @@ fn forget_per_cpu<K: Pod, V: Pod + Default>(map: &mut PerCpuHashMap<MapData, K, 
             }
         }
         let _ = map.remove(key);
+    }
+}
+
+/// Deletes those of `keys` that are in `map`, in batches where the kernel has them.
+fn delete_present<V: Pod>(map: &mut HashMap<MapData, u64, V>, keys: &[u64]) {
+    if keys.is_empty() {
+        return;
+    }
+    if let Err(err) = batch::delete_present(IterableMap::map(map).fd(), keys) {
+        tracing::debug!("batch delete unavailable ({err}); deleting key by key");
+        for key in keys {
+            let _ = map.remove(key);
+        }
     }
 }
 
