@@ -22,7 +22,7 @@ use crate::{
     kernel::{KernelLogger, KernelMaps, MapEntries},
     processes::{KernelView, ProcessKey, Processes},
     socket_owners::SocketOwners,
-    stats::{CgroupInfo, FlowInfo, Store, Talker, TalkerInfo, NO_HINT},
+    stats::{CgroupInfo, Dimension, FlowInfo, Store, Talker, TalkerInfo, NO_HINT},
     tracker::Tracker,
 };
 
@@ -47,6 +47,10 @@ pub struct Drainer {
     sockets: Tracker<u64, Traffic>,
     /// Kernel flow slot -> the flow's slot in the store's flow dimension, as last seen.
     flow_hints: Vec<u32>,
+    /// Kernel flow slot -> its remote address's slot in the store's remote dimension.
+    remote_hints: Vec<u32>,
+    /// Per remote slot, the drain's sum (all zero between drains; kept for its memory).
+    remote_sums: Vec<Traffic>,
     cgroups: Tracker<u64, Traffic>,
     payloads: Tracker<SocketProcessKey, Payload>,
     /// Sockets seen released at the previous drain: deleted at this one if idle since.
@@ -94,6 +98,8 @@ impl Drainer {
             config,
             sockets: Tracker::default(),
             flow_hints: Vec::new(),
+            remote_hints: Vec::new(),
+            remote_sums: Vec::new(),
             cgroups: Tracker::default(),
             payloads: Tracker::default(),
             closing: HashSet::default(),
@@ -158,7 +164,6 @@ impl Drainer {
         let attributed = started.elapsed();
         let flow_records = self.flow_records(flow_deltas, &usage, &talkers.1);
         let flowed = started.elapsed();
-        let remote_records = remote_records(&flow_records);
         let cgroup_records: Vec<_> = cgroup_deltas
             .into_iter()
             .map(|(id, delta)| {
@@ -185,6 +190,9 @@ impl Drainer {
         let mut store = store.write().unwrap_or_else(|e| e.into_inner());
         store.processes.record(started, length, talkers.0);
         store.cgroups.record(started, length, cgroup_records);
+        let remote_deltas =
+            self.remote_deltas(&mut store.remotes, &flow_records, &flow_slots, started);
+        store.remotes.record_slots(started, length, remote_deltas);
         let mut hints: Vec<u32> = flow_slots
             .iter()
             .map(|&s| self.flow_hints.get(s as usize).copied().unwrap_or(NO_HINT))
@@ -192,7 +200,6 @@ impl Drainer {
         store
             .flows
             .record_hinted(started, length, flow_records, &mut hints);
-        store.remotes.record(started, length, remote_records);
         let expired = if housekeeping {
             store.expire(started, self.config.retention)
         } else {
@@ -208,11 +215,7 @@ impl Drainer {
         health.longest_drain = health.longest_drain.max(health.last_drain);
         drop(store);
         for (slot, hint) in flow_slots.into_iter().zip(hints) {
-            let slot = slot as usize;
-            if slot >= self.flow_hints.len() {
-                self.flow_hints.resize(slot + 1, NO_HINT);
-            }
-            self.flow_hints[slot] = hint;
+            *hint_at(&mut self.flow_hints, slot) = hint;
         }
         tracing::debug!(?read, ?observed, ?used, ?attributed, ?flowed, ?forgot, total = ?started.elapsed(), "drain");
 
@@ -394,6 +397,42 @@ impl Drainer {
         FlowInfo { pid, comm, cgroup }
     }
 
+    /// Per remote address, the sum of its flows' deltas, keyed by the address's slot in the
+    /// store. Each kernel flow slot remembers its remote's store slot from the last drain, so a
+    /// drain of 100k flows neither hashes 100k addresses nor builds a table of them (that table
+    /// was the drain's largest cost).
+    fn remote_deltas(
+        &mut self,
+        remotes: &mut Dimension<IpAddr, ()>,
+        flows: &[(FlowKey, Traffic, FlowInfo)],
+        kernel_slots: &[u32],
+        at: Instant,
+    ) -> Vec<(u32, Traffic, ())> {
+        let sums = &mut self.remote_sums;
+        let mut touched = Vec::new();
+        for ((key, delta, _), &kernel_slot) in flows.iter().zip(kernel_slots) {
+            let Some(remote) = remote_addr(key) else {
+                continue;
+            };
+            let hint = hint_at(&mut self.remote_hints, kernel_slot);
+            let id = remotes.slot_of(remote, *hint, at);
+            *hint = id;
+            let i = id as usize;
+            if i >= sums.len() {
+                sums.resize(i + 1, Traffic::default());
+            }
+            if sums[i].is_zero() {
+                touched.push(id);
+            }
+            sums[i] = sums[i].add(delta);
+        }
+        touched
+            .into_iter()
+            .map(|id| (id, std::mem::take(&mut sums[id as usize]), ()))
+            .filter(|(_, sum, _)| !sum.is_zero())
+            .collect()
+    }
+
     /// Deletes the entries of sockets released before the previous drain that stayed idle
     /// since (no byte in `active`), so that their last bytes (FIN, final ACKs) were read first.
     /// Returns how many.
@@ -533,6 +572,15 @@ fn same_tuple_owners(
     found
 }
 
+/// The hint kept for kernel flow slot `slot`, growing `hints` to hold it.
+fn hint_at(hints: &mut Vec<u32>, slot: u32) -> &mut u32 {
+    let slot = slot as usize;
+    if slot >= hints.len() {
+        hints.resize(slot + 1, NO_HINT);
+    }
+    &mut hints[slot]
+}
+
 /// Sums traffic by key.
 fn roll_up(parts: impl Iterator<Item = (u64, Traffic)>) -> Vec<(u64, Traffic)> {
     let mut sums: HashMap<u64, Traffic> = HashMap::default();
@@ -541,17 +589,6 @@ fn roll_up(parts: impl Iterator<Item = (u64, Traffic)>) -> Vec<(u64, Traffic)> {
         *sum = sum.add(&traffic);
     }
     sums.into_iter().collect()
-}
-
-fn remote_records(flows: &[(FlowKey, Traffic, FlowInfo)]) -> Vec<(IpAddr, Traffic, ())> {
-    let mut by_remote: HashMap<IpAddr, Traffic> = HashMap::default();
-    for (key, delta, _) in flows {
-        if let Some(remote) = remote_addr(key) {
-            let sum = by_remote.entry(remote).or_default();
-            *sum = sum.add(delta);
-        }
-    }
-    by_remote.into_iter().map(|(ip, t)| (ip, t, ())).collect()
 }
 
 /// The local and remote addresses of a flow; `None` for packets that were not IP.

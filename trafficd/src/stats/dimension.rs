@@ -163,34 +163,66 @@ impl<K: Hash + Eq + Clone, M: Default> Dimension<K, M> {
     ) {
         let mut tick = Vec::with_capacity(deltas.len());
         for (i, (key, delta, meta)) in deltas.into_iter().enumerate() {
-            let hinted = hints.get(i).copied().filter(|&id| {
-                self.slots
-                    .get(id as usize)
-                    .and_then(Option::as_ref)
-                    .is_some_and(|slot| slot.key == key)
-            });
-            let id = match hinted.or_else(|| self.find(&key)) {
-                Some(id) => id,
-                None => self.allocate(key, at),
-            };
+            let hint = hints.get(i).copied().unwrap_or(NO_HINT);
+            let id = self.slot_of(key, hint, at);
             if let Some(hint) = hints.get_mut(i) {
                 *hint = id;
             }
-            let Some(slot) = self.slots[id as usize].as_mut() else {
-                continue;
-            };
-            let entry = &mut slot.entry;
-            entry.lifetime = entry.lifetime.add(&delta);
-            entry.last_active = at;
-            // The latest word on who a group is wins (a process's cmdline once /proc was read).
-            entry.meta = meta;
-            tick.push((id, delta));
+            self.add(id, delta, meta, at, &mut tick);
         }
-        self.ticks.push_back(Tick {
-            at,
-            length,
-            deltas: tick,
-        });
+        self.push_tick(at, length, tick);
+    }
+
+    /// The slot of group `key`, taken for it when new. `hint` ([`NO_HINT`] when unknown) is
+    /// checked against the key before it is believed. The slot stays the group's until
+    /// [`expire`](Self::expire) frees it, which never happens between this call and the next
+    /// record.
+    pub fn slot_of(&mut self, key: K, hint: u32, at: Instant) -> u32 {
+        let hinted = self
+            .slots
+            .get(hint as usize)
+            .and_then(Option::as_ref)
+            .is_some_and(|slot| slot.key == key);
+        if hinted {
+            return hint;
+        }
+        match self.find(&key) {
+            Some(id) => id,
+            None => self.allocate(key, at),
+        }
+    }
+
+    /// [`record`](Self::record) for deltas whose groups' slots the caller got from
+    /// [`slot_of`](Self::slot_of). A slot may come more than once.
+    pub fn record_slots(&mut self, at: Instant, length: Duration, deltas: Vec<(u32, Traffic, M)>) {
+        let mut tick = Vec::with_capacity(deltas.len());
+        for (id, delta, meta) in deltas {
+            self.add(id, delta, meta, at, &mut tick);
+        }
+        self.push_tick(at, length, tick);
+    }
+
+    fn add(
+        &mut self,
+        id: u32,
+        delta: Traffic,
+        meta: M,
+        at: Instant,
+        tick: &mut Vec<(u32, Traffic)>,
+    ) {
+        let Some(slot) = self.slots.get_mut(id as usize).and_then(Option::as_mut) else {
+            return;
+        };
+        let entry = &mut slot.entry;
+        entry.lifetime = entry.lifetime.add(&delta);
+        entry.last_active = at;
+        // The latest word on who a group is wins (a process's cmdline once /proc was read).
+        entry.meta = meta;
+        tick.push((id, delta));
+    }
+
+    fn push_tick(&mut self, at: Instant, length: Duration, deltas: Vec<(u32, Traffic)>) {
+        self.ticks.push_back(Tick { at, length, deltas });
         self.age(at);
     }
 
