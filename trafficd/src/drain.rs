@@ -22,7 +22,7 @@ use crate::{
     kernel::{KernelLogger, KernelMaps, MapEntries},
     processes::{KernelView, ProcessKey, Processes},
     socket_owners::SocketOwners,
-    stats::{CgroupInfo, Dimension, FlowInfo, Store, Talker, TalkerInfo, NO_HINT},
+    stats::{CgroupInfo, Dimension, FlowInfo, SlotSums, Store, Talker, TalkerInfo, NO_HINT},
     tracker::Tracker,
 };
 
@@ -49,8 +49,8 @@ pub struct Drainer {
     flow_hints: Vec<u32>,
     /// Kernel flow slot -> its remote address's slot in the store's remote dimension.
     remote_hints: Vec<u32>,
-    /// Per remote slot, the drain's sum (all zero between drains; kept for its memory).
-    remote_sums: Vec<Traffic>,
+    /// Per remote slot, the drain's sum (empty between drains; kept for its memory).
+    remote_sums: SlotSums,
     cgroups: Tracker<u64, Traffic>,
     payloads: Tracker<SocketProcessKey, Payload>,
     /// Sockets seen released at the previous drain: deleted at this one if idle since.
@@ -99,7 +99,7 @@ impl Drainer {
             sockets: Tracker::default(),
             flow_hints: Vec::new(),
             remote_hints: Vec::new(),
-            remote_sums: Vec::new(),
+            remote_sums: SlotSums::default(),
             cgroups: Tracker::default(),
             payloads: Tracker::default(),
             closing: HashSet::default(),
@@ -408,8 +408,6 @@ impl Drainer {
         kernel_slots: &[u32],
         at: Instant,
     ) -> Vec<(u32, Traffic, ())> {
-        let sums = &mut self.remote_sums;
-        let mut touched = Vec::new();
         for ((key, delta, _), &kernel_slot) in flows.iter().zip(kernel_slots) {
             let Some(remote) = remote_addr(key) else {
                 continue;
@@ -417,19 +415,12 @@ impl Drainer {
             let hint = hint_at(&mut self.remote_hints, kernel_slot);
             let id = remotes.slot_of(remote, *hint, at);
             *hint = id;
-            let i = id as usize;
-            if i >= sums.len() {
-                sums.resize(i + 1, Traffic::default());
-            }
-            if sums[i].is_zero() {
-                touched.push(id);
-            }
-            sums[i] = sums[i].add(delta);
+            self.remote_sums.add(id, delta);
         }
-        touched
+        self.remote_sums
+            .take()
             .into_iter()
-            .map(|id| (id, std::mem::take(&mut sums[id as usize]), ()))
-            .filter(|(_, sum, _)| !sum.is_zero())
+            .map(|(id, sum)| (id, sum, ()))
             .collect()
     }
 

@@ -53,51 +53,68 @@ struct Bucket {
     deltas: Vec<(u32, Traffic)>,
 }
 
-/// The bucket being filled. Sums are kept by slot number in a dense array: merging a drain of
-/// 200k flows is then 200k additions, not 200k hash-table inserts.
+/// Traffic summed by slot number in a dense array, with the slots touched: adding a drain's
+/// 200k deltas is 200k additions, no hashing. Taking the sums leaves it empty, its memory kept.
+#[derive(Default)]
+pub struct SlotSums {
+    sums: Vec<Traffic>,
+    touched: Vec<u32>,
+}
+
+impl SlotSums {
+    pub fn add(&mut self, id: u32, delta: &Traffic) {
+        let i = id as usize;
+        if i >= self.sums.len() {
+            self.sums.resize(i + 1, Traffic::default());
+        }
+        if self.sums[i].is_zero() {
+            self.touched.push(id);
+        }
+        self.sums[i] = self.sums[i].add(delta);
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (u32, &Traffic)> {
+        self.touched
+            .iter()
+            .map(|&id| (id, &self.sums[id as usize]))
+            .filter(|(_, sum)| !sum.is_zero())
+    }
+
+    /// The non-zero sums, each slot once.
+    pub fn take(&mut self) -> Vec<(u32, Traffic)> {
+        let sums = &mut self.sums;
+        self.touched
+            .drain(..)
+            .map(|id| (id, std::mem::take(&mut sums[id as usize])))
+            .filter(|(_, sum)| !sum.is_zero())
+            .collect()
+    }
+}
+
+/// The bucket being filled.
 #[derive(Default)]
 struct OpenBucket {
     at: Option<Instant>,
     length: Duration,
-    sums: Vec<Traffic>,
-    touched: Vec<u32>,
+    sums: SlotSums,
 }
 
 impl OpenBucket {
     fn merge(&mut self, tick: Tick) {
         self.at = Some(tick.at);
         self.length += tick.length;
-        for (id, delta) in tick.deltas {
-            let i = id as usize;
-            if i >= self.sums.len() {
-                self.sums.resize(i + 1, Traffic::default());
-            }
-            if self.sums[i].is_zero() {
-                self.touched.push(id);
-            }
-            self.sums[i] = self.sums[i].add(&delta);
+        for (id, delta) in &tick.deltas {
+            self.sums.add(*id, delta);
         }
     }
 
     /// The merged deltas as a closed bucket; `self` is empty again, its memory kept.
     fn close(&mut self) -> Option<Bucket> {
-        let at = self.at.take()?;
-        let sums = &mut self.sums;
-        let deltas = self
-            .touched
-            .drain(..)
-            .map(|id| (id, std::mem::take(&mut sums[id as usize])))
-            .filter(|(_, t)| !t.is_zero())
-            .collect();
         Some(Bucket {
-            at,
+            at: self.at.take()?,
             length: std::mem::take(&mut self.length),
-            deltas,
+            deltas: self.sums.take(),
         })
-    }
-
-    fn deltas(&self) -> impl Iterator<Item = (u32, &Traffic)> {
-        self.touched.iter().map(|&id| (id, &self.sums[id as usize]))
     }
 }
 
@@ -307,7 +324,7 @@ impl<K: Hash + Eq + Clone, M: Default> Dimension<K, M> {
         // The open bucket is the newest: when it is outside the window, so are the closed ones.
         if self.open.at.is_some_and(|at| within(at, self.open.length)) {
             covered += self.open.length;
-            for (id, delta) in self.open.deltas() {
+            for (id, delta) in self.open.sums.iter() {
                 let sum = sums.entry(id).or_default();
                 *sum = sum.add(delta);
             }
@@ -515,6 +532,18 @@ mod tests {
         assert_eq!(d.ticks.len(), 10);
         assert_eq!(d.buckets.len() + 1, 5);
         assert!(d.buckets.iter().all(|b| b.deltas.len() == 1));
-        assert_eq!(d.open.touched.len(), 1);
+        assert_eq!(d.open.sums.iter().count(), 1);
+    }
+
+    #[test]
+    fn slot_sums_add_by_slot_and_empty_when_taken() {
+        let mut sums = SlotSums::default();
+        sums.add(3, &tx(5));
+        sums.add(0, &tx(1));
+        sums.add(3, &tx(7));
+        assert_eq!(sums.take(), vec![(3, tx(12)), (0, tx(1))]);
+        assert_eq!(sums.iter().count(), 0);
+        sums.add(3, &tx(2));
+        assert_eq!(sums.take(), vec![(3, tx(2))]);
     }
 }

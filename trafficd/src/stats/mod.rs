@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-pub use dimension::{Dimension, Entry, Windowed, NO_HINT};
+pub use dimension::{Dimension, Entry, SlotSums, Windowed, NO_HINT};
 use trafficd_common::{FlowKey, Loss, Traffic};
 
 use crate::{attribution::Unattributed, kernel::MapFill, processes::ProcessKey};
