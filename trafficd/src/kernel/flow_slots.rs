@@ -53,6 +53,9 @@ pub struct FlowSlots {
     counters: Mapping,
     states: Vec<State>,
     drains: u64,
+    /// Live slots and flows that moved at the last drain: the next drain's sizes.
+    live: usize,
+    moved: usize,
 }
 
 impl FlowSlots {
@@ -72,6 +75,8 @@ impl FlowSlots {
             counters,
             states: vec![State::Free; capacity as usize],
             drains: 0,
+            live: 0,
+            moved: 0,
         })
     }
 
@@ -79,9 +84,10 @@ impl FlowSlots {
     /// read from. Also hands back the slots retired long enough ago.
     pub fn take(&mut self) -> (Vec<(FlowKey, Traffic)>, Vec<u32>) {
         self.drains += 1;
-        let mut moved = Vec::new();
-        let mut moved_slots = Vec::new();
+        let mut moved = Vec::with_capacity(self.moved);
+        let mut moved_slots = Vec::with_capacity(self.moved);
         let mut reusable = Vec::new();
+        let mut live = 0;
         // Slots past the count were never handed out. A slot handed out after this read is
         // read at the next drain.
         let used = self.fresh.get(&0, 0).map_or(self.states.len(), |n| {
@@ -100,6 +106,9 @@ impl FlowSlots {
                 moved.push((counters.key(), traffic));
                 moved_slots.push(slot as u32);
             }
+            if matches!(state, State::Live { .. }) {
+                live += 1;
+            }
             match state {
                 State::Live { idle } if traffic.is_zero() => *idle = idle.saturating_add(1),
                 State::Live { idle } => *idle = 0,
@@ -115,15 +124,14 @@ impl FlowSlots {
         for slot in reusable {
             self.hand_back(slot);
         }
+        self.live = live;
+        self.moved = moved.len();
         (moved, moved_slots)
     }
 
-    /// Flows counting now.
+    /// Flows counting at the last [`take`](Self::take).
     pub fn live(&self) -> usize {
-        self.states
-            .iter()
-            .filter(|s| matches!(s, State::Live { .. }))
-            .count()
+        self.live
     }
 
     /// Retires the flows idle for at least `drains` drains.
