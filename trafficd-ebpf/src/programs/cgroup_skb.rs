@@ -118,8 +118,9 @@ fn claim_slot(key: &FlowKey) -> Option<u32> {
     // free and is indexed under `key` by this program only.
     unsafe {
         (*counters).key = *key;
-        // The atomic add orders the key's stores before it: the daemon reads `claimed` first.
-        add(&raw mut (*counters).claimed, 1);
+        // A fetching atomic add is a full barrier under every BPF JIT (a plain atomic add is
+        // not on arm64): the key's stores come before `claimed`, which the daemon reads first.
+        fetch_add(&raw mut (*counters).claimed, 1);
     }
     Some(slot)
 }
