@@ -112,23 +112,6 @@ pub fn read_per_cpu<K: Pod, V: Pod + Default>(
     }
 }
 
-/// Deletes `keys` from the map in as few syscalls as the kernel allows. Keys already gone are
-/// skipped by the caller's next read; errors leave the rest to the per-key fallback.
-pub fn delete<K: Pod>(map: impl AsFd, keys: &[K]) -> io::Result<()> {
-    for chunk in keys.chunks(BATCH) {
-        let mut attr = BatchAttr {
-            keys: chunk.as_ptr() as u64,
-            count: chunk.len() as u32,
-            map_fd: map.as_fd().as_raw_fd() as u32,
-            ..BatchAttr::default()
-        };
-        // ENOENT: a key was already gone; the kernel stops there, and the caller goes on one
-        // by one.
-        bpf_batch(BPF_MAP_DELETE_BATCH, &mut attr)?;
-    }
-    Ok(())
-}
-
 /// Deletes those of `keys` that are in the map. A missing key stops a batch where it is; the
 /// kernel says how many went before it, and the rest goes on after it: one syscall per batch
 /// and per missing key, instead of one per key.

@@ -167,8 +167,8 @@ impl FlowSlots {
             .iter()
             .map(|&s| self.counters.slot(s as usize).key())
             .collect();
-        if batch::delete(IterableMap::map(&self.index).fd(), &keys).is_err() {
-            // A key already gone stops the batch; the rest go one by one.
+        if batch::delete_present(IterableMap::map(&self.index).fd(), &keys).is_err() {
+            // No batch deletes on this kernel: one by one.
             for key in &keys {
                 let _ = self.index.remove(key);
             }

@@ -245,7 +245,7 @@ fn forget_per_cpu<K: Pod, V: Pod + Default>(map: &mut PerCpuHashMap<MapData, K, 
     let cpus = aya::util::nr_cpus().unwrap_or(1);
     let fd = IterableMap::map(map).fd();
     let zeroed = batch::zero_per_cpu(fd, keys, std::mem::size_of::<V>(), cpus).is_ok();
-    if zeroed && batch::delete(fd, keys).is_ok() {
+    if zeroed && batch::delete_present(fd, keys).is_ok() {
         return;
     }
     for key in keys {
