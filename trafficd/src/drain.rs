@@ -19,7 +19,7 @@ use trafficd_common::{
 use crate::{
     attribution::{main_claimant, split, Claimant},
     cgroups::Cgroups,
-    kernel::{KernelLogger, KernelMaps, MapEntries},
+    kernel::{KernelLogger, KernelMaps, MapEntries, MovedFlows},
     processes::{KernelView, ProcessKey, Processes},
     socket_owners::SocketOwners,
     stats::{CgroupInfo, Dimension, FlowInfo, SlotSums, Store, Talker, TalkerInfo, NO_HINT},
@@ -45,6 +45,9 @@ pub struct Drainer {
     maps: KernelMaps,
     config: DrainConfig,
     sockets: Tracker<u64, Traffic>,
+    /// The flows that moved in a drain, and their store slots: buffers kept between drains.
+    moved: MovedFlows,
+    hints: Vec<u32>,
     /// Kernel flow slot -> the flow's slot in the store's flow dimension, as last seen.
     flow_hints: Vec<u32>,
     /// Kernel flow slot -> its remote address's slot in the store's remote dimension.
@@ -97,6 +100,8 @@ impl Drainer {
             maps,
             config,
             sockets: Tracker::default(),
+            moved: MovedFlows::default(),
+            hints: Vec::new(),
             flow_hints: Vec::new(),
             remote_hints: Vec::new(),
             remote_sums: SlotSums::default(),
@@ -125,7 +130,9 @@ impl Drainer {
         // Closed marks first: every byte a socket moved before its release is then already in
         // the counters read below.
         let closed: HashSet<u64> = self.maps.closed().into_iter().collect();
-        let (flow_deltas, flow_slots) = self.maps.take_flows();
+        let mut moved = std::mem::take(&mut self.moved);
+        self.maps.take_flows(&mut moved);
+        let flow_deltas = &moved.deltas;
         let socket_overflow = self.maps.socket_overflow();
         let cgroup_overflow = self.maps.cgroup_overflow();
         let payloads = self.maps.socket_processes();
@@ -158,11 +165,11 @@ impl Drainer {
             .fold(Traffic::default(), |sum, (_, t)| sum.add(t));
 
         let observed = started.elapsed();
-        let usage = self.socket_use(&socket_deltas, &flow_deltas, payload_deltas);
+        let usage = self.socket_use(&socket_deltas, flow_deltas, payload_deltas);
         let used = started.elapsed();
         let talkers = self.attribute(&socket_deltas, &usage);
         let attributed = started.elapsed();
-        let flow_records = self.flow_records(flow_deltas, &usage, &talkers.1);
+        let flow_infos = self.flow_infos(flow_deltas, &usage, &talkers.1);
         let flowed = started.elapsed();
         let cgroup_records: Vec<_> = cgroup_deltas
             .into_iter()
@@ -191,12 +198,21 @@ impl Drainer {
         store.processes.record(started, length, talkers.0);
         store.cgroups.record(started, length, cgroup_records);
         let remote_deltas =
-            self.remote_deltas(&mut store.remotes, &flow_records, &flow_slots, started);
+            self.remote_deltas(&mut store.remotes, flow_deltas, &moved.slots, started);
         store.remotes.record_slots(started, length, remote_deltas);
-        let mut hints: Vec<u32> = flow_slots
-            .iter()
-            .map(|&s| self.flow_hints.get(s as usize).copied().unwrap_or(NO_HINT))
-            .collect();
+        let mut hints = std::mem::take(&mut self.hints);
+        hints.clear();
+        hints.extend(
+            moved
+                .slots
+                .iter()
+                .map(|&s| self.flow_hints.get(s as usize).copied().unwrap_or(NO_HINT)),
+        );
+        let unknown = FlowInfo::default();
+        let flow_records = flow_deltas.iter().map(|(key, delta)| {
+            let info = flow_infos.get(&(key.cookie, key.cgroup_id));
+            (*key, *delta, info.unwrap_or(&unknown))
+        });
         store
             .flows
             .record_hinted(started, length, flow_records, &mut hints);
@@ -214,9 +230,11 @@ impl Drainer {
         health.last_drain = started.elapsed();
         health.longest_drain = health.longest_drain.max(health.last_drain);
         drop(store);
-        for (slot, hint) in flow_slots.into_iter().zip(hints) {
+        for (&slot, &hint) in moved.slots.iter().zip(&hints) {
             *hint_at(&mut self.flow_hints, slot) = hint;
         }
+        self.moved = moved;
+        self.hints = hints;
         tracing::debug!(?read, ?observed, ?used, ?attributed, ?flowed, ?forgot, total = ?started.elapsed(), "drain");
 
         if !expired.is_empty() {
@@ -350,29 +368,22 @@ impl Drainer {
         identity
     }
 
-    fn flow_records(
+    /// Who the flows belong to, by (socket, cgroup). Sockets are far fewer than flows (an
+    /// unconnected UDP socket can have 100k peers): who a flow belongs to is worked out once
+    /// per socket.
+    fn flow_infos(
         &mut self,
-        flow_deltas: Vec<(FlowKey, Traffic)>,
+        flow_deltas: &[(FlowKey, Traffic)],
         usage: &SocketUse,
         identities: &HashMap<u32, (Talker, TalkerInfo)>,
-    ) -> Vec<(FlowKey, Traffic, FlowInfo)> {
-        // Sockets are far fewer than flows (an unconnected UDP socket can have 100k peers):
-        // who a flow belongs to is worked out once per socket.
+    ) -> HashMap<(u64, u64), FlowInfo> {
         let mut by_socket: HashMap<(u64, u64), FlowInfo> = HashMap::default();
-        flow_deltas
-            .into_iter()
-            .map(|(key, delta)| {
-                let info = match by_socket.get(&(key.cookie, key.cgroup_id)) {
-                    Some(info) => info.clone(),
-                    None => {
-                        let info = self.flow_info(&key, usage, identities);
-                        by_socket.insert((key.cookie, key.cgroup_id), info.clone());
-                        info
-                    }
-                };
-                (key, delta, info)
-            })
-            .collect()
+        for (key, _) in flow_deltas {
+            by_socket
+                .entry((key.cookie, key.cgroup_id))
+                .or_insert_with(|| self.flow_info(key, usage, identities));
+        }
+        by_socket
     }
 
     fn flow_info(
@@ -404,11 +415,11 @@ impl Drainer {
     fn remote_deltas(
         &mut self,
         remotes: &mut Dimension<IpAddr, ()>,
-        flows: &[(FlowKey, Traffic, FlowInfo)],
+        flows: &[(FlowKey, Traffic)],
         kernel_slots: &[u32],
         at: Instant,
     ) -> Vec<(u32, Traffic, ())> {
-        for ((key, delta, _), &kernel_slot) in flows.iter().zip(kernel_slots) {
+        for ((key, delta), &kernel_slot) in flows.iter().zip(kernel_slots) {
             let Some(remote) = remote_addr(key) else {
                 continue;
             };

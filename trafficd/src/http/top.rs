@@ -125,7 +125,7 @@ fn ranked<K, M, F>(
 ) -> Vec<serde_json::Value>
 where
     K: std::hash::Hash + Eq + Clone,
-    M: Default,
+    M: Default + Clone + PartialEq,
     F: Fn(&K, &M) -> serde_json::Value,
 {
     let (mut items, covered) = dimension.window(now, query.window);

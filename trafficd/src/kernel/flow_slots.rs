@@ -46,6 +46,15 @@ enum State {
     },
 }
 
+/// The flows that moved in one drain: what each moved and the slot it was read from. Kept
+/// from drain to drain: at 100k flows these are megabytes, and fresh pages every interval cost
+/// the drain more than filling them.
+#[derive(Default)]
+pub struct MovedFlows {
+    pub deltas: Vec<(FlowKey, Traffic)>,
+    pub slots: Vec<u32>,
+}
+
 pub struct FlowSlots {
     index: HashMap<MapData, FlowKey, u32>,
     free: Queue<MapData, u32>,
@@ -53,9 +62,8 @@ pub struct FlowSlots {
     counters: Mapping,
     states: Vec<State>,
     drains: u64,
-    /// Live slots and flows that moved at the last drain: the next drain's sizes.
+    /// Live slots at the last drain.
     live: usize,
-    moved: usize,
 }
 
 impl FlowSlots {
@@ -76,16 +84,16 @@ impl FlowSlots {
             states: vec![State::Free; capacity as usize],
             drains: 0,
             live: 0,
-            moved: 0,
         })
     }
 
     /// Every flow that moved since the last call, with what it moved, and the slot each one was
-    /// read from. Also hands back the slots retired long enough ago.
-    pub fn take(&mut self) -> (Vec<(FlowKey, Traffic)>, Vec<u32>) {
+    /// read from, into `moved` (emptied first). Also hands back the slots retired long enough
+    /// ago.
+    pub fn take(&mut self, moved: &mut MovedFlows) {
         self.drains += 1;
-        let mut moved = Vec::with_capacity(self.moved);
-        let mut moved_slots = Vec::with_capacity(self.moved);
+        moved.deltas.clear();
+        moved.slots.clear();
         let mut reusable = Vec::new();
         let mut live = 0;
         // Slots past the count were never handed out. A slot handed out after this read is
@@ -103,8 +111,8 @@ impl FlowSlots {
             }
             let traffic = counters.take_traffic();
             if !traffic.is_zero() {
-                moved.push((counters.key(), traffic));
-                moved_slots.push(slot as u32);
+                moved.deltas.push((counters.key(), traffic));
+                moved.slots.push(slot as u32);
             }
             if matches!(state, State::Live { .. }) {
                 live += 1;
@@ -125,8 +133,6 @@ impl FlowSlots {
             self.hand_back(slot);
         }
         self.live = live;
-        self.moved = moved.len();
-        (moved, moved_slots)
     }
 
     /// Flows counting at the last [`take`](Self::take).

@@ -6,11 +6,13 @@ use aya::{
     maps::{HashMap, IterableMap, Map, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues},
     Ebpf, Pod,
 };
-use trafficd_common::{
-    maps as names, FlowKey, Loss, Payload, SocketOwner, SocketProcessKey, Traffic,
-};
+use trafficd_common::{maps as names, Loss, Payload, SocketOwner, SocketProcessKey, Traffic};
 
-use super::{batch, flow_slots::FlowSlots, MapSizes};
+use super::{
+    batch,
+    flow_slots::{FlowSlots, MovedFlows},
+    MapSizes,
+};
 use crate::error::{Error, Result};
 
 pub struct KernelMaps {
@@ -102,8 +104,8 @@ impl KernelMaps {
 
     /// Every flow that moved since the last call, with what it moved (not a running total), and
     /// the kernel's slot number of each: stable while the flow lives, reused after.
-    pub fn take_flows(&mut self) -> (Vec<(FlowKey, Traffic)>, Vec<u32>) {
-        self.flows.take()
+    pub fn take_flows(&mut self, moved: &mut MovedFlows) {
+        self.flows.take(moved)
     }
 
     /// Flows counting now.

@@ -20,6 +20,7 @@ use tracing::{info, warn};
 use trafficd_common::maps as names;
 
 pub use compat::{cgroup2_root, check_privileges};
+pub use flow_slots::MovedFlows;
 pub use maps::{KernelMaps, MapEntries, MapFill};
 
 use crate::error::{Error, Result};

@@ -9,15 +9,18 @@
 //! 10 s granularity: it covers between 50 and 60 s, and says so.
 
 use std::{
+    borrow::Borrow,
     collections::VecDeque,
     hash::{BuildHasher, Hash},
     time::{Duration, Instant},
 };
 
 use hashbrown::HashTable;
-use rustc_hash::{FxBuildHasher, FxHashMap as HashMap};
+use rustc_hash::FxBuildHasher;
 
 use trafficd_common::Traffic;
+
+use super::packed::PackedDeltas;
 
 /// A hint for [`Dimension::record_hinted`] that names no slot.
 pub const NO_HINT: u32 = u32::MAX;
@@ -43,14 +46,14 @@ pub struct Entry<M> {
 struct Tick {
     at: Instant,
     length: Duration,
-    deltas: Vec<(u32, Traffic)>,
+    deltas: PackedDeltas,
 }
 
 /// Ticks merged: the deltas of up to [`BUCKET`] of drains ending at `at`.
 struct Bucket {
     at: Instant,
     length: Duration,
-    deltas: Vec<(u32, Traffic)>,
+    deltas: PackedDeltas,
 }
 
 /// Traffic summed by slot number in a dense array, with the slots touched: adding a drain's
@@ -82,12 +85,25 @@ impl SlotSums {
 
     /// The non-zero sums, each slot once.
     pub fn take(&mut self) -> Vec<(u32, Traffic)> {
+        self.drain().collect()
+    }
+
+    /// [`take`](Self::take), packed.
+    fn take_packed(&mut self) -> PackedDeltas {
+        let mut packed = PackedDeltas::with_capacity(self.touched.len());
+        for (id, sum) in self.drain() {
+            packed.push(id, &sum);
+        }
+        packed.shrink_to_fit();
+        packed
+    }
+
+    fn drain(&mut self) -> impl Iterator<Item = (u32, Traffic)> + '_ {
         let sums = &mut self.sums;
         self.touched
             .drain(..)
             .map(|id| (id, std::mem::take(&mut sums[id as usize])))
             .filter(|(_, sum)| !sum.is_zero())
-            .collect()
     }
 }
 
@@ -100,11 +116,11 @@ struct OpenBucket {
 }
 
 impl OpenBucket {
-    fn merge(&mut self, tick: Tick) {
+    fn merge(&mut self, tick: &Tick) {
         self.at = Some(tick.at);
         self.length += tick.length;
-        for (id, delta) in &tick.deltas {
-            self.sums.add(*id, delta);
+        for (id, delta) in tick.deltas.iter() {
+            self.sums.add(id, &delta);
         }
     }
 
@@ -113,7 +129,7 @@ impl OpenBucket {
         Some(Bucket {
             at: self.at.take()?,
             length: std::mem::take(&mut self.length),
-            deltas: self.sums.take(),
+            deltas: self.sums.take_packed(),
         })
     }
 }
@@ -138,6 +154,8 @@ pub struct Dimension<K, M> {
     /// Older than the ticks: the bucket being filled, then the closed ones, oldest first.
     open: OpenBucket,
     buckets: VecDeque<Bucket>,
+    /// The memory of the last tick merged, for the next.
+    spare: PackedDeltas,
 }
 
 impl<K, M> Default for Dimension<K, M> {
@@ -149,6 +167,7 @@ impl<K, M> Default for Dimension<K, M> {
             ticks: VecDeque::new(),
             open: OpenBucket::default(),
             buckets: VecDeque::new(),
+            spare: PackedDeltas::default(),
         }
     }
 }
@@ -161,13 +180,15 @@ pub struct Windowed<'a, K, M> {
     pub entry: &'a Entry<M>,
 }
 
-impl<K: Hash + Eq + Clone, M: Default> Dimension<K, M> {
+impl<K: Hash + Eq + Clone, M: Default + Clone + PartialEq> Dimension<K, M> {
     /// Adds one drain's deltas, which cover the `length` before `at`.
     pub fn record(&mut self, at: Instant, length: Duration, deltas: Vec<(K, Traffic, M)>) {
         self.record_hinted(at, length, deltas, &mut []);
     }
 
-    /// [`record`](Self::record), with `hints[i]` the slot the caller saw group `i` in last time
+    /// [`record`](Self::record), with the groups' descriptions owned or borrowed (100k flows
+    /// share a few sockets' descriptions: a clone each would be 100k reference counts touched
+    /// for nothing), and with `hints[i]` the slot the caller saw group `i` in last time
     /// ([`NO_HINT`] when unknown), updated in place. A right hint saves hashing the key: at 100k
     /// flows a drain otherwise spends most of its time in the hash table's cache misses. A
     /// wrong one (the slot went to another group) only costs the lookup.
@@ -175,11 +196,12 @@ impl<K: Hash + Eq + Clone, M: Default> Dimension<K, M> {
         &mut self,
         at: Instant,
         length: Duration,
-        deltas: Vec<(K, Traffic, M)>,
+        deltas: impl IntoIterator<Item = (K, Traffic, impl Borrow<M>)>,
         hints: &mut [u32],
     ) {
-        let mut tick = Vec::with_capacity(deltas.len());
-        for (i, (key, delta, meta)) in deltas.into_iter().enumerate() {
+        let deltas = deltas.into_iter();
+        let mut tick = self.new_tick(deltas.size_hint().0);
+        for (i, (key, delta, meta)) in deltas.enumerate() {
             let hint = hints.get(i).copied().unwrap_or(NO_HINT);
             let id = self.slot_of(key, hint, at);
             if let Some(hint) = hints.get_mut(i) {
@@ -212,7 +234,7 @@ impl<K: Hash + Eq + Clone, M: Default> Dimension<K, M> {
     /// [`record`](Self::record) for deltas whose groups' slots the caller got from
     /// [`slot_of`](Self::slot_of). A slot may come more than once.
     pub fn record_slots(&mut self, at: Instant, length: Duration, deltas: Vec<(u32, Traffic, M)>) {
-        let mut tick = Vec::with_capacity(deltas.len());
+        let mut tick = self.new_tick(deltas.len());
         for (id, delta, meta) in deltas {
             self.add(id, delta, meta, at, &mut tick);
         }
@@ -223,9 +245,9 @@ impl<K: Hash + Eq + Clone, M: Default> Dimension<K, M> {
         &mut self,
         id: u32,
         delta: Traffic,
-        meta: M,
+        meta: impl Borrow<M>,
         at: Instant,
-        tick: &mut Vec<(u32, Traffic)>,
+        tick: &mut PackedDeltas,
     ) {
         let Some(slot) = self.slots.get_mut(id as usize).and_then(Option::as_mut) else {
             return;
@@ -234,11 +256,23 @@ impl<K: Hash + Eq + Clone, M: Default> Dimension<K, M> {
         entry.lifetime = entry.lifetime.add(&delta);
         entry.last_active = at;
         // The latest word on who a group is wins (a process's cmdline once /proc was read).
-        entry.meta = meta;
-        tick.push((id, delta));
+        if entry.meta != *meta.borrow() {
+            entry.meta = meta.borrow().clone();
+        }
+        tick.push(id, &delta);
     }
 
-    fn push_tick(&mut self, at: Instant, length: Duration, deltas: Vec<(u32, Traffic)>) {
+    /// An empty tick for about `entries` entries, in the memory of the last tick merged into a
+    /// bucket when there is one: a tick of 100k flows is a megabyte, and fresh pages each drain
+    /// cost more than filling them.
+    fn new_tick(&mut self, entries: usize) -> PackedDeltas {
+        let mut tick = std::mem::take(&mut self.spare);
+        tick.clear();
+        tick.reserve(entries);
+        tick
+    }
+
+    fn push_tick(&mut self, at: Instant, length: Duration, deltas: PackedDeltas) {
         self.ticks.push_back(Tick { at, length, deltas });
         self.age(at);
     }
@@ -259,7 +293,8 @@ impl<K: Hash + Eq + Clone, M: Default> Dimension<K, M> {
                     self.buckets.push_back(closed);
                 }
             }
-            self.open.merge(tick);
+            self.open.merge(&tick);
+            self.spare = tick.deltas;
         }
         while self
             .buckets
@@ -304,7 +339,7 @@ impl<K: Hash + Eq + Clone, M: Default> Dimension<K, M> {
 
     /// Every group's traffic in the last `window` before `now`, with the time really covered.
     pub fn window(&self, now: Instant, window: Duration) -> (Vec<Windowed<'_, K, M>>, Duration) {
-        let mut sums: HashMap<u32, Traffic> = HashMap::default();
+        let mut sums = SlotSums::default();
         let mut covered = Duration::ZERO;
         // A tick belongs to the window when it ended within it: a 1 s window right after a
         // drain, or half a second later, is the last complete second.
@@ -313,9 +348,8 @@ impl<K: Hash + Eq + Clone, M: Default> Dimension<K, M> {
                 break;
             }
             covered += tick.length;
-            for (id, delta) in &tick.deltas {
-                let sum = sums.entry(*id).or_default();
-                *sum = sum.add(delta);
+            for (id, delta) in tick.deltas.iter() {
+                sums.add(id, &delta);
             }
         }
         // A bucket belongs to the window when it started within it: the window then covers
@@ -325,22 +359,20 @@ impl<K: Hash + Eq + Clone, M: Default> Dimension<K, M> {
         if self.open.at.is_some_and(|at| within(at, self.open.length)) {
             covered += self.open.length;
             for (id, delta) in self.open.sums.iter() {
-                let sum = sums.entry(id).or_default();
-                *sum = sum.add(delta);
+                sums.add(id, delta);
             }
             for bucket in self.buckets.iter().rev() {
                 if !within(bucket.at, bucket.length) {
                     break;
                 }
                 covered += bucket.length;
-                for (id, delta) in &bucket.deltas {
-                    let sum = sums.entry(*id).or_default();
-                    *sum = sum.add(delta);
+                for (id, delta) in bucket.deltas.iter() {
+                    sums.add(id, &delta);
                 }
             }
         }
         let items = sums
-            .into_iter()
+            .drain()
             .filter_map(|(id, window)| {
                 let slot = self.slots.get(id as usize)?.as_ref()?;
                 Some(Windowed {

@@ -3,6 +3,7 @@
 //! HTTP API and the metrics encoder.
 
 mod dimension;
+mod packed;
 
 use std::{
     net::IpAddr,
@@ -22,7 +23,7 @@ pub enum Talker {
     Unattributed(Unattributed),
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct TalkerInfo {
     pub pid: u32,
     pub comm: Arc<str>,
@@ -34,13 +35,13 @@ pub struct TalkerInfo {
     pub reason: Option<Unattributed>,
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct CgroupInfo {
     pub path: Arc<str>,
 }
 
 /// Flows are many: their names are shared with the process and cgroup they belong to.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct FlowInfo {
     pub pid: u32,
     pub comm: Arc<str>,
