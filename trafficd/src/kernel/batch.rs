@@ -112,6 +112,14 @@ pub fn read_per_cpu<K: Pod, V: Pod + Default>(
     }
 }
 
+/// Every key of a plain (not per-CPU) hash map whose values are u64, or `Err` when the kernel
+/// has no batch lookup for it. A plain map's values are packed at their size, which for u64 is
+/// the 8-byte stride of the per-CPU layout with one CPU.
+pub fn read_keys<K: Pod>(map: impl AsFd) -> io::Result<Vec<K>> {
+    let entries = read_per_cpu::<K, u64>(map, 1, |_, value| *value)?;
+    Ok(entries.into_iter().map(|(key, _)| key).collect())
+}
+
 /// Deletes those of `keys` that are in the map. A missing key stops a batch where it is; the
 /// kernel says how many went before it, and the rest goes on after it: one syscall per batch
 /// and per missing key, instead of one per key.
