@@ -513,15 +513,21 @@ impl Drainer {
             return;
         }
         self.last_process_gc = Instant::now();
+        // One listing of /proc, not a lookup per recorded process.
+        let Some(running) = running_processes() else {
+            return;
+        };
         let exited: HashSet<u32> = self
             .maps
             .recorded_processes()
             .into_iter()
-            .filter(|tgid| !std::path::Path::new(&format!("/proc/{tgid}")).exists())
+            .filter(|tgid| !running.contains(tgid))
             .collect();
-        for tgid in exited.intersection(&self.exited_at_last_gc) {
-            self.maps.forget_process(*tgid);
-        }
+        let gone: Vec<u32> = exited
+            .intersection(&self.exited_at_last_gc)
+            .copied()
+            .collect();
+        self.maps.forget_processes(&gone);
         self.exited_at_last_gc = exited;
     }
 }
@@ -531,6 +537,17 @@ fn moved_payload(payloads: Option<&Vec<(u32, Payload)>>) -> bool {
         p.iter()
             .any(|(_, p)| p.sent_bytes > 0 || p.received_bytes > 0)
     })
+}
+
+/// Tgids of the processes in /proc; `None` when it cannot be listed (then nothing is taken
+/// for exited).
+fn running_processes() -> Option<HashSet<u32>> {
+    let entries = std::fs::read_dir("/proc").ok()?;
+    Some(
+        entries
+            .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+            .collect(),
+    )
 }
 
 /// Owners of `unknown` sockets found through another socket with the same 5-tuple in this

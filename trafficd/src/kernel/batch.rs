@@ -112,11 +112,12 @@ pub fn read_per_cpu<K: Pod, V: Pod + Default>(
     }
 }
 
-/// Every key of a plain (not per-CPU) hash map whose values are u64, or `Err` when the kernel
-/// has no batch lookup for it. A plain map's values are packed at their size, which for u64 is
-/// the 8-byte stride of the per-CPU layout with one CPU.
-pub fn read_keys<K: Pod>(map: impl AsFd) -> io::Result<Vec<K>> {
-    let entries = read_per_cpu::<K, u64>(map, 1, |_, value| *value)?;
+/// Every key of a plain (not per-CPU) hash map with values of type `V`, or `Err` when the
+/// kernel has no batch lookup for it. A plain map's values are packed at their size, which is
+/// the per-CPU layout with one CPU when that size is a multiple of 8.
+pub fn read_keys<K: Pod, V: Pod + Default>(map: impl AsFd) -> io::Result<Vec<K>> {
+    const { assert!(size_of::<V>() % 8 == 0, "values not packed like one CPU's") };
+    let entries = read_per_cpu::<K, V>(map, 1, |_, value| *value)?;
     Ok(entries.into_iter().map(|(key, _)| key).collect())
 }
 

@@ -126,7 +126,7 @@ impl KernelMaps {
     pub fn closed(&self) -> Vec<u64> {
         // A churning host closes thousands of sockets a second: key by key, that is two
         // syscalls each.
-        match batch::read_keys(IterableMap::map(&self.closed).fd()) {
+        match batch::read_keys::<u64, u64>(IterableMap::map(&self.closed).fd()) {
             Ok(cookies) => cookies,
             Err(_) => self.closed.keys().filter_map(|k| k.ok()).collect(),
         }
@@ -143,11 +143,17 @@ impl KernelMaps {
 
     /// Tgids the kernel has recorded.
     pub fn recorded_processes(&self) -> Vec<u32> {
-        self.processes.keys().filter_map(|k| k.ok()).collect()
+        // Under churn, tens of thousands between two collections.
+        // The value as 8-byte words, which is all `read_keys` needs to know of it.
+        type Owner = [u64; size_of::<SocketOwner>() / 8];
+        match batch::read_keys::<u32, Owner>(IterableMap::map(&self.processes).fd()) {
+            Ok(tgids) => tgids,
+            Err(_) => self.processes.keys().filter_map(|k| k.ok()).collect(),
+        }
     }
 
-    pub fn forget_process(&mut self, tgid: u32) {
-        let _ = self.processes.remove(&tgid);
+    pub fn forget_processes(&mut self, tgids: &[u32]) {
+        delete_present(&mut self.processes, tgids);
     }
 
     /// Removes the per-socket entries of closed sockets (owner, close mark), and the overflow
@@ -266,7 +272,7 @@ fn forget_per_cpu<K: Pod, V: Pod + Default>(map: &mut PerCpuHashMap<MapData, K, 
 }
 
 /// Deletes those of `keys` that are in `map`, in batches where the kernel has them.
-fn delete_present<V: Pod>(map: &mut HashMap<MapData, u64, V>, keys: &[u64]) {
+fn delete_present<K: Pod, V: Pod>(map: &mut HashMap<MapData, K, V>, keys: &[K]) {
     if keys.is_empty() {
         return;
     }
