@@ -208,7 +208,7 @@ impl Drainer {
                 .iter()
                 .map(|&s| self.flow_hints.get(s as usize).copied().unwrap_or(NO_HINT)),
         );
-        let unknown = FlowInfo::default();
+        let unknown = Arc::default();
         let flow_records = flow_deltas.iter().map(|(key, delta)| {
             let info = flow_infos.get(&(key.cookie, key.cgroup_id));
             (*key, *delta, info.unwrap_or(&unknown))
@@ -379,12 +379,12 @@ impl Drainer {
         flow_deltas: &[(FlowKey, Traffic)],
         usage: &SocketUse,
         identities: &HashMap<u32, (Talker, TalkerInfo)>,
-    ) -> HashMap<(u64, u64), FlowInfo> {
-        let mut by_socket: HashMap<(u64, u64), FlowInfo> = HashMap::default();
+    ) -> HashMap<(u64, u64), Arc<FlowInfo>> {
+        let mut by_socket: HashMap<(u64, u64), Arc<FlowInfo>> = HashMap::default();
         for (key, _) in flow_deltas {
             by_socket
                 .entry((key.cookie, key.cgroup_id))
-                .or_insert_with(|| self.flow_info(key, usage, identities));
+                .or_insert_with(|| Arc::new(self.flow_info(key, usage, identities)));
         }
         by_socket
     }

@@ -116,7 +116,12 @@ pub fn read_per_cpu<K: Pod, V: Pod + Default>(
 /// kernel has no batch lookup for it. A plain map's values are packed at their size, which is
 /// the per-CPU layout with one CPU when that size is a multiple of 8.
 pub fn read_keys<K: Pod, V: Pod + Default>(map: impl AsFd) -> io::Result<Vec<K>> {
-    const { assert!(size_of::<V>().is_multiple_of(8), "values not packed like one CPU's") };
+    const {
+        assert!(
+            size_of::<V>().is_multiple_of(8),
+            "values not packed like one CPU's"
+        )
+    };
     let entries = read_per_cpu::<K, V>(map, 1, |_, value| *value)?;
     Ok(entries.into_iter().map(|(key, _)| key).collect())
 }

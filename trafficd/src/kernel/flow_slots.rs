@@ -101,6 +101,10 @@ impl FlowSlots {
         let used = self.fresh.get(&0, 0).map_or(self.states.len(), |n| {
             n.min(self.states.len() as u64) as usize
         });
+        // At most every slot in use moves: room for that, and no more (a doubling would leave
+        // megabytes unused at 100k flows).
+        moved.deltas.reserve_exact(used);
+        moved.slots.reserve_exact(used);
         for (slot, state) in self.states[..used].iter_mut().enumerate() {
             let counters = self.counters.slot(slot);
             if *state == State::Free {

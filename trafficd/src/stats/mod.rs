@@ -40,8 +40,9 @@ pub struct CgroupInfo {
     pub path: Arc<str>,
 }
 
-/// Flows are many: their names are shared with the process and cgroup they belong to.
-#[derive(Clone, Debug, Default, PartialEq)]
+/// Flows are many: their names are shared with the process and cgroup they belong to, and each
+/// flow holds its description through one pointer shared by the flows of its socket.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FlowInfo {
     pub pid: u32,
     pub comm: Arc<str>,
@@ -67,7 +68,7 @@ pub struct Health {
 pub struct Store {
     pub processes: Dimension<Talker, TalkerInfo>,
     pub cgroups: Dimension<u64, CgroupInfo>,
-    pub flows: Dimension<FlowKey, FlowInfo>,
+    pub flows: Dimension<FlowKey, Arc<FlowInfo>>,
     pub remotes: Dimension<IpAddr, ()>,
     pub health: Health,
 }
