@@ -51,6 +51,26 @@ pub fn status_kib(pid: u32, key: &str) -> Option<u64> {
         .and_then(|kib| kib.parse().ok())
 }
 
+/// Resident memory of the BPF maps `pid` has mapped into its address space (trafficd maps its
+/// flow counters): memory the kernel holds for the maps either way, which VmRSS counts too.
+pub fn mapped_bpf_maps_kib(pid: u32) -> Option<u64> {
+    let smaps = fs::read_to_string(format!("/proc/{pid}/smaps")).ok()?;
+    let mut in_map = false;
+    let mut total = 0;
+    for line in smaps.lines() {
+        // A mapping's header is "start-end perms offset dev inode [path]"; its fields follow.
+        let first = line.split_whitespace().next().unwrap_or("");
+        if first.contains('-') && !first.ends_with(':') {
+            in_map = line.ends_with("anon_inode:bpf-map");
+        } else if in_map {
+            if let Some(kib) = line.strip_prefix("Rss:") {
+                total += kib.split_whitespace().next()?.parse::<u64>().ok()?;
+            }
+        }
+    }
+    Some(total)
+}
+
 /// Run-time statistics of one BPF program (zero while kernel.bpf_stats_enabled is 0).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct ProgStats {

@@ -124,6 +124,9 @@ pub struct MonitorFigures {
     pub window_seconds: f64,
     /// VmHWM at the end of the run.
     pub peak_rss_kib: u64,
+    /// Of the RSS, BPF maps mapped into the process, at the end of the run.
+    #[serde(default)]
+    pub mapped_bpf_maps_kib: u64,
     /// From SIGTERM to exit.
     pub stop_seconds: Option<f64>,
 }
@@ -630,6 +633,7 @@ fn measure_run(
             record.trafficd = Some(figures);
         }
         let peak_rss_kib = measure::status_kib(pid, "VmHWM").unwrap_or(0);
+        let mapped_bpf_maps_kib = measure::mapped_bpf_maps_kib(pid).unwrap_or(0);
         let stop = monitor.proc.stop(Duration::from_secs(10));
         if monitor.condition.is_capture_tool() {
             let lines = conditions::capture_lines(monitor.condition, &monitor.output);
@@ -641,6 +645,7 @@ fn measure_run(
             cpu_seconds: cpu_after.unwrap_or(0.0) - cpu_before.unwrap_or(0.0),
             window_seconds,
             peak_rss_kib,
+            mapped_bpf_maps_kib,
             stop_seconds: stop.map(|d| d.as_secs_f64()),
         });
     }
