@@ -134,11 +134,13 @@ where
         Sort::Tx => t.tx_bytes,
         Sort::Rx => t.rx_bytes,
     };
-    items.sort_by_key(|w| {
-        let lifetime = &w.entry.lifetime;
-        Reverse((weight(&w.window), weight(lifetime)))
-    });
+    let rank = |w: &Windowed<'_, K, M>| Reverse((weight(&w.window), weight(&w.entry.lifetime)));
+    // The top `limit` of 200k flows: picked in linear time, and only they are sorted.
+    if query.limit > 0 && query.limit < items.len() {
+        items.select_nth_unstable_by_key(query.limit - 1, rank);
+    }
     items.truncate(query.limit);
+    items.sort_by_key(rank);
     // Rates over the time the window really covers: right after start that is less than asked.
     let seconds = if covered.is_zero() {
         query.window
