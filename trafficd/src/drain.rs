@@ -13,7 +13,7 @@ use std::{
 // buys nothing for keys that come from the kernel.
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use trafficd_common::{
-    FlowKey, Payload, SocketOwner, SocketProcessKey, Traffic, AF_INET, AF_INET6,
+    FlowKey, Loss, Payload, SocketOwner, SocketProcessKey, Traffic, AF_INET, AF_INET6,
 };
 
 use crate::{
@@ -37,6 +37,10 @@ pub struct DrainConfig {
 
 /// How often the kernel's per-process records are checked for processes that exited.
 const PROCESS_GC_EVERY: Duration = Duration::from_secs(30);
+/// Drains that read the overflow roll-ups after the kernel last reported a full flow map: the
+/// loss is counted just before the bytes are added, so the bytes may land after the drain
+/// that saw the count.
+const OVERFLOW_READS: u32 = 3;
 /// How often idle entries are looked for. Idle expiry and retention are minutes: scanning every
 /// flow for them at every drain is work for nothing.
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(5);
@@ -55,6 +59,9 @@ pub struct Drainer {
     /// Per remote slot, the drain's sum (empty between drains; kept for its memory).
     remote_sums: SlotSums,
     cgroups: Tracker<u64, Traffic>,
+    /// Flow-map-full events seen, and drains left that read the overflow roll-ups for them.
+    flow_map_full: u64,
+    overflow_reads: u32,
     payloads: Tracker<SocketProcessKey, Payload>,
     /// Sockets seen released at the previous drain: deleted at this one if idle since.
     closing: HashSet<u64>,
@@ -106,6 +113,8 @@ impl Drainer {
             remote_hints: Vec::new(),
             remote_sums: SlotSums::default(),
             cgroups: Tracker::default(),
+            flow_map_full: 0,
+            overflow_reads: 0,
             payloads: Tracker::default(),
             closing: HashSet::default(),
             processes: Processes::default(),
@@ -133,8 +142,7 @@ impl Drainer {
         let mut moved = std::mem::take(&mut self.moved);
         self.maps.take_flows(&mut moved);
         let flow_deltas = &moved.deltas;
-        let socket_overflow = self.maps.socket_overflow();
-        let cgroup_overflow = self.maps.cgroup_overflow();
+        let (socket_overflow, cgroup_overflow) = self.read_overflow();
         let payloads = self.maps.socket_processes();
         let entries = MapEntries {
             sockets: socket_overflow.len(),
@@ -247,6 +255,23 @@ impl Drainer {
                 .collect();
             self.processes.retain(|key| !gone.contains(key));
         }
+    }
+
+    /// The overflow roll-ups, read only while they can hold bytes: reading a hash map walks all
+    /// of its buckets, which was most of an idle drain's cost, and the roll-ups are empty
+    /// unless the flow map was ever full.
+    fn read_overflow(&mut self) -> (Vec<(u64, Traffic)>, Vec<(u64, Traffic)>) {
+        let full = self.maps.loss_events(Loss::FlowMapFull);
+        if full != self.flow_map_full {
+            self.flow_map_full = full;
+            self.overflow_reads = OVERFLOW_READS;
+        }
+        let holding = !self.sockets.is_empty() || !self.cgroups.is_empty();
+        if self.overflow_reads == 0 && !holding {
+            return (Vec::new(), Vec::new());
+        }
+        self.overflow_reads = self.overflow_reads.saturating_sub(1);
+        (self.maps.socket_overflow(), self.maps.cgroup_overflow())
     }
 
     /// Who used each socket that moved bytes in this interval.

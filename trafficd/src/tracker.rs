@@ -92,6 +92,10 @@ impl<K: Hash + Eq + Copy, V: Counter> Tracker<K, V> {
     pub fn keys(&self) -> impl Iterator<Item = &K> {
         self.seen.keys()
     }
+
+    pub fn is_empty(&self) -> bool {
+        self.seen.is_empty()
+    }
 }
 
 #[cfg(test)]

@@ -67,7 +67,8 @@ pub fn read_per_cpu<K: Pod, V: Pod + Default>(
     let mut first = true;
     loop {
         let mut keys: Vec<MaybeUninit<K>> = Vec::with_capacity(capacity);
-        let mut values: Vec<u8> = vec![0; capacity * value_stride * cpus];
+        // Not zeroed: the kernel writes the values it returns, and only those are read.
+        let mut values: Vec<u8> = Vec::with_capacity(capacity * value_stride * cpus);
         let mut next = [0u64; 1];
         let mut attr = BatchAttr {
             in_batch: if first { 0 } else { token.as_ptr() as u64 },
@@ -90,8 +91,11 @@ pub fn read_per_cpu<K: Pod, V: Pod + Default>(
             _ => return Err(err.expect("set when ret < 0")),
         }
         let filled = attr.count as usize;
-        // SAFETY: the kernel wrote `filled` keys.
-        unsafe { keys.set_len(filled) };
+        // SAFETY: the kernel wrote `filled` keys and their values.
+        unsafe {
+            keys.set_len(filled);
+            values.set_len(filled * value_stride * cpus);
+        }
         for (i, key) in keys.into_iter().enumerate() {
             // SAFETY: initialized by the kernel above; K is Pod.
             let key = unsafe { key.assume_init() };

@@ -192,6 +192,11 @@ impl KernelMaps {
     }
 
     /// Lifetime (events, bytes) of every kind of loss.
+    /// Events of one kind of loss since load.
+    pub fn loss_events(&self, loss: Loss) -> u64 {
+        read_slot(&self.losses, loss.slot())
+    }
+
     pub fn losses(&self) -> Vec<(Loss, u64, u64)> {
         Loss::ALL
             .iter()
