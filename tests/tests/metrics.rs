@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 
+use trafficd_common::{FlowKey, FlowSlot};
 use trafficd_tests::metrics::Exposition;
 use trafficd_tests::wire::{self, LOOPBACK_MTU};
 use trafficd_tests::{require_root, tcp_transfer, trafficgen, wait_for, Cgroup, Daemon, Side};
@@ -189,5 +190,26 @@ fn metrics_count_known_traffic_and_expose_self_metrics() {
             "map {map}: {} entries, capacity {cap}",
             e.value
         );
+        // Kernel memory per map: every map is preallocated, so it holds at least its
+        // capacity in keys and values (FLOWS: a 56-byte flow key and a 4-byte slot number).
+        let bytes = m
+            .value("trafficd_map_memory_bytes", &[("map", map)])
+            .unwrap_or_else(|| panic!("no trafficd_map_memory_bytes for map {map}"));
+        let least = match map {
+            "FLOWS" => cap * (size_of::<FlowKey>() + 4) as f64,
+            _ => cap,
+        };
+        assert!(bytes >= least, "map {map}: {bytes} bytes for {cap} entries");
     }
+    // The flow counters the daemon maps: one slot per flow of the flow map.
+    let flows = m
+        .value("trafficd_map_capacity", &[("map", "FLOWS")])
+        .expect("FLOWS capacity");
+    let counters = m
+        .value("trafficd_map_memory_bytes", &[("map", "FLOW_COUNTERS")])
+        .expect("no trafficd_map_memory_bytes for FLOW_COUNTERS");
+    assert!(
+        counters >= flows * size_of::<FlowSlot>() as f64,
+        "FLOW_COUNTERS: {counters} bytes for {flows} slots"
+    );
 }

@@ -41,6 +41,9 @@ const PROCESS_GC_EVERY: Duration = Duration::from_secs(30);
 /// loss is counted just before the bytes are added, so the bytes may land after the drain
 /// that saw the count.
 const OVERFLOW_READS: u32 = 3;
+/// An overflow roll-up's entries: socket cookie or cgroup id, and its running total.
+type Overflow = Vec<(u64, Traffic)>;
+
 /// How often idle entries are looked for. Idle expiry and retention are minutes: scanning every
 /// flow for them at every drain is work for nothing.
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(5);
@@ -233,6 +236,9 @@ impl Drainer {
         health.drains += 1;
         health.losses = self.maps.losses();
         health.map_fill = self.maps.fill(&entries);
+        if health.map_memory.is_empty() {
+            health.map_memory = self.maps.memory().to_vec();
+        }
         health.kernel_totals = health.kernel_totals.add(&counted);
         health.sockets_forgotten += forgotten;
         health.last_drain = started.elapsed();
@@ -260,7 +266,7 @@ impl Drainer {
     /// The overflow roll-ups, read only while they can hold bytes: reading a hash map walks all
     /// of its buckets, which was most of an idle drain's cost, and the roll-ups are empty
     /// unless the flow map was ever full.
-    fn read_overflow(&mut self) -> (Vec<(u64, Traffic)>, Vec<(u64, Traffic)>) {
+    fn read_overflow(&mut self) -> (Overflow, Overflow) {
         let full = self.maps.loss_events(Loss::FlowMapFull);
         if full != self.flow_map_full {
             self.flow_map_full = full;

@@ -162,6 +162,15 @@ impl Collector for StoreCollector {
                 .iter()
                 .map(|f| (vec![("map", f.map.to_string())], i64::from(f.capacity))),
         )?;
+        gauges(
+            &mut encoder,
+            "trafficd_map_memory_bytes",
+            "Kernel memory a BPF map holds (fdinfo memlock; fixed at load, every map is preallocated)",
+            health
+                .map_memory
+                .iter()
+                .map(|m| (vec![("map", m.map.to_string())], m.bytes as i64)),
+        )?;
         counters(
             &mut encoder,
             "trafficd_drains",

@@ -60,6 +60,9 @@ pub struct FlowSlots {
     free: Queue<MapData, u32>,
     fresh: Array<MapData, u64>,
     counters: Mapping,
+    /// The map behind `counters`, kept open: the mapping alone would keep it alive, but
+    /// without a descriptor nothing outside (bpftool, fdinfo) sees it as ours.
+    _counters_map: MapData,
     states: Vec<State>,
     drains: u64,
     /// Live slots at the last drain.
@@ -72,15 +75,16 @@ impl FlowSlots {
         index: HashMap<MapData, FlowKey, u32>,
         free: Queue<MapData, u32>,
         fresh: Array<MapData, u64>,
-        counters: MapData,
+        counters_map: MapData,
         capacity: u32,
     ) -> io::Result<FlowSlots> {
-        let counters = Mapping::new(counters.fd().as_fd().as_raw_fd(), capacity as usize)?;
+        let counters = Mapping::new(counters_map.fd().as_fd().as_raw_fd(), capacity as usize)?;
         Ok(FlowSlots {
             index,
             free,
             fresh,
             counters,
+            _counters_map: counters_map,
             states: vec![State::Free; capacity as usize],
             drains: 0,
             live: 0,

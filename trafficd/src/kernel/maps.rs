@@ -2,6 +2,8 @@
 //!
 //! Per-CPU values are summed here; callers only ever see totals.
 
+use std::os::fd::{AsFd, AsRawFd};
+
 use aya::{
     maps::{HashMap, IterableMap, Map, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues},
     Ebpf, Pod,
@@ -25,6 +27,14 @@ pub struct KernelMaps {
     closed: HashMap<MapData, u64, u64>,
     losses: PerCpuArray<MapData, u64>,
     sizes: MapSizes,
+    memory: Vec<MapMemory>,
+}
+
+/// Kernel memory one map holds.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct MapMemory {
+    pub map: &'static str,
+    pub bytes: u64,
 }
 
 /// How full one map is, for the self-metrics.
@@ -56,45 +66,91 @@ fn sum<V: Summable>(values: &PerCpuValues<V>) -> V {
     values.iter().fold(V::default(), |acc, v| acc.plus(v))
 }
 
-fn take<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T>
-where
-    T: TryFrom<Map, Error = aya::maps::MapError>,
-{
-    let map = ebpf.take_map(name).ok_or(Error::MissingMap(name))?;
-    T::try_from(map).map_err(|source| Error::Map { name, source })
+/// Takes the maps out of the loaded object, noting the kernel memory each one holds.
+struct Taker<'a> {
+    ebpf: &'a mut Ebpf,
+    memory: Vec<MapMemory>,
 }
 
-fn take_data(ebpf: &mut Ebpf, name: &'static str) -> Result<MapData> {
-    match ebpf.take_map(name) {
-        Some(Map::Array(data)) => Ok(data),
-        Some(_) => Err(Error::Map {
-            name,
-            source: aya::maps::MapError::InvalidMapType { map_type: 0 },
-        }),
-        None => Err(Error::MissingMap(name)),
+impl Taker<'_> {
+    fn map(&mut self, name: &'static str) -> Result<Map> {
+        let map = self.ebpf.take_map(name).ok_or(Error::MissingMap(name))?;
+        if let Some(bytes) = map_data(&map).and_then(memlock) {
+            self.memory.push(MapMemory { map: name, bytes });
+        }
+        Ok(map)
     }
+
+    fn take<T>(&mut self, name: &'static str) -> Result<T>
+    where
+        T: TryFrom<Map, Error = aya::maps::MapError>,
+    {
+        T::try_from(self.map(name)?).map_err(|source| Error::Map { name, source })
+    }
+
+    fn take_data(&mut self, name: &'static str) -> Result<MapData> {
+        match self.map(name)? {
+            Map::Array(data) => Ok(data),
+            _ => Err(Error::Map {
+                name,
+                source: aya::maps::MapError::InvalidMapType { map_type: 0 },
+            }),
+        }
+    }
+}
+
+fn map_data(map: &Map) -> Option<&MapData> {
+    match map {
+        Map::Array(data)
+        | Map::HashMap(data)
+        | Map::PerCpuArray(data)
+        | Map::PerCpuHashMap(data)
+        | Map::Queue(data) => Some(data),
+        _ => None,
+    }
+}
+
+/// The memory the kernel charges for a map (its preallocated entries included), from the
+/// `memlock` line of its fdinfo.
+fn memlock(map: &MapData) -> Option<u64> {
+    let fd = map.fd().as_fd().as_raw_fd();
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).ok()?;
+    info.lines()
+        .find_map(|line| line.strip_prefix("memlock:"))
+        .and_then(|bytes| bytes.trim().parse().ok())
 }
 
 impl KernelMaps {
     pub(super) fn take(ebpf: &mut Ebpf, sizes: MapSizes) -> Result<KernelMaps> {
+        let mut taker = Taker {
+            ebpf,
+            memory: Vec::new(),
+        };
+        let flows = FlowSlots::new(
+            taker.take(names::FLOWS)?,
+            taker.take(names::FREE_FLOW_SLOTS)?,
+            taker.take(names::FRESH_FLOW_SLOTS)?,
+            taker.take_data(names::FLOW_COUNTERS)?,
+            sizes.flows,
+        )
+        .map_err(Error::MapCounters)?;
         Ok(KernelMaps {
-            sockets: take(ebpf, names::SOCKETS)?,
-            flows: FlowSlots::new(
-                take(ebpf, names::FLOWS)?,
-                take(ebpf, names::FREE_FLOW_SLOTS)?,
-                take(ebpf, names::FRESH_FLOW_SLOTS)?,
-                take_data(ebpf, names::FLOW_COUNTERS)?,
-                sizes.flows,
-            )
-            .map_err(Error::MapCounters)?,
-            cgroups: take(ebpf, names::CGROUPS)?,
-            owners: take(ebpf, names::OWNERS)?,
-            processes: take(ebpf, names::PROCESSES)?,
-            socket_processes: take(ebpf, names::SOCKET_PROCESSES)?,
-            closed: take(ebpf, names::CLOSED)?,
-            losses: take(ebpf, names::LOSSES)?,
+            sockets: taker.take(names::SOCKETS)?,
+            flows,
+            cgroups: taker.take(names::CGROUPS)?,
+            owners: taker.take(names::OWNERS)?,
+            processes: taker.take(names::PROCESSES)?,
+            socket_processes: taker.take(names::SOCKET_PROCESSES)?,
+            closed: taker.take(names::CLOSED)?,
+            losses: taker.take(names::LOSSES)?,
             sizes,
+            memory: taker.memory,
         })
+    }
+
+    /// Kernel memory held by each map: fixed at load, since every map is preallocated.
+    pub fn memory(&self) -> &[MapMemory] {
+        &self.memory
     }
 
     /// The overflow roll-up: bytes of sockets whose flows did not fit in FLOWS.

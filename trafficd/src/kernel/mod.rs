@@ -21,7 +21,7 @@ use trafficd_common::maps as names;
 
 pub use compat::{cgroup2_root, check_privileges};
 pub use flow_slots::MovedFlows;
-pub use maps::{KernelMaps, MapEntries, MapFill};
+pub use maps::{KernelMaps, MapEntries, MapFill, MapMemory};
 
 use crate::error::{Error, Result};
 

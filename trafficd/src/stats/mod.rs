@@ -14,7 +14,11 @@ use std::{
 pub use dimension::{Dimension, Entry, SlotSums, Windowed, NO_HINT};
 use trafficd_common::{FlowKey, Loss, Traffic};
 
-use crate::{attribution::Unattributed, kernel::MapFill, processes::ProcessKey};
+use crate::{
+    attribution::Unattributed,
+    kernel::{MapFill, MapMemory},
+    processes::ProcessKey,
+};
 
 /// Whom bytes are attributed to in the per-process view.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -59,6 +63,7 @@ pub struct Health {
     /// (kind, events, bytes) the kernel side could not record.
     pub losses: Vec<(Loss, u64, u64)>,
     pub map_fill: Vec<MapFill>,
+    pub map_memory: Vec<MapMemory>,
     /// Everything the cgroup hooks saw since load.
     pub kernel_totals: Traffic,
     /// Map entries deleted after their sockets closed.
@@ -87,6 +92,7 @@ impl Store {
                 longest_drain: Duration::ZERO,
                 losses: Vec::new(),
                 map_fill: Vec::new(),
+                map_memory: Vec::new(),
                 kernel_totals: Traffic::default(),
                 sockets_forgotten: 0,
             },

@@ -158,6 +158,9 @@ pub struct TrafficdFigures {
     pub comm_rx_bytes: f64,
     pub comm_processes: u64,
     pub map_entries: BTreeMap<String, f64>,
+    /// The sum of trafficd_map_memory_bytes in /metrics.
+    #[serde(default)]
+    pub reported_map_bytes: f64,
     pub maps: Vec<MapInfo>,
     pub lost_events: f64,
     /// Lost events by reason (only reasons with some).
@@ -693,6 +696,7 @@ fn trafficd_figures(
             .filter(|s| s.name == tx && s.labels.get("comm").map(String::as_str) == Some(comm))
             .count() as u64;
     }
+    figures.reported_map_bytes = measure::metric_sum(&samples, "trafficd_map_memory_bytes", &[]);
     for sample in samples.iter().filter(|s| s.name == "trafficd_map_entries") {
         if let Some(map) = sample.labels.get("map") {
             figures.map_entries.insert(map.clone(), sample.value);
