@@ -2,8 +2,11 @@
 
 use std::{
     cmp::Reverse,
+    net::IpAddr,
     time::{Duration, Instant},
 };
+
+use rustc_hash::FxHashMap as HashMap;
 
 use serde::{Deserialize, Serialize};
 use trafficd_common::Traffic;
@@ -100,11 +103,14 @@ pub fn top(store: &Store, query: &TopQuery, now: Instant) -> TopResponse {
                 cgroup: &meta.cgroup,
             })
         }),
-        By::Remote => ranked(&store.remotes, query, now, |ip, _| {
-            to_value(RemoteIdentity {
-                remote: ip.to_string(),
+        By::Remote => {
+            let (items, covered) = remote_windows(store, now, query.window);
+            rank(items, covered, query, |ip, _| {
+                to_value(RemoteIdentity {
+                    remote: ip.to_string(),
+                })
             })
-        }),
+        }
     };
     TopResponse {
         by: query.by.name().to_string(),
@@ -128,7 +134,45 @@ where
     M: Default + Clone + PartialEq,
     F: Fn(&K, &M) -> serde_json::Value,
 {
-    let (mut items, covered) = dimension.window(now, query.window);
+    let (items, covered) = dimension.window(now, query.window);
+    rank(items, covered, query, identity)
+}
+
+/// Each remote address's traffic in the window: the sum of its flows', which hold every byte
+/// of the window (a flow is kept at least a minute after its last byte), with the address's
+/// lifetime totals.
+fn remote_windows(
+    store: &Store,
+    now: Instant,
+    window: Duration,
+) -> (Vec<Windowed<'_, IpAddr, ()>>, Duration) {
+    let (flows, covered) = store.flows.window(now, window);
+    let mut sums: HashMap<IpAddr, Traffic> = HashMap::default();
+    for flow in &flows {
+        if let Some(ip) = remote_addr(flow.key) {
+            let sum = sums.entry(ip).or_default();
+            *sum = sum.add(&flow.window);
+        }
+    }
+    let items = sums
+        .into_iter()
+        .filter_map(|(ip, window)| {
+            let (key, entry) = store.remotes.get(&ip)?;
+            Some(Windowed { key, window, entry })
+        })
+        .collect();
+    (items, covered)
+}
+
+fn rank<K, M, F>(
+    mut items: Vec<Windowed<'_, K, M>>,
+    covered: Duration,
+    query: &TopQuery,
+    identity: F,
+) -> Vec<serde_json::Value>
+where
+    F: Fn(&K, &M) -> serde_json::Value,
+{
     let weight = |t: &Traffic| match query.sort {
         Sort::Total => t.tx_bytes + t.rx_bytes,
         Sort::Tx => t.tx_bytes,
@@ -205,8 +249,10 @@ fn endpoint(ip: Option<std::net::IpAddr>, port: u16) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stats::{Talker, TalkerInfo};
+    use crate::stats::{FlowInfo, Talker, TalkerInfo};
     use std::net::{IpAddr, Ipv6Addr};
+    use std::sync::Arc;
+    use trafficd_common::FlowKey;
 
     #[test]
     fn endpoints_bracket_ipv6() {
@@ -258,5 +304,79 @@ mod tests {
         assert_eq!(response.items[0]["tx_bytes"], 5000);
         assert_eq!(response.items[0]["tx_bytes_per_second"], 500.0);
         assert_eq!(response.window_seconds, 10);
+    }
+
+    #[test]
+    fn a_remote_window_is_the_sum_of_its_flows() {
+        let start = Instant::now();
+        let second = Duration::from_secs(1);
+        let mut store = Store::new(start);
+        let flow = |remote: [u8; 4], port| FlowKey {
+            cookie: 1,
+            cgroup_id: 1,
+            local_addr: [0; 16],
+            remote_addr: {
+                let mut a = [0; 16];
+                a[..4].copy_from_slice(&remote);
+                a
+            },
+            local_port: 5000,
+            remote_port: port,
+            family: trafficd_common::AF_INET,
+            protocol: 6,
+            _pad: [0; 2],
+        };
+        let tx = |b| Traffic {
+            tx_bytes: b,
+            ..Traffic::default()
+        };
+        let info = Arc::new(FlowInfo::default());
+        let (a, b) = ([10, 0, 0, 1], [10, 0, 0, 2]);
+        // Three drains: two flows to a, one to b; the remotes keep lifetimes only.
+        for i in 1..=3u32 {
+            let at = start + second * i;
+            let moved = [(flow(a, 1), 100), (flow(a, 2), 10), (flow(b, 1), 50)];
+            store.flows.record(
+                at,
+                second,
+                moved
+                    .iter()
+                    .map(|(k, n)| (*k, tx(*n), info.clone()))
+                    .collect::<Vec<_>>(),
+            );
+            let ip = |r: [u8; 4]| IpAddr::from(r);
+            let id_a = store.remotes.slot_of(ip(a), crate::stats::NO_HINT, at);
+            let id_b = store.remotes.slot_of(ip(b), crate::stats::NO_HINT, at);
+            store
+                .remotes
+                .record_slots(at, second, vec![(id_a, tx(110), ()), (id_b, tx(50), ())]);
+        }
+        let query = TopQuery {
+            by: By::Remote,
+            window: second * 10,
+            ..TopQuery::default()
+        };
+        let response = top(&store, &query, start + second * 3);
+        let item = |ip: &str| {
+            response
+                .items
+                .iter()
+                .find(|i| i["remote"] == ip)
+                .unwrap_or_else(|| panic!("{ip} missing: {:?}", response.items))
+        };
+        assert_eq!(item("10.0.0.1")["tx_bytes"], 330);
+        assert_eq!(item("10.0.0.1")["lifetime_tx_bytes"], 330);
+        assert_eq!(item("10.0.0.2")["tx_bytes"], 150);
+        assert_eq!(response.items[0]["remote"], "10.0.0.1");
+        // The 1 s window is the last drain's.
+        let last = top(
+            &store,
+            &TopQuery {
+                window: second,
+                ..query
+            },
+            start + second * 3,
+        );
+        assert_eq!(last.items[0]["tx_bytes"], 110);
     }
 }

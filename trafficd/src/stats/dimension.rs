@@ -156,6 +156,9 @@ pub struct Dimension<K, M> {
     buckets: VecDeque<Bucket>,
     /// The memory of the last tick merged, for the next.
     spare: PackedDeltas,
+    /// False for a dimension whose windows are derived from another's (see
+    /// [`lifetimes_only`](Self::lifetimes_only)): its ticks are dropped.
+    history: bool,
 }
 
 impl<K, M> Default for Dimension<K, M> {
@@ -168,6 +171,19 @@ impl<K, M> Default for Dimension<K, M> {
             open: OpenBucket::default(),
             buckets: VecDeque::new(),
             spare: PackedDeltas::default(),
+            history: true,
+        }
+    }
+}
+
+impl<K, M> Dimension<K, M> {
+    /// A dimension that keeps lifetime totals and no window history: [`window`](Self::window)
+    /// finds nothing. For remote addresses, whose windows are the sums of their flows' (a busy
+    /// server's 100k clients would otherwise keep a second history as large as the flows').
+    pub fn lifetimes_only() -> Self {
+        Dimension {
+            history: false,
+            ..Dimension::default()
         }
     }
 }
@@ -259,7 +275,9 @@ impl<K: Hash + Eq + Clone, M: Default + Clone + PartialEq> Dimension<K, M> {
         if entry.meta != *meta.borrow() {
             entry.meta = meta.borrow().clone();
         }
-        tick.push(id, &delta);
+        if self.history {
+            tick.push(id, &delta);
+        }
     }
 
     /// An empty tick for about `entries` entries, in the memory of the last tick merged into a
@@ -273,6 +291,10 @@ impl<K: Hash + Eq + Clone, M: Default + Clone + PartialEq> Dimension<K, M> {
     }
 
     fn push_tick(&mut self, at: Instant, length: Duration, deltas: PackedDeltas) {
+        if !self.history {
+            self.spare = deltas;
+            return;
+        }
         self.ticks.push_back(Tick { at, length, deltas });
         self.age(at);
     }
@@ -388,6 +410,12 @@ impl<K: Hash + Eq + Clone, M: Default + Clone + PartialEq> Dimension<K, M> {
             })
             .collect();
         (items, covered)
+    }
+
+    /// Group `key`, if it is known.
+    pub fn get(&self, key: &K) -> Option<(&K, &Entry<M>)> {
+        let slot = self.slots.get(self.find(key)? as usize)?.as_ref()?;
+        Some((&slot.key, &slot.entry))
     }
 
     pub fn entries(&self) -> impl Iterator<Item = (&K, &Entry<M>)> {

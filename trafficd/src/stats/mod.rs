@@ -74,6 +74,7 @@ pub struct Store {
     pub processes: Dimension<Talker, TalkerInfo>,
     pub cgroups: Dimension<u64, CgroupInfo>,
     pub flows: Dimension<FlowKey, Arc<FlowInfo>>,
+    /// Lifetime totals only: a remote's windows are summed from its flows when asked.
     pub remotes: Dimension<IpAddr, ()>,
     pub health: Health,
 }
@@ -84,7 +85,7 @@ impl Store {
             processes: Dimension::default(),
             cgroups: Dimension::default(),
             flows: Dimension::default(),
-            remotes: Dimension::default(),
+            remotes: Dimension::lifetimes_only(),
             health: Health {
                 started: now,
                 drains: 0,
