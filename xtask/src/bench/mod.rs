@@ -122,6 +122,10 @@ pub struct MonitorFigures {
     /// followed it.
     pub cpu_seconds: f64,
     pub window_seconds: f64,
+    /// Flow scale: CPU % of a core from the scenario's `steady_after` to the end of the
+    /// traffic.
+    #[serde(default)]
+    pub steady_cpu_percent: Option<f64>,
     /// VmHWM at the end of the run.
     pub peak_rss_kib: u64,
     /// Of the RSS, BPF maps mapped into the process, at the end of the run.
@@ -574,7 +578,22 @@ fn measure_run(
         .and_then(|m| m.api)
         .map(DrainSampler::start);
 
+    // Flow scale: the CPU once every flow exists, sampled while the traffic runs.
+    let steady_start = match (pid, scenario.steady_after) {
+        (Some(pid), Some(after)) => Some(thread::spawn(move || {
+            thread::sleep(Duration::from_secs_f64(after));
+            (Instant::now(), measure::cpu_seconds(pid).ok())
+        })),
+        _ => None,
+    };
     let outcome = prepared.run()?;
+    let steady_cpu_percent = steady_start.and_then(|started| {
+        let (at, before) = started.join().ok()?;
+        let after = measure::cpu_seconds(pid?).ok()?;
+        let seconds = at.elapsed().as_secs_f64();
+        let before = before?;
+        (seconds > 1.0).then(|| 100.0 * (after - before) / seconds)
+    });
 
     thread::sleep(Duration::from_millis(50));
     let wire_after = measure::if_counters(ns.as_deref(), &ifname)?;
@@ -648,6 +667,7 @@ fn measure_run(
             cpu_seconds: cpu_after.unwrap_or(0.0) - cpu_before.unwrap_or(0.0),
             window_seconds,
             peak_rss_kib,
+            steady_cpu_percent,
             mapped_bpf_maps_kib,
             stop_seconds: stop.map(|d| d.as_secs_f64()),
         });

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::conditions::Condition;
 use super::empty_bpf;
-use super::scenarios::{Kind, Link, Scenario, ETH_HEADER};
+use super::scenarios::{Kind, Link, Scenario, ETH_HEADER, STEADY_AFTER_SECONDS};
 use super::RunRecord;
 
 /// Programs that run per packet or per send/receive call: the ones the 100 ns target is for.
@@ -207,6 +207,9 @@ pub struct Summary {
     pub wire_packets_per_second: Option<Spread>,
     pub wire_pps_vs_baseline: Option<Spread>,
     pub cpu_percent_of_core: Option<Spread>,
+    /// Flow scale: once every flow exists (see `Scenario::steady_after`).
+    #[serde(default)]
+    pub steady_cpu_percent: Option<Spread>,
     pub cpu_seconds_per_gb: Option<Spread>,
     pub cpu_seconds_per_mpkt: Option<Spread>,
     pub peak_rss_mib: Option<Spread>,
@@ -408,6 +411,7 @@ fn summarize(scenario: &Scenario, condition: Condition, records: &[&RunRecord]) 
             .iter()
             .map(|(_, m)| 100.0 * ratio(m.cpu_seconds, m.window_seconds)),
     );
+    s.steady_cpu_percent = spread(monitors.iter().filter_map(|(_, m)| m.steady_cpu_percent));
     s.cpu_seconds_per_gb = spread(
         monitors
             .iter()
@@ -940,8 +944,27 @@ pub fn targets(scenarios: &[Scenario], summaries: &[Summary]) -> Vec<Target> {
     let flows = find(summaries, &at_100k, td);
     let what = "trafficd userspace CPU at 100k flows";
     let goal = "< 2% of one core";
-    out.push(match flows.and_then(|s| s.cpu_percent_of_core) {
-        Some(c) => Target {
+    // Keeping watch over 100k flows is the target; the whole run also pays for 200k flows
+    // appearing within a second, shown beside it.
+    let steady = flows.and_then(|s| s.steady_cpu_percent);
+    out.push(match (steady, flows.and_then(|s| s.cpu_percent_of_core)) {
+        (Some(c), whole) => Target {
+            target: what.to_string(),
+            scenario: at_100k.clone(),
+            measured: format!(
+                "{} % once every flow exists (from {} s into the traffic); {} % over the whole run, flows appearing included",
+                fmt_spread(&c, 2),
+                fmt_sig(STEADY_AFTER_SECONDS),
+                whole.map_or("-".to_string(), |w| fmt_spread(&w, 2))
+            ),
+            goal: goal.to_string(),
+            status: if c.median < 2.0 {
+                Status::Pass
+            } else {
+                Status::Miss
+            },
+        },
+        (None, Some(c)) => Target {
             target: what.to_string(),
             scenario: at_100k.clone(),
             measured: format!("{} %", fmt_spread(&c, 2)),
@@ -952,7 +975,7 @@ pub fn targets(scenarios: &[Scenario], summaries: &[Summary]) -> Vec<Target> {
                 Status::Miss
             },
         },
-        None => not_measured(what, &at_100k, goal),
+        (None, None) => not_measured(what, &at_100k, goal),
     });
     // Kernel programs: the worst scenario's median for each program.
     for program in HOT_PROGRAMS {
@@ -1312,7 +1335,7 @@ fn markdown(
         "- tcp-N-stream-lo / -veth: `iperf3 -c <server> -t {secs} -P N` against `iperf3 -s -1`; veth: client in namespace A, server in namespace B, MTU 1500 (lo: 65536).\n\
          - udp-64B-lo / -veth: `iperf3 -u -l 64 -b 0 -t {secs}`; the rate is what the server received.\n\
          - churn-veth: `xtask bench gen churn-client --parallel 16` forks one process per connection (connect, send 64 B, read the 64-byte answer to EOF, close, exit) against `churn-server` in namespace B, for {secs} s.\n\
-         - flows-N: `xtask bench gen flows --count N --rate N`: one UDP socket sends a 16-byte datagram to each of N addresses 127.1.0.0 + i (every flow once per second when the machine keeps up, at least one full round), received by one wildcard socket of the same process.\n\
+         - flows-N: `xtask bench gen flows --count N --rate N`: one UDP socket sends a 16-byte datagram to each of N addresses 127.1.0.0 + i (every flow once per second when the machine keeps up, at least one full round), received by one wildcard socket of the same process; 10k and 100k flows for 12 s, so that the CPU once every flow exists is measured over the last 6.\n\
          - Conditions: baseline (nothing); trafficd (`trafficd run --interval 1s`, defaults; flow scale adds --flow-map-size 2N + 65536), started before each run and stopped after it, /healthz polled 4 times a second; trafficd+bpf-stats (the same with sysctl kernel.bpf_stats_enabled=1); \
          empty-bpf (no monitor: empty programs on trafficd's hooks, attached for the run through BPF links beside any others, with kernel.bpf_stats_enabled=1: `r0 = 1; exit` as cgroup_skb on ingress and egress of the cgroup2 root, `r0 = 0; exit` as tp_btf on sock_send_length, sock_recv_length and tcp_rcv_space_adjust; what any program on those hooks costs here, statistics included: the floor under trafficd's per-program figures); nethogs (`nethogs -a -t -v 2 -C -d 1 <interface>`); bandwhich (`bandwhich --raw -n -t -p -i <interface>`). For veth the capture tools run in namespace A on its veth end, where /proc/net shows the client's sockets.\n",
         secs = meta.seconds
@@ -1477,15 +1500,18 @@ fn markdown(
         md,
         "One UDP socket sends one 16-byte datagram to each of N loopback addresses (127.1.0.0 + i) and receives them on one wildcard socket: \
          2N flows in trafficd's flow map (both ends), run with --flow-map-size 2N + 65536. Drain: `last_drain_microseconds` of every \
-         drain during the run (/healthz polled every 250 ms). GET times are whole requests after the run.\n"
+         drain during the run (/healthz polled every 250 ms). GET times are whole requests after the run. \
+         CPU once every flow exists: from {} s into the traffic to its end (10k and 100k flows run {} s for it).\n",
+        fmt_sig(STEADY_AFTER_SECONDS),
+        fmt_sig(2.0 * STEADY_AFTER_SECONDS)
     );
     let _ = writeln!(
         md,
-        "| scenario | condition | flow map entries | drain ms | longest drain ms | GET /metrics ms | /metrics KiB | GET /top?by=flow ms | slowest GET /healthz during the run, ms | peak RSS MiB | of which mapped flow counters MiB | CPU % of a core | kernel map memory MiB | lost events |"
+        "| scenario | condition | flow map entries | drain ms | longest drain ms | GET /metrics ms | /metrics KiB | GET /top?by=flow ms | slowest GET /healthz during the run, ms | peak RSS MiB | of which mapped flow counters MiB | CPU % of a core | CPU % once every flow exists | kernel map memory MiB | lost events |"
     );
     let _ = writeln!(
         md,
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
     );
     for s in summaries
         .iter()
@@ -1493,7 +1519,7 @@ fn markdown(
     {
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             s.scenario,
             s.condition,
             fmt_spread_sig(s.flow_map_entries),
@@ -1506,6 +1532,7 @@ fn markdown(
             fmt_spread_sig(s.peak_rss_mib),
             fmt_spread_sig(s.mapped_bpf_maps_mib),
             fmt_spread_sig(s.cpu_percent_of_core),
+            fmt_spread_sig(s.steady_cpu_percent),
             fmt_spread_sig(s.map_memory_mib),
             if s.lost_reasons.is_empty() {
                 fmt_spread_sig(s.lost_events)

@@ -29,6 +29,8 @@ pub const HUGE_FLOWS: u64 = 1_000_000;
 pub const HUGE_FLOWS_RUNS: usize = 2;
 /// Bound on one flow-scale run's traffic: a million flows take minutes on a small machine.
 pub const FLOWS_MAX_SECONDS: u64 = 240;
+/// Flow scale: seconds of traffic before the steady-state CPU measurement starts.
+pub const STEADY_AFTER_SECONDS: f64 = 6.0;
 /// Payload of one churn request and of its answer.
 pub const CHURN_PAYLOAD: u64 = 64;
 
@@ -59,6 +61,11 @@ pub struct Scenario {
     pub link: Link,
     /// Seconds of traffic per run.
     pub seconds: f64,
+    /// Flow scale: the monitor's CPU is also measured from this many seconds into the
+    /// traffic to its end, once every flow exists: what it costs to keep watching N flows,
+    /// apart from what it costs to see them all appear at once.
+    #[serde(default)]
+    pub steady_after: Option<f64>,
 }
 
 impl Scenario {
@@ -130,6 +137,7 @@ pub fn all(seconds: f64, quick: bool, max_flows: u64) -> Vec<Scenario> {
                 kind: Kind::Tcp { streams },
                 link,
                 seconds,
+                steady_after: None,
             });
         }
         list.push(Scenario {
@@ -137,6 +145,7 @@ pub fn all(seconds: f64, quick: bool, max_flows: u64) -> Vec<Scenario> {
             kind: Kind::Udp64,
             link,
             seconds,
+            steady_after: None,
         });
     }
     list.push(Scenario {
@@ -144,6 +153,7 @@ pub fn all(seconds: f64, quick: bool, max_flows: u64) -> Vec<Scenario> {
         kind: Kind::Churn,
         link: Link::Veth,
         seconds,
+        steady_after: None,
     });
     let counts: &[u64] = if quick {
         &[10_000]
@@ -151,12 +161,20 @@ pub fn all(seconds: f64, quick: bool, max_flows: u64) -> Vec<Scenario> {
         &[10_000, 100_000, 1_000_000]
     };
     for &count in counts.iter().filter(|&&count| count <= max_flows) {
+        // A million flows are sent as fast as they go, minutes per round: no steady state.
+        let steady = !quick && count < HUGE_FLOWS;
         list.push(Scenario {
             name: format!("flows-{}", short_count(count)),
             kind: Kind::Flows { count },
             link: Link::Loopback,
-            // Long enough that every flow was sent in at least one full drain interval.
-            seconds: seconds.max(if quick { 2.0 } else { 4.0 }),
+            // Long enough that every flow was sent in at least one full drain interval, and
+            // for a steady state after the flows appeared.
+            seconds: match (quick, steady) {
+                (true, _) => seconds.max(2.0),
+                (false, true) => seconds.max(STEADY_AFTER_SECONDS * 2.0),
+                (false, false) => seconds.max(4.0),
+            },
+            steady_after: steady.then_some(STEADY_AFTER_SECONDS),
         });
     }
     list
