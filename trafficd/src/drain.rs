@@ -158,17 +158,23 @@ impl Drainer {
         let socket_overflow = self.sockets.observe(socket_overflow);
         let cgroup_overflow = self.cgroups.observe(cgroup_overflow);
         let payload_deltas = self.payloads.observe(payloads);
-        // Socket and cgroup totals: their flows, plus what overflowed a full flow map.
-        let socket_deltas = roll_up(
+        // Socket and cgroup totals: their flows, plus what overflowed a full flow map. The
+        // flows are summed once by (socket, cgroup), a few entries however many flows.
+        let by_socket = roll_up(
             flow_deltas
                 .iter()
-                .map(|(k, t)| (k.cookie, *t))
+                .map(|(k, t)| ((k.cookie, k.cgroup_id), *t)),
+        );
+        let socket_deltas = roll_up(
+            by_socket
+                .iter()
+                .map(|((cookie, _), t)| (*cookie, *t))
                 .chain(socket_overflow),
         );
         let cgroup_deltas = roll_up(
-            flow_deltas
+            by_socket
                 .iter()
-                .map(|(k, t)| (k.cgroup_id, *t))
+                .map(|((_, cgroup), t)| (*cgroup, *t))
                 .chain(cgroup_overflow),
         );
         let counted = socket_deltas
@@ -180,7 +186,7 @@ impl Drainer {
         let used = started.elapsed();
         let talkers = self.attribute(&socket_deltas, &usage);
         let attributed = started.elapsed();
-        let flow_infos = self.flow_infos(flow_deltas, &usage, &talkers.1);
+        let flow_infos = self.flow_infos(&by_socket, &usage, &talkers.1);
         let flowed = started.elapsed();
         let cgroup_records: Vec<_> = cgroup_deltas
             .into_iter()
@@ -407,30 +413,27 @@ impl Drainer {
     /// per socket.
     fn flow_infos(
         &mut self,
-        flow_deltas: &[(FlowKey, Traffic)],
+        sockets: &[((u64, u64), Traffic)],
         usage: &SocketUse,
         identities: &HashMap<u32, (Talker, TalkerInfo)>,
     ) -> HashMap<(u64, u64), Arc<FlowInfo>> {
-        let mut by_socket: HashMap<(u64, u64), Arc<FlowInfo>> = HashMap::default();
-        for (key, _) in flow_deltas {
-            by_socket
-                .entry((key.cookie, key.cgroup_id))
-                .or_insert_with(|| Arc::new(self.flow_info(key, usage, identities)));
-        }
-        by_socket
+        sockets
+            .iter()
+            .map(|&((cookie, cgroup), _)| {
+                let info = self.flow_info(cookie, cgroup, usage, identities);
+                ((cookie, cgroup), Arc::new(info))
+            })
+            .collect()
     }
 
     fn flow_info(
         &mut self,
-        key: &FlowKey,
+        cookie: u64,
+        cgroup_id: u64,
         usage: &SocketUse,
         identities: &HashMap<u32, (Talker, TalkerInfo)>,
     ) -> FlowInfo {
-        let claimant = main_claimant(
-            key.cookie,
-            usage.payloads(key.cookie),
-            usage.owner(key.cookie),
-        );
+        let claimant = main_claimant(cookie, usage.payloads(cookie), usage.owner(cookie));
         let (pid, comm) = match claimant {
             Claimant::Process(tgid) => match identities.get(&tgid) {
                 Some((_, info)) => (tgid, info.comm.clone()),
@@ -438,7 +441,7 @@ impl Drainer {
             },
             Claimant::Unattributed(reason) => (0, Arc::from(format!("[{}]", reason.label()))),
         };
-        let cgroup = self.cgroup_paths.path(key.cgroup_id);
+        let cgroup = self.cgroup_paths.path(cgroup_id);
         FlowInfo { pid, comm, cgroup }
     }
 
@@ -642,8 +645,10 @@ fn hint_at(hints: &mut Vec<u32>, slot: u32) -> &mut u32 {
 }
 
 /// Sums traffic by key.
-fn roll_up(parts: impl Iterator<Item = (u64, Traffic)>) -> Vec<(u64, Traffic)> {
-    let mut sums: HashMap<u64, Traffic> = HashMap::default();
+fn roll_up<K: std::hash::Hash + Eq>(
+    parts: impl Iterator<Item = (K, Traffic)>,
+) -> Vec<(K, Traffic)> {
+    let mut sums: HashMap<K, Traffic> = HashMap::default();
     for (key, traffic) in parts {
         let sum = sums.entry(key).or_default();
         *sum = sum.add(&traffic);
