@@ -60,15 +60,43 @@ pub fn read_per_cpu<K: Pod, V: Pod + Default>(
 ) -> io::Result<Vec<(K, V)>> {
     // Per-CPU values are laid out one after another, each rounded up to 8 bytes.
     let value_stride = size_of::<V>().div_ceil(8) * 8;
-    let mut capacity = BATCH;
     let mut out = Vec::new();
+    for_each_entry(map, value_stride * cpus, |key, values| {
+        let total = (0..cpus).fold(V::default(), |acc, cpu| {
+            // SAFETY: in bounds of the entry's values; V is Pod, any bytes are valid.
+            let value = unsafe {
+                std::ptr::read_unaligned(values[cpu * value_stride..].as_ptr() as *const V)
+            };
+            fold(&acc, &value)
+        });
+        out.push((key, total));
+    })?;
+    Ok(out)
+}
+
+/// Every key of a plain (not per-CPU) hash map whose values are `value_size` bytes (a plain
+/// map packs them at their size), or `Err` when the kernel has no batch lookup for it.
+pub fn read_keys<K: Pod>(map: impl AsFd, value_size: usize) -> io::Result<Vec<K>> {
+    let mut keys = Vec::new();
+    for_each_entry(map, value_size, |key, _| keys.push(key))?;
+    Ok(keys)
+}
+
+/// Calls `each` with every key of the map and its `value_bytes` bytes of value, a batch of
+/// lookups per syscall.
+fn for_each_entry<K: Pod>(
+    map: impl AsFd,
+    value_bytes: usize,
+    mut each: impl FnMut(K, &[u8]),
+) -> io::Result<()> {
+    let mut capacity = BATCH;
     // The hash map's batch token is a bucket index (u32); 8 bytes leave room.
     let mut token = [0u64; 1];
     let mut first = true;
     loop {
         let mut keys: Vec<MaybeUninit<K>> = Vec::with_capacity(capacity);
         // Not zeroed: the kernel writes the values it returns, and only those are read.
-        let mut values: Vec<u8> = Vec::with_capacity(capacity * value_stride * cpus);
+        let mut values: Vec<u8> = Vec::with_capacity(capacity * value_bytes);
         let mut next = [0u64; 1];
         let mut attr = BatchAttr {
             in_batch: if first { 0 } else { token.as_ptr() as u64 },
@@ -94,40 +122,22 @@ pub fn read_per_cpu<K: Pod, V: Pod + Default>(
         // SAFETY: the kernel wrote `filled` keys and their values.
         unsafe {
             keys.set_len(filled);
-            values.set_len(filled * value_stride * cpus);
+            values.set_len(filled * value_bytes);
         }
-        for (i, key) in keys.into_iter().enumerate() {
+        for (key, value) in keys
+            .into_iter()
+            .zip(values.chunks_exact(value_bytes.max(1)))
+        {
             // SAFETY: initialized by the kernel above; K is Pod.
-            let key = unsafe { key.assume_init() };
-            let total = (0..cpus).fold(V::default(), |acc, cpu| {
-                let at = (i * cpus + cpu) * value_stride;
-                // SAFETY: in bounds of `values`; V is Pod, any bytes are valid.
-                let value = unsafe { std::ptr::read_unaligned(values[at..].as_ptr() as *const V) };
-                fold(&acc, &value)
-            });
-            out.push((key, total));
+            each(unsafe { key.assume_init() }, value);
         }
         if err.is_some() {
             // ENOENT: that was the last batch.
-            return Ok(out);
+            return Ok(());
         }
         token = next;
         first = false;
     }
-}
-
-/// Every key of a plain (not per-CPU) hash map with values of type `V`, or `Err` when the
-/// kernel has no batch lookup for it. A plain map's values are packed at their size, which is
-/// the per-CPU layout with one CPU when that size is a multiple of 8.
-pub fn read_keys<K: Pod, V: Pod + Default>(map: impl AsFd) -> io::Result<Vec<K>> {
-    const {
-        assert!(
-            size_of::<V>().is_multiple_of(8),
-            "values not packed like one CPU's"
-        )
-    };
-    let entries = read_per_cpu::<K, V>(map, 1, |_, value| *value)?;
-    Ok(entries.into_iter().map(|(key, _)| key).collect())
 }
 
 /// Deletes those of `keys` that are in the map. A missing key stops a batch where it is; the

@@ -180,12 +180,8 @@ impl KernelMaps {
 
     /// Cookies of sockets released since they were last forgotten.
     pub fn closed(&self) -> Vec<u64> {
-        // A churning host closes thousands of sockets a second: key by key, that is two
-        // syscalls each.
-        match batch::read_keys::<u64, u64>(IterableMap::map(&self.closed).fd()) {
-            Ok(cookies) => cookies,
-            Err(_) => self.closed.keys().filter_map(|k| k.ok()).collect(),
-        }
+        // A churning host closes thousands of sockets a second.
+        keys(&self.closed)
     }
 
     pub fn owner(&self, cookie: u64) -> Option<SocketOwner> {
@@ -200,12 +196,7 @@ impl KernelMaps {
     /// Tgids the kernel has recorded.
     pub fn recorded_processes(&self) -> Vec<u32> {
         // Under churn, tens of thousands between two collections.
-        // The value as 8-byte words, which is all `read_keys` needs to know of it.
-        type Owner = [u64; size_of::<SocketOwner>() / 8];
-        match batch::read_keys::<u32, Owner>(IterableMap::map(&self.processes).fd()) {
-            Ok(tgids) => tgids,
-            Err(_) => self.processes.keys().filter_map(|k| k.ok()).collect(),
-        }
+        keys(&self.processes)
     }
 
     pub fn forget_processes(&mut self, tgids: &[u32]) {
@@ -247,12 +238,12 @@ impl KernelMaps {
         forget_per_cpu(&mut self.cgroups, &[id]);
     }
 
-    /// Lifetime (events, bytes) of every kind of loss.
     /// Events of one kind of loss since load.
     pub fn loss_events(&self, loss: Loss) -> u64 {
         read_slot(&self.losses, loss.slot())
     }
 
+    /// Lifetime (events, bytes) of every kind of loss.
     pub fn losses(&self) -> Vec<(Loss, u64, u64)> {
         Loss::ALL
             .iter()
@@ -329,6 +320,18 @@ fn forget_per_cpu<K: Pod, V: Pod + Default>(map: &mut PerCpuHashMap<MapData, K, 
             }
         }
         let _ = map.remove(key);
+    }
+}
+
+/// Every key of a plain hash map: a batch of them per syscall where the kernel allows, two
+/// syscalls per key otherwise.
+fn keys<K: Pod, V: Pod>(map: &HashMap<MapData, K, V>) -> Vec<K> {
+    match batch::read_keys(IterableMap::map(map).fd(), size_of::<V>()) {
+        Ok(keys) => keys,
+        Err(err) => {
+            tracing::debug!("batch lookup unavailable ({err}); reading key by key");
+            map.keys().filter_map(|k| k.ok()).collect()
+        }
     }
 }
 
