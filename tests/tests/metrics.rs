@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 
-use trafficd_common::{FlowKey, FlowSlot};
+use trafficd_common::{FlowKey, FlowSlot, Payload, SocketProcessKey, Traffic};
 use trafficd_tests::metrics::Exposition;
 use trafficd_tests::wire::{self, LOOPBACK_MTU};
 use trafficd_tests::{require_root, tcp_transfer, trafficgen, wait_for, Cgroup, Daemon, Side};
@@ -191,14 +191,18 @@ fn metrics_count_known_traffic_and_expose_self_metrics() {
             e.value
         );
         // Kernel memory per map: every map is preallocated, so it holds at least its
-        // capacity in keys and values (FLOWS: a 56-byte flow key and a 4-byte slot number).
+        // capacity in keys and values (one CPU's value, for the per-CPU maps).
         let bytes = m
             .value("trafficd_map_memory_bytes", &[("map", map)])
             .unwrap_or_else(|| panic!("no trafficd_map_memory_bytes for map {map}"));
-        let least = match map {
-            "FLOWS" => cap * (size_of::<FlowKey>() + 4) as f64,
-            _ => cap,
+        let entry = match map {
+            "FLOWS" => size_of::<FlowKey>() + size_of::<u32>(),
+            "SOCKETS" | "CGROUPS" => size_of::<u64>() + size_of::<Traffic>(),
+            "SOCKET_PROCESSES" => size_of::<SocketProcessKey>() + size_of::<Payload>(),
+            "CLOSED" => 2 * size_of::<u64>(),
+            other => panic!("no memory bound for map {other}: add its key and value here"),
         };
+        let least = cap * entry as f64;
         assert!(bytes >= least, "map {map}: {bytes} bytes for {cap} entries");
     }
     // The flow counters the daemon maps: one slot per flow of the flow map.
