@@ -20,6 +20,7 @@ use crate::{
 };
 
 pub fn run(args: RunArgs) -> Result<()> {
+    keep_large_buffers_returnable();
     let sizes = MapSizes {
         sockets: args.maps.socket_map_size,
         flows: args.maps.flow_map_size,
@@ -92,5 +93,17 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = term.recv() => info!("SIGTERM received"),
         _ = int.recv() => info!("SIGINT received"),
+    }
+}
+
+/// Pins glibc's mmap threshold. By default it rises to the size of the largest buffer freed (up
+/// to 32 MiB), after which the drain's megabyte buffers come from the heap, where freed space
+/// between live allocations is never given back: at 100k flows that was 38 MB of the daemon's
+/// 126 MB of heap. A fixed threshold keeps every large buffer in its own mapping.
+fn keep_large_buffers_returnable() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only changes allocator tuning; called before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
     }
 }
