@@ -3,7 +3,6 @@
 //! bytes were read.
 
 use std::{
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     path::PathBuf,
     sync::{Arc, RwLock},
     time::{Duration, Instant},
@@ -12,9 +11,7 @@ use std::{
 // Fx hashing: the drain hashes every flow and socket every interval; SipHash's DoS resistance
 // buys nothing for keys that come from the kernel.
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
-use trafficd_common::{
-    FlowKey, Loss, Payload, SocketOwner, SocketProcessKey, Traffic, AF_INET, AF_INET6,
-};
+use trafficd_common::{FlowKey, Loss, Payload, SocketOwner, SocketProcessKey, Traffic};
 
 use crate::{
     attribution::{main_claimant, split, Claimant},
@@ -22,7 +19,7 @@ use crate::{
     kernel::{KernelLogger, KernelMaps, MapEntries, MovedFlows},
     processes::{KernelView, ProcessKey, Processes},
     socket_owners::SocketOwners,
-    stats::{CgroupInfo, Dimension, FlowInfo, SlotSums, Store, Talker, TalkerInfo, NO_HINT},
+    stats::{CgroupInfo, FlowInfo, Forgotten, Store, Talker, TalkerInfo, NO_HINT},
     tracker::Tracker,
 };
 
@@ -57,10 +54,6 @@ pub struct Drainer {
     hints: Vec<u32>,
     /// Kernel flow slot -> the flow's slot in the store's flow dimension, as last seen.
     flow_hints: Vec<u32>,
-    /// Kernel flow slot -> its remote address's slot in the store's remote dimension.
-    remote_hints: Vec<u32>,
-    /// Per remote slot, the drain's sum (empty between drains; kept for its memory).
-    remote_sums: SlotSums,
     cgroups: Tracker<u64, Traffic>,
     /// Flow-map-full events seen, and drains left that read the overflow roll-ups for them.
     flow_map_full: u64,
@@ -113,8 +106,6 @@ impl Drainer {
             moved: MovedFlows::default(),
             hints: Vec::new(),
             flow_hints: Vec::new(),
-            remote_hints: Vec::new(),
-            remote_sums: SlotSums::default(),
             cgroups: Tracker::default(),
             flow_map_full: 0,
             overflow_reads: 0,
@@ -214,9 +205,10 @@ impl Drainer {
         let mut store = store.write().unwrap_or_else(|e| e.into_inner());
         store.processes.record(started, length, talkers.0);
         store.cgroups.record(started, length, cgroup_records);
-        let remote_deltas =
-            self.remote_deltas(&mut store.remotes, flow_deltas, &moved.slots, started);
-        store.remotes.record_slots(started, length, remote_deltas);
+        // A slot that holds a new flow says nothing about where the flow is in the store.
+        for &slot in &moved.claimed {
+            *hint_at(&mut self.flow_hints, slot) = NO_HINT;
+        }
         let mut hints = std::mem::take(&mut self.hints);
         hints.clear();
         hints.extend(
@@ -236,7 +228,7 @@ impl Drainer {
         let expired = if housekeeping {
             store.expire(started, self.config.retention)
         } else {
-            Vec::new()
+            Forgotten::default()
         };
         let health = &mut store.health;
         health.drains += 1;
@@ -253,12 +245,14 @@ impl Drainer {
         for (&slot, &hint) in moved.slots.iter().zip(&hints) {
             *hint_at(&mut self.flow_hints, slot) = hint;
         }
+        self.drop_stale_hints(&expired.flow_slots);
         self.moved = moved;
         self.hints = hints;
         tracing::debug!(?read, ?observed, ?used, ?attributed, ?flowed, ?forgot, total = ?started.elapsed(), "drain");
 
-        if !expired.is_empty() {
+        if !expired.processes.is_empty() {
             let gone: HashSet<ProcessKey> = expired
+                .processes
                 .into_iter()
                 .filter_map(|t| match t {
                     Talker::Process(key) => Some(key),
@@ -266,6 +260,19 @@ impl Drainer {
                 })
                 .collect();
             self.processes.retain(|key| !gone.contains(key));
+        }
+    }
+
+    /// Drops the hints that name store slots just freed: a later flow may get the slot.
+    fn drop_stale_hints(&mut self, freed: &[u32]) {
+        if freed.is_empty() {
+            return;
+        }
+        let freed: HashSet<u32> = freed.iter().copied().collect();
+        for hint in &mut self.flow_hints {
+            if freed.contains(hint) {
+                *hint = NO_HINT;
+            }
         }
     }
 
@@ -443,33 +450,6 @@ impl Drainer {
         };
         let cgroup = self.cgroup_paths.path(cgroup_id);
         FlowInfo { pid, comm, cgroup }
-    }
-
-    /// Per remote address, the sum of its flows' deltas, keyed by the address's slot in the
-    /// store. Each kernel flow slot remembers its remote's store slot from the last drain, so a
-    /// drain of 100k flows neither hashes 100k addresses nor builds a table of them (that table
-    /// was the drain's largest cost).
-    fn remote_deltas(
-        &mut self,
-        remotes: &mut Dimension<IpAddr, ()>,
-        flows: &[(FlowKey, Traffic)],
-        kernel_slots: &[u32],
-        at: Instant,
-    ) -> Vec<(u32, Traffic, ())> {
-        for ((key, delta), &kernel_slot) in flows.iter().zip(kernel_slots) {
-            let Some(remote) = remote_addr(key) else {
-                continue;
-            };
-            let hint = hint_at(&mut self.remote_hints, kernel_slot);
-            let id = remotes.slot_of(remote, *hint, at);
-            *hint = id;
-            self.remote_sums.add(id, delta);
-        }
-        self.remote_sums
-            .take()
-            .into_iter()
-            .map(|(id, sum)| (id, sum, ()))
-            .collect()
     }
 
     /// Deletes the entries of sockets released before the previous drain that stayed idle
@@ -654,23 +634,4 @@ fn roll_up<K: std::hash::Hash + Eq>(
         *sum = sum.add(&traffic);
     }
     sums.into_iter().collect()
-}
-
-/// The local and remote addresses of a flow; `None` for packets that were not IP.
-pub fn local_addr(key: &FlowKey) -> Option<IpAddr> {
-    to_ip(key.family, &key.local_addr)
-}
-
-pub fn remote_addr(key: &FlowKey) -> Option<IpAddr> {
-    to_ip(key.family, &key.remote_addr)
-}
-
-fn to_ip(family: u8, bytes: &[u8; 16]) -> Option<IpAddr> {
-    match family {
-        AF_INET => Some(IpAddr::V4(Ipv4Addr::new(
-            bytes[0], bytes[1], bytes[2], bytes[3],
-        ))),
-        AF_INET6 => Some(IpAddr::V6(Ipv6Addr::from(*bytes))),
-        _ => None,
-    }
 }

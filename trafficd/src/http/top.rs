@@ -2,11 +2,8 @@
 
 use std::{
     cmp::Reverse,
-    net::IpAddr,
     time::{Duration, Instant},
 };
-
-use rustc_hash::FxHashMap as HashMap;
 
 use serde::{Deserialize, Serialize};
 use trafficd_common::Traffic;
@@ -14,8 +11,7 @@ use trafficd_common::Traffic;
 use super::query::{By, Sort, TopQuery};
 use crate::{
     attribution::Unattributed,
-    drain::{local_addr, remote_addr},
-    stats::{Dimension, Entry, Store, Windowed},
+    stats::{local_addr, remote_addr, Dimension, Entry, RemoteTotals, Store, Windowed},
 };
 
 #[derive(Serialize, Deserialize, Debug, Clone)]
@@ -104,7 +100,21 @@ pub fn top(store: &Store, query: &TopQuery, now: Instant) -> TopResponse {
             })
         }),
         By::Remote => {
-            let (items, covered) = remote_windows(store, now, query.window);
+            let (remotes, covered) = store.remotes.window(&store.flows, now, query.window);
+            let items = remotes
+                .iter()
+                .map(
+                    |RemoteTotals {
+                         remote,
+                         window,
+                         entry,
+                     }| Windowed {
+                        key: remote,
+                        window: *window,
+                        entry,
+                    },
+                )
+                .collect();
             rank(items, covered, query, |ip, _| {
                 to_value(RemoteIdentity {
                     remote: ip.to_string(),
@@ -136,32 +146,6 @@ where
 {
     let (items, covered) = dimension.window(now, query.window);
     rank(items, covered, query, identity)
-}
-
-/// Each remote address's traffic in the window: the sum of its flows', which hold every byte
-/// of the window (a flow is kept at least a minute after its last byte), with the address's
-/// lifetime totals.
-fn remote_windows(
-    store: &Store,
-    now: Instant,
-    window: Duration,
-) -> (Vec<Windowed<'_, IpAddr, ()>>, Duration) {
-    let (flows, covered) = store.flows.window(now, window);
-    let mut sums: HashMap<IpAddr, Traffic> = HashMap::default();
-    for flow in &flows {
-        if let Some(ip) = remote_addr(flow.key) {
-            let sum = sums.entry(ip).or_default();
-            *sum = sum.add(&flow.window);
-        }
-    }
-    let items = sums
-        .into_iter()
-        .filter_map(|(ip, window)| {
-            let (key, entry) = store.remotes.get(&ip)?;
-            Some(Windowed { key, window, entry })
-        })
-        .collect();
-    (items, covered)
 }
 
 fn rank<K, M, F>(
@@ -307,7 +291,7 @@ mod tests {
     }
 
     #[test]
-    fn a_remote_window_is_the_sum_of_its_flows() {
+    fn a_remote_is_the_sum_of_its_flows_expired_ones_included() {
         let start = Instant::now();
         let second = Duration::from_secs(1);
         let mut store = Store::new(start);
@@ -331,52 +315,58 @@ mod tests {
             ..Traffic::default()
         };
         let info = Arc::new(FlowInfo::default());
+        let record = |store: &mut Store, at, moved: &[(FlowKey, u64)]| {
+            let deltas = moved.iter().map(|(k, n)| (*k, tx(*n), info.clone()));
+            store.flows.record(at, second, deltas.collect());
+        };
         let (a, b) = ([10, 0, 0, 1], [10, 0, 0, 2]);
-        // Three drains: two flows to a, one to b; the remotes keep lifetimes only.
+        // Three drains: two flows to a, one to b.
         for i in 1..=3u32 {
-            let at = start + second * i;
             let moved = [(flow(a, 1), 100), (flow(a, 2), 10), (flow(b, 1), 50)];
-            store.flows.record(
-                at,
-                second,
-                moved
-                    .iter()
-                    .map(|(k, n)| (*k, tx(*n), info.clone()))
-                    .collect::<Vec<_>>(),
-            );
-            let ip = |r: [u8; 4]| IpAddr::from(r);
-            let id_a = store.remotes.slot_of(ip(a), crate::stats::NO_HINT, at);
-            let id_b = store.remotes.slot_of(ip(b), crate::stats::NO_HINT, at);
-            store
-                .remotes
-                .record_slots(at, second, vec![(id_a, tx(110), ()), (id_b, tx(50), ())]);
+            record(&mut store, start + second * i, &moved);
         }
         let query = TopQuery {
             by: By::Remote,
             window: second * 10,
             ..TopQuery::default()
         };
-        let response = top(&store, &query, start + second * 3);
-        let item = |ip: &str| {
-            response
-                .items
-                .iter()
-                .find(|i| i["remote"] == ip)
+        let item = |response: &TopResponse, ip: &str| {
+            let found = response.items.iter().find(|i| i["remote"] == ip);
+            found
+                .cloned()
                 .unwrap_or_else(|| panic!("{ip} missing: {:?}", response.items))
         };
-        assert_eq!(item("10.0.0.1")["tx_bytes"], 330);
-        assert_eq!(item("10.0.0.1")["lifetime_tx_bytes"], 330);
-        assert_eq!(item("10.0.0.2")["tx_bytes"], 150);
+        let response = top(&store, &query, start + second * 3);
+        assert_eq!(item(&response, "10.0.0.1")["tx_bytes"], 330);
+        assert_eq!(item(&response, "10.0.0.1")["lifetime_tx_bytes"], 330);
+        assert_eq!(item(&response, "10.0.0.2")["tx_bytes"], 150);
         assert_eq!(response.items[0]["remote"], "10.0.0.1");
         // The 1 s window is the last drain's.
-        let last = top(
-            &store,
-            &TopQuery {
-                window: second,
-                ..query
-            },
-            start + second * 3,
-        );
+        let last_second = TopQuery {
+            window: second,
+            ..query.clone()
+        };
+        let last = top(&store, &last_second, start + second * 3);
         assert_eq!(last.items[0]["tx_bytes"], 110);
+
+        // Only a's second flow keeps moving: a minute and a half later the others expire.
+        // a's lifetime still counts its expired flow; b, with no flow left, is gone.
+        for i in 4..=100u32 {
+            record(&mut store, start + second * i, &[(flow(a, 2), 1)]);
+        }
+        store.expire(start + second * 100, Duration::from_secs(80));
+        assert_eq!(store.flows.entries().count(), 1);
+        let response = top(&store, &query, start + second * 100);
+        assert_eq!(response.items.len(), 1, "{:?}", response.items);
+        assert_eq!(item(&response, "10.0.0.1")["tx_bytes"], 10);
+        assert_eq!(item(&response, "10.0.0.1")["lifetime_tx_bytes"], 330 + 97);
+        assert!(
+            store
+                .remotes
+                .window(&store.flows, start + second * 100, second * 60)
+                .0
+                .len()
+                == 1
+        );
     }
 }

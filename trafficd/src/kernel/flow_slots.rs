@@ -46,13 +46,14 @@ enum State {
     },
 }
 
-/// The flows that moved in one drain: what each moved and the slot it was read from. Kept
-/// from drain to drain: at 100k flows these are megabytes, and fresh pages every interval cost
-/// the drain more than filling them.
+/// The flows that moved in one drain: what each moved and the slot it was read from, and the
+/// slots that hold a new flow since the last drain. Kept from drain to drain: at 100k flows
+/// these are megabytes, and fresh pages every interval cost the drain more than filling them.
 #[derive(Default)]
 pub struct MovedFlows {
     pub deltas: Vec<(FlowKey, Traffic)>,
     pub slots: Vec<u32>,
+    pub claimed: Vec<u32>,
 }
 
 pub struct FlowSlots {
@@ -98,6 +99,7 @@ impl FlowSlots {
         self.drains += 1;
         moved.deltas.clear();
         moved.slots.clear();
+        moved.claimed.clear();
         let mut reusable = Vec::new();
         let mut live = 0;
         // Slots past the count were never handed out. A slot handed out after this read is
@@ -116,6 +118,7 @@ impl FlowSlots {
                     continue;
                 }
                 *state = State::Live { idle: 0 };
+                moved.claimed.push(slot as u32);
             }
             let traffic = counters.take_traffic();
             if !traffic.is_zero() {

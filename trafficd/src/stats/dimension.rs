@@ -59,7 +59,7 @@ struct Bucket {
 /// Traffic summed by slot number in a dense array, with the slots touched: adding a drain's
 /// 200k deltas is 200k additions, no hashing. Taking the sums leaves it empty, its memory kept.
 #[derive(Default)]
-pub struct SlotSums {
+struct SlotSums {
     sums: Vec<Traffic>,
     touched: Vec<u32>,
 }
@@ -83,12 +83,7 @@ impl SlotSums {
             .filter(|(_, sum)| !sum.is_zero())
     }
 
-    /// The non-zero sums, each slot once.
-    pub fn take(&mut self) -> Vec<(u32, Traffic)> {
-        self.drain().collect()
-    }
-
-    /// [`take`](Self::take), packed.
+    /// The non-zero sums, each slot once, packed; `self` is left empty.
     fn take_packed(&mut self) -> PackedDeltas {
         let mut packed = PackedDeltas::with_capacity(self.touched.len());
         for (id, sum) in self.drain() {
@@ -138,6 +133,13 @@ fn start_of(at: Instant, length: Duration) -> Instant {
     at.checked_sub(length).unwrap_or(at)
 }
 
+/// A group [`Dimension::expire`] forgot, and the slot it had.
+pub struct Expired<K, M> {
+    pub id: u32,
+    pub key: K,
+    pub entry: Entry<M>,
+}
+
 struct Slot<K, M> {
     key: K,
     entry: Entry<M>,
@@ -156,9 +158,6 @@ pub struct Dimension<K, M> {
     buckets: VecDeque<Bucket>,
     /// The memory of the last tick merged, for the next.
     spare: PackedDeltas,
-    /// False for a dimension whose windows are derived from another's (see
-    /// [`lifetimes_only`](Self::lifetimes_only)): its ticks are dropped.
-    history: bool,
 }
 
 impl<K, M> Default for Dimension<K, M> {
@@ -171,19 +170,6 @@ impl<K, M> Default for Dimension<K, M> {
             open: OpenBucket::default(),
             buckets: VecDeque::new(),
             spare: PackedDeltas::default(),
-            history: true,
-        }
-    }
-}
-
-impl<K, M> Dimension<K, M> {
-    /// A dimension that keeps lifetime totals and no window history: [`window`](Self::window)
-    /// finds nothing. For remote addresses, whose windows are the sums of their flows' (a busy
-    /// server's 100k clients would otherwise keep a second history as large as the flows').
-    pub fn lifetimes_only() -> Self {
-        Dimension {
-            history: false,
-            ..Dimension::default()
         }
     }
 }
@@ -204,10 +190,10 @@ impl<K: Hash + Eq + Clone, M: Default + Clone + PartialEq> Dimension<K, M> {
 
     /// [`record`](Self::record), with the groups' descriptions owned or borrowed (100k flows
     /// share a few sockets' descriptions: a clone each would be 100k reference counts touched
-    /// for nothing), and with `hints[i]` the slot the caller saw group `i` in last time
-    /// ([`NO_HINT`] when unknown), updated in place. A right hint saves hashing the key: at 100k
-    /// flows a drain otherwise spends most of its time in the hash table's cache misses. A
-    /// wrong one (the slot went to another group) only costs the lookup.
+    /// for nothing), and with `hints[i]` the slot group `i` was given last time ([`NO_HINT`]
+    /// when unknown), updated in place. A hint saves hashing and comparing the key: at 100k
+    /// flows that was a third of the drain. Hints are believed: the caller must drop a hint
+    /// when its group may have changed, and when [`expire`](Self::expire) frees its slot.
     pub fn record_hinted(
         &mut self,
         at: Instant,
@@ -228,33 +214,17 @@ impl<K: Hash + Eq + Clone, M: Default + Clone + PartialEq> Dimension<K, M> {
         self.push_tick(at, length, tick);
     }
 
-    /// The slot of group `key`, taken for it when new. `hint` ([`NO_HINT`] when unknown) is
-    /// checked against the key before it is believed. The slot stays the group's until
-    /// [`expire`](Self::expire) frees it, which never happens between this call and the next
-    /// record.
-    pub fn slot_of(&mut self, key: K, hint: u32, at: Instant) -> u32 {
-        let hinted = self
-            .slots
-            .get(hint as usize)
-            .and_then(Option::as_ref)
-            .is_some_and(|slot| slot.key == key);
-        if hinted {
+    /// The slot of group `key`, taken for it when new; `hint` when it names a taken slot. The
+    /// slot stays the group's until [`expire`](Self::expire) frees it.
+    fn slot_of(&mut self, key: K, hint: u32, at: Instant) -> u32 {
+        if let Some(slot) = self.slots.get(hint as usize).and_then(Option::as_ref) {
+            debug_assert!(slot.key == key, "hint {hint} names another group");
             return hint;
         }
         match self.find(&key) {
             Some(id) => id,
             None => self.allocate(key, at),
         }
-    }
-
-    /// [`record`](Self::record) for deltas whose groups' slots the caller got from
-    /// [`slot_of`](Self::slot_of). A slot may come more than once.
-    pub fn record_slots(&mut self, at: Instant, length: Duration, deltas: Vec<(u32, Traffic, M)>) {
-        let mut tick = self.new_tick(deltas.len());
-        for (id, delta, meta) in deltas {
-            self.add(id, delta, meta, at, &mut tick);
-        }
-        self.push_tick(at, length, tick);
     }
 
     fn add(
@@ -275,9 +245,7 @@ impl<K: Hash + Eq + Clone, M: Default + Clone + PartialEq> Dimension<K, M> {
         if entry.meta != *meta.borrow() {
             entry.meta = meta.borrow().clone();
         }
-        if self.history {
-            tick.push(id, &delta);
-        }
+        tick.push(id, &delta);
     }
 
     /// An empty tick for about `entries` entries, in the memory of the last tick merged into a
@@ -286,17 +254,11 @@ impl<K: Hash + Eq + Clone, M: Default + Clone + PartialEq> Dimension<K, M> {
     fn new_tick(&mut self, entries: usize) -> PackedDeltas {
         let mut tick = std::mem::take(&mut self.spare);
         tick.clear();
-        if self.history {
-            tick.reserve(entries);
-        }
+        tick.reserve(entries);
         tick
     }
 
     fn push_tick(&mut self, at: Instant, length: Duration, deltas: PackedDeltas) {
-        if !self.history {
-            self.spare = deltas;
-            return;
-        }
         self.ticks.push_back(Tick { at, length, deltas });
         self.age(at);
     }
@@ -414,19 +376,13 @@ impl<K: Hash + Eq + Clone, M: Default + Clone + PartialEq> Dimension<K, M> {
         (items, covered)
     }
 
-    /// Group `key`, if it is known.
-    pub fn get(&self, key: &K) -> Option<(&K, &Entry<M>)> {
-        let slot = self.slots.get(self.find(key)? as usize)?.as_ref()?;
-        Some((&slot.key, &slot.entry))
-    }
-
     pub fn entries(&self) -> impl Iterator<Item = (&K, &Entry<M>)> {
         self.slots.iter().flatten().map(|s| (&s.key, &s.entry))
     }
 
     /// Forgets groups idle for longer than `retention` (at least the longest window and a
     /// bucket, so that no tick or bucket still refers to a freed slot). Their metrics series end.
-    pub fn expire(&mut self, now: Instant, retention: Duration) -> Vec<K> {
+    pub fn expire(&mut self, now: Instant, retention: Duration) -> Vec<Expired<K, M>> {
         let retention = retention.max(MIN_RETENTION);
         let mut gone = Vec::new();
         for (id, place) in self.slots.iter_mut().enumerate() {
@@ -442,7 +398,11 @@ impl<K: Hash + Eq + Clone, M: Default + Clone + PartialEq> Dimension<K, M> {
                         entry.remove();
                     }
                     self.free.push(id as u32);
-                    gone.push(slot.key);
+                    gone.push(Expired {
+                        id: id as u32,
+                        key: slot.key,
+                        entry: slot.entry,
+                    });
                 }
             }
         }
@@ -534,11 +494,10 @@ mod tests {
         d.record(at(0), second, vec![("a", tx(1), ())]);
         d.record(at(90), second, vec![("b", tx(1), ())]);
         // Retention is at least the longest window and a bucket: 20 s is taken as 70 s.
-        assert_eq!(
-            d.expire(at(50), Duration::from_secs(20)),
-            Vec::<&str>::new()
-        );
-        assert_eq!(d.expire(at(100), Duration::from_secs(80)), vec!["a"]);
+        assert!(d.expire(at(50), Duration::from_secs(20)).is_empty());
+        let gone = d.expire(at(100), Duration::from_secs(80));
+        assert_eq!(gone.len(), 1);
+        assert_eq!((gone[0].key, gone[0].entry.lifetime), ("a", tx(1)));
         assert_eq!(d.entries().count(), 1);
         // The freed slot is reused by the next new group, which starts from zero.
         d.record(at(101), second, vec![("c", tx(5), ())]);
@@ -550,7 +509,7 @@ mod tests {
     }
 
     #[test]
-    fn hints_are_checked_against_the_key() {
+    fn hints_name_slots_until_expiry_frees_them() {
         let start = Instant::now();
         let at = |secs| start + Duration::from_secs(secs);
         let second = Duration::from_secs(1);
@@ -563,24 +522,30 @@ mod tests {
             &mut hints,
         );
         assert_eq!(hints, [0, 1]);
-        // Swapped hints name the other group's slot: each key still lands on its own.
-        let mut swapped = [1, 0];
         d.record_hinted(
             at(2),
             second,
             vec![("a", tx(10), ()), ("b", tx(20), ())],
-            &mut swapped,
+            &mut hints,
         );
-        assert_eq!(swapped, [0, 1]);
-        // A hint past the end is ignored too.
+        assert_eq!(hints, [0, 1]);
+        // A hint naming no taken slot is no hint: the key is looked up.
         d.record_hinted(at(3), second, vec![("a", tx(100), ())], &mut [7]);
-        let lifetime = |key| {
+        let lifetime = |d: &Dimension<&str, ()>, key| {
             d.entries()
                 .find(|(k, _)| **k == key)
                 .map(|(_, e)| e.lifetime.tx_bytes)
         };
-        assert_eq!(lifetime("a"), Some(111));
-        assert_eq!(lifetime("b"), Some(22));
+        assert_eq!(lifetime(&d, "a"), Some(111));
+        assert_eq!(lifetime(&d, "b"), Some(22));
+        // b expires; expiry names its slot, which the next new group takes.
+        d.record(at(80), second, vec![("a", tx(1), ())]);
+        let gone = d.expire(at(80), Duration::from_secs(70));
+        assert_eq!((gone.len(), gone[0].id, gone[0].key), (1, 1, "b"));
+        let mut fresh = [NO_HINT];
+        d.record_hinted(at(81), second, vec![("c", tx(5), ())], &mut fresh);
+        assert_eq!(fresh, [1]);
+        assert_eq!(lifetime(&d, "c"), Some(5));
         assert_eq!(d.slots.len(), 2);
     }
 
@@ -608,9 +573,12 @@ mod tests {
         sums.add(3, &tx(5));
         sums.add(0, &tx(1));
         sums.add(3, &tx(7));
-        assert_eq!(sums.take(), vec![(3, tx(12)), (0, tx(1))]);
+        assert_eq!(
+            sums.drain().collect::<Vec<_>>(),
+            vec![(3, tx(12)), (0, tx(1))]
+        );
         assert_eq!(sums.iter().count(), 0);
         sums.add(3, &tx(2));
-        assert_eq!(sums.take(), vec![(3, tx(2))]);
+        assert_eq!(sums.drain().collect::<Vec<_>>(), vec![(3, tx(2))]);
     }
 }

@@ -4,14 +4,15 @@
 
 mod dimension;
 mod packed;
+mod remotes;
 
 use std::{
-    net::IpAddr,
     sync::Arc,
     time::{Duration, Instant},
 };
 
-pub use dimension::{Dimension, Entry, SlotSums, Windowed, NO_HINT};
+pub use dimension::{Dimension, Entry, Expired, Windowed, NO_HINT};
+pub use remotes::{local_addr, remote_addr, RemoteTotals, Remotes};
 use trafficd_common::{FlowKey, Loss, Traffic};
 
 use crate::{
@@ -70,12 +71,20 @@ pub struct Health {
     pub sockets_forgotten: u64,
 }
 
+/// What [`Store::expire`] dropped that the drain keeps references to.
+#[derive(Default)]
+pub struct Forgotten {
+    pub processes: Vec<Talker>,
+    /// Slots of the flow dimension now free: hints naming them are stale.
+    pub flow_slots: Vec<u32>,
+}
+
 pub struct Store {
     pub processes: Dimension<Talker, TalkerInfo>,
     pub cgroups: Dimension<u64, CgroupInfo>,
     pub flows: Dimension<FlowKey, Arc<FlowInfo>>,
-    /// Lifetime totals only: a remote's windows are summed from its flows when asked.
-    pub remotes: Dimension<IpAddr, ()>,
+    /// What expired flows moved, by remote; a remote's traffic is summed from its flows.
+    pub remotes: Remotes,
     pub health: Health,
 }
 
@@ -85,7 +94,7 @@ impl Store {
             processes: Dimension::default(),
             cgroups: Dimension::default(),
             flows: Dimension::default(),
-            remotes: Dimension::lifetimes_only(),
+            remotes: Remotes::default(),
             health: Health {
                 started: now,
                 drains: 0,
@@ -100,11 +109,15 @@ impl Store {
         }
     }
 
-    /// Drops groups idle for longer than `retention`; returns the processes dropped.
-    pub fn expire(&mut self, now: Instant, retention: Duration) -> Vec<Talker> {
+    /// Drops groups idle for longer than `retention`.
+    pub fn expire(&mut self, now: Instant, retention: Duration) -> Forgotten {
         self.cgroups.expire(now, retention);
-        self.flows.expire(now, retention);
-        self.remotes.expire(now, retention);
-        self.processes.expire(now, retention)
+        let flows = self.flows.expire(now, retention);
+        self.remotes.retire(&flows, &self.flows);
+        let processes = self.processes.expire(now, retention);
+        Forgotten {
+            processes: processes.into_iter().map(|p| p.key).collect(),
+            flow_slots: flows.into_iter().map(|f| f.id).collect(),
+        }
     }
 }
