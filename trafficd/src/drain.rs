@@ -54,6 +54,8 @@ pub struct Drainer {
     hints: Vec<u32>,
     /// Kernel flow slot -> the flow's slot in the store's flow dimension, as last seen.
     flow_hints: Vec<u32>,
+    /// The descriptions of the flows of the sockets active at the last drain.
+    flow_infos: HashMap<(u64, u64), Arc<FlowInfo>>,
     cgroups: Tracker<u64, Traffic>,
     /// Flow-map-full events seen, and drains left that read the overflow roll-ups for them.
     flow_map_full: u64,
@@ -106,6 +108,7 @@ impl Drainer {
             moved: MovedFlows::default(),
             hints: Vec::new(),
             flow_hints: Vec::new(),
+            flow_infos: HashMap::default(),
             cgroups: Tracker::default(),
             flow_map_full: 0,
             overflow_reads: 0,
@@ -135,7 +138,6 @@ impl Drainer {
         let closed: HashSet<u64> = self.maps.closed().into_iter().collect();
         let mut moved = std::mem::take(&mut self.moved);
         self.maps.take_flows(&mut moved);
-        let flow_deltas = &moved.deltas;
         let (socket_overflow, cgroup_overflow) = self.read_overflow();
         let payloads = self.maps.socket_processes();
         let entries = MapEntries {
@@ -151,11 +153,7 @@ impl Drainer {
         let payload_deltas = self.payloads.observe(payloads);
         // Socket and cgroup totals: their flows, plus what overflowed a full flow map. The
         // flows are summed once by (socket, cgroup), a few entries however many flows.
-        let by_socket = roll_up(
-            flow_deltas
-                .iter()
-                .map(|(k, t)| ((k.cookie, k.cgroup_id), *t)),
-        );
+        let by_socket = roll_up(moved.iter().map(|(k, t)| ((k.cookie, k.cgroup_id), *t)));
         let socket_deltas = roll_up(
             by_socket
                 .iter()
@@ -173,7 +171,7 @@ impl Drainer {
             .fold(Traffic::default(), |sum, (_, t)| sum.add(t));
 
         let observed = started.elapsed();
-        let usage = self.socket_use(&socket_deltas, flow_deltas, payload_deltas);
+        let usage = self.socket_use(&socket_deltas, &moved, payload_deltas);
         let used = started.elapsed();
         let talkers = self.attribute(&socket_deltas, &usage);
         let attributed = started.elapsed();
@@ -218,9 +216,19 @@ impl Drainer {
                 .map(|&s| self.flow_hints.get(s as usize).copied().unwrap_or(NO_HINT)),
         );
         let unknown = Arc::default();
-        let flow_records = flow_deltas.iter().map(|(key, delta)| {
-            let info = flow_infos.get(&(key.cookie, key.cgroup_id));
-            (*key, *delta, info.unwrap_or(&unknown))
+        // Flows of one socket are mostly read one after the other: one lookup for each run.
+        let mut last: Option<((u64, u64), &Arc<FlowInfo>)> = None;
+        let flow_records = moved.iter().map(|(key, delta)| {
+            let socket = (key.cookie, key.cgroup_id);
+            let info = match last {
+                Some((s, info)) if s == socket => info,
+                _ => {
+                    let info = flow_infos.get(&socket).unwrap_or(&unknown);
+                    last = Some((socket, info));
+                    info
+                }
+            };
+            (key, *delta, info)
         });
         store
             .flows
@@ -297,10 +305,10 @@ impl Drainer {
     fn socket_use(
         &mut self,
         socket_deltas: &[(u64, Traffic)],
-        flow_deltas: &[(FlowKey, Traffic)],
+        flows: &MovedFlows,
         payload_deltas: Vec<(SocketProcessKey, Payload)>,
     ) -> SocketUse {
-        // Every socket in `flow_deltas` is in `socket_deltas` too (its roll-up).
+        // Every socket in `flows` is in `socket_deltas` too (its roll-up).
         let mut payloads: HashMap<u64, Vec<(u32, Payload)>> = HashMap::default();
         for (key, payload) in payload_deltas {
             payloads
@@ -329,7 +337,7 @@ impl Drainer {
             .copied()
             .filter(|c| !owners.contains_key(c) && !payloads.contains_key(c))
             .collect();
-        let mut found = same_tuple_owners(&unknown, flow_deltas, &owners, &payloads);
+        let mut found = same_tuple_owners(&unknown, flows, &owners, &payloads);
         unknown.retain(|c| !found.contains_key(c));
         if !unknown.is_empty() {
             let all = self.socket_owners.lookup(&unknown);
@@ -417,20 +425,28 @@ impl Drainer {
 
     /// Who the flows belong to, by (socket, cgroup). Sockets are far fewer than flows (an
     /// unconnected UDP socket can have 100k peers): who a flow belongs to is worked out once
-    /// per socket.
+    /// per socket. A socket's description is the same allocation as at the last drain while it
+    /// does not change, so that the store sees 100k flows unchanged by comparing pointers.
     fn flow_infos(
         &mut self,
         sockets: &[((u64, u64), Traffic)],
         usage: &SocketUse,
         identities: &HashMap<u32, (Talker, TalkerInfo)>,
     ) -> HashMap<(u64, u64), Arc<FlowInfo>> {
-        sockets
+        let previous = std::mem::take(&mut self.flow_infos);
+        let infos: HashMap<_, _> = sockets
             .iter()
             .map(|&((cookie, cgroup), _)| {
                 let info = self.flow_info(cookie, cgroup, usage, identities);
-                ((cookie, cgroup), Arc::new(info))
+                let info = match previous.get(&(cookie, cgroup)) {
+                    Some(same) if **same == info => same.clone(),
+                    _ => Arc::new(info),
+                };
+                ((cookie, cgroup), info)
             })
-            .collect()
+            .collect();
+        self.flow_infos = infos.clone();
+        infos
     }
 
     fn flow_info(
@@ -568,7 +584,7 @@ fn running_processes() -> Option<HashSet<u32>> {
 /// drain's flows.
 fn same_tuple_owners(
     unknown: &[u64],
-    flows: &[(FlowKey, Traffic)],
+    flows: &MovedFlows,
     owners: &HashMap<u64, SocketOwner>,
     payloads: &HashMap<u64, Vec<(u32, Payload)>>,
 ) -> HashMap<u64, u32> {
@@ -599,11 +615,11 @@ fn same_tuple_owners(
     let unknown: HashSet<u64> = unknown.iter().copied().collect();
     let mut wanted: HashMap<Tuple, Vec<u64>> = HashMap::default();
     for (k, _) in flows.iter().filter(|(k, _)| unknown.contains(&k.cookie)) {
-        wanted.entry(tuple(k)).or_default().push(k.cookie);
+        wanted.entry(tuple(&k)).or_default().push(k.cookie);
     }
     let mut found = HashMap::default();
-    for (k, _) in flows {
-        let Some(cookies) = wanted.get(&tuple(k)) else {
+    for (k, _) in flows.iter() {
+        let Some(cookies) = wanted.get(&tuple(&k)) else {
             continue;
         };
         if let Some(tgid) = owner_of(k.cookie) {
