@@ -203,6 +203,10 @@ impl<K: Hash + Eq + Clone, M: Default + Clone + PartialEq> Dimension<K, M> {
     ) {
         let deltas = deltas.into_iter();
         let mut tick = self.new_tick(deltas.size_hint().0);
+        // Room for every group without a hint at once: when 100k flows appear in one drain,
+        // growing the table step by step rehashed it several times, each a cache miss per key.
+        let unhinted = hints.iter().filter(|&&hint| hint == NO_HINT).count();
+        self.reserve(unhinted + deltas.size_hint().0.saturating_sub(hints.len()));
         for (i, (key, delta, meta)) in deltas.enumerate() {
             let hint = hints.get(i).copied().unwrap_or(NO_HINT);
             let id = self.slot_of(key, hint, at);
@@ -221,9 +225,24 @@ impl<K: Hash + Eq + Clone, M: Default + Clone + PartialEq> Dimension<K, M> {
             debug_assert!(slot.key == key, "hint {hint} names another group");
             return hint;
         }
-        match self.find(&key) {
-            Some(id) => id,
-            None => self.allocate(key, at),
+        let hash = hash_of(&key);
+        let slots = &self.slots;
+        match self.ids.find(hash, |&id| key_of(slots, id) == &key) {
+            Some(&id) => id,
+            None => self.allocate(key, hash, at),
+        }
+    }
+
+    /// Room for `groups` new groups without growing.
+    fn reserve(&mut self, groups: usize) {
+        let slots = &self.slots;
+        self.ids.reserve(groups, |&id| hash_of(key_of(slots, id)));
+        let wanted = groups.saturating_sub(self.free.len());
+        if self.slots.capacity() - self.slots.len() < wanted {
+            // Grown by at least an eighth rather than doubled: at 200k flows a doubling leaves
+            // tens of megabytes unused.
+            self.slots
+                .reserve_exact(wanted.max(self.slots.len() / 8).max(64));
         }
     }
 
@@ -291,8 +310,7 @@ impl<K: Hash + Eq + Clone, M: Default + Clone + PartialEq> Dimension<K, M> {
         }
     }
 
-    fn allocate(&mut self, key: K, at: Instant) -> u32 {
-        let hash = hash_of(&key);
+    fn allocate(&mut self, key: K, hash: u64, at: Instant) -> u32 {
         let slot = Slot {
             key,
             entry: Entry {
@@ -308,9 +326,7 @@ impl<K: Hash + Eq + Clone, M: Default + Clone + PartialEq> Dimension<K, M> {
             }
             None => {
                 if self.slots.len() == self.slots.capacity() {
-                    // Grown by an eighth rather than doubled: at 200k flows a doubling leaves
-                    // tens of megabytes unused.
-                    self.slots.reserve_exact((self.slots.len() / 8).max(64));
+                    self.reserve(1);
                 }
                 self.slots.push(Some(slot));
                 (self.slots.len() - 1) as u32
@@ -320,12 +336,6 @@ impl<K: Hash + Eq + Clone, M: Default + Clone + PartialEq> Dimension<K, M> {
         self.ids
             .insert_unique(hash, id, |&id| hash_of(key_of(slots, id)));
         id
-    }
-
-    fn find(&self, key: &K) -> Option<u32> {
-        self.ids
-            .find(hash_of(key), |&id| key_of(&self.slots, id) == key)
-            .copied()
     }
 
     /// Every group's traffic in the last `window` before `now`, with the time really covered.
