@@ -640,14 +640,60 @@ fn hint_at(hints: &mut Vec<u32>, slot: u32) -> &mut u32 {
     &mut hints[slot]
 }
 
-/// Sums traffic by key.
-fn roll_up<K: std::hash::Hash + Eq>(
+/// Sums traffic by key. Parts of one key mostly come one after the other (a socket's flows):
+/// each run is summed before it is hashed.
+fn roll_up<K: std::hash::Hash + Eq + Copy>(
     parts: impl Iterator<Item = (K, Traffic)>,
 ) -> Vec<(K, Traffic)> {
     let mut sums: HashMap<K, Traffic> = HashMap::default();
-    for (key, traffic) in parts {
+    let mut add = |key, traffic: Traffic| {
         let sum = sums.entry(key).or_default();
         *sum = sum.add(&traffic);
+    };
+    let mut run: Option<(K, Traffic)> = None;
+    for (key, traffic) in parts {
+        match &mut run {
+            Some((k, sum)) if *k == key => *sum = sum.add(&traffic),
+            _ => {
+                if let Some((k, sum)) = run.replace((key, traffic)) {
+                    add(k, sum);
+                }
+            }
+        }
+    }
+    if let Some((k, sum)) = run {
+        add(k, sum);
     }
     sums.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roll_up_sums_runs_and_scattered_parts_alike() {
+        let tx = |bytes| Traffic {
+            tx_bytes: bytes,
+            tx_packets: 1,
+            ..Traffic::default()
+        };
+        let parts = [(1, 10), (1, 20), (2, 5), (1, 1), (3, 7), (3, 7), (2, 100)];
+        let mut sums = roll_up(parts.iter().map(|&(k, b)| (k, tx(b))));
+        sums.sort_by_key(|(k, _)| *k);
+        let expected = |bytes, packets| Traffic {
+            tx_bytes: bytes,
+            tx_packets: packets,
+            ..Traffic::default()
+        };
+        assert_eq!(
+            sums,
+            vec![
+                (1, expected(31, 3)),
+                (2, expected(105, 2)),
+                (3, expected(14, 2))
+            ]
+        );
+        assert!(roll_up(std::iter::empty::<(u8, Traffic)>()).is_empty());
+    }
 }
