@@ -2,7 +2,7 @@
 //! flows once their last bytes were read: a small flow map carries many more connections than
 //! it has slots, each one counted to the byte in its own flow, without losing flow detail.
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 
 use trafficd_tests::wire::{self, LOOPBACK_MTU};
 use trafficd_tests::{require_root, tcp_transfer, trafficgen, Daemon, Side};
@@ -63,4 +63,59 @@ fn slots_of_closed_sockets_are_reused() {
         Some(0.0),
         "{CONNECTIONS} connections through {SLOTS} slots: no flow should have found them all taken"
     );
+}
+
+/// The daemon maps the flow counters as the slots get used, starting with 1024: flows in
+/// slots past each mapping, handed out between drains, are counted all the same.
+#[test]
+fn flows_past_the_first_mapped_slots_are_counted() {
+    require_root!();
+    const DATAGRAM: usize = 16;
+    /// Datagrams to each marked destination; every other destination gets one.
+    const MARKED_DATAGRAMS: u64 = 10;
+    let d = Daemon::builder().interval("200ms").start();
+    let receiver = UdpSocket::bind("0.0.0.0:0").unwrap();
+    let port = receiver.local_addr().unwrap().port();
+    let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let local = sender.local_addr().unwrap();
+    let destination = |i: u32| {
+        let [_, _, hi, lo] = i.to_be_bytes();
+        SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(127, 3, hi, lo), port))
+    };
+    // Two batches, a drain apart: the first outgrows the first mapping (each datagram makes two
+    // flows, the sender's and the receiver's), the second the mapping grown for the first.
+    let mut next = 0;
+    for batch in [1500, 3000] {
+        let destinations: Vec<u32> = (next..next + batch).collect();
+        next += batch;
+        // The last destinations of a batch are the ones in the newest slots.
+        let marked = &destinations[destinations.len() - 20..];
+        for &i in &destinations {
+            let repeat = if marked.contains(&i) {
+                MARKED_DATAGRAMS
+            } else {
+                1
+            };
+            for _ in 0..repeat {
+                sender.send_to(&[b'm'; DATAGRAM], destination(i)).unwrap();
+            }
+        }
+        let expected = MARKED_DATAGRAMS * (DATAGRAM as u64 + wire::udp_header(false));
+        for &i in marked {
+            let flows = d.wait_flow("udp", local, destination(i), |tx, _| tx >= expected);
+            let tx: u64 = flows.iter().map(|f| f.tx()).sum();
+            let packets: u64 = flows.iter().map(|f| f.tx_packets()).sum();
+            assert_eq!(
+                (tx, packets),
+                (expected, MARKED_DATAGRAMS),
+                "flow {local} -> {} (batch of {batch})",
+                destination(i)
+            );
+        }
+    }
+    let entries = d
+        .metrics()
+        .value("trafficd_map_entries", &[("map", "FLOWS")])
+        .expect("trafficd_map_entries{map=\"FLOWS\"}");
+    assert!(entries >= 2.0 * 4500.0, "{entries} flows in the flow map");
 }

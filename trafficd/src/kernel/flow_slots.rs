@@ -11,8 +11,8 @@
 //! daemon (index deleted, so new packets of the flow claim a new slot; bytes still in flight
 //! are read at the next drains) -> zeroed and handed back to FREE_FLOW_SLOTS two drains later,
 //! when no program can still hold its number. Programs use up never-used slots first, so the
-//! slots ever used are a prefix of the array, and a drain reads only that prefix: memory the
-//! flows never needed is never touched.
+//! slots ever used are a prefix of the array, and the daemon maps and reads only that prefix:
+//! memory the flows never needed is neither read nor resident in the daemon.
 
 use std::{
     io,
@@ -35,6 +35,8 @@ const RETIRED_DRAINS: u32 = 2;
 /// a socket with 100k flows closing would otherwise stall one drain for a few hundred ms. The
 /// rest wait for the next drains.
 const HAND_BACKS_PER_DRAIN: usize = 16_384;
+/// Slots mapped at start (96 KiB): a quiet host's flows. The mapping grows with the slots used.
+const FIRST_MAPPED_SLOTS: usize = 1024;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
@@ -98,8 +100,8 @@ impl FlowSlots {
         counters_map: MapData,
         capacity: u32,
     ) -> io::Result<FlowSlots> {
-        let counters = Mapping::new(counters_map.fd().as_fd().as_raw_fd(), capacity as usize)?;
-        let counters = Arc::new(counters);
+        let fd = counters_map.fd().as_fd().as_raw_fd();
+        let counters = Arc::new(Mapping::new(fd, FIRST_MAPPED_SLOTS, capacity as usize)?);
         Ok(FlowSlots {
             index,
             free,
@@ -120,7 +122,6 @@ impl FlowSlots {
         moved.traffic.clear();
         moved.slots.clear();
         moved.claimed.clear();
-        moved.counters = Some(self.counters.clone());
         let mut reusable = Vec::new();
         let mut live = 0;
         // Slots past the count were never handed out. A slot handed out after this read is
@@ -128,6 +129,8 @@ impl FlowSlots {
         let used = self.fresh.get(&0, 0).map_or(self.states.len(), |n| {
             n.min(self.states.len() as u64) as usize
         });
+        let used = self.map_slots(used);
+        moved.counters = Some(self.counters.clone());
         // At most every slot in use moves: room for that, and no more (a doubling would leave
         // megabytes unused at 100k flows).
         moved.traffic.reserve_exact(used);
@@ -169,6 +172,32 @@ impl FlowSlots {
             self.hand_back(slot);
         }
         self.live = live;
+    }
+
+    /// Maps at least the first `used` slots, and returns how many of them are mapped. The
+    /// kernel maps every page of a mapping at once: mapping the whole array (131k slots by
+    /// default, 12 MB) would make it all resident in the daemon however few flows there are.
+    /// So only the slots handed out so far are mapped, and the mapping grows with them. Should
+    /// growing fail, the slots past the mapping wait in the kernel, counting, for a later drain.
+    fn map_slots(&mut self, used: usize) -> usize {
+        let mapped = self.counters.len;
+        if used <= mapped {
+            return used;
+        }
+        let wanted = used.max(mapped + mapped / 4);
+        let fd = self._counters_map.fd().as_fd().as_raw_fd();
+        match Mapping::new(fd, wanted, self.states.len()) {
+            Ok(bigger) => {
+                self.counters = Arc::new(bigger);
+                used.min(self.counters.len)
+            }
+            Err(err) => {
+                tracing::warn!(
+                    "cannot map {wanted} flow counters ({err}); the flows past the first {mapped} are read once it works"
+                );
+                mapped
+            }
+        }
     }
 
     /// Flows counting at the last [`take`](Self::take).
@@ -252,11 +281,15 @@ unsafe impl Send for Mapping {}
 unsafe impl Sync for Mapping {}
 
 impl Mapping {
-    fn new(fd: i32, len: usize) -> io::Result<Mapping> {
+    /// The first `len` (rounded up to whole pages) of the `capacity` slots of the array.
+    fn new(fd: i32, len: usize, capacity: usize) -> io::Result<Mapping> {
         let page = page_size();
-        let bytes = (len * size_of::<FlowSlot>()).div_ceil(page).max(1) * page;
-        // SAFETY: a shared mapping of a BPF_F_MMAPABLE array of `len` slots; the kernel rounds
-        // the array's memory up to whole pages too.
+        let slot = size_of::<FlowSlot>();
+        let whole = (capacity * slot).div_ceil(page).max(1) * page;
+        let bytes = ((len.max(1) * slot).div_ceil(page) * page).min(whole);
+        let len = (bytes / slot).min(capacity);
+        // SAFETY: a shared mapping of the start of a BPF_F_MMAPABLE array of `capacity` slots,
+        // no longer than the array's memory, which the kernel rounds up to whole pages too.
         let base = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
