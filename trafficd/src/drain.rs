@@ -152,8 +152,8 @@ impl Drainer {
         let cgroup_overflow = self.cgroups.observe(cgroup_overflow);
         let payload_deltas = self.payloads.observe(payloads);
         // Socket and cgroup totals: their flows, plus what overflowed a full flow map. The
-        // flows are summed once by (socket, cgroup), a few entries however many flows.
-        let by_socket = roll_up(moved.iter().map(|(k, t)| ((k.cookie, k.cgroup_id), *t)));
+        // flows come summed by (socket, cgroup), a few entries however many flows.
+        let by_socket = &moved.by_socket;
         let socket_deltas = roll_up(
             by_socket
                 .iter()
@@ -175,7 +175,7 @@ impl Drainer {
         let used = started.elapsed();
         let talkers = self.attribute(&socket_deltas, &usage);
         let attributed = started.elapsed();
-        let flow_infos = self.flow_infos(&by_socket, &usage, &talkers.1);
+        let flow_infos = self.flow_infos(by_socket, &usage, &talkers.1);
         let flowed = started.elapsed();
         let cgroup_records: Vec<_> = cgroup_deltas
             .into_iter()
@@ -215,24 +215,14 @@ impl Drainer {
                 .iter()
                 .map(|&s| self.flow_hints.get(s as usize).copied().unwrap_or(NO_HINT)),
         );
-        let unknown = Arc::default();
-        // Flows of one socket are mostly read one after the other: one lookup for each run.
-        let mut last: Option<((u64, u64), &Arc<FlowInfo>)> = None;
-        let flow_records = moved.iter().map(|(key, delta)| {
-            let socket = (key.cookie, key.cgroup_id);
-            let info = match last {
-                Some((s, info)) if s == socket => info,
-                _ => {
-                    let info = flow_infos.get(&socket).unwrap_or(&unknown);
-                    last = Some((socket, info));
-                    info
-                }
-            };
-            (key, *delta, info)
-        });
+        let flow_records = moved
+            .traffic
+            .iter()
+            .zip(&moved.sockets)
+            .map(|(delta, &socket)| (*delta, &flow_infos[socket as usize]));
         store
             .flows
-            .record_hinted(started, length, flow_records, &mut hints);
+            .record_hinted(started, length, flow_records, &mut hints, |i| moved.key(i));
         let expired = if housekeeping {
             store.expire(started, self.config.retention)
         } else {
@@ -423,29 +413,33 @@ impl Drainer {
         identity
     }
 
-    /// Who the flows belong to, by (socket, cgroup). Sockets are far fewer than flows (an
-    /// unconnected UDP socket can have 100k peers): who a flow belongs to is worked out once
-    /// per socket. A socket's description is the same allocation as at the last drain while it
-    /// does not change, so that the store sees 100k flows unchanged by comparing pointers.
+    /// Who the flows belong to, for each (socket, cgroup) of `sockets`, in that order. Sockets
+    /// are far fewer than flows (an unconnected UDP socket can have 100k peers): who a flow
+    /// belongs to is worked out once per socket. A socket's description is the same allocation
+    /// as at the last drain while it does not change, so that the store sees 100k flows
+    /// unchanged by comparing pointers.
     fn flow_infos(
         &mut self,
         sockets: &[((u64, u64), Traffic)],
         usage: &SocketUse,
         identities: &HashMap<u32, (Talker, TalkerInfo)>,
-    ) -> HashMap<(u64, u64), Arc<FlowInfo>> {
+    ) -> Vec<Arc<FlowInfo>> {
         let previous = std::mem::take(&mut self.flow_infos);
-        let infos: HashMap<_, _> = sockets
+        let infos: Vec<Arc<FlowInfo>> = sockets
             .iter()
             .map(|&((cookie, cgroup), _)| {
                 let info = self.flow_info(cookie, cgroup, usage, identities);
-                let info = match previous.get(&(cookie, cgroup)) {
+                match previous.get(&(cookie, cgroup)) {
                     Some(same) if **same == info => same.clone(),
                     _ => Arc::new(info),
-                };
-                ((cookie, cgroup), info)
+                }
             })
             .collect();
-        self.flow_infos = infos.clone();
+        self.flow_infos = sockets
+            .iter()
+            .zip(&infos)
+            .map(|((socket, _), info)| (*socket, info.clone()))
+            .collect();
         infos
     }
 

@@ -25,6 +25,7 @@ use std::{
 };
 
 use aya::maps::{Array, HashMap, IterableMap, MapData, Queue};
+use rustc_hash::FxHashMap;
 use trafficd_common::{FlowKey, FlowSlot, Traffic};
 
 use super::batch;
@@ -51,29 +52,70 @@ enum State {
     },
 }
 
-/// The flows that moved in one drain: what each moved and the slot it was read from, and the
-/// slots that hold a new flow since the last drain. Keys are read from the shared memory when
-/// asked, not copied: at 100k flows a copy was 11 MB. Kept from drain to drain: fresh pages
-/// every interval cost the drain more than filling them.
+/// The flows that moved in one drain: what each moved, the slot it was read from and its
+/// socket, the sums by socket, and the slots that hold a new flow since the last drain. Keys
+/// are read from the shared memory when asked, not copied: at 100k flows a copy was 11 MB, and
+/// a drain needs the keys of new flows only. Kept from drain to drain: fresh pages every
+/// interval cost the drain more than filling them.
 #[derive(Default)]
 pub struct MovedFlows {
     pub traffic: Vec<Traffic>,
     pub slots: Vec<u32>,
+    /// Per flow, its place in `by_socket`.
+    pub sockets: Vec<u32>,
+    /// What the flows of each (socket cookie, cgroup id) moved, summed while their counters
+    /// were at hand.
+    pub by_socket: Vec<((u64, u64), Traffic)>,
     pub claimed: Vec<u32>,
+    socket_index: FxHashMap<(u64, u64), u32>,
     counters: Option<Arc<Mapping>>,
 }
 
 impl MovedFlows {
-    /// Each flow that moved, with what it moved. A slot's key does not change until the
-    /// daemon hands the slot back, which it never does for a slot that moved in this drain.
+    fn clear(&mut self) {
+        self.traffic.clear();
+        self.slots.clear();
+        self.sockets.clear();
+        self.by_socket.clear();
+        self.claimed.clear();
+        self.socket_index.clear();
+    }
+
+    fn push(&mut self, slot: u32, socket: (u64, u64), traffic: Traffic) {
+        // A socket's flows are often next to each other.
+        let index = match self.by_socket.last() {
+            Some((last, _)) if *last == socket => self.by_socket.len() - 1,
+            _ => {
+                let next = self.by_socket.len() as u32;
+                let index = *self.socket_index.entry(socket).or_insert(next);
+                if index == next {
+                    self.by_socket.push((socket, Traffic::default()));
+                }
+                index as usize
+            }
+        };
+        let sum = &mut self.by_socket[index].1;
+        *sum = sum.add(&traffic);
+        self.traffic.push(traffic);
+        self.slots.push(slot);
+        self.sockets.push(index as u32);
+    }
+
+    /// The key of the `i`th flow. A slot's key does not change until the daemon hands the slot
+    /// back, which it never does for a slot that moved in this drain.
+    pub fn key(&self, i: usize) -> FlowKey {
+        match &self.counters {
+            Some(counters) => counters.slot(self.slots[i] as usize).key(),
+            None => unreachable!("flow {i} moved before any counters were read"),
+        }
+    }
+
+    /// Each flow that moved, with what it moved.
     pub fn iter(&self) -> impl Iterator<Item = (FlowKey, &Traffic)> {
-        let counters = self.counters.as_deref();
-        self.slots
+        self.traffic
             .iter()
-            .zip(&self.traffic)
-            .filter_map(move |(&slot, traffic)| {
-                Some((counters?.slot(slot as usize).key(), traffic))
-            })
+            .enumerate()
+            .map(|(i, traffic)| (self.key(i), traffic))
     }
 }
 
@@ -119,9 +161,7 @@ impl FlowSlots {
     /// ago.
     pub fn take(&mut self, moved: &mut MovedFlows) {
         self.drains += 1;
-        moved.traffic.clear();
-        moved.slots.clear();
-        moved.claimed.clear();
+        moved.clear();
         let mut reusable = Vec::new();
         let mut live = 0;
         // Slots past the count were never handed out. A slot handed out after this read is
@@ -135,6 +175,7 @@ impl FlowSlots {
         // megabytes unused at 100k flows).
         moved.traffic.reserve_exact(used);
         moved.slots.reserve_exact(used);
+        moved.sockets.reserve_exact(used);
         let drain = self.drain_number();
         for (slot, state) in self.states[..used].iter_mut().enumerate() {
             let counters = self.counters.slot(slot);
@@ -148,8 +189,7 @@ impl FlowSlots {
             let traffic = counters.take_traffic();
             let moving = !traffic.is_zero();
             if moving {
-                moved.traffic.push(traffic);
-                moved.slots.push(slot as u32);
+                moved.push(slot as u32, counters.socket(), traffic);
             }
             if matches!(state, State::Live { .. }) {
                 live += 1;
@@ -362,6 +402,13 @@ impl SlotRef<'_> {
     fn cookie(&self) -> u64 {
         // SAFETY: as for `key`.
         unsafe { std::ptr::read(&raw const (*self.slot.as_ptr()).key.cookie) }
+    }
+
+    /// The flow's socket cookie and cgroup id.
+    fn socket(&self) -> (u64, u64) {
+        // SAFETY: as for `key`.
+        let cgroup = unsafe { std::ptr::read(&raw const (*self.slot.as_ptr()).key.cgroup_id) };
+        (self.cookie(), cgroup)
     }
 
     /// The counters, each swapped to 0: read once, counted once.

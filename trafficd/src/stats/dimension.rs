@@ -185,46 +185,51 @@ pub struct Windowed<'a, K, M> {
 impl<K: Hash + Eq + Clone, M: Default + Clone + PartialEq> Dimension<K, M> {
     /// Adds one drain's deltas, which cover the `length` before `at`.
     pub fn record(&mut self, at: Instant, length: Duration, deltas: Vec<(K, Traffic, M)>) {
-        self.record_hinted(at, length, deltas, &mut []);
-    }
-
-    /// [`record`](Self::record), with the groups' descriptions owned or borrowed (100k flows
-    /// share a few sockets' descriptions: a clone each would be 100k reference counts touched
-    /// for nothing), and with `hints[i]` the slot group `i` was given last time ([`NO_HINT`]
-    /// when unknown), updated in place. A hint saves hashing and comparing the key: at 100k
-    /// flows that was a third of the drain. Hints are believed: the caller must drop a hint
-    /// when its group may have changed, and when [`expire`](Self::expire) frees its slot.
-    pub fn record_hinted(
-        &mut self,
-        at: Instant,
-        length: Duration,
-        deltas: impl IntoIterator<Item = (K, Traffic, impl Borrow<M>)>,
-        hints: &mut [u32],
-    ) {
-        let deltas = deltas.into_iter();
-        let mut tick = self.new_tick(deltas.size_hint().0);
-        // Room for every group without a hint at once: when 100k flows appear in one drain,
-        // growing the table step by step rehashed it several times, each a cache miss per key.
-        let unhinted = hints.iter().filter(|&&hint| hint == NO_HINT).count();
-        self.reserve(unhinted + deltas.size_hint().0.saturating_sub(hints.len()));
-        for (i, (key, delta, meta)) in deltas.enumerate() {
-            let hint = hints.get(i).copied().unwrap_or(NO_HINT);
-            let id = self.slot_of(key, hint, at);
-            if let Some(hint) = hints.get_mut(i) {
-                *hint = id;
-            }
+        let mut tick = self.new_tick(deltas.len());
+        self.reserve(deltas.len());
+        for (key, delta, meta) in deltas {
+            let id = self.slot_of(NO_HINT, || key, at);
             self.add(id, delta, meta, at, &mut tick);
         }
         self.push_tick(at, length, tick);
     }
 
-    /// The slot of group `key`, taken for it when new; `hint` when it names a taken slot. The
-    /// slot stays the group's until [`expire`](Self::expire) frees it.
-    fn slot_of(&mut self, key: K, hint: u32, at: Instant) -> u32 {
-        if let Some(slot) = self.slots.get(hint as usize).and_then(Option::as_ref) {
-            debug_assert!(slot.key == key, "hint {hint} names another group");
+    /// [`record`](Self::record) for many groups seen before. `hints[i]` is the slot group `i`
+    /// was given last time ([`NO_HINT`] when unknown), updated in place, and `key_of(i)` its
+    /// key, asked for only when the hint names no slot: at 100k flows hashing and comparing
+    /// keys was a third of the drain, and reading them a cache miss each. Hints are believed:
+    /// the caller must drop a hint when its group may have changed, and when
+    /// [`expire`](Self::expire) frees its slot. The groups' descriptions may be borrowed: 100k
+    /// flows share a few sockets' descriptions, and a clone each would be 100k reference
+    /// counts touched for nothing.
+    pub fn record_hinted(
+        &mut self,
+        at: Instant,
+        length: Duration,
+        deltas: impl IntoIterator<Item = (Traffic, impl Borrow<M>)>,
+        hints: &mut [u32],
+        key_of: impl Fn(usize) -> K,
+    ) {
+        let deltas = deltas.into_iter();
+        let mut tick = self.new_tick(hints.len());
+        // Room for every group without a hint at once: when 100k flows appear in one drain,
+        // growing the table step by step rehashed it several times, each a cache miss per key.
+        self.reserve(hints.iter().filter(|&&hint| hint == NO_HINT).count());
+        for ((i, (delta, meta)), hint) in deltas.enumerate().zip(hints.iter_mut()) {
+            let id = self.slot_of(*hint, || key_of(i), at);
+            *hint = id;
+            self.add(id, delta, meta, at, &mut tick);
+        }
+        self.push_tick(at, length, tick);
+    }
+
+    /// The slot of a group: `hint` when it names a taken slot, else the slot of `key()`, taken
+    /// for it when new. The slot stays the group's until [`expire`](Self::expire) frees it.
+    fn slot_of(&mut self, hint: u32, key: impl FnOnce() -> K, at: Instant) -> u32 {
+        if matches!(self.slots.get(hint as usize), Some(Some(_))) {
             return hint;
         }
+        let key = key();
         let hash = hash_of(&key);
         let slots = &self.slots;
         match self.ids.find(hash, |&id| key_of(slots, id) == &key) {
@@ -524,23 +529,17 @@ mod tests {
         let at = |secs| start + Duration::from_secs(secs);
         let second = Duration::from_secs(1);
         let mut d = Dimension::default();
+        let keys = ["a", "b"];
         let mut hints = [NO_HINT, NO_HINT];
-        d.record_hinted(
-            at(1),
-            second,
-            vec![("a", tx(1), ()), ("b", tx(2), ())],
-            &mut hints,
-        );
+        let moved = |a, b| [(tx(a), ()), (tx(b), ())];
+        d.record_hinted(at(1), second, moved(1, 2), &mut hints, |i| keys[i]);
         assert_eq!(hints, [0, 1]);
-        d.record_hinted(
-            at(2),
-            second,
-            vec![("a", tx(10), ()), ("b", tx(20), ())],
-            &mut hints,
-        );
+        // Right hints: the keys are not even asked for.
+        let no_key = |i| -> &str { panic!("key {i} asked for despite its hint") };
+        d.record_hinted(at(2), second, moved(10, 20), &mut hints, no_key);
         assert_eq!(hints, [0, 1]);
         // A hint naming no taken slot is no hint: the key is looked up.
-        d.record_hinted(at(3), second, vec![("a", tx(100), ())], &mut [7]);
+        d.record_hinted(at(3), second, [(tx(100), ())], &mut [7], |_| "a");
         let lifetime = |d: &Dimension<&str, ()>, key| {
             d.entries()
                 .find(|(k, _)| **k == key)
@@ -553,7 +552,7 @@ mod tests {
         let gone = d.expire(at(80), Duration::from_secs(70));
         assert_eq!((gone.len(), gone[0].id, gone[0].key), (1, 1, "b"));
         let mut fresh = [NO_HINT];
-        d.record_hinted(at(81), second, vec![("c", tx(5), ())], &mut fresh);
+        d.record_hinted(at(81), second, [(tx(5), ())], &mut fresh, |_| "c");
         assert_eq!(fresh, [1]);
         assert_eq!(lifetime(&d, "c"), Some(5));
         assert_eq!(d.slots.len(), 2);
