@@ -400,10 +400,14 @@ impl<K: Hash + Eq + Clone, M: Default + Clone + PartialEq> Dimension<K, M> {
     pub fn expire(&mut self, now: Instant, retention: Duration) -> Vec<Expired<K, M>> {
         let retention = retention.max(MIN_RETENTION);
         let mut gone = Vec::new();
+        // One comparison per group: 200k subtractions of instants were a tenth of the CPU.
+        let Some(cutoff) = now.checked_sub(retention) else {
+            return gone;
+        };
         for (id, place) in self.slots.iter_mut().enumerate() {
             let idle = place
                 .as_ref()
-                .is_some_and(|s| now.duration_since(s.entry.last_active) > retention);
+                .is_some_and(|s| s.entry.last_active < cutoff);
             if idle {
                 if let Some(slot) = place.take() {
                     if let Ok(entry) = self
