@@ -405,9 +405,7 @@ impl<K: Hash + Eq + Clone, M: Default + Clone + PartialEq> Dimension<K, M> {
             return gone;
         };
         for (id, place) in self.slots.iter_mut().enumerate() {
-            let idle = place
-                .as_ref()
-                .is_some_and(|s| s.entry.last_active < cutoff);
+            let idle = place.as_ref().is_some_and(|s| s.entry.last_active < cutoff);
             if idle {
                 if let Some(slot) = place.take() {
                     if let Ok(entry) = self

@@ -25,6 +25,8 @@ pub struct PackedDeltas {
 const BYTES_PER_ENTRY: usize = 5;
 /// Flag bits below the slot step: which directions follow.
 const HAS_TX: u64 = 0b10;
+/// The longest entry: a slot step and four counters, 10 bytes each at most.
+const MAX_ENTRY_BYTES: usize = 50;
 const HAS_RX: u64 = 0b01;
 
 impl PackedDeltas {
@@ -49,27 +51,23 @@ impl PackedDeltas {
     pub fn push(&mut self, id: u32, delta: &Traffic) {
         let step = i64::from(id) - i64::from(self.previous);
         self.previous = id;
-        let tx = delta.tx_bytes != 0 || delta.tx_packets != 0;
-        let rx = delta.rx_bytes != 0 || delta.rx_packets != 0;
-        let flags = if tx { HAS_TX } else { 0 } | if rx { HAS_RX } else { 0 };
-        self.put(zigzag(step) << 2 | flags);
-        if tx {
-            self.put(delta.tx_bytes);
-            self.put(delta.tx_packets);
-        }
-        if rx {
-            self.put(delta.rx_bytes);
-            self.put(delta.rx_packets);
+        let len = self.bytes.len();
+        let spare = self.bytes.spare_capacity_mut();
+        if spare.len() >= MAX_ENTRY_BYTES {
+            // Written in place: a push per byte checked the capacity and moved the length for
+            // each of 1.5 million bytes a drain.
+            let mut written = 0;
+            encode(step, delta, |byte| {
+                spare[written].write(byte);
+                written += 1;
+            });
+            // SAFETY: the `written` bytes after `len` were just initialised.
+            unsafe { self.bytes.set_len(len + written) };
+        } else {
+            let bytes = &mut self.bytes;
+            encode(step, delta, |byte| bytes.push(byte));
         }
         self.len += 1;
-    }
-
-    fn put(&mut self, mut value: u64) {
-        while value >= 0x80 {
-            self.bytes.push(value as u8 | 0x80);
-            value >>= 7;
-        }
-        self.bytes.push(value as u8);
     }
 
     /// Gives back what the packing did not use: ticks are kept for a minute.
@@ -97,6 +95,12 @@ pub struct Unpack<'a> {
 
 impl Unpack<'_> {
     fn take(&mut self) -> Option<u64> {
+        // Most numbers are under 128: one byte.
+        let (&first, rest) = self.bytes.split_first()?;
+        if first < 0x80 {
+            self.bytes = rest;
+            return Some(u64::from(first));
+        }
         let mut value = 0;
         for shift in (0..64).step_by(7) {
             let (&byte, rest) = self.bytes.split_first()?;
@@ -127,6 +131,30 @@ impl Iterator for Unpack<'_> {
             delta.rx_packets = self.take()?;
         }
         Some((id, delta))
+    }
+}
+
+/// An entry's bytes, one at a time: the slot step with the flags of the directions present,
+/// then their counters.
+fn encode(step: i64, delta: &Traffic, mut out: impl FnMut(u8)) {
+    let mut put = |mut value: u64| {
+        while value >= 0x80 {
+            out(value as u8 | 0x80);
+            value >>= 7;
+        }
+        out(value as u8);
+    };
+    let tx = delta.tx_bytes != 0 || delta.tx_packets != 0;
+    let rx = delta.rx_bytes != 0 || delta.rx_packets != 0;
+    let flags = if tx { HAS_TX } else { 0 } | if rx { HAS_RX } else { 0 };
+    put(zigzag(step) << 2 | flags);
+    if tx {
+        put(delta.tx_bytes);
+        put(delta.tx_packets);
+    }
+    if rx {
+        put(delta.rx_bytes);
+        put(delta.rx_packets);
     }
 }
 
@@ -181,12 +209,14 @@ mod tests {
                 },
             ),
         ];
-        let mut packed = PackedDeltas::default();
-        for (id, delta) in &entries {
-            packed.push(*id, delta);
+        // Pushed without room (a byte at a time) and with room (written in place).
+        for mut packed in [PackedDeltas::default(), PackedDeltas::with_capacity(100)] {
+            for (id, delta) in &entries {
+                packed.push(*id, delta);
+            }
+            assert_eq!(packed.len(), entries.len());
+            assert_eq!(packed.iter().collect::<Vec<_>>(), entries);
         }
-        assert_eq!(packed.len(), entries.len());
-        assert_eq!(packed.iter().collect::<Vec<_>>(), entries);
     }
 
     #[test]
