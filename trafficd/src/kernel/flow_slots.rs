@@ -124,9 +124,9 @@ pub struct FlowSlots {
     free: Queue<MapData, u32>,
     fresh: Array<MapData, u64>,
     counters: Arc<Mapping>,
-    /// The map behind `counters`, kept open: the mapping alone would keep it alive, but
-    /// without a descriptor nothing outside (bpftool, fdinfo) sees it as ours.
-    _counters_map: MapData,
+    /// The map behind `counters`: mapped again as the flows outgrow the mapping, and kept
+    /// open so that bpftool and fdinfo see it as ours (a mapping alone keeps it alive unseen).
+    counters_map: MapData,
     states: Vec<State>,
     drains: u64,
     /// Live slots at the last drain.
@@ -149,7 +149,7 @@ impl FlowSlots {
             free,
             fresh,
             counters,
-            _counters_map: counters_map,
+            counters_map,
             states: vec![State::Free; capacity as usize],
             drains: 0,
             live: 0,
@@ -225,7 +225,7 @@ impl FlowSlots {
             return used;
         }
         let wanted = used.max(mapped + mapped / 4);
-        let fd = self._counters_map.fd().as_fd().as_raw_fd();
+        let fd = self.counters_map.fd().as_fd().as_raw_fd();
         match Mapping::new(fd, wanted, self.states.len()) {
             Ok(bigger) => {
                 self.counters = Arc::new(bigger);
