@@ -186,7 +186,6 @@ impl<K: Hash + Eq + Clone, M: Default + Clone + PartialEq> Dimension<K, M> {
     /// Adds one drain's deltas, which cover the `length` before `at`.
     pub fn record(&mut self, at: Instant, length: Duration, deltas: Vec<(K, Traffic, M)>) {
         let mut tick = self.new_tick(deltas.len());
-        self.reserve(deltas.len());
         for (key, delta, meta) in deltas {
             let id = self.slot_of(NO_HINT, || key, at);
             self.add(id, delta, meta, at, &mut tick);
@@ -194,8 +193,9 @@ impl<K: Hash + Eq + Clone, M: Default + Clone + PartialEq> Dimension<K, M> {
         self.push_tick(at, length, tick);
     }
 
-    /// [`record`](Self::record) for many groups seen before. `hints[i]` is the slot group `i`
-    /// was given last time ([`NO_HINT`] when unknown), updated in place, and `key_of(i)` its
+    /// [`record`](Self::record) for many groups seen before. `hints` has an entry per delta:
+    /// `hints[i]` is the slot group `i` was given last time ([`NO_HINT`] when unknown), updated
+    /// in place, and `key_of(i)` its
     /// key, asked for only when the hint names no slot: at 100k flows hashing and comparing
     /// keys was a third of the drain, and reading them a cache miss each. Hints are believed:
     /// the caller must drop a hint when its group may have changed, and when
@@ -242,7 +242,11 @@ impl<K: Hash + Eq + Clone, M: Default + Clone + PartialEq> Dimension<K, M> {
     fn reserve(&mut self, groups: usize) {
         let slots = &self.slots;
         self.ids.reserve(groups, |&id| hash_of(key_of(slots, id)));
-        let wanted = groups.saturating_sub(self.free.len());
+        self.reserve_slots(groups.saturating_sub(self.free.len()));
+    }
+
+    /// Room for `wanted` more slots.
+    fn reserve_slots(&mut self, wanted: usize) {
         if self.slots.capacity() - self.slots.len() < wanted {
             // Grown by at least an eighth rather than doubled: at 200k flows a doubling leaves
             // tens of megabytes unused.
@@ -330,9 +334,7 @@ impl<K: Hash + Eq + Clone, M: Default + Clone + PartialEq> Dimension<K, M> {
                 id
             }
             None => {
-                if self.slots.len() == self.slots.capacity() {
-                    self.reserve(1);
-                }
+                self.reserve_slots(1);
                 self.slots.push(Some(slot));
                 (self.slots.len() - 1) as u32
             }

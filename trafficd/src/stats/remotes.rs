@@ -5,6 +5,7 @@
 
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -12,7 +13,6 @@ use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use trafficd_common::{FlowKey, Traffic, AF_INET, AF_INET6};
 
 use super::{Dimension, Entry, Expired, FlowInfo};
-use std::sync::Arc;
 
 /// Lifetime totals of expired flows, by remote address; kept while the remote still has a
 /// flow, dropped with its last one (whose last byte is then older than the retention).
