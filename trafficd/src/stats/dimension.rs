@@ -179,7 +179,8 @@ impl<K, M> Default for Dimension<K, M> {
 pub struct Windowed<'a, K, M> {
     pub key: &'a K,
     pub window: Traffic,
-    pub entry: &'a Entry<M>,
+    pub lifetime: Traffic,
+    pub meta: &'a M,
 }
 
 impl<K: Hash + Eq + Clone, M: Default + Clone + PartialEq> Dimension<K, M> {
@@ -386,7 +387,8 @@ impl<K: Hash + Eq + Clone, M: Default + Clone + PartialEq> Dimension<K, M> {
                 Some(Windowed {
                     key: &slot.key,
                     window,
-                    entry: &slot.entry,
+                    lifetime: slot.entry.lifetime,
+                    meta: &slot.entry.meta,
                 })
             })
             .collect();
@@ -523,7 +525,7 @@ mod tests {
         let (items, _) = d.window(at(101), second);
         assert_eq!(items.len(), 1);
         assert_eq!(*items[0].key, "c");
-        assert_eq!(items[0].entry.lifetime.tx_bytes, 5);
+        assert_eq!(items[0].lifetime.tx_bytes, 5);
         assert_eq!(d.slots.len(), 2);
     }
 

@@ -11,8 +11,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-pub use dimension::{Dimension, Entry, Expired, Windowed, NO_HINT};
-pub use remotes::{local_addr, remote_addr, RemoteTotals, Remotes};
+pub use dimension::{Dimension, Expired, Windowed, NO_HINT};
+pub use remotes::{local_addr, remote_addr, Remotes};
 use trafficd_common::{FlowKey, Loss, Traffic};
 
 use crate::{

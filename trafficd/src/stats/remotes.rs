@@ -12,7 +12,7 @@ use std::{
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use trafficd_common::{FlowKey, Traffic, AF_INET, AF_INET6};
 
-use super::{Dimension, Entry, Expired, FlowInfo};
+use super::{Dimension, Expired, FlowInfo};
 
 /// Lifetime totals of expired flows, by remote address; kept while the remote still has a
 /// flow, dropped with its last one (whose last byte is then older than the retention).
@@ -25,7 +25,7 @@ pub struct Remotes {
 pub struct RemoteTotals {
     pub remote: IpAddr,
     pub window: Traffic,
-    pub entry: Entry<()>,
+    pub lifetime: Traffic,
 }
 
 impl Remotes {
@@ -42,7 +42,8 @@ impl Remotes {
                 *sum = sum.add(&flow.entry.lifetime);
             }
         }
-        if self.expired.is_empty() {
+        // A remote loses its last flow only when a flow expires.
+        if expired.is_empty() || self.expired.is_empty() {
             return;
         }
         let mut alive = HashSet::default();
@@ -71,11 +72,7 @@ impl Remotes {
             let totals = remotes.entry(ip).or_insert_with(|| RemoteTotals {
                 remote: ip,
                 window: Traffic::default(),
-                entry: Entry {
-                    lifetime: self.expired.get(&ip).copied().unwrap_or_default(),
-                    last_active: flow.entry.last_active,
-                    meta: (),
-                },
+                lifetime: self.expired.get(&ip).copied().unwrap_or_default(),
             });
             totals.window = totals.window.add(&flow.window);
         }
@@ -84,8 +81,7 @@ impl Remotes {
             let Some(totals) = remote_addr(key).and_then(|ip| remotes.get_mut(&ip)) else {
                 continue;
             };
-            totals.entry.lifetime = totals.entry.lifetime.add(&entry.lifetime);
-            totals.entry.last_active = totals.entry.last_active.max(entry.last_active);
+            totals.lifetime = totals.lifetime.add(&entry.lifetime);
         }
         (remotes.into_values().collect(), covered)
     }
