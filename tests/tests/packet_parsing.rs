@@ -1,5 +1,6 @@
 //! The kernel parser on packets the other tests cannot make: IPv6 extension headers, IPv4
-//! options, later fragments, ICMP, a cut-short header. Each crafted packet is run through the
+//! options, first and later fragments, ICMP, a cut-short header, and beside them plain TCP and
+//! UDP over both families, which take the parser's in-place path. Each crafted packet is run through the
 //! daemon's own loaded trafficd_egress program with BPF_PROG_TEST_RUN (`bpftool prog run`), then
 //! /top?by=flow must show the 5-tuple the parser read and exactly `REPEAT` packets of its length.
 
@@ -160,6 +161,43 @@ fn the_kernel_parser_reads_crafted_packets() {
         "192.0.2.1:5353",
         "198.51.100.7:53",
         v4_options.len(),
+    );
+
+    // Plain headers, read in place: IPv4 + TCP and IPv6 + UDP.
+    let mut v4_tcp = ipv4(6, 20 + 100, 0, &[]);
+    v4_tcp.extend(tcp(40000, 443));
+    v4_tcp.extend([b'y'; 100]);
+    run(program, &v4_tcp, "v4-tcp");
+    assert_flow(
+        &d,
+        "tcp",
+        "192.0.2.1:40000",
+        "198.51.100.7:443",
+        v4_tcp.len(),
+    );
+    let mut v6_udp = ipv6(17, 8 + 30);
+    v6_udp.extend(udp(6000, 7000, 30));
+    v6_udp.extend([b'z'; 30]);
+    run(program, &v6_udp, "v6-udp");
+    assert_flow(
+        &d,
+        "udp",
+        "[2001:db8::1]:6000",
+        "[2001:db8::2]:7000",
+        v6_udp.len(),
+    );
+
+    // A first IPv4 fragment (more fragments, offset 0): the general parser, ports read.
+    let mut first = ipv4(17, 8 + 40, 0x2000, &[]);
+    first.extend(udp(5000, 5001, 40));
+    first.extend([0xcdu8; 40]);
+    run(program, &first, "v4-first-fragment");
+    assert_flow(
+        &d,
+        "udp",
+        "192.0.2.1:5000",
+        "198.51.100.7:5001",
+        first.len(),
     );
 
     // A later IPv4 fragment: no transport header, so no ports.

@@ -10,7 +10,6 @@ use core::ffi::c_void;
 use aya_ebpf::{
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
-        bpf_probe_read_kernel,
         generated::{bpf_get_current_cgroup_id, bpf_get_socket_cookie},
     },
     macros::btf_tracepoint,
@@ -118,16 +117,21 @@ fn record(ctx: &BtfTracePointContext, call: Call) {
 
 #[inline(always)]
 fn is_inet(sk: *const c_void) -> bool {
-    // SAFETY: read-only global set at load time.
+    // SAFETY: read-only global set at load time. The loader freezes it, so the verifier knows
+    // its value: the read below is at a constant offset, which is what lets it go straight to
+    // the BTF-typed socket instead of through `bpf_probe_read_kernel` (a third of this
+    // program's own time when measured).
     let offset = unsafe { core::ptr::read_volatile(&SK_FAMILY_OFFSET) };
     // Bounded so the read stays inside `struct sock` whatever the daemon set.
     if offset > 4096 {
         return false;
     }
-    // SAFETY: probe read of a kernel address; a bad address returns an error.
+    // SAFETY: `sk` is the tracepoint's BTF-typed socket argument and `offset` that of its
+    // `skc_family`; the verifier checks the read against the kernel's BTF, and a read through a
+    // bad pointer yields 0 rather than a fault.
     let family =
-        unsafe { bpf_probe_read_kernel((sk as *const u8).add(offset as usize) as *const u16) };
-    matches!(family, Ok(f) if f == u16::from(AF_INET) || f == u16::from(AF_INET6))
+        unsafe { core::ptr::read_volatile((sk as *const u8).add(offset as usize) as *const u16) };
+    family == u16::from(AF_INET) || family == u16::from(AF_INET6)
 }
 
 /// Records the calling process as the socket's owner unless it already is, and remembers the
