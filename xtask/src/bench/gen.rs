@@ -57,7 +57,8 @@ pub enum GenCmd {
         #[arg(long)]
         seconds: f64,
     },
-    /// Send one datagram to each of `count` loopback destinations, round after round.
+    /// Send one datagram to each of `count` loopback destinations, round after round, and
+    /// receive them; or, with --one-way-to, to addresses from that one on, unreceived.
     Flows {
         #[arg(long)]
         count: u64,
@@ -70,6 +71,10 @@ pub enum GenCmd {
         /// Stop after this many seconds even if the first round is not complete.
         #[arg(long, default_value_t = 300)]
         max_seconds: u64,
+        /// Send to this address + i (port 9) and receive nothing: the network must route them
+        /// to a host that drops them.
+        #[arg(long)]
+        one_way_to: Option<Ipv4Addr>,
     },
 }
 
@@ -93,7 +98,8 @@ pub fn run(cmd: GenCmd) -> Result<()> {
             seconds,
             rate,
             max_seconds,
-        } => flows(count, seconds, rate, max_seconds),
+            one_way_to,
+        } => flows(count, seconds, rate, max_seconds, one_way_to),
     }
 }
 
@@ -333,45 +339,47 @@ fn churn_client(
     Ok(())
 }
 
-/// The i-th flow destination: 127.1.0.0 + i (127.0.0.0/8 is all local on Linux).
-fn flow_destination(i: u64, port: u16) -> SocketAddrV4 {
-    let host = (127u32 << 24) + (1 << 16) + i as u32;
-    SocketAddrV4::new(Ipv4Addr::from(host), port)
+/// The i-th flow destination: `first` + i.
+fn flow_destination(first: Ipv4Addr, i: u64, port: u16) -> SocketAddrV4 {
+    SocketAddrV4::new(Ipv4Addr::from(u32::from(first) + i as u32), port)
 }
 
-fn flows(count: u64, seconds: f64, rate: u64, max_seconds: u64) -> Result<()> {
+/// Loopback flows start here (127.0.0.0/8 is all local on Linux).
+const LOOPBACK_FLOWS: Ipv4Addr = Ipv4Addr::new(127, 1, 0, 0);
+/// The discard port, for one-way flows.
+const DISCARD_PORT: u16 = 9;
+
+fn flows(
+    count: u64,
+    seconds: f64,
+    rate: u64,
+    max_seconds: u64,
+    one_way_to: Option<Ipv4Addr>,
+) -> Result<()> {
     if count == 0 || count > 8_000_000 {
         bail!("--count must be 1..=8000000");
     }
+    if one_way_to.is_some_and(|first| u64::from(u32::from(first)) + count > 1 << 32) {
+        bail!("--one-way-to: {count} addresses from there run past 255.255.255.255");
+    }
     set_comm(FLOWS_COMM);
-    // Receives for every 127.x.y.z: bound to the wildcard address on a kernel-chosen port.
-    let receiver = UdpSocket::bind("0.0.0.0:0")?;
-    let port = receiver.local_addr()?.port();
-    raise_buffer(&receiver, libc::SO_RCVBUFFORCE, 32 << 20);
-    receiver.set_read_timeout(Some(Duration::from_millis(100)))?;
     let stop = Arc::new(AtomicBool::new(false));
     let received = Arc::new(AtomicU64::new(0));
-    let reader = {
-        let (stop, received) = (stop.clone(), received.clone());
-        thread::spawn(move || {
-            let mut buf = [0u8; 2048];
-            while !stop.load(Ordering::Relaxed) {
-                match receiver.recv(&mut buf) {
-                    Ok(_) => {
-                        received.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(err)
-                        if matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-                    Err(_) => break,
-                }
-            }
-        })
+    let (first, port, reader) = match one_way_to {
+        Some(first) => (first, DISCARD_PORT, None),
+        None => {
+            let (port, reader) = receive_flows(stop.clone(), received.clone())?;
+            (LOOPBACK_FLOWS, port, Some(reader))
+        }
     };
 
-    let sender = UdpSocket::bind("127.0.0.1:0")?;
+    let sender = match one_way_to {
+        Some(_) => UdpSocket::bind("0.0.0.0:0")?,
+        None => UdpSocket::bind("127.0.0.1:0")?,
+    };
     raise_buffer(&sender, libc::SO_SNDBUFFORCE, 8 << 20);
     let destinations: Vec<libc::sockaddr_in> = (0..count)
-        .map(|i| sockaddr_in(flow_destination(i, port)))
+        .map(|i| sockaddr_in(flow_destination(first, i, port)))
         .collect();
     let payload = [b'f'; FLOW_PAYLOAD];
     const BATCH: usize = 512;
@@ -430,9 +438,11 @@ fn flows(count: u64, seconds: f64, rate: u64, max_seconds: u64) -> Result<()> {
     }
     let elapsed = started.elapsed().as_secs_f64();
     // Let the reader take what is queued, then stop it.
-    thread::sleep(Duration::from_millis(300));
-    stop.store(true, Ordering::Relaxed);
-    let _ = reader.join();
+    if let Some(reader) = reader {
+        thread::sleep(Duration::from_millis(300));
+        stop.store(true, Ordering::Relaxed);
+        let _ = reader.join();
+    }
     println!(
         "{}",
         json!({
@@ -447,6 +457,31 @@ fn flows(count: u64, seconds: f64, rate: u64, max_seconds: u64) -> Result<()> {
         })
     );
     Ok(())
+}
+
+/// Receives datagrams for every 127.x.y.z on one wildcard socket (kernel-chosen port), counting
+/// them until `stop`. Returns the port and the reading thread.
+fn receive_flows(
+    stop: Arc<AtomicBool>,
+    received: Arc<AtomicU64>,
+) -> Result<(u16, thread::JoinHandle<()>)> {
+    let receiver = UdpSocket::bind("0.0.0.0:0")?;
+    let port = receiver.local_addr()?.port();
+    raise_buffer(&receiver, libc::SO_RCVBUFFORCE, 32 << 20);
+    receiver.set_read_timeout(Some(Duration::from_millis(100)))?;
+    let reader = thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        while !stop.load(Ordering::Relaxed) {
+            match receiver.recv(&mut buf) {
+                Ok(_) => {
+                    received.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(err) if matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(_) => break,
+            }
+        }
+    });
+    Ok((port, reader))
 }
 
 /// Sets SO_RCVBUFFORCE / SO_SNDBUFFORCE (root may exceed the sysctl limits); best effort.

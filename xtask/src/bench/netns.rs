@@ -70,6 +70,9 @@ impl Drop for NetNs {
     }
 }
 
+/// Addresses namespace A sends one-way traffic to (a million of them).
+pub const ONE_WAY_NETWORK: (Ipv4Addr, u8) = (Ipv4Addr::new(10, 224, 0, 0), 12);
+
 /// Namespace A (client side) and B (server side), joined by a veth pair, MTU 1500.
 pub struct VethPair {
     // Field order is drop order: B, then A.
@@ -135,6 +138,23 @@ impl VethPair {
                 "permanent",
             ])?;
         }
+        // One-way traffic: A routes ONE_WAY_NETWORK to B, which neither owns nor forwards it,
+        // so B drops it on arrival, without an ICMP answer (forwarding off: no "unreachable"
+        // is sent). Namespaces inherit the host's IPv4 settings, Docker's forwarding included.
+        let (network, prefix) = ONE_WAY_NETWORK;
+        ip(&[
+            "-n",
+            a,
+            "route",
+            "add",
+            &format!("{network}/{prefix}"),
+            "via",
+            &pair.addr_b.to_string(),
+            "dev",
+            &pair.if_a,
+        ])?;
+        pair.b
+            .exec(&["sysctl", "-qw", "net.ipv4.conf.all.forwarding=0"])?;
         Ok(pair)
     }
 

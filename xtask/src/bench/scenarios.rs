@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use super::conditions::Condition;
 use super::gen::{CHURN_CLIENT_COMM, FLOW_PAYLOAD};
-use super::netns::VethPair;
+use super::netns::{VethPair, ONE_WAY_NETWORK};
 use super::proc::{wait_for, Proc};
 
 /// IPv4 + UDP headers.
@@ -31,6 +31,8 @@ pub const HUGE_FLOWS_RUNS: usize = 2;
 pub const FLOWS_MAX_SECONDS: u64 = 240;
 /// Flow scale: seconds of traffic before the steady-state CPU measurement starts.
 pub const STEADY_AFTER_SECONDS: f64 = 6.0;
+/// Flows of the one-way flow-scale scenario.
+pub const ONE_WAY_FLOWS: u64 = 100_000;
 /// Payload of one churn request and of its answer.
 pub const CHURN_PAYLOAD: u64 = 64;
 
@@ -50,8 +52,15 @@ pub enum Kind {
     Udp64,
     /// Short TCP connections, one short-lived process each.
     Churn,
-    /// `count` distinct UDP flows on loopback.
-    Flows { count: u64 },
+    /// `count` distinct UDP flows: on loopback, received by the same process (both ends of
+    /// every flow are on this host, so trafficd holds 2 x `count`); or `one_way`, from
+    /// namespace A to addresses routed into namespace B, which drops them unreceived (trafficd
+    /// holds `count`, as for a host talking to remote peers).
+    Flows {
+        count: u64,
+        #[serde(default)]
+        one_way: bool,
+    },
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -79,7 +88,7 @@ impl Scenario {
         all.iter()
             .copied()
             .filter(|c| match self.kind {
-                Kind::Flows { count } => {
+                Kind::Flows { count, .. } => {
                     !c.is_capture_tool() && (count < HUGE_FLOWS || !c.bpf_stats())
                 }
                 _ => true,
@@ -90,17 +99,31 @@ impl Scenario {
     /// Runs of this scenario under each condition: `runs`, except at a million flows.
     pub fn runs(&self, runs: usize) -> usize {
         match self.kind {
-            Kind::Flows { count } if count >= HUGE_FLOWS => runs.min(HUGE_FLOWS_RUNS),
+            Kind::Flows { count, .. } if count >= HUGE_FLOWS => runs.min(HUGE_FLOWS_RUNS),
             _ => runs,
         }
     }
 
-    /// --flow-map-size for trafficd: room for both ends of every flow, plus the host's own.
+    /// --flow-map-size for trafficd: room for every flow the scenario makes on this host (both
+    /// ends of each unless one-way), plus the host's own.
     pub fn flow_map_size(&self) -> Option<u64> {
         match self.kind {
-            Kind::Flows { count } => Some(2 * count + 65_536),
+            Kind::Flows { count, .. } => Some(self.local_ends() * count + 65_536),
             _ => None,
         }
+    }
+
+    /// Ends of each of the scenario's flows on this host: 1 when nothing receives them.
+    pub fn local_ends(&self) -> u64 {
+        match self.kind {
+            Kind::Flows { one_way: true, .. } => 1,
+            _ => 2,
+        }
+    }
+
+    /// Whether anything receives the traffic (so that there is a receiving side to check).
+    pub fn received(&self) -> bool {
+        self.local_ends() == 2
     }
 
     /// What the scenario's main rate counts.
@@ -160,13 +183,26 @@ pub fn all(seconds: f64, quick: bool, max_flows: u64) -> Vec<Scenario> {
     } else {
         &[10_000, 100_000, 1_000_000]
     };
-    for &count in counts.iter().filter(|&&count| count <= max_flows) {
+    // One-way 100k flows: the targets' "100k flows", as trafficd meets them on a host whose
+    // peers are elsewhere; the two-ended loopback runs show how it grows.
+    let mut flows: Vec<(u64, bool)> = counts.iter().map(|&count| (count, false)).collect();
+    if !quick {
+        flows.push((ONE_WAY_FLOWS, true));
+        flows.sort();
+    }
+    for (count, one_way) in flows.into_iter().filter(|&(count, _)| count <= max_flows) {
         // A million flows are sent as fast as they go, minutes per round: no steady state.
         let steady = !quick && count < HUGE_FLOWS;
         list.push(Scenario {
-            name: format!("flows-{}", short_count(count)),
-            kind: Kind::Flows { count },
-            link: Link::Loopback,
+            name: match one_way {
+                false => format!("flows-{}", short_count(count)),
+                true => format!("flows-{}-one-way", short_count(count)),
+            },
+            kind: Kind::Flows { count, one_way },
+            link: match one_way {
+                false => Link::Loopback,
+                true => Link::Veth,
+            },
             // Long enough that every flow was sent in at least one full drain interval, and
             // for a steady state after the flows appeared.
             seconds: match (quick, steady) {
@@ -384,9 +420,9 @@ pub fn prepare(scenario: &Scenario, env: &Env) -> Result<Prepared> {
                 &secs,
             ])
         }
-        Kind::Flows { count } => {
+        Kind::Flows { count, one_way } => {
             let xtask = env.xtask.to_string_lossy().to_string();
-            strings(&[
+            let mut argv = strings(&[
                 &xtask,
                 "bench",
                 "gen",
@@ -401,7 +437,11 @@ pub fn prepare(scenario: &Scenario, env: &Env) -> Result<Prepared> {
                 &count.to_string(),
                 "--max-seconds",
                 &FLOWS_MAX_SECONDS.to_string(),
-            ])
+            ]);
+            if one_way {
+                argv.extend(strings(&["--one-way-to", &ONE_WAY_NETWORK.0.to_string()]));
+            }
+            argv
         }
     };
     let client = env.command(scenario.link, false, &client_argv);
