@@ -55,6 +55,30 @@ pub static OWNERS: HashMap<u64, SocketOwner> =
 pub static PROCESSES: HashMap<u32, SocketOwner> =
     HashMap::with_max_entries(defaults::PROCESSES, PREALLOC);
 
+/// Writes to OWNERS ever made (index 0), counted after each: a CPU's memory of the owner it
+/// last confirmed holds while the count has not moved.
+#[map]
+pub static OWNER_CHANGES: Array<u64> = Array::with_max_entries(1, 0);
+
+/// Per CPU: the socket and process this CPU last confirmed in OWNERS, and OWNER_CHANGES then.
+/// Kernel-only: the daemon never reads it.
+#[map]
+pub static LAST_OWNER_CHECK: PerCpuArray<OwnerCheck> = PerCpuArray::with_max_entries(1, 0);
+
+#[repr(C)]
+pub struct OwnerCheck {
+    pub cookie: u64,
+    pub tgid: u64,
+    /// OWNER_CHANGES when confirmed; [`OwnerCheck::WRITING`] while being rewritten.
+    pub changes: u64,
+}
+
+impl OwnerCheck {
+    /// A `changes` no count reaches: set first when the check is rewritten, so that a program
+    /// preempted midway on this CPU leaves a check that matches nothing.
+    pub const WRITING: u64 = u64::MAX;
+}
+
 #[map]
 pub static SOCKET_PROCESSES: PerCpuHashMap<SocketProcessKey, Payload> =
     PerCpuHashMap::with_max_entries(defaults::SOCKET_PROCESSES, PREALLOC);
