@@ -11,6 +11,7 @@
 //! namespaces and veths are deleted, cgroups are emptied and removed.
 
 mod api;
+pub mod bpf;
 mod cgroup;
 mod daemon;
 mod http;

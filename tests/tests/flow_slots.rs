@@ -5,7 +5,7 @@
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 
 use trafficd_tests::wire::{self, LOOPBACK_MTU};
-use trafficd_tests::{require_root, tcp_transfer, trafficgen, Daemon, Side};
+use trafficd_tests::{bpf, require_root, tcp_transfer, trafficgen, wait_for, Daemon, Side};
 
 const SLOTS: u32 = 64;
 /// Each connection makes about three flows (the client, the accepted socket, the listener's
@@ -118,4 +118,59 @@ fn flows_past_the_first_mapped_slots_are_counted() {
         .value("trafficd_map_entries", &[("map", "FLOWS")])
         .expect("trafficd_map_entries{map=\"FLOWS\"}");
     assert!(entries >= 2.0 * 4500.0, "{entries} flows in the flow map");
+}
+
+/// A flow idle long enough to be retired, which then wakes up: its new packets must go to a new
+/// slot through the index, not to the retired slot that the CPU's flow cache still names (the
+/// daemon tells the programs about retirements), and the flow is counted in full.
+#[test]
+fn a_flow_retired_while_idle_gets_a_new_slot_when_it_wakes() {
+    require_root!();
+    const DATAGRAM: usize = 100;
+    const BURST: u64 = 10;
+    let d = Daemon::builder()
+        .interval("100ms")
+        .arg("--idle-expiry")
+        .arg("1s")
+        .start();
+    let flows = bpf::map_of(d.pid().expect("daemon pid"), "FLOWS");
+    let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let (local, remote) = (socket.local_addr().unwrap(), sink.local_addr().unwrap());
+    let cookie = bpf::cookie_of(&socket);
+    // The flow's slot in FLOWS, found by the socket cookie that starts its key.
+    let slot = || {
+        bpf::dump(flows)
+            .into_iter()
+            .find(|(key, _)| key.starts_with(&cookie.to_le_bytes()))
+            .map(|(_, value)| u32::from_le_bytes(value[..4].try_into().unwrap()))
+    };
+    let per_burst = BURST * (DATAGRAM as u64 + wire::udp_header(false));
+    // Every send on one CPU: the one whose cache remembers the slot.
+    bpf::pin_to(0);
+    let burst = || {
+        for _ in 0..BURST {
+            socket.send_to(&[b'w'; DATAGRAM], remote).unwrap();
+        }
+    };
+
+    burst();
+    let first = slot().expect("the flow is indexed after its first burst");
+    d.wait_flow("udp", local, remote, |tx, _| tx >= per_burst);
+    // Housekeeping runs every 5 s and retires flows idle for the --idle-expiry.
+    wait_for("the idle flow to leave the index", || {
+        slot().map_or(Ok(()), |s| Err(format!("still indexed in slot {s}")))
+    });
+
+    burst();
+    let second = slot().expect("the woken flow is indexed again");
+    assert_ne!(first, second, "a retired slot is not handed back at once");
+    let woken = d.wait_flow("udp", local, remote, |tx, _| tx >= 2 * per_burst);
+    let tx: u64 = woken.iter().map(|f| f.tx()).sum();
+    let packets: u64 = woken.iter().map(|f| f.tx_packets()).sum();
+    assert_eq!(
+        (tx, packets),
+        (2 * per_burst, 2 * BURST),
+        "{local} -> {remote}"
+    );
 }

@@ -4,8 +4,9 @@
 //! user. Read straight from the daemon's OWNERS map (`bpftool map lookup`), right after each
 //! send: the tracepoint records the owner inside the call.
 
-use std::{fs, net::UdpSocket, os::fd::AsRawFd, process::Command};
+use std::{net::UdpSocket, os::fd::AsRawFd};
 
+use trafficd_tests::bpf::{self, cookie_of, map_of, pin_to};
 use trafficd_tests::{require_root, Daemon};
 
 #[test]
@@ -83,83 +84,13 @@ fn fork_and_send(socket: &UdpSocket, to: std::net::SocketAddr, cpu: usize) -> u3
     pid as u32
 }
 
-/// Pins the calling thread to `cpu`.
-fn pin_to(cpu: usize) {
-    // SAFETY: a zeroed cpu_set_t is empty; sched_setaffinity(0) is the calling thread.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        assert_eq!(
-            libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set),
-            0,
-            "sched_setaffinity: {}",
-            std::io::Error::last_os_error()
-        );
-    }
-}
-
 fn online_cpus() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-/// SO_COOKIE of `socket`: the key the kernel programs use for it.
-fn cookie_of(socket: &UdpSocket) -> u64 {
-    let mut cookie = 0u64;
-    let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
-    // SAFETY: getsockopt writes at most `len` bytes into `cookie`.
-    let ret = unsafe {
-        libc::getsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_COOKIE,
-            (&raw mut cookie).cast(),
-            &mut len,
-        )
-    };
-    assert_eq!(ret, 0, "SO_COOKIE: {}", std::io::Error::last_os_error());
-    cookie
-}
-
-/// The id of the map called `name` among those process `pid` holds (from its fdinfo).
-fn map_of(pid: u32, name: &str) -> u64 {
-    let ids: Vec<u64> = fs::read_dir(format!("/proc/{pid}/fdinfo"))
-        .expect("the daemon's fdinfo")
-        .filter_map(|entry| fs::read_to_string(entry.ok()?.path()).ok())
-        .filter_map(|info| {
-            info.lines()
-                .find_map(|line| line.strip_prefix("map_id:"))
-                .and_then(|id| id.trim().parse().ok())
-        })
-        .collect();
-    ids.into_iter()
-        .find(|id| {
-            let out = Command::new("bpftool")
-                .args(["-j", "map", "show", "id", &id.to_string()])
-                .output()
-                .expect("bpftool (cargo xtask setup installs it)");
-            serde_json::from_slice::<serde_json::Value>(&out.stdout)
-                .is_ok_and(|map| map["name"] == name)
-        })
-        .unwrap_or_else(|| panic!("the daemon (pid {pid}) holds no map {name}"))
-}
-
 /// The tgid OWNERS records for `cookie`, if any.
 fn owner(map: u64, cookie: u64) -> Option<u32> {
-    let mut args: Vec<String> = ["-j", "map", "lookup", "id", &map.to_string(), "key", "hex"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    args.extend(cookie.to_le_bytes().iter().map(|b| format!("{b:02x}")));
-    let out = Command::new("bpftool").args(&args).output().unwrap();
-    if !out.status.success() {
-        return None;
-    }
-    let entry: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-    let bytes: Vec<u8> = entry["value"]
-        .as_array()?
-        .iter()
-        .filter_map(|b| u8::from_str_radix(b.as_str()?.trim_start_matches("0x"), 16).ok())
-        .collect();
+    let value = bpf::lookup(map, &cookie.to_le_bytes())?;
     // SocketOwner starts with the tgid.
-    Some(u32::from_le_bytes(bytes.get(..4)?.try_into().ok()?))
+    Some(u32::from_le_bytes(value.get(..4)?.try_into().ok()?))
 }

@@ -31,6 +31,9 @@ pub mod maps {
     /// next never-used slot while there is one, so the used slots are a prefix of the array:
     /// the daemon reads only that prefix, and nothing has to fill FREE_FLOW_SLOTS at start.
     pub const FRESH_FLOW_SLOTS: &str = "FRESH_FLOW_SLOTS";
+    /// One counter the daemon bumps after every retirement of flows from FLOWS: each CPU keeps
+    /// the slots of the flows it counted recently, and believes them while it has not moved.
+    pub const FLOW_INDEX_EPOCH: &str = "FLOW_INDEX_EPOCH";
     /// Overflow roll-up: wire bytes per socket cookie of packets whose flow did not fit in FLOWS,
     /// so that per-socket (and so per-process) totals stay exact when FLOWS is full.
     pub const SOCKETS: &str = "SOCKETS";

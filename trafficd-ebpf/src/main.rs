@@ -9,6 +9,7 @@
 #![feature(core_intrinsics)]
 
 mod counters;
+mod flow_cache;
 mod maps;
 mod packet;
 mod programs;

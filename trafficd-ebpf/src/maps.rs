@@ -43,6 +43,28 @@ pub static FREE_FLOW_SLOTS: Queue<u32> = Queue::with_max_entries(defaults::FLOWS
 #[map]
 pub static FRESH_FLOW_SLOTS: Array<u64> = Array::with_max_entries(1, 0);
 
+/// Retirements from FLOWS (index 0), counted by the daemon after each: see [`FLOW_CACHE`].
+#[map]
+pub static FLOW_INDEX_EPOCH: Array<u64> = Array::with_max_entries(1, 0);
+
+/// Per CPU: slots of flows counted recently, by a hash of their key. Kernel-only.
+#[map]
+pub static FLOW_CACHE: PerCpuArray<CachedSlot> =
+    PerCpuArray::with_max_entries(CachedSlot::ENTRIES, 0);
+
+#[repr(C)]
+pub struct CachedSlot {
+    /// FLOW_INDEX_EPOCH + 1 when written (0: never written, or being rewritten).
+    pub valid_in: u64,
+    pub tag: u32,
+    pub slot: u32,
+}
+
+impl CachedSlot {
+    /// Entries per CPU: a few dozen flows busy at once on a CPU each keep their entry.
+    pub const ENTRIES: u32 = 64;
+}
+
 #[map]
 pub static CGROUPS: PerCpuHashMap<u64, Traffic> =
     PerCpuHashMap::with_max_entries(defaults::CGROUPS, PREALLOC);

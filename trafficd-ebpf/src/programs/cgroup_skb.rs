@@ -1,8 +1,8 @@
 //! cgroup_skb ingress and egress on the cgroup2 root: every packet of every local socket.
 //!
-//! Per packet: the socket cookie, the cgroup of the socket and the packet's 5-tuple, then one
-//! hash lookup (the flow: socket + 5-tuple + cgroup -> its slot) and atomic adds to the slot's
-//! counters. Socket and cgroup totals are sums of flows, done by the daemon. Only when no flow
+//! Per packet: the socket cookie, the cgroup of the socket and the packet's 5-tuple, then the
+//! flow's slot (socket + 5-tuple + cgroup -> slot: from this CPU's cache of recent flows, else
+//! one hash lookup) and atomic adds to the slot's counters. Socket and cgroup totals are sums of flows, done by the daemon. Only when no flow
 //! slot is free do the bytes go to the SOCKETS and CGROUPS overflow roll-ups instead, so those
 //! totals stay exact without costing every packet three hash updates.
 
@@ -17,6 +17,7 @@ use trafficd_common::{FlowKey, Loss, Traffic};
 
 use crate::{
     counters::{add, count_loss, entry, fetch_add, zeroed, BPF_NOEXIST, EEXIST},
+    flow_cache,
     maps::{CGROUPS, FLOWS, FLOW_COUNTERS, FREE_FLOW_SLOTS, FRESH_FLOW_SLOTS, SOCKETS},
     packet,
 };
@@ -84,10 +85,20 @@ fn account(ctx: &SkBuffContext, direction: Direction) {
 /// free (or FLOWS is full): the caller rolls the bytes up per socket and cgroup instead.
 #[inline(always)]
 fn flow_counters(key: &FlowKey) -> Option<*mut Traffic> {
-    // SAFETY: the slot number is copied out at once.
-    let slot = match unsafe { FLOWS.get(key) } {
-        Some(slot) => *slot,
-        None => claim_slot(key)?,
+    let cached = flow_cache::Entry::of(key);
+    let slot = match cached.as_ref().and_then(|entry| entry.slot(key)) {
+        Some(slot) => slot,
+        None => {
+            // SAFETY: the slot number is copied out at once.
+            let slot = match unsafe { FLOWS.get(key) } {
+                Some(slot) => *slot,
+                None => claim_slot(key)?,
+            };
+            if let Some(entry) = &cached {
+                entry.remember(slot);
+            }
+            slot
+        }
     };
     let counters = FLOW_COUNTERS.get_ptr_mut(slot)?;
     // SAFETY: a live array element; only the field's address is taken.

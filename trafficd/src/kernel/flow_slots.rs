@@ -26,7 +26,7 @@ use std::{
 
 use aya::maps::{Array, HashMap, IterableMap, MapData, Queue};
 use rustc_hash::FxHashMap;
-use trafficd_common::{FlowKey, FlowSlot, Traffic};
+use trafficd_common::{maps as names, FlowKey, FlowSlot, Traffic};
 
 use super::batch;
 
@@ -123,6 +123,9 @@ pub struct FlowSlots {
     index: HashMap<MapData, FlowKey, u32>,
     free: Queue<MapData, u32>,
     fresh: Array<MapData, u64>,
+    /// Bumped after every retirement: the programs' per-CPU caches of flow slots are believed
+    /// only while it stays put.
+    index_epoch: Array<MapData, u64>,
     counters: Arc<Mapping>,
     /// The map behind `counters`: mapped again as the flows outgrow the mapping, and kept
     /// open so that bpftool and fdinfo see it as ours (a mapping alone keeps it alive unseen).
@@ -139,6 +142,7 @@ impl FlowSlots {
         index: HashMap<MapData, FlowKey, u32>,
         free: Queue<MapData, u32>,
         fresh: Array<MapData, u64>,
+        index_epoch: Array<MapData, u64>,
         counters_map: MapData,
         capacity: u32,
     ) -> io::Result<FlowSlots> {
@@ -148,6 +152,7 @@ impl FlowSlots {
             index,
             free,
             fresh,
+            index_epoch,
             counters,
             counters_map,
             states: vec![State::Free; capacity as usize],
@@ -284,10 +289,24 @@ impl FlowSlots {
                 let _ = self.index.remove(key);
             }
         }
+        self.bump_index_epoch();
         for &slot in slots {
             self.states[slot as usize] = State::Retired {
                 at: self.drain_number(),
             };
+        }
+    }
+
+    /// Tells the programs that flows left the index: each CPU's cached slots are looked up
+    /// again. Should that fail, a retired flow's packets keep landing in its old slot, which is
+    /// read like any other and not handed back while it moves: nothing is lost.
+    fn bump_index_epoch(&mut self) {
+        let bumped = self
+            .index_epoch
+            .get(&0, 0)
+            .and_then(|epoch| self.index_epoch.set(0, epoch.wrapping_add(1), 0));
+        if let Err(err) = bumped {
+            tracing::warn!("cannot bump {}: {err}", names::FLOW_INDEX_EPOCH);
         }
     }
 

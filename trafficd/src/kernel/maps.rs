@@ -130,6 +130,7 @@ impl KernelMaps {
             taker.take(names::FLOWS)?,
             taker.take(names::FREE_FLOW_SLOTS)?,
             taker.take(names::FRESH_FLOW_SLOTS)?,
+            taker.take(names::FLOW_INDEX_EPOCH)?,
             taker.take_data(names::FLOW_COUNTERS)?,
             sizes.flows,
         )

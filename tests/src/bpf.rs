@@ -1,0 +1,98 @@
+//! The daemon's kernel maps as bpftool shows them, for tests that check what the kernel
+//! programs recorded before the daemon reads it.
+
+use std::{fs, net::UdpSocket, os::fd::AsRawFd, process::Command};
+
+use serde_json::Value;
+
+/// The id of the map called `name` among those process `pid` holds (from its fdinfo).
+pub fn map_of(pid: u32, name: &str) -> u64 {
+    let ids: Vec<u64> = fs::read_dir(format!("/proc/{pid}/fdinfo"))
+        .expect("the daemon's fdinfo")
+        .filter_map(|entry| fs::read_to_string(entry.ok()?.path()).ok())
+        .filter_map(|info| {
+            info.lines()
+                .find_map(|line| line.strip_prefix("map_id:"))
+                .and_then(|id| id.trim().parse().ok())
+        })
+        .collect();
+    ids.into_iter()
+        .find(|&id| {
+            bpftool(&["map", "show", "id", &id.to_string()]).is_some_and(|m| m["name"] == name)
+        })
+        .unwrap_or_else(|| panic!("the daemon (pid {pid}) holds no map {name}"))
+}
+
+/// The value under `key` in map `map`, if any.
+pub fn lookup(map: u64, key: &[u8]) -> Option<Vec<u8>> {
+    let mut args: Vec<String> = ["map", "lookup", "id", &map.to_string(), "key", "hex"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    args.extend(key.iter().map(|b| format!("{b:02x}")));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    bytes(&bpftool(&args)?["value"])
+}
+
+/// Every (key, value) of map `map`.
+pub fn dump(map: u64) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let entries = bpftool(&["map", "dump", "id", &map.to_string()]).expect("bpftool map dump");
+    entries
+        .as_array()
+        .expect("a JSON array")
+        .iter()
+        .filter_map(|e| Some((bytes(&e["key"])?, bytes(&e["value"])?)))
+        .collect()
+}
+
+/// SO_COOKIE of `socket`: the key the kernel programs know it by.
+pub fn cookie_of(socket: &UdpSocket) -> u64 {
+    let mut cookie = 0u64;
+    let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `cookie`.
+    let ret = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_COOKIE,
+            (&raw mut cookie).cast(),
+            &mut len,
+        )
+    };
+    assert_eq!(ret, 0, "SO_COOKIE: {}", std::io::Error::last_os_error());
+    cookie
+}
+
+/// Pins the calling thread to `cpu`, so that the kernel programs its sends trigger run there.
+pub fn pin_to(cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t is empty; sched_setaffinity(0) is the calling thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        assert_eq!(
+            libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set),
+            0,
+            "sched_setaffinity: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+fn bpftool(args: &[&str]) -> Option<Value> {
+    let out = Command::new("bpftool")
+        .arg("-j")
+        .args(args)
+        .output()
+        .expect("bpftool (cargo xtask setup installs it)");
+    out.status.success().then_some(())?;
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+/// bpftool's ["0x2a", ...] as bytes.
+fn bytes(value: &Value) -> Option<Vec<u8>> {
+    value
+        .as_array()?
+        .iter()
+        .map(|b| u8::from_str_radix(b.as_str()?.trim_start_matches("0x"), 16).ok())
+        .collect()
+}
