@@ -137,6 +137,8 @@ fn a_flow_retired_while_idle_gets_a_new_slot_when_it_wakes() {
     let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     let (local, remote) = (socket.local_addr().unwrap(), sink.local_addr().unwrap());
+    // Connected: the programs cache the slots of connected sockets' flows only.
+    socket.connect(remote).unwrap();
     let cookie = bpf::cookie_of(&socket);
     // The flow's slot in FLOWS, found by the socket cookie that starts its key.
     let slot = || {
@@ -150,7 +152,7 @@ fn a_flow_retired_while_idle_gets_a_new_slot_when_it_wakes() {
     bpf::pin_to(0);
     let burst = || {
         for _ in 0..BURST {
-            socket.send_to(&[b'w'; DATAGRAM], remote).unwrap();
+            socket.send(&[b'w'; DATAGRAM]).unwrap();
         }
     };
 

@@ -7,9 +7,15 @@
 //! daemon bumps it after every retirement of flows from FLOWS, so a retired flow's slot is not
 //! fed past its retirement), and only for a packet whose key is the key its slot holds: a torn
 //! entry, left by a program interrupted on this CPU while writing it, can only miss.
+//!
+//! Only connected sockets use it: their packets are all one flow, so consecutive packets hit.
+//! An unconnected socket can talk to a different peer with every datagram (a DNS server, a
+//! UDP fan-out), and the cache would only add its misses to the lookup: 60-110 ns a packet
+//! when measured with 100k one-datagram flows.
 
 use core::ptr::{read_volatile, write_volatile};
 
+use aya_ebpf::bindings::__sk_buff;
 use trafficd_common::FlowKey;
 
 use crate::maps::{CachedSlot, FLOW_CACHE, FLOW_COUNTERS, FLOW_INDEX_EPOCH};
@@ -24,8 +30,18 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// The entry for `key`, a packet's flow on the socket of `skb`; `None` when the socket is
+    /// not connected (or there is none).
     #[inline(always)]
-    pub fn of(key: &FlowKey) -> Option<Entry> {
+    pub fn of(skb: *mut __sk_buff, key: &FlowKey) -> Option<Entry> {
+        // SAFETY: the program's context; `sk` is checked for null before its one read.
+        let connected = unsafe {
+            let sk = (*skb).__bindgen_anon_2.sk;
+            !sk.is_null() && read_volatile(&raw const (*sk).dst_port) != 0
+        };
+        if !connected {
+            return None;
+        }
         let tag = tag_of(key);
         // SAFETY: a live array element, read once.
         let epoch = unsafe { read_volatile(FLOW_INDEX_EPOCH.get_ptr(0)?) };

@@ -9,6 +9,7 @@
 use core::mem::MaybeUninit;
 
 use aya_ebpf::{
+    bindings::__sk_buff,
     helpers::generated::{bpf_get_socket_cookie, bpf_skb_cgroup_id},
     macros::cgroup_skb,
     programs::SkBuffContext,
@@ -66,7 +67,7 @@ fn account(ctx: &SkBuffContext, direction: Direction) {
         count_loss(ctx, Loss::Unparsed, bytes);
     }
 
-    if let Some(traffic) = flow_counters(key) {
+    if let Some(traffic) = flow_counters(skb, key) {
         add_traffic(traffic, direction, bytes, packets);
         return;
     }
@@ -84,8 +85,8 @@ fn account(ctx: &SkBuffContext, direction: Direction) {
 /// The counters of flow `key`, claiming a free slot for a new flow. `None` when no slot is
 /// free (or FLOWS is full): the caller rolls the bytes up per socket and cgroup instead.
 #[inline(always)]
-fn flow_counters(key: &FlowKey) -> Option<*mut Traffic> {
-    let cached = flow_cache::Entry::of(key);
+fn flow_counters(skb: *mut __sk_buff, key: &FlowKey) -> Option<*mut Traffic> {
+    let cached = flow_cache::Entry::of(skb, key);
     let slot = match cached.as_ref().and_then(|entry| entry.slot(key)) {
         Some(slot) => slot,
         None => {
