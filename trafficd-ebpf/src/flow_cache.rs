@@ -8,12 +8,18 @@
 //! fed past its retirement), and only for a packet whose key is the key its slot holds: a torn
 //! entry, left by a program interrupted on this CPU while writing it, can only miss.
 //!
+//! A socket's cgroup is fixed when the socket is created, so its cookie stands for it here: the
+//! cache is keyed and checked by everything but the cgroup, which a hit does not need to ask.
+//!
 //! Only connected sockets use it: their packets are all one flow, so consecutive packets hit.
 //! An unconnected socket can talk to a different peer with every datagram (a DNS server, a
 //! UDP fan-out), and the cache would only add its misses to the lookup: 60-110 ns a packet
 //! when measured with 100k one-datagram flows.
 
-use core::ptr::{read_volatile, write_volatile};
+use core::{
+    mem::offset_of,
+    ptr::{read_volatile, write_volatile},
+};
 
 use aya_ebpf::bindings::__sk_buff;
 use trafficd_common::FlowKey;
@@ -30,8 +36,8 @@ pub struct Entry {
 }
 
 impl Entry {
-    /// The entry for `key`, a packet's flow on the socket of `skb`; `None` when the socket is
-    /// not connected (or there is none).
+    /// The entry for `key`, a packet's flow on the socket of `skb`, its cgroup not filled in yet;
+    /// `None` when the socket is not connected (or there is none).
     #[inline(always)]
     pub fn of(skb: *mut __sk_buff, key: &FlowKey) -> Option<Entry> {
         // SAFETY: the program's context; `sk` is checked for null before its one read.
@@ -52,7 +58,7 @@ impl Entry {
         })
     }
 
-    /// The slot of `key`, when this entry holds it.
+    /// The slot of `key` (whose cgroup is not compared), when this entry holds it.
     #[inline(always)]
     pub fn slot(&self, key: &FlowKey) -> Option<u32> {
         let entry = self.entry;
@@ -87,21 +93,24 @@ impl Entry {
 }
 
 const KEY_WORDS: usize = size_of::<FlowKey>() / 8;
+/// The key's word that holds the cgroup: left out of the hash and the check.
+const CGROUP_WORD: usize = offset_of!(FlowKey, cgroup_id) / 8;
 
 #[inline(always)]
 fn words(key: &FlowKey) -> *const u64 {
     const {
         assert!(size_of::<FlowKey>() % 8 == 0 && align_of::<FlowKey>() >= 8);
+        assert!(offset_of!(FlowKey, cgroup_id) % 8 == 0);
     }
     (key as *const FlowKey).cast()
 }
 
-/// A 32-bit hash of the whole key (a multiply per word).
+/// A 32-bit hash of the key but its cgroup (a multiply per word).
 #[inline(always)]
 fn tag_of(key: &FlowKey) -> u32 {
     let words = words(key);
     let mut hash = 0u64;
-    for i in 0..KEY_WORDS {
+    for i in (0..KEY_WORDS).filter(|&i| i != CGROUP_WORD) {
         // SAFETY: within the key (checked above).
         let word = unsafe { *words.add(i) };
         hash = (hash ^ word).wrapping_mul(0x9e37_79b9_7f4a_7c15);
@@ -109,11 +118,12 @@ fn tag_of(key: &FlowKey) -> u32 {
     (hash >> 32) as u32
 }
 
+/// Whether the keys are equal but for their cgroups.
 #[inline(always)]
 fn same_key(a: &FlowKey, b: &FlowKey) -> bool {
     let (a, b) = (words(a), words(b));
     let mut differ = 0u64;
-    for i in 0..KEY_WORDS {
+    for i in (0..KEY_WORDS).filter(|&i| i != CGROUP_WORD) {
         // SAFETY: within both keys (checked above).
         differ |= unsafe { *a.add(i) ^ *b.add(i) };
     }

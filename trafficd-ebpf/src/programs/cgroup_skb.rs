@@ -49,11 +49,9 @@ fn account(ctx: &SkBuffContext, direction: Direction) {
     let skb = ctx.skb.skb;
     // SAFETY: helpers on the program's own context. The cookie is 0 for a packet without a socket.
     let cookie = unsafe { bpf_get_socket_cookie(skb.cast()) };
-    let cgroup_id = unsafe { bpf_skb_cgroup_id(skb) };
     let mut place = MaybeUninit::<FlowKey>::uninit();
     let key = zeroed(&mut place);
     key.cookie = cookie;
-    key.cgroup_id = cgroup_id;
     let parsed = packet::parse_into(ctx, key, direction == Direction::Egress);
 
     // SAFETY: `skb` is the program's context; gso_segs is readable by cgroup_skb programs.
@@ -72,6 +70,7 @@ fn account(ctx: &SkBuffContext, direction: Direction) {
         return;
     }
     count_loss(ctx, Loss::FlowMapFull, bytes);
+    let cgroup_id = key.cgroup_id;
     match entry(&SOCKETS, &cookie) {
         Some(traffic) => add_traffic(traffic, direction, bytes, packets),
         None => count_loss(ctx, Loss::SocketMapFull, bytes),
@@ -82,16 +81,19 @@ fn account(ctx: &SkBuffContext, direction: Direction) {
     }
 }
 
-/// The counters of flow `key`, claiming a free slot for a new flow. `None` when no slot is
-/// free (or FLOWS is full): the caller rolls the bytes up per socket and cgroup instead.
+/// The counters of flow `key` (all of it but the cgroup, which is filled in here when needed),
+/// claiming a free slot for a new flow. `None` when no slot is free (or FLOWS is full): the
+/// caller rolls the bytes up per socket and cgroup instead.
 #[inline(always)]
-fn flow_counters(skb: *mut __sk_buff, key: &FlowKey) -> Option<*mut Traffic> {
+fn flow_counters(skb: *mut __sk_buff, key: &mut FlowKey) -> Option<*mut Traffic> {
     let cached = flow_cache::Entry::of(skb, key);
     let slot = match cached.as_ref().and_then(|entry| entry.slot(key)) {
         Some(slot) => slot,
         None => {
+            // SAFETY: helper on the program's own context (0 without a socket).
+            key.cgroup_id = unsafe { bpf_skb_cgroup_id(skb) };
             // SAFETY: the slot number is copied out at once.
-            let slot = match unsafe { FLOWS.get(key) } {
+            let slot = match unsafe { FLOWS.get(&*key) } {
                 Some(slot) => *slot,
                 None => claim_slot(key)?,
             };
