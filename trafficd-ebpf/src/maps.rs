@@ -91,14 +91,18 @@ pub static LAST_OWNER_CHECK: PerCpuArray<OwnerCheck> = PerCpuArray::with_max_ent
 pub struct OwnerCheck {
     pub cookie: u64,
     pub tgid: u64,
-    /// OWNER_CHANGES when confirmed; [`OwnerCheck::WRITING`] while being rewritten.
-    pub changes: u64,
+    /// [`OwnerCheck::seal`] of the three: a program on this CPU that interrupts another while
+    /// it rewrites the check (the send and receive programs can preempt each other) leaves a
+    /// mix of two checks, whose seal matches neither.
+    pub seal: u64,
 }
 
 impl OwnerCheck {
-    /// A `changes` no count reaches: set first when the check is rewritten, so that a program
-    /// preempted midway on this CPU leaves a check that matches nothing.
-    pub const WRITING: u64 = u64::MAX;
+    /// OWNER_CHANGES as of the confirmation, bound to the socket and process confirmed.
+    #[inline(always)]
+    pub fn seal(cookie: u64, tgid: u32, changes: u64) -> u64 {
+        changes ^ (cookie ^ (u64::from(tgid) << 32)).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    }
 }
 
 #[map]

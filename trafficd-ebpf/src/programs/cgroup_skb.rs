@@ -2,9 +2,10 @@
 //!
 //! Per packet: the socket cookie, the cgroup of the socket and the packet's 5-tuple, then the
 //! flow's slot (socket + 5-tuple + cgroup -> slot: from this CPU's cache of recent flows, else
-//! one hash lookup) and atomic adds to the slot's counters. Socket and cgroup totals are sums of flows, done by the daemon. Only when no flow
-//! slot is free do the bytes go to the SOCKETS and CGROUPS overflow roll-ups instead, so those
-//! totals stay exact without costing every packet three hash updates.
+//! one hash lookup) and atomic adds to the slot's counters. Socket and cgroup totals are sums
+//! of flows, done by the daemon. Only when no flow slot is free do the bytes go to the SOCKETS
+//! and CGROUPS overflow roll-ups instead, so those totals stay exact without costing every
+//! packet three hash updates.
 
 use core::mem::MaybeUninit;
 

@@ -159,7 +159,9 @@ fn remember_owner(ctx: &BtfTracePointContext, cookie: u64, tgid: u32, tid: u32) 
     // SAFETY: live array elements; `check` is this CPU's.
     unsafe {
         let seen = read_volatile(changes);
-        if (*check).cookie == cookie && (*check).tgid == u64::from(tgid) && (*check).changes == seen
+        if read_volatile(&raw const (*check).cookie) == cookie
+            && read_volatile(&raw const (*check).tgid) == u64::from(tgid)
+            && read_volatile(&raw const (*check).seal) == OwnerCheck::seal(cookie, tgid, seen)
         {
             return;
         }
@@ -169,10 +171,12 @@ fn remember_owner(ctx: &BtfTracePointContext, cookie: u64, tgid: u32, tid: u32) 
             write_owner(ctx, cookie, tgid, tid);
             fetch_add(changes, 1) + 1
         };
-        write_volatile(&raw mut (*check).changes, OwnerCheck::WRITING);
         write_volatile(&raw mut (*check).cookie, cookie);
         write_volatile(&raw mut (*check).tgid, u64::from(tgid));
-        write_volatile(&raw mut (*check).changes, confirmed);
+        write_volatile(
+            &raw mut (*check).seal,
+            OwnerCheck::seal(cookie, tgid, confirmed),
+        );
     }
 }
 
