@@ -124,8 +124,10 @@ pub struct FlowSlots {
     free: Queue<MapData, u32>,
     fresh: Array<MapData, u64>,
     /// Bumped after every retirement: the programs' per-CPU caches of flow slots are believed
-    /// only while it stays put.
+    /// only while it stays put. Only the daemon writes it, and it is created with the daemon at
+    /// 0, so its value is kept here too.
     index_epoch: Array<MapData, u64>,
+    epoch: u64,
     counters: Arc<Mapping>,
     /// The map behind `counters`: mapped again as the flows outgrow the mapping, and kept
     /// open so that bpftool and fdinfo see it as ours (a mapping alone keeps it alive unseen).
@@ -153,6 +155,7 @@ impl FlowSlots {
             free,
             fresh,
             index_epoch,
+            epoch: 0,
             counters,
             counters_map,
             states: vec![State::Free; capacity as usize],
@@ -301,11 +304,8 @@ impl FlowSlots {
     /// again. Should that fail, a retired flow's packets keep landing in its old slot, which is
     /// read like any other and not handed back while it moves: nothing is lost.
     fn bump_index_epoch(&mut self) {
-        let bumped = self
-            .index_epoch
-            .get(&0, 0)
-            .and_then(|epoch| self.index_epoch.set(0, epoch.wrapping_add(1), 0));
-        if let Err(err) = bumped {
+        self.epoch = self.epoch.wrapping_add(1);
+        if let Err(err) = self.index_epoch.set(0, self.epoch, 0) {
             tracing::warn!("cannot bump {}: {err}", names::FLOW_INDEX_EPOCH);
         }
     }

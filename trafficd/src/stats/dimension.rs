@@ -183,7 +183,7 @@ pub struct Windowed<'a, K, M> {
     pub meta: &'a M,
 }
 
-impl<K: Hash + Eq + Clone, M: Default + Clone + PartialEq> Dimension<K, M> {
+impl<K: Hash + Eq + Clone, M: Clone + PartialEq> Dimension<K, M> {
     /// Adds one drain's deltas, which cover the `length` before `at`.
     pub fn record(&mut self, at: Instant, length: Duration, deltas: Vec<(K, Traffic, M)>) {
         let mut tick = self.new_tick(deltas.len());
