@@ -147,21 +147,18 @@ fn read_in_place<const ADDR: usize, const IP_LEN: usize>(
         _ => return None,
     };
     let ip = start as *const u8;
-    let (src, dst) = (IP_LEN - 2 * ADDR, IP_LEN - ADDR);
-    let (local, remote) = if egress { (src, dst) } else { (dst, src) };
+    let (local, remote) = local_first(egress, IP_LEN - 2 * ADDR, IP_LEN - ADDR);
     // SAFETY: the IP header and the ports were checked in bounds above and by the caller.
     unsafe {
         for i in 0..ADDR {
             key.local_addr[i] = *ip.add(local + i);
             key.remote_addr[i] = *ip.add(remote + i);
         }
-        let source = u16::from_be_bytes([*transport, *transport.add(1)]);
-        let destination = u16::from_be_bytes([*transport.add(2), *transport.add(3)]);
-        (key.local_port, key.remote_port) = if egress {
-            (source, destination)
-        } else {
-            (destination, source)
-        };
+        (key.local_port, key.remote_port) = local_first(
+            egress,
+            u16::from_be_bytes([*transport, *transport.add(1)]),
+            u16::from_be_bytes([*transport.add(2), *transport.add(3)]),
+        );
     }
     key.family = family;
     key.protocol = protocol;
@@ -175,14 +172,9 @@ fn parse_v4(ctx: &SkBuffContext, key: &mut FlowKey, egress: bool) -> Option<u16>
     let fragment_offset = u16::from_be_bytes([header[6] & 0x1f, header[7]]);
     key.family = AF_INET;
     key.protocol = header[9];
-    let (src, dst) = (&header[12..16], &header[16..20]);
-    if egress {
-        key.local_addr[..4].copy_from_slice(src);
-        key.remote_addr[..4].copy_from_slice(dst);
-    } else {
-        key.local_addr[..4].copy_from_slice(dst);
-        key.remote_addr[..4].copy_from_slice(src);
-    }
+    let (local, remote) = local_first(egress, &header[12..16], &header[16..20]);
+    key.local_addr[..4].copy_from_slice(local);
+    key.remote_addr[..4].copy_from_slice(remote);
     // Later fragments carry no transport header.
     if fragment_offset != 0 || header_len < 20 {
         return Some(0);
@@ -195,14 +187,9 @@ fn parse_v6(ctx: &SkBuffContext, key: &mut FlowKey, egress: bool) -> Option<u16>
     let header = load::<40>(ctx, 0)?;
     key.family = AF_INET6;
     let mut protocol = header[6];
-    let (src, dst) = (&header[8..24], &header[24..40]);
-    if egress {
-        key.local_addr.copy_from_slice(src);
-        key.remote_addr.copy_from_slice(dst);
-    } else {
-        key.local_addr.copy_from_slice(dst);
-        key.remote_addr.copy_from_slice(src);
-    }
+    let (local, remote) = local_first(egress, &header[8..24], &header[24..40]);
+    key.local_addr.copy_from_slice(local);
+    key.remote_addr.copy_from_slice(remote);
 
     let mut offset = 40usize;
     let mut later_fragment = false;
@@ -228,6 +215,16 @@ fn parse_v6(ctx: &SkBuffContext, key: &mut FlowKey, egress: bool) -> Option<u16>
         return Some(0);
     }
     Some(read_ports(ctx, offset, key, egress))
+}
+
+/// A packet's (source, destination) as (local, remote): on egress the source is local.
+#[inline(always)]
+fn local_first<T>(egress: bool, source: T, destination: T) -> (T, T) {
+    if egress {
+        (source, destination)
+    } else {
+        (destination, source)
+    }
 }
 
 /// Reads the ports at `offset`; returns the header length through the transport header.
@@ -265,12 +262,6 @@ fn read_ports(ctx: &SkBuffContext, offset: usize, key: &mut FlowKey, egress: boo
         }
         _ => return 0,
     };
-    if egress {
-        key.local_port = src;
-        key.remote_port = dst;
-    } else {
-        key.local_port = dst;
-        key.remote_port = src;
-    }
+    (key.local_port, key.remote_port) = local_first(egress, src, dst);
     header_len as u16
 }
