@@ -133,84 +133,88 @@ fn the_kernel_parser_reads_crafted_packets() {
     let d = Daemon::start();
     let program = egress_program(d.pid().expect("daemon pid"));
 
-    // IPv6, hop-by-hop options (8 bytes) and a first fragment (8 bytes) before TCP.
-    let mut hop_by_hop = vec![44, 0, 1, 4, 0, 0, 0, 0];
-    let fragment = vec![6, 0, 0, 1, 0, 0, 0, 9]; // offset 0, more fragments
-    let segment = [tcp(4242, 80), vec![b'x'; 100]].concat();
-    let mut v6 = ipv6(0, hop_by_hop.len() + fragment.len() + segment.len());
-    v6.append(&mut hop_by_hop);
-    v6.extend(&fragment);
-    v6.extend(&segment);
-    run(program, &v6, "v6-ext");
-    assert_flow(
-        &d,
-        "tcp",
-        "[2001:db8::1]:4242",
-        "[2001:db8::2]:80",
-        v6.len(),
-    );
-
-    // IPv4 with 4 bytes of options (IHL 6) before UDP.
-    let mut v4_options = ipv4(17, 8 + 50, 0, &[1, 1, 1, 0]);
-    v4_options.extend(udp(5353, 53, 50));
-    v4_options.extend([0u8; 50]);
-    run(program, &v4_options, "v4-options");
-    assert_flow(
-        &d,
-        "udp",
-        "192.0.2.1:5353",
-        "198.51.100.7:53",
-        v4_options.len(),
-    );
-
-    // Plain headers, read in place: IPv4 + TCP and IPv6 + UDP.
-    let mut v4_tcp = ipv4(6, 20 + 100, 0, &[]);
-    v4_tcp.extend(tcp(40000, 443));
-    v4_tcp.extend([b'y'; 100]);
-    run(program, &v4_tcp, "v4-tcp");
-    assert_flow(
-        &d,
-        "tcp",
-        "192.0.2.1:40000",
-        "198.51.100.7:443",
-        v4_tcp.len(),
-    );
-    let mut v6_udp = ipv6(17, 8 + 30);
-    v6_udp.extend(udp(6000, 7000, 30));
-    v6_udp.extend([b'z'; 30]);
-    run(program, &v6_udp, "v6-udp");
-    assert_flow(
-        &d,
-        "udp",
-        "[2001:db8::1]:6000",
-        "[2001:db8::2]:7000",
-        v6_udp.len(),
-    );
-
-    // A first IPv4 fragment (more fragments, offset 0): the general parser, ports read.
-    let mut first = ipv4(17, 8 + 40, 0x2000, &[]);
-    first.extend(udp(5000, 5001, 40));
-    first.extend([0xcdu8; 40]);
-    run(program, &first, "v4-first-fragment");
-    assert_flow(
-        &d,
-        "udp",
-        "192.0.2.1:5000",
-        "198.51.100.7:5001",
-        first.len(),
-    );
-
-    // A later IPv4 fragment: no transport header, so no ports.
-    let mut later = ipv4(17, 64, 185, &[]);
-    later.extend([0xabu8; 64]);
-    run(program, &later, "v4-later-fragment");
-    assert_flow(&d, "udp", "192.0.2.1:0", "198.51.100.7:0", later.len());
-
-    // ICMP: counted by protocol, without ports.
-    let mut icmp = ipv4(1, 16, 0, &[]);
-    icmp.extend([8, 0, 0, 0, 0, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0]);
-    run(program, &icmp, "icmp");
-    assert_flow(&d, "icmp", "192.0.2.1:0", "198.51.100.7:0", icmp.len());
+    // (name, packet, the 5-tuple the parser must read from it)
+    let cases: [(&str, Vec<u8>, &str, &str, &str); 7] = [
+        // IPv6, hop-by-hop options (8 bytes) and a first fragment (8 bytes) before TCP.
+        (
+            "v6-ext",
+            {
+                let hop_by_hop = [44, 0, 1, 4, 0, 0, 0, 0];
+                let fragment = [6, 0, 0, 1, 0, 0, 0, 9]; // offset 0, more fragments
+                let segment = [tcp(4242, 80), vec![b'x'; 100]].concat();
+                let v6 = ipv6(0, hop_by_hop.len() + fragment.len() + segment.len());
+                [v6, hop_by_hop.to_vec(), fragment.to_vec(), segment].concat()
+            },
+            "tcp",
+            "[2001:db8::1]:4242",
+            "[2001:db8::2]:80",
+        ),
+        // IPv4 with 4 bytes of options (IHL 6) before UDP.
+        (
+            "v4-options",
+            [
+                ipv4(17, 8 + 50, 0, &[1, 1, 1, 0]),
+                udp(5353, 53, 50),
+                vec![0; 50],
+            ]
+            .concat(),
+            "udp",
+            "192.0.2.1:5353",
+            "198.51.100.7:53",
+        ),
+        // Plain headers, read in place: IPv4 + TCP and IPv6 + UDP.
+        (
+            "v4-tcp",
+            [ipv4(6, 20 + 100, 0, &[]), tcp(40000, 443), vec![b'y'; 100]].concat(),
+            "tcp",
+            "192.0.2.1:40000",
+            "198.51.100.7:443",
+        ),
+        (
+            "v6-udp",
+            [ipv6(17, 8 + 30), udp(6000, 7000, 30), vec![b'z'; 30]].concat(),
+            "udp",
+            "[2001:db8::1]:6000",
+            "[2001:db8::2]:7000",
+        ),
+        // A first IPv4 fragment (more fragments, offset 0): the general parser, ports read.
+        (
+            "v4-first-fragment",
+            [
+                ipv4(17, 8 + 40, 0x2000, &[]),
+                udp(5000, 5001, 40),
+                vec![0xcd; 40],
+            ]
+            .concat(),
+            "udp",
+            "192.0.2.1:5000",
+            "198.51.100.7:5001",
+        ),
+        // A later IPv4 fragment: no transport header, so no ports.
+        (
+            "v4-later-fragment",
+            [ipv4(17, 64, 185, &[]), vec![0xab; 64]].concat(),
+            "udp",
+            "192.0.2.1:0",
+            "198.51.100.7:0",
+        ),
+        // ICMP: counted by protocol, without ports.
+        (
+            "icmp",
+            [
+                ipv4(1, 16, 0, &[]),
+                vec![8, 0, 0, 0, 0, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0],
+            ]
+            .concat(),
+            "icmp",
+            "192.0.2.1:0",
+            "198.51.100.7:0",
+        ),
+    ];
+    for (name, packet, protocol, local, remote) in &cases {
+        run(program, packet, name);
+        assert_flow(&d, protocol, local, remote, packet.len());
+    }
 
     // An IPv6 packet cut inside its header: counted, and as unparsed.
     let cut = ipv6(6, 0)[..30].to_vec();
