@@ -63,6 +63,13 @@ fn slots_of_closed_sockets_are_reused() {
         Some(0.0),
         "{CONNECTIONS} connections through {SLOTS} slots: no flow should have found them all taken"
     );
+    // The slots went back through the hand-back program, hundreds per syscall, not through the
+    // one-syscall-per-slot fallback, which says why it was taken.
+    let log = d.log_text();
+    assert!(
+        !log.contains("hand-back program") && !log.contains("trafficd_hand_back"),
+        "freed slots did not all go back through the hand-back program:\n{log}"
+    );
 }
 
 /// The daemon maps the flow counters as the slots get used, starting with 1024: flows in

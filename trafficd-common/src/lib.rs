@@ -52,6 +52,17 @@ pub mod maps {
     pub const LOSSES: &str = "LOSSES";
 }
 
+/// The batch the daemon hands to the `trafficd_hand_back` program through `BPF_PROG_TEST_RUN`:
+/// a test packet of [`HEADER`](hand_back::HEADER) bytes (an Ethernet header, padded so that
+/// the slots are aligned) followed by up to [`SLOTS`](hand_back::SLOTS) slot numbers, native
+/// endian. One syscall hands back hundreds of slots, where a queue push from userspace is a
+/// syscall per slot.
+pub mod hand_back {
+    pub const HEADER: usize = 16;
+    /// Fits the kernel's limit on a test packet (a page, less its headroom and tailroom).
+    pub const SLOTS: usize = 768;
+}
+
 /// Default number of entries of each map; every one can be changed on the command line.
 pub mod defaults {
     pub const SOCKETS: u32 = 16_384;

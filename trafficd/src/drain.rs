@@ -198,6 +198,7 @@ impl Drainer {
             self.last_housekeeping = started;
             self.forget_idle();
         }
+        self.maps.delete_forgotten_flows();
         self.collect_exited_processes();
 
         let forgot = started.elapsed();

@@ -1,4 +1,5 @@
 //! One file per hook.
 mod cgroup_skb;
+mod hand_back;
 mod sock_length;
 mod sock_release;

@@ -1,8 +1,10 @@
-//! Reading a whole per-CPU hash map with `BPF_MAP_LOOKUP_BATCH`.
+//! Map commands over many entries per syscall.
 //!
 //! aya 0.14 reads maps one key at a time (get_next_key + lookup: two syscalls per entry), which
 //! at 100k flows costs the drain hundreds of milliseconds. A batch lookup returns thousands of
-//! entries per syscall. Kernels without it (< 5.6) fall back to the per-key iterator.
+//! entries per syscall. Kernels without it (< 5.6) fall back to the per-key iterator. A queue
+//! map has no batch command at all: slots go into FREE_FLOW_SLOTS through a program run with
+//! `BPF_PROG_TEST_RUN`, hundreds per syscall.
 
 use std::{
     io,
@@ -11,7 +13,9 @@ use std::{
 };
 
 use aya::Pod;
+use trafficd_common::hand_back::{HEADER, SLOTS};
 
+const BPF_PROG_TEST_RUN: libc::c_long = 10;
 const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
 const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
 const BPF_MAP_DELETE_BATCH: libc::c_long = 27;
@@ -32,23 +36,68 @@ struct BatchAttr {
     flags: u64,
 }
 
+/// `union bpf_attr`, test-run variant.
+#[repr(C)]
+#[derive(Default)]
+struct TestRunAttr {
+    prog_fd: u32,
+    retval: u32,
+    data_size_in: u32,
+    data_size_out: u32,
+    data_in: u64,
+    data_out: u64,
+    repeat: u32,
+    duration: u32,
+    ctx_size_in: u32,
+    ctx_size_out: u32,
+    ctx_in: u64,
+    ctx_out: u64,
+    flags: u32,
+    cpu: u32,
+    batch_size: u32,
+}
+
 /// One `bpf(2)` batch command.
 fn bpf_batch(cmd: libc::c_long, attr: &mut BatchAttr) -> io::Result<()> {
-    // SAFETY: `attr` is a valid batch attribute; the buffers it points to are owned by the
+    bpf(cmd, attr)
+}
+
+/// One `bpf(2)` command on `attr`.
+fn bpf<A>(cmd: libc::c_long, attr: &mut A) -> io::Result<()> {
+    // SAFETY: `attr` is a valid attribute for `cmd`; the buffers it points to are owned by the
     // caller and outlive the call.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            cmd,
-            attr as *mut BatchAttr,
-            size_of::<BatchAttr>(),
-        )
-    };
+    let ret = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr as *mut A, size_of::<A>()) };
     if ret < 0 {
         Err(io::Error::last_os_error())
     } else {
         Ok(())
     }
+}
+
+/// Pushes `slots` into FREE_FLOW_SLOTS through the hand-back program, in order, and returns
+/// how many went in: fewer than all only if the queue was full.
+pub fn hand_back(program: impl AsFd, slots: &[u32]) -> io::Result<usize> {
+    let mut packet = Vec::with_capacity(HEADER + SLOTS * size_of::<u32>());
+    let mut pushed = 0;
+    for chunk in slots.chunks(SLOTS) {
+        packet.clear();
+        packet.resize(HEADER, 0);
+        packet.extend(chunk.iter().flat_map(|slot| slot.to_ne_bytes()));
+        let mut attr = TestRunAttr {
+            prog_fd: program.as_fd().as_raw_fd() as u32,
+            data_size_in: packet.len() as u32,
+            data_in: packet.as_ptr() as u64,
+            repeat: 1,
+            ..TestRunAttr::default()
+        };
+        bpf(BPF_PROG_TEST_RUN, &mut attr)?;
+        let went_in = (attr.retval as usize).min(chunk.len());
+        pushed += went_in;
+        if went_in < chunk.len() {
+            break;
+        }
+    }
+    Ok(pushed)
 }
 
 /// Every (key, per-CPU values folded with `fold`) of the map, or `Err` when the kernel has no

@@ -6,6 +6,7 @@ use std::os::fd::{AsFd, AsRawFd};
 
 use aya::{
     maps::{HashMap, IterableMap, Map, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues},
+    programs::ProgramFd,
     Ebpf, Pod,
 };
 use trafficd_common::{maps as names, Loss, Payload, SocketOwner, SocketProcessKey, Traffic};
@@ -121,7 +122,11 @@ fn memlock(map: &MapData) -> Option<u64> {
 }
 
 impl KernelMaps {
-    pub(super) fn take(ebpf: &mut Ebpf, sizes: MapSizes) -> Result<KernelMaps> {
+    pub(super) fn take(
+        ebpf: &mut Ebpf,
+        sizes: MapSizes,
+        hand_back: Option<ProgramFd>,
+    ) -> Result<KernelMaps> {
         let mut taker = Taker {
             ebpf,
             memory: Vec::new(),
@@ -129,6 +134,7 @@ impl KernelMaps {
         let flows = FlowSlots::new(
             taker.take(names::FLOWS)?,
             taker.take(names::FREE_FLOW_SLOTS)?,
+            hand_back,
             taker.take(names::FRESH_FLOW_SLOTS)?,
             taker.take(names::FLOW_INDEX_EPOCH)?,
             taker.take_data(names::FLOW_COUNTERS)?,
@@ -220,14 +226,21 @@ impl KernelMaps {
         forget_per_cpu(&mut self.sockets, cookies);
     }
 
-    /// Stops counting flows idle for `drains` drains; they get a new slot if they wake up.
+    /// Queues flows idle for `drains` drains for deletion; they get a new slot if they wake
+    /// up once deleted.
     pub fn forget_idle_flows(&mut self, drains: u32) {
         self.flows.retire_idle(drains);
     }
 
-    /// Stops counting the flows of closed sockets that did not move at the last drain.
+    /// Queues the flows of closed sockets that did not move at the last drain for deletion.
     pub fn forget_flows_of(&mut self, closed: &impl Fn(u64) -> bool) {
         self.flows.retire_sockets(closed);
+    }
+
+    /// Deletes the next of the flows queued for deletion: a bounded number a drain, so that
+    /// 200k flows ending at once do not stall one drain.
+    pub fn delete_forgotten_flows(&mut self) {
+        self.flows.retire_queued();
     }
 
     /// Removes payload entries (read already, all present).

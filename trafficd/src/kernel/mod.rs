@@ -13,6 +13,7 @@ use std::{fs::File, path::PathBuf};
 use aya::{
     programs::{
         BtfTracePoint, CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock, ProgramError,
+        ProgramFd, SchedClassifier,
     },
     Ebpf, EbpfLoader,
 };
@@ -51,6 +52,7 @@ pub type KernelLogger = aya_log::EbpfLogger<&'static dyn log::Log>;
 pub struct Kernel {
     ebpf: Ebpf,
     logger: Option<KernelLogger>,
+    hand_back: Option<ProgramFd>,
     sizes: MapSizes,
     pub cgroup_root: PathBuf,
 }
@@ -118,10 +120,13 @@ impl Kernel {
         if let Err(err) = attach_sock_release(&mut ebpf, &cgroup) {
             warn!("{err}");
         }
+        // Optional: without it, freed flow slots go back to the kernel one syscall each.
+        let hand_back = load_hand_back(&mut ebpf).map_err(|err| warn!("{err}")).ok();
         info!(cgroup2 = %cgroup_root.display(), "kernel programs attached");
         Ok(Kernel {
             ebpf,
             logger,
+            hand_back,
             sizes: sizes.clone(),
             cgroup_root,
         })
@@ -134,7 +139,7 @@ impl Kernel {
 
     /// Takes the maps out of the object for the drain. Call once.
     pub fn take_maps(&mut self) -> Result<KernelMaps> {
-        KernelMaps::take(&mut self.ebpf, self.sizes.clone())
+        KernelMaps::take(&mut self.ebpf, self.sizes.clone(), self.hand_back.take())
     }
 }
 
@@ -209,6 +214,25 @@ fn attach_sock_release(ebpf: &mut Ebpf, cgroup: &File) -> Result<()> {
     prog.attach(cgroup, LINK_MODE)
         .map_err(|e| fail("attach", e))?;
     Ok(())
+}
+
+/// Loads the program that hands freed flow slots back in batches. It is never attached: the
+/// daemon runs it on a test packet that carries the slots.
+fn load_hand_back(ebpf: &mut Ebpf) -> Result<ProgramFd> {
+    let program = "trafficd_hand_back";
+    let fail = |action, source| Error::Program {
+        action,
+        program,
+        hook: "BPF_PROG_TEST_RUN (not attached)",
+        consequence:
+            "freed flow slots go back one syscall each, which slows the drains after many flows end",
+        reason: summarize(&source),
+    };
+    let prog: &mut SchedClassifier = program_mut(ebpf, program).map_err(|e| fail("find", e))?;
+    prog.load().map_err(|e| fail("load", e))?;
+    let fd = prog.fd().map_err(|e| fail("find", e))?;
+    fd.try_clone()
+        .map_err(|e| fail("find", ProgramError::IOError(e)))
 }
 
 /// One line out of a program error: its first line, plus the verifier's last complaint when the
