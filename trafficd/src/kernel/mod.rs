@@ -70,7 +70,11 @@ impl Kernel {
 
         // aya-log's level global: 0 turns every kernel log statement into one untaken branch.
         let log_level: u8 = if kernel_log { 0xff } else { 0 };
+        // The kernel's BTF, parsed once: the loader and every tp_btf program need it, and each
+        // parse of its 5+ MB was a tenth of a second of CPU here.
+        let btf = aya::Btf::from_sys_fs().map_err(|_| Error::NoBtf)?;
         let mut ebpf = EbpfLoader::new()
+            .btf(Some(&btf))
             .override_global("SK_FAMILY_OFFSET", &sk_family_offset, true)
             .override_global(aya_log::LEVEL, &log_level, false)
             .map_max_entries(names::SOCKETS, sizes.sockets)
@@ -104,12 +108,13 @@ impl Kernel {
             "trafficd_ingress",
             CgroupSkbAttachType::Ingress,
         )?;
-        attach_sock_length(&mut ebpf, "trafficd_sock_send", "sock_send_length")?;
-        attach_sock_length(&mut ebpf, "trafficd_sock_recv", "sock_recv_length")?;
+        attach_sock_length(&mut ebpf, &btf, "trafficd_sock_send", "sock_send_length")?;
+        attach_sock_length(&mut ebpf, &btf, "trafficd_sock_recv", "sock_recv_length")?;
         // Optional: without it, sockets a process only reads with splice(2) have no owner
         // until the /proc fallback finds one.
         if let Err(err) = attach_tp_btf(
             &mut ebpf,
+            &btf,
             "trafficd_tcp_consume",
             "tcp_rcv_space_adjust",
             "sockets read only through splice(2) are attributed by the slower /proc scan",
@@ -169,11 +174,13 @@ fn attach_cgroup_skb(
 
 fn attach_sock_length(
     ebpf: &mut Ebpf,
+    btf: &aya::Btf,
     program: &'static str,
     tracepoint: &'static str,
 ) -> Result<()> {
     attach_tp_btf(
         ebpf,
+        btf,
         program,
         tracepoint,
         "bytes cannot be attributed to processes",
@@ -182,6 +189,7 @@ fn attach_sock_length(
 
 fn attach_tp_btf(
     ebpf: &mut Ebpf,
+    btf: &aya::Btf,
     program: &'static str,
     tracepoint: &'static str,
     consequence: &'static str,
@@ -193,9 +201,8 @@ fn attach_tp_btf(
         consequence,
         reason: summarize(&source),
     };
-    let btf = aya::Btf::from_sys_fs().map_err(|_| Error::NoBtf)?;
     let prog: &mut BtfTracePoint = program_mut(ebpf, program).map_err(|e| fail("find", e))?;
-    prog.load(tracepoint, &btf).map_err(|e| fail("load", e))?;
+    prog.load(tracepoint, btf).map_err(|e| fail("load", e))?;
     prog.attach().map_err(|e| fail("attach", e))?;
     Ok(())
 }
