@@ -128,6 +128,9 @@ pub struct MonitorFigures {
     pub steady_cpu_percent: Option<f64>,
     /// VmHWM at the end of the run.
     pub peak_rss_kib: u64,
+    /// Flow scale: VmHWM once the flows of the ended generator left the flow map.
+    #[serde(default)]
+    pub peak_rss_ending_kib: Option<u64>,
     /// Of the RSS, BPF maps mapped into the process, at the end of the run.
     #[serde(default)]
     pub mapped_bpf_maps_kib: u64,
@@ -149,6 +152,13 @@ pub struct TrafficdFigures {
     /// `last_drain_microseconds` of every drain during the window.
     pub drain_us: Vec<u64>,
     pub longest_drain_us: u64,
+    /// Flow scale: `last_drain_microseconds` of every drain after the figures were read, while
+    /// trafficd unindexed the flows of the ended generator (until FLOWS held a hundredth of
+    /// them, or a minute), and whether it got there.
+    #[serde(default)]
+    pub ending_drain_us: Vec<u64>,
+    #[serde(default)]
+    pub ending_done: bool,
     /// The slowest GET /healthz during the run (polled every 250 ms).
     pub slowest_healthz_ms: f64,
     /// Time of a whole GET /metrics (three in a row after the run).
@@ -656,6 +666,14 @@ fn measure_run(
         }
         let peak_rss_kib = measure::status_kib(pid, "VmHWM").unwrap_or(0);
         let mapped_bpf_maps_kib = measure::mapped_bpf_maps_kib(pid).unwrap_or(0);
+        let mut peak_rss_ending_kib = None;
+        if let (Some(api), Some(figures)) = (monitor.api, record.trafficd.as_mut()) {
+            if matches!(scenario.kind, Kind::Flows { count, .. } if count < scenarios::HUGE_FLOWS) {
+                let held = figures.map_entries.get("FLOWS").copied().unwrap_or(0.0);
+                (figures.ending_drain_us, figures.ending_done) = ending_drains(api, held)?;
+                peak_rss_ending_kib = measure::status_kib(pid, "VmHWM");
+            }
+        }
         let stop = monitor.proc.stop(Duration::from_secs(10));
         if monitor.condition.is_capture_tool() {
             let lines = conditions::capture_lines(monitor.condition, &monitor.output);
@@ -667,6 +685,7 @@ fn measure_run(
             cpu_seconds: cpu_after.unwrap_or(0.0) - cpu_before.unwrap_or(0.0),
             window_seconds,
             peak_rss_kib,
+            peak_rss_ending_kib,
             steady_cpu_percent,
             mapped_bpf_maps_kib,
             stop_seconds: stop.map(|d| d.as_secs_f64()),
@@ -739,6 +758,31 @@ fn trafficd_figures(
     figures.longest_drain_us = measure::healthz(api)?.longest_drain_microseconds;
     figures.maps = measure::map_infos(pid, &measure::bpf_names("map"));
     Ok(figures)
+}
+
+/// The drains while the flows of a generator that ended leave FLOWS (a process with 100k flows
+/// exiting): each one's duration, polled every 250 ms until FLOWS holds at most a hundredth of
+/// the `held` flows, or for a minute; and whether it got there.
+fn ending_drains(api: std::net::SocketAddr, held: f64) -> Result<(Vec<u64>, bool)> {
+    let mut drains_us = Vec::new();
+    let mut last = measure::healthz(api)?.drains;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        proc::sleep(Duration::from_millis(250))?;
+        let health = measure::healthz(api)?;
+        if health.drains == last {
+            continue;
+        }
+        last = health.drains;
+        drains_us.push(health.last_drain_microseconds);
+        let (text, _) = measure::http_get(api, "/metrics", Duration::from_secs(30))?;
+        let samples = measure::parse_metrics(&text);
+        let entries = measure::metric_sum(&samples, "trafficd_map_entries", &[("map", "FLOWS")]);
+        if entries <= held / 100.0 {
+            return Ok((drains_us, true));
+        }
+    }
+    Ok((drains_us, false))
 }
 
 /// What the /healthz poller saw during a run.
