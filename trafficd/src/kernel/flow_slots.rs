@@ -268,19 +268,21 @@ impl FlowSlots {
         self.live
     }
 
-    /// Retires the flows idle for at least `drains` drains.
+    /// Queues the flows idle for at least `drains` drains to be unindexed.
     pub fn retire_idle(&mut self, drains: u32) {
         let slots = self.idle_slots(drains, |_| true);
         self.queue_retirement(&slots);
     }
 
-    /// Retires the flows of sockets `closed` that did not move at the last drain.
+    /// Queues the flows of sockets `closed` that did not move at the last drain to be unindexed.
     pub fn retire_sockets(&mut self, closed: &impl Fn(u64) -> bool) {
         let slots = self.idle_slots(1, closed);
         self.queue_retirement(&slots);
     }
 
-    /// Queues `slots` to be unindexed by [`retire_queued`](Self::retire_queued).
+    /// Queues `slots` to be unindexed by [`retire_queued`](Self::retire_queued). A queued flow
+    /// that moves again before its turn is unindexed all the same: its next packets take a new
+    /// slot, and the old one is read until it is handed back, so nothing is lost.
     fn queue_retirement(&mut self, slots: &[u32]) {
         for &slot in slots {
             self.states[slot as usize] = State::Retiring;

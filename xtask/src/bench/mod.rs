@@ -153,8 +153,8 @@ pub struct TrafficdFigures {
     pub drain_us: Vec<u64>,
     pub longest_drain_us: u64,
     /// Flow scale: `last_drain_microseconds` of every drain after the figures were read, while
-    /// trafficd unindexed the flows of the ended generator (until FLOWS held a hundredth of
-    /// them, or a minute), and whether it got there.
+    /// trafficd unindexed the flows of the ended generator (see `ending_drains`), and whether
+    /// they were all gone within a minute.
     #[serde(default)]
     pub ending_drain_us: Vec<u64>,
     #[serde(default)]
@@ -761,10 +761,13 @@ fn trafficd_figures(
 }
 
 /// The drains while the flows of a generator that ended leave FLOWS (a process with 100k flows
-/// exiting): each one's duration, polled every 250 ms until FLOWS holds at most a hundredth of
-/// the `held` flows, or for a minute; and whether it got there.
+/// exiting): each one's duration, polled every 250 ms until the `held` flows are gone (FLOWS
+/// holds a hundredth of them, or stopped losing them by the hundredth after it started: other
+/// flows of the host stay), or for a minute; and whether it got there.
 fn ending_drains(api: std::net::SocketAddr, held: f64) -> Result<(Vec<u64>, bool)> {
     let mut drains_us = Vec::new();
+    let mut before: Option<f64> = None;
+    let mut leaving = false;
     let mut last = measure::healthz(api)?.drains;
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
@@ -778,9 +781,13 @@ fn ending_drains(api: std::net::SocketAddr, held: f64) -> Result<(Vec<u64>, bool
         let (text, _) = measure::http_get(api, "/metrics", Duration::from_secs(30))?;
         let samples = measure::parse_metrics(&text);
         let entries = measure::metric_sum(&samples, "trafficd_map_entries", &[("map", "FLOWS")]);
-        if entries <= held / 100.0 {
+        let step = held / 100.0;
+        let left = before.is_some_and(|b| b - entries >= step);
+        if entries <= step || (leaving && !left) {
             return Ok((drains_us, true));
         }
+        leaving |= left;
+        before = Some(entries);
     }
     Ok((drains_us, false))
 }

@@ -1569,7 +1569,7 @@ fn markdown(
         "One UDP socket sends one 16-byte datagram to each of N loopback addresses (127.1.0.0 + i) and receives them on one wildcard socket: \
          2N flows in trafficd's flow map (both ends), run with --flow-map-size 2N + 65536; one-way: N flows, --flow-map-size N + 65536. Drain: `last_drain_microseconds` of every \
          drain during the run (/healthz polled every 250 ms). Flows ending: once the generator exited, the drains until \
-         FLOWS held a hundredth of its flows (retired at most 16,384 a drain): the longest, and how many. \
+         its flows left FLOWS (retired at most 16,384 a drain; FLOWS at a hundredth of them, or no longer losing them): the longest, and how many. \
          GET times are whole requests after the run. \
          CPU once every flow exists: from {} s into the traffic to its end (10k and 100k flows run {} s for it).\n",
         fmt_sig(STEADY_AFTER_SECONDS),
