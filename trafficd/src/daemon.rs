@@ -54,14 +54,12 @@ pub fn run(args: RunArgs) -> Result<()> {
     let (stop_drain, stopped) = mpsc::channel::<()>();
     let drain_store = store.clone();
     let interval = args.interval;
-    let drain_thread = thread::Builder::new()
-        .name("drain".into())
-        .spawn(move || loop {
-            match stopped.recv_timeout(interval) {
-                Err(mpsc::RecvTimeoutError::Timeout) => drainer.drain(&drain_store),
-                _ => break,
-            }
-        })?;
+    let drain_thread = thread::Builder::new().name("drain".into()).spawn(move || {
+        // A message, or the sender gone, stops the drain.
+        while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(interval) {
+            drainer.drain(&drain_store);
+        }
+    })?;
 
     info!(listen = %args.listen, interval = ?args.interval, "serving /top, /metrics and /healthz");
     let served = runtime.block_on(async {

@@ -36,11 +36,14 @@ pub fn fetch_and_render(args: &TopArgs) -> Result<String, String> {
     Ok(render(args.by, &body))
 }
 
+/// The cells that name a row (pid, comm, ...), taken from one JSON item.
+type Identity = fn(&Value) -> Vec<String>;
+
 pub fn render(by: By, body: &Value) -> String {
     let empty = Vec::new();
     let items = body["items"].as_array().unwrap_or(&empty);
     let window = body["window_seconds"].as_u64().unwrap_or(0);
-    let (headers, identity): (&[&str], fn(&Value) -> Vec<String>) = match by {
+    let (headers, identity): (&[&str], Identity) = match by {
         By::Process => (&["PID", "COMM", "USER", "CGROUP"], |i| {
             vec![
                 num(&i["pid"]),
