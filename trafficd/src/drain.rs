@@ -130,7 +130,8 @@ impl Drainer {
             logger.flush();
         }
         let started = Instant::now();
-        let cpu_started = thread_cpu_time();
+        // A syscall each: only when the debug line below is written.
+        let cpu_started = tracing::enabled!(tracing::Level::DEBUG).then(thread_cpu_time);
         let length = started.duration_since(self.last_drain);
         self.last_drain = started;
 
@@ -250,8 +251,10 @@ impl Drainer {
         self.hints = hints;
         // CPU time beside the wall time: on a busy host the drain thread waits for a CPU, and
         // only the CPU time says what the drain itself cost.
-        let cpu = thread_cpu_time().saturating_sub(cpu_started);
-        tracing::debug!(?read, ?observed, ?used, ?attributed, ?flowed, ?forgot, total = ?started.elapsed(), ?cpu, "drain");
+        if let Some(cpu_started) = cpu_started {
+            let cpu = thread_cpu_time().saturating_sub(cpu_started);
+            tracing::debug!(?read, ?observed, ?used, ?attributed, ?flowed, ?forgot, total = ?started.elapsed(), ?cpu, "drain");
+        }
 
         if !expired.processes.is_empty() {
             let gone: HashSet<ProcessKey> = expired
