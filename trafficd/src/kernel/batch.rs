@@ -57,11 +57,6 @@ struct TestRunAttr {
     batch_size: u32,
 }
 
-/// One `bpf(2)` batch command.
-fn bpf_batch(cmd: libc::c_long, attr: &mut BatchAttr) -> io::Result<()> {
-    bpf(cmd, attr)
-}
-
 /// One `bpf(2)` command on `attr`.
 fn bpf<A>(cmd: libc::c_long, attr: &mut A) -> io::Result<()> {
     // SAFETY: `attr` is a valid attribute for `cmd`; the buffers it points to are owned by the
@@ -157,7 +152,7 @@ fn for_each_entry<K: Pod>(
             ..BatchAttr::default()
         };
         // The buffers hold `count` keys and values.
-        let err = bpf_batch(BPF_MAP_LOOKUP_BATCH, &mut attr).err();
+        let err = bpf(BPF_MAP_LOOKUP_BATCH, &mut attr).err();
         match err.as_ref().and_then(io::Error::raw_os_error) {
             // A bucket holds more entries than asked for: ask for more.
             Some(libc::ENOSPC) if attr.count == 0 => {
@@ -202,7 +197,7 @@ pub fn delete_present<K: Pod>(map: impl AsFd, keys: &[K]) -> io::Result<()> {
             map_fd: map.as_fd().as_raw_fd() as u32,
             ..BatchAttr::default()
         };
-        match bpf_batch(BPF_MAP_DELETE_BATCH, &mut attr) {
+        match bpf(BPF_MAP_DELETE_BATCH, &mut attr) {
             Ok(()) => rest = &rest[chunk.len()..],
             Err(err) if err.raw_os_error() == Some(libc::ENOENT) => {
                 let skip = (attr.count as usize + 1).min(rest.len());
@@ -234,7 +229,7 @@ pub fn zero_per_cpu<K: Pod>(
             map_fd: map.as_fd().as_raw_fd() as u32,
             ..BatchAttr::default()
         };
-        bpf_batch(BPF_MAP_UPDATE_BATCH, &mut attr)?;
+        bpf(BPF_MAP_UPDATE_BATCH, &mut attr)?;
     }
     Ok(())
 }
