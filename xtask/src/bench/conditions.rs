@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use super::measure;
+use super::api::Api;
 use super::proc::{self, wait_for, Proc};
 use super::scenarios::{Env, Scenario};
 
@@ -178,7 +178,8 @@ pub fn start(
                 if proc.try_status().is_some() {
                     return Some(false);
                 }
-                measure::healthz(api)
+                Api::new(api)
+                    .healthz()
                     .ok()
                     .filter(|h| h.drains >= 1)
                     .map(|_| true)

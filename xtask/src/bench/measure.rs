@@ -1,16 +1,13 @@
 //! What the bench reads: a process's CPU time and peak RSS from /proc, the run-time statistics
 //! of its BPF programs and the memory of its maps (from /proc/<pid>/fdinfo, so only the
-//! programs and maps of the daemon the bench started count), interface counters, and trafficd's
-//! HTTP API.
+//! programs and maps of the daemon the bench started count), interface counters, and
+//! OpenMetrics text.
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
-use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -273,114 +270,6 @@ pub fn if_counters(ns: Option<&str>, ifname: &str) -> Result<IfCounters> {
     })
 }
 
-/// A blocking HTTP/1.1 GET on loopback; returns the body and how long the whole exchange
-/// took (connect to last byte). Bounded by `timeout` for every read and write.
-pub fn http_get(addr: SocketAddr, path: &str, timeout: Duration) -> Result<(String, Duration)> {
-    let started = Instant::now();
-    let mut stream =
-        TcpStream::connect_timeout(&addr, timeout).with_context(|| format!("connect to {addr}"))?;
-    stream.set_read_timeout(Some(timeout))?;
-    stream.set_write_timeout(Some(timeout))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept-Encoding: identity\r\n\r\n"
-    )?;
-    let mut raw = Vec::new();
-    stream
-        .read_to_end(&mut raw)
-        .with_context(|| format!("read GET {path}"))?;
-    let elapsed = started.elapsed();
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .context("no end of HTTP headers")?;
-    let head = String::from_utf8_lossy(&raw[..split]).to_string();
-    let body = &raw[split + 4..];
-    let status_line = head.lines().next().unwrap_or_default();
-    if status_line.split_whitespace().nth(1) != Some("200") {
-        bail!("GET {path}: {status_line}");
-    }
-    let chunked = head.lines().any(|line| {
-        let line = line.to_ascii_lowercase();
-        line.starts_with("transfer-encoding:") && line.contains("chunked")
-    });
-    let body = if chunked {
-        dechunk(body)?
-    } else {
-        body.to_vec()
-    };
-    Ok((String::from_utf8_lossy(&body).into_owned(), elapsed))
-}
-
-fn dechunk(mut data: &[u8]) -> Result<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let end = data
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .context("bad chunk")?;
-        let size_text = String::from_utf8_lossy(&data[..end]).to_string();
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)?;
-        data = &data[end + 2..];
-        if size == 0 {
-            return Ok(out);
-        }
-        if data.len() < size {
-            bail!("truncated chunk");
-        }
-        out.extend_from_slice(&data[..size]);
-        data = data.get(size + 2..).unwrap_or_default();
-    }
-}
-
-/// trafficd's /healthz.
-#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
-pub struct Health {
-    pub drains: u64,
-    pub last_drain_microseconds: u64,
-    pub longest_drain_microseconds: u64,
-}
-
-/// GET /healthz. It shares a lock with the drain, so a long drain delays it: the timeout
-/// is generous, and the time it took is returned too.
-pub fn healthz_timed(addr: SocketAddr) -> Result<(Health, Duration)> {
-    let (body, took) = http_get(addr, "/healthz", Duration::from_secs(60))?;
-    Ok((serde_json::from_str(&body)?, took))
-}
-
-pub fn healthz(addr: SocketAddr) -> Result<Health> {
-    Ok(healthz_timed(addr)?.0)
-}
-
-/// One process of trafficd's /top?by=process.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct TopProcess {
-    pub pid: u32,
-    #[serde(default)]
-    pub comm: String,
-    pub lifetime_tx_bytes: u64,
-    pub lifetime_rx_bytes: u64,
-    #[serde(default)]
-    pub lifetime_tx_packets: u64,
-    #[serde(default)]
-    pub lifetime_rx_packets: u64,
-}
-
-/// Every process trafficd lists (up to the API's limit of 1000), by lifetime totals.
-pub fn top_processes(addr: SocketAddr) -> Result<Vec<TopProcess>> {
-    #[derive(Deserialize)]
-    struct Top {
-        items: Vec<TopProcess>,
-    }
-    let (body, _) = http_get(
-        addr,
-        "/top?by=process&limit=1000&window=60s",
-        Duration::from_secs(60),
-    )?;
-    let top: Top = serde_json::from_str(&body).context("parse /top")?;
-    Ok(top.items)
-}
-
 /// One sample of an OpenMetrics text: name, labels, value.
 #[derive(Clone, Debug)]
 pub struct Sample {
@@ -475,13 +364,5 @@ mod tests {
         assert_eq!(samples[0].labels["pid"], "7");
         assert_eq!(metric_sum(&samples, "x_total", &[("pid", "7")]), 12.0);
         assert_eq!(samples[1].value, 3.5);
-    }
-
-    #[test]
-    fn dechunks() {
-        assert_eq!(
-            dechunk(b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n").unwrap(),
-            b"abcde"
-        );
     }
 }

@@ -12,6 +12,7 @@
 //! statistics, interface counters, trafficd's API), [`netns`] (the namespaces), [`proc`]
 //! (child processes and Ctrl-C), [`report`] (figures, targets, markdown and JSON).
 
+mod api;
 mod conditions;
 mod empty_bpf;
 mod gen;
@@ -35,7 +36,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::{build_trafficd, is_root, setup, target_dir};
 use conditions::{BpfStatsSysctl, CaptureBytes, Condition, Monitor, Tools};
-use measure::{IfCounters, MapInfo, ProgStats, TopProcess};
+use api::{Api, TopProcess};
+use measure::{IfCounters, MapInfo, ProgStats};
 use scenarios::{Env, Kind, Outcome, Scenario};
 
 /// `cargo xtask bench [options]`.
@@ -628,14 +630,15 @@ fn measure_run(
         monitor.check_alive()?;
         match monitor.api {
             Some(api) => {
-                let now = measure::healthz(api)?.drains;
+                let mut api = Api::new(api);
+                let now = api.healthz()?.drains;
                 // A drain of a million flows takes seconds.
                 let limit = match scenario.kind {
                     Kind::Flows { .. } => Duration::from_secs(120),
                     _ => Duration::from_secs(10),
                 };
                 proc::wait_for("two drains after the traffic", limit, || {
-                    measure::healthz(api).ok().filter(|h| h.drains >= now + 2)
+                    api.healthz().ok().filter(|h| h.drains >= now + 2)
                 })?;
             }
             None => proc::sleep(Duration::from_millis(1500))?,
@@ -712,13 +715,14 @@ fn trafficd_figures(
     outcome: &Outcome,
 ) -> Result<TrafficdFigures> {
     let mut figures = TrafficdFigures::default();
-    let processes = measure::top_processes(api)?;
+    let mut api = Api::new(api);
+    let processes = api.top_processes()?;
     let find = |pid: u32| processes.iter().find(|p| p.pid == pid && pid != 0).cloned();
     figures.client = find(outcome.client_pid);
     figures.server = find(outcome.server_pid);
     let mut text = String::new();
     for _ in 0..3 {
-        let (body, took) = measure::http_get(api, "/metrics", Duration::from_secs(30))?;
+        let (body, took) = api.get("/metrics", Duration::from_secs(30))?;
         figures.metrics_get_ms.push(took.as_secs_f64() * 1e3);
         text = body;
     }
@@ -749,13 +753,9 @@ fn trafficd_figures(
         *figures.lost_by_reason.entry(reason).or_default() += sample.value;
         figures.lost_events += sample.value;
     }
-    let (_, took) = measure::http_get(
-        api,
-        "/top?by=flow&limit=10&window=10s",
-        Duration::from_secs(30),
-    )?;
+    let (_, took) = api.get("/top?by=flow&limit=10&window=10s", Duration::from_secs(30))?;
     figures.top_flow_get_ms = took.as_secs_f64() * 1e3;
-    figures.longest_drain_us = measure::healthz(api)?.longest_drain_microseconds;
+    figures.longest_drain_us = api.healthz()?.longest_drain_microseconds;
     figures.maps = measure::map_infos(pid, &measure::bpf_names("map"));
     Ok(figures)
 }
@@ -768,17 +768,18 @@ fn ending_drains(api: std::net::SocketAddr, held: f64) -> Result<(Vec<u64>, bool
     let mut drains_us = Vec::new();
     let mut before: Option<f64> = None;
     let mut leaving = false;
-    let mut last = measure::healthz(api)?.drains;
+    let mut api = Api::new(api);
+    let mut last = api.healthz()?.drains;
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
         proc::sleep(Duration::from_millis(250))?;
-        let health = measure::healthz(api)?;
+        let health = api.healthz()?;
         if health.drains == last {
             continue;
         }
         last = health.drains;
         drains_us.push(health.last_drain_microseconds);
-        let (text, _) = measure::http_get(api, "/metrics", Duration::from_secs(30))?;
+        let (text, _) = api.get("/metrics", Duration::from_secs(30))?;
         let samples = measure::parse_metrics(&text);
         let entries = measure::metric_sum(&samples, "trafficd_map_entries", &[("map", "FLOWS")]);
         let step = held / 100.0;
@@ -816,12 +817,13 @@ impl DrainSampler {
         let thread = {
             let (stop, sampled) = (stop.clone(), sampled.clone());
             thread::spawn(move || {
-                let mut last_drains = measure::healthz(api).map(|h| h.drains).unwrap_or(0);
+                let mut api = Api::new(api);
+                let mut last_drains = api.healthz().map(|h| h.drains).unwrap_or(0);
                 // Bounded: the run itself is bounded, and so is this loop (one hour at most).
                 let deadline = Instant::now() + Duration::from_secs(3600);
                 while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
                     thread::sleep(Duration::from_millis(250));
-                    let Ok((health, took)) = measure::healthz_timed(api) else {
+                    let Ok((health, took)) = api.healthz_timed() else {
                         continue;
                     };
                     let Ok(mut sampled) = sampled.lock() else {
