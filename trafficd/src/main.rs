@@ -6,6 +6,7 @@ mod cli;
 mod daemon;
 mod drain;
 mod error;
+mod fresh_memory;
 mod http;
 mod kernel;
 mod processes;

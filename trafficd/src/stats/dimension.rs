@@ -451,7 +451,7 @@ fn reserve_slots<T>(slots: &mut Vec<T>, wanted: usize) {
     if slots.capacity() - slots.len() < wanted {
         // Grown by at least an eighth rather than doubled: at 200k flows a doubling leaves tens
         // of megabytes unused.
-        slots.reserve_exact(wanted.max(slots.len() / 8).max(64));
+        crate::fresh_memory::reserve_exact(slots, wanted.max(slots.len() / 8).max(64));
     }
 }
 

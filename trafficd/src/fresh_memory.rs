@@ -1,0 +1,79 @@
+//! Fresh memory faulted in with one system call instead of a page fault per page.
+//!
+//! When 100k flows appear in one drain, the drain writes megabytes it never touched before: the
+//! store's entries, the tick, the drain's buffers. Each first write of a page is a page fault,
+//! 5.5 us here (a nested VM with the SRSO mitigation, which makes every kernel entry dear), so
+//! 17 MB of fresh memory cost that drain about 23 ms. madvise(MADV_POPULATE_WRITE) allocates the
+//! same pages in one call without the faults: 11 MB in 10 ms instead of 15.5 ms. Only the pages
+//! the growth added are populated, so memory stays what the data needs.
+
+/// Below this, the page faults cost less than the system call is worth.
+const SMALLEST: usize = 256 * 1024;
+
+/// Reserves room for at least `additional` more elements in `vec`, exactly (no doubling), and
+/// faults the pages of the new room in.
+pub fn reserve_exact<T>(vec: &mut Vec<T>, additional: usize) {
+    let before = vec.capacity();
+    vec.reserve_exact(additional);
+    if vec.capacity() != before {
+        populate_spare(vec);
+    }
+}
+
+/// Faults in the pages of the unused capacity of `vec`. A failure (a kernel before 5.14 has no
+/// MADV_POPULATE_WRITE) only leaves the pages to be faulted in one by one, as without it.
+fn populate_spare<T>(vec: &mut Vec<T>) {
+    let spare = vec.spare_capacity_mut();
+    let bytes = std::mem::size_of_val(spare);
+    if bytes < SMALLEST {
+        return;
+    }
+    let page = page_size();
+    let start = spare.as_mut_ptr() as usize;
+    // Whole pages inside the spare capacity only: the pages around it hold other data, which
+    // populating would not change, but they are faulted in already or belong to someone else.
+    let first = start.div_ceil(page) * page;
+    let end = (start + bytes) / page * page;
+    if end <= first {
+        return;
+    }
+    // SAFETY: the range is inside `vec`'s allocation, in its unused capacity, whose contents are
+    // uninitialized to Rust; populating pages does not change what they hold.
+    unsafe {
+        libc::madvise(
+            first as *mut libc::c_void,
+            end - first,
+            libc::MADV_POPULATE_WRITE,
+        );
+    }
+}
+
+fn page_size() -> usize {
+    // SAFETY: sysconf has no memory effects.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(size).unwrap_or(4096).max(4096)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reserved_room_is_resident_before_it_is_written() {
+        let resident = |v: &Vec<u64>| {
+            let page = page_size();
+            let start = v.as_ptr() as usize / page * page;
+            let pages = (v.as_ptr() as usize + v.capacity() * 8 - start).div_ceil(page);
+            let mut flags = vec![0u8; pages];
+            // SAFETY: the range covers `v`'s allocation; mincore only reports on it.
+            let rc = unsafe { libc::mincore(start as *mut _, pages * page, flags.as_mut_ptr()) };
+            assert_eq!(rc, 0);
+            flags.iter().filter(|f| **f & 1 == 1).count()
+        };
+        let mut v: Vec<u64> = Vec::new();
+        reserve_exact(&mut v, 4 << 20);
+        assert!(v.capacity() >= 4 << 20);
+        // All 8192 pages but the partial ones at the ends.
+        assert!(resident(&v) >= (32 << 20) / page_size() - 2, "{}", resident(&v));
+    }
+}
