@@ -74,6 +74,10 @@ mod tests {
         reserve_exact(&mut v, 4 << 20);
         assert!(v.capacity() >= 4 << 20);
         // All 8192 pages but the partial ones at the ends.
-        assert!(resident(&v) >= (32 << 20) / page_size() - 2, "{}", resident(&v));
+        assert!(
+            resident(&v) >= (32 << 20) / page_size() - 2,
+            "{}",
+            resident(&v)
+        );
     }
 }

@@ -169,7 +169,8 @@ fn read_chunked(conn: &mut impl BufRead) -> Result<Vec<u8>> {
     loop {
         let line = read_line(conn)?;
         let size = line.split(';').next().unwrap_or("").trim();
-        let size = usize::from_str_radix(size, 16).with_context(|| format!("bad chunk {line:?}"))?;
+        let size =
+            usize::from_str_radix(size, 16).with_context(|| format!("bad chunk {line:?}"))?;
         if size == 0 {
             // Trailers, up to the empty line that ends the response.
             while !read_line(conn)?.is_empty() {}
@@ -204,11 +205,17 @@ mod tests {
                      HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\nno";
         let mut conn = &wire[..];
         let first = read_response(&mut conn).unwrap();
-        assert_eq!((first.status, &first.body[..], first.keep_alive), (200, &b"abc"[..], true));
+        assert_eq!(
+            (first.status, &first.body[..], first.keep_alive),
+            (200, &b"abc"[..], true)
+        );
         let second = read_response(&mut conn).unwrap();
         assert_eq!((second.status, &second.body[..]), (200, &b"abcde"[..]));
         let third = read_response(&mut conn).unwrap();
-        assert_eq!((third.status, &third.body[..], third.keep_alive), (400, &b"no"[..], false));
+        assert_eq!(
+            (third.status, &third.body[..], third.keep_alive),
+            (400, &b"no"[..], false)
+        );
         assert!(read_response(&mut conn).is_err());
     }
 }

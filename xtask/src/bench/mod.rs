@@ -35,8 +35,8 @@ use clap::{Args, Subcommand};
 use serde::{Deserialize, Serialize};
 
 use crate::{build_trafficd, is_root, setup, target_dir};
-use conditions::{BpfStatsSysctl, CaptureBytes, Condition, Monitor, Tools};
 use api::{Api, TopProcess};
+use conditions::{BpfStatsSysctl, CaptureBytes, Condition, Monitor, Tools};
 use measure::{IfCounters, MapInfo, ProgStats};
 use scenarios::{Env, Kind, Outcome, Scenario};
 
