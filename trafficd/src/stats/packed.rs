@@ -38,7 +38,7 @@ impl PackedDeltas {
     }
 
     pub fn reserve(&mut self, entries: usize) {
-        crate::fresh_memory::reserve_exact(&mut self.bytes, entries * BYTES_PER_ENTRY);
+        self.bytes.reserve(entries * BYTES_PER_ENTRY);
     }
 
     /// Empty, its memory kept.
