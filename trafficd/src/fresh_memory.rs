@@ -1,11 +1,12 @@
 //! Fresh memory faulted in with one system call instead of a page fault per page.
 //!
 //! When 100k flows appear in one drain, the drain writes megabytes it never touched before: the
-//! store's entries, the tick, the drain's buffers. Each first write of a page is a page fault,
-//! 5.5 us here (a nested VM with the SRSO mitigation, which makes every kernel entry dear), so
-//! 17 MB of fresh memory cost that drain about 23 ms. madvise(MADV_POPULATE_WRITE) allocates the
-//! same pages in one call without the faults: 11 MB in 10 ms instead of 15.5 ms. Only the pages
-//! the growth added are populated, so memory stays what the data needs.
+//! store's entries and the drain's buffers. Each first write of a page is a page fault, 5.5 us
+//! here (a nested VM with the SRSO mitigation, which makes every kernel entry dear), so 15 MB of
+//! fresh memory cost that drain about 20 ms. madvise(MADV_POPULATE_WRITE) allocates the same
+//! pages in one call without the faults: 11 MB in 10 ms instead of 15.5 ms. Only the room the
+//! growth added is populated, and only where the drain writes all of it: room reserved on an
+//! estimate (a tick's) would be made resident for nothing.
 
 /// Below this, the page faults cost less than the system call is worth.
 const SMALLEST: usize = 256 * 1024;
