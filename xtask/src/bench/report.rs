@@ -229,6 +229,11 @@ pub struct Summary {
     pub kernel_ms_per_run: Option<Spread>,
     pub kernel_ns_per_wire_packet: Option<Spread>,
     pub kernel_percent_of_core: Option<Spread>,
+    /// The programs' run time as a share of the CPU time of the traffic's processes (iperf3's
+    /// two ends, in whose time the programs run), percent: what they take from a CPU-bound
+    /// transfer, measured without the run-to-run noise of its throughput.
+    #[serde(default)]
+    pub kernel_percent_of_generator_cpu: Option<Spread>,
     pub drain_ms: Option<Spread>,
     pub longest_drain_ms: Option<Spread>,
     /// Flow scale, after the generator ended: the longest drain while its flows left FLOWS, and
@@ -468,6 +473,10 @@ fn summarize(scenario: &Scenario, condition: Condition, records: &[&RunRecord]) 
             .iter()
             .map(|(_, p, secs)| 100.0 * kernel_ns(p) / (secs * 1e9)),
     );
+    s.kernel_percent_of_generator_cpu = spread(counted.iter().filter_map(|(r, p, _)| {
+        let cpu = r.outcome.as_ref()?.generator_cpu_seconds?;
+        (cpu > 0.0).then(|| 100.0 * kernel_ns(p) / (cpu * 1e9))
+    }));
     let mut not_attached: Vec<String> = ok
         .iter()
         .filter_map(|r| r.empty_bpf.as_ref())
@@ -863,6 +872,26 @@ fn find<'a>(summaries: &'a [Summary], scenario: &str, condition: Condition) -> O
         .find(|s| s.scenario == scenario && s.condition == condition.name())
 }
 
+/// "; trafficd's programs: X% of iperf3's CPU (empty programs Y%)" when measured: the share
+/// of the transfer's CPU time the programs took, steadier than the throughput ratios here.
+fn programs_share(summaries: &[Summary], scenario: &str) -> String {
+    let share = |condition| {
+        find(summaries, scenario, condition).and_then(|s| s.kernel_percent_of_generator_cpu)
+    };
+    match (share(Condition::TrafficdBpfStats), share(Condition::EmptyBpf)) {
+        (Some(td), Some(empty)) => format!(
+            "; trafficd's programs took {} % of the CPU time of iperf3's two ends (empty programs {} %)",
+            fmt_spread(&td, 2),
+            fmt_spread(&empty, 2)
+        ),
+        (Some(td), None) => format!(
+            "; trafficd's programs took {} % of the CPU time of iperf3's two ends",
+            fmt_spread(&td, 2)
+        ),
+        _ => String::new(),
+    }
+}
+
 fn not_measured(target: &str, scenario: &str, goal: &str) -> Target {
     Target {
         target: target.to_string(),
@@ -908,7 +937,7 @@ pub fn targets(scenarios: &[Scenario], summaries: &[Summary]) -> Vec<Target> {
                             fmt_spread(&empty, 3)
                         ),
                         None => format!("{} x", fmt_spread(&r, 3)),
-                    },
+                    } + &programs_share(summaries, &scenario.name),
                     goal: goal.to_string(),
                     status: if r.median >= min {
                         Status::Pass
@@ -1435,15 +1464,17 @@ fn markdown(
          CPU: user + system time of the monitoring process from just before the traffic until the drains after it (trafficd) \
          or 1.5 s after it (capture tools); per GB and per million packets of what crossed the interface (IP bytes; lo, or both \
          directions of the client's veth end; a GSO packet counts once). Kernel: the sum of run_time_ns of trafficd's programs \
-         (BPF statistics on), or under empty-bpf of the empty programs. Peak RSS: VmHWM.\n"
+         (BPF statistics on), or under empty-bpf of the empty programs; as a share of iperf3's CPU: that sum over the CPU time \
+         iperf3's two ends report for the test (the programs run in their time), what they take from a CPU-bound transfer, \
+         steadier here than the throughput ratios. Peak RSS: VmHWM.\n"
     );
     let _ = writeln!(
         md,
-        "| scenario | condition | runs | rate | rate vs baseline | wire pkt/s vs baseline | monitor CPU % of a core | CPU s per GB | CPU s per M packets | peak RSS MiB | kernel ns per packet | kernel % of a core | load avg | runs beside others' BPF programs |"
+        "| scenario | condition | runs | rate | rate vs baseline | wire pkt/s vs baseline | monitor CPU % of a core | CPU s per GB | CPU s per M packets | peak RSS MiB | kernel ns per packet | kernel % of a core | kernel % of iperf3's CPU | load avg | runs beside others' BPF programs |"
     );
     let _ = writeln!(
         md,
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
     );
     for s in summaries {
         let rate = match (kind_of(&s.scenario), s.rate) {
@@ -1452,7 +1483,7 @@ fn markdown(
         };
         let _ = writeln!(
             md,
-            "| {} | {} | {}{} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {}{} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             s.scenario,
             s.condition,
             s.runs_ok,
@@ -1470,6 +1501,7 @@ fn markdown(
             fmt_spread_sig(s.peak_rss_mib),
             fmt_spread_sig(s.kernel_ns_per_wire_packet),
             fmt_spread_sig(s.kernel_percent_of_core),
+            fmt_spread_sig(s.kernel_percent_of_generator_cpu),
             s.loadavg
                 .map_or("-".to_string(), |l| format!("{:.1}", l.median)),
             s.runs_with_foreign_programs,

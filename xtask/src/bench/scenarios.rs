@@ -255,6 +255,10 @@ pub struct Outcome {
     /// iperf3's received (low) to its sent plus retransmissions (high), headers included.
     pub range_low: u64,
     pub range_high: u64,
+    /// iperf3: CPU seconds its two ends used during the test (its own getrusage figures),
+    /// kernel time spent on their behalf included: trafficd's programs run in it.
+    #[serde(default)]
+    pub generator_cpu_seconds: Option<f64>,
     /// UDP datagrams dropped at a full receive buffer during the run (kernel counter of the
     /// receiver's namespace): they crossed the hooks but never reached the application.
     pub rcvbuf_drops: u64,
@@ -518,6 +522,7 @@ impl Prepared {
         let retransmits = end["sum_sent"]["retransmits"].as_u64().unwrap_or(0);
         Ok(Outcome {
             seconds,
+            generator_cpu_seconds: iperf3_cpu_seconds(end),
             rate: bps,
             goodput_bps: bps,
             sent_payload: sent,
@@ -535,6 +540,15 @@ impl Prepared {
     }
 }
 
+/// CPU seconds of both iperf3 ends over the test, from the utilization each reports (percent
+/// of one core over the client's test time).
+fn iperf3_cpu_seconds(end: &Value) -> Option<f64> {
+    let cpu = &end["cpu_utilization_percent"];
+    let percent = cpu["host_total"].as_f64()? + cpu["remote_total"].as_f64()?;
+    let seconds = end["sum_sent"]["seconds"].as_f64()?;
+    Some(percent / 100.0 * seconds)
+}
+
 fn udp_outcome(text: &str) -> Result<Outcome> {
     let json: Value = serde_json::from_str(text).context("parse iperf3 --json")?;
     if let Some(error) = json.get("error").and_then(Value::as_str) {
@@ -550,6 +564,7 @@ fn udp_outcome(text: &str) -> Result<Outcome> {
     let payload = sent_bytes.checked_div(sent_packets).unwrap_or(64);
     Ok(Outcome {
         seconds,
+        generator_cpu_seconds: iperf3_cpu_seconds(end),
         rate: per_second(received_packets, seconds),
         goodput_bps: per_second(received_bytes * 8, seconds),
         sent_payload: sent_bytes,
