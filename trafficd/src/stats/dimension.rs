@@ -450,8 +450,9 @@ fn take_slot<K, M>(
 fn reserve_slots<T>(slots: &mut Vec<T>, wanted: usize) {
     if slots.capacity() - slots.len() < wanted {
         // Grown by at least an eighth rather than doubled: at 200k flows a doubling leaves tens
-        // of megabytes unused.
-        crate::fresh_memory::reserve_exact(slots, wanted.max(slots.len() / 8).max(64));
+        // of megabytes unused. Only the room about to be written is faulted in at once.
+        slots.reserve_exact(wanted.max(slots.len() / 8).max(64));
+        crate::fresh_memory::populate(slots, wanted);
     }
 }
 
