@@ -271,6 +271,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let bin_dir = bench_dir.join("bin");
     fs::create_dir_all(&bin_dir)?;
     // Copies: a rebuild by someone else during the bench must not change what is measured.
+    // The source the binary is built from: the tree may change while the bench runs.
+    let built_from = report::Meta::collect();
     let trafficd = copy_binary(&build_trafficd()?, &bin_dir.join("trafficd"))?;
     let xtask = copy_binary(&std::env::current_exe()?, &bin_dir.join("xtask"))?;
 
@@ -361,6 +363,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
         bpf_stats_sysctl_before: sysctl_before.clone(),
         elapsed_seconds: began.elapsed().as_secs_f64(),
         finished,
+        git_commit: built_from.git_commit.clone(),
+        git_dirty: built_from.git_dirty,
         ..report::Meta::collect()
     };
     let mut done = 0;
