@@ -33,7 +33,6 @@ use rustc_hash::FxHashMap;
 use trafficd_common::{maps as names, FlowKey, FlowSlot, Traffic};
 
 use super::batch;
-use crate::fresh_memory;
 
 /// Drains between retiring a slot and reusing it.
 const RETIRED_DRAINS: u32 = 2;
@@ -198,10 +197,12 @@ impl FlowSlots {
         let used = self.map_slots(used);
         moved.counters = Some(self.counters.clone());
         // At most every slot in use moves: room for that, and no more (a doubling would leave
-        // megabytes unused at 100k flows).
-        fresh_memory::reserve_exact(&mut moved.traffic, used);
-        fresh_memory::reserve_exact(&mut moved.slots, used);
-        fresh_memory::reserve_exact(&mut moved.sockets, used);
+        // megabytes unused at 100k flows). Not populated: how many move is known only after
+        // the loop, and at 2M flows of which a tenth moved, populating the room for all of
+        // them made 61 MB more resident.
+        moved.traffic.reserve_exact(used);
+        moved.slots.reserve_exact(used);
+        moved.sockets.reserve_exact(used);
         let drain = self.drain_number();
         for (slot, state) in self.states[..used].iter_mut().enumerate() {
             let counters = self.counters.slot(slot);
