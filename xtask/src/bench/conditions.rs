@@ -174,11 +174,12 @@ pub fn start(
                 cmd.args(["--flow-map-size", &size.to_string()]);
             }
             let mut proc = Proc::spawn(condition.name(), &mut cmd, &output, &stderr)?;
+            let mut client = Api::new(api);
             let ready = wait_for("trafficd's first drain", Duration::from_secs(30), || {
                 if proc.try_status().is_some() {
                     return Some(false);
                 }
-                Api::new(api)
+                client
                     .healthz()
                     .ok()
                     .filter(|h| h.drains >= 1)

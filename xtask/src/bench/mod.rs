@@ -9,8 +9,9 @@
 //! Module map: [`scenarios`] (the traffic and what the generator knows it moved), [`gen`] (the
 //! generators iperf3 does not cover), [`conditions`] (the monitors), [`empty_bpf`] (empty
 //! programs on trafficd's hooks: the floor of the BPF statistics), [`measure`] (/proc, BPF
-//! statistics, interface counters, trafficd's API), [`netns`] (the namespaces), [`proc`]
-//! (child processes and Ctrl-C), [`report`] (figures, targets, markdown and JSON).
+//! statistics, interface counters, OpenMetrics text), [`api`] (trafficd's HTTP API on one
+//! kept-alive connection), [`netns`] (the namespaces), [`proc`] (child processes and Ctrl-C),
+//! [`report`] (figures, targets, markdown and JSON).
 
 mod api;
 mod conditions;
@@ -270,9 +271,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let bench_dir = target_dir().join("bench");
     let bin_dir = bench_dir.join("bin");
     fs::create_dir_all(&bin_dir)?;
-    // Copies: a rebuild by someone else during the bench must not change what is measured.
     // The source the binary is built from: the tree may change while the bench runs.
     let built_from = report::Meta::collect();
+    // Copies: a rebuild by someone else during the bench must not change what is measured.
     let trafficd = copy_binary(&build_trafficd()?, &bin_dir.join("trafficd"))?;
     let xtask = copy_binary(&std::env::current_exe()?, &bin_dir.join("xtask"))?;
 
