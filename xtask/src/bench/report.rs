@@ -878,18 +878,16 @@ fn programs_share(summaries: &[Summary], scenario: &str) -> String {
     let share = |condition| {
         find(summaries, scenario, condition).and_then(|s| s.kernel_percent_of_generator_cpu)
     };
-    match (share(Condition::TrafficdBpfStats), share(Condition::EmptyBpf)) {
-        (Some(td), Some(empty)) => format!(
-            "; trafficd's programs took {} % of the CPU time of iperf3's two ends (empty programs {} %)",
-            fmt_spread(&td, 2),
-            fmt_spread(&empty, 2)
-        ),
-        (Some(td), None) => format!(
-            "; trafficd's programs took {} % of the CPU time of iperf3's two ends",
-            fmt_spread(&td, 2)
-        ),
-        _ => String::new(),
-    }
+    let Some(td) = share(Condition::TrafficdBpfStats) else {
+        return String::new();
+    };
+    let floor = share(Condition::EmptyBpf)
+        .map(|empty| format!(" (empty programs {} %)", fmt_spread(&empty, 2)))
+        .unwrap_or_default();
+    format!(
+        "; trafficd's programs took {} % of the CPU time of iperf3's two ends{floor}",
+        fmt_spread(&td, 2)
+    )
 }
 
 fn not_measured(target: &str, scenario: &str, goal: &str) -> Target {
@@ -1224,7 +1222,6 @@ pub fn targets(scenarios: &[Scenario], summaries: &[Summary]) -> Vec<Target> {
     out
 }
 
-/// Three significant digits, without exponent for everyday magnitudes.
 /// The longest drain while a flow scale run's flows ended, over its runs ("-" when not measured).
 fn ending_longest(summary: Option<&Summary>) -> String {
     summary
@@ -1232,6 +1229,7 @@ fn ending_longest(summary: Option<&Summary>) -> String {
         .map_or("-".to_string(), |e| fmt_sig(e.max))
 }
 
+/// Three significant digits, without exponent for everyday magnitudes.
 fn fmt_sig(x: f64) -> String {
     if !x.is_finite() {
         return "-".to_string();
