@@ -22,6 +22,10 @@ use tracing_subscriber::EnvFilter;
 
 use cli::{Cli, Command};
 
+/// Large blocks on huge pages: see `fresh_memory`.
+#[global_allocator]
+static ALLOCATOR: fresh_memory::HugeBlocks = fresh_memory::HugeBlocks;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
