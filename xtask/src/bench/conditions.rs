@@ -1,6 +1,7 @@
 //! The conditions a scenario runs under: nothing, trafficd (with and without BPF statistics),
-//! empty BPF programs on trafficd's hooks (the floor of the BPF statistics, see
-//! [`super::empty_bpf`]), and the packet-capture tools nethogs and bandwhich. Each monitor is
+//! empty BPF programs on trafficd's hooks (with statistics: the floor of the per-program
+//! figures; without: the floor of the throughput ratios, see [`super::empty_bpf`]), and the
+//! packet-capture tools nethogs and bandwhich. Each monitor is
 //! started fresh for every run and stopped after it, so every run pays the same start-up and
 //! no state carries over.
 
@@ -24,16 +25,18 @@ pub enum Condition {
     Trafficd,
     TrafficdBpfStats,
     EmptyBpf,
+    EmptyBpfNoStats,
     Nethogs,
     Bandwhich,
 }
 
 impl Condition {
-    pub const ALL: [Condition; 6] = [
+    pub const ALL: [Condition; 7] = [
         Condition::Baseline,
         Condition::Trafficd,
         Condition::TrafficdBpfStats,
         Condition::EmptyBpf,
+        Condition::EmptyBpfNoStats,
         Condition::Nethogs,
         Condition::Bandwhich,
     ];
@@ -44,6 +47,7 @@ impl Condition {
             Condition::Trafficd => "trafficd",
             Condition::TrafficdBpfStats => "trafficd+bpf-stats",
             Condition::EmptyBpf => "empty-bpf",
+            Condition::EmptyBpfNoStats => "empty-bpf-no-stats",
             Condition::Nethogs => "nethogs",
             Condition::Bandwhich => "bandwhich",
         }
@@ -55,6 +59,11 @@ impl Condition {
 
     pub fn is_trafficd(self) -> bool {
         matches!(self, Condition::Trafficd | Condition::TrafficdBpfStats)
+    }
+
+    /// Attaches the empty programs for the run.
+    pub fn is_empty_bpf(self) -> bool {
+        matches!(self, Condition::EmptyBpf | Condition::EmptyBpfNoStats)
     }
 
     /// Runs with kernel.bpf_stats_enabled=1.
@@ -163,7 +172,7 @@ pub fn start(
     let stderr = output.with_extension("err");
     let started = Instant::now();
     let monitor = match condition {
-        Condition::Baseline | Condition::EmptyBpf => return Ok(None),
+        Condition::Baseline | Condition::EmptyBpf | Condition::EmptyBpfNoStats => return Ok(None),
         Condition::Trafficd | Condition::TrafficdBpfStats => {
             let port = free_loopback_port()?;
             let api = SocketAddr::from(([127, 0, 0, 1], port));

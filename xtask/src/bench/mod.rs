@@ -60,11 +60,13 @@ pub struct BenchArgs {
     #[arg(long, value_delimiter = ',')]
     scenarios: Vec<String>,
     /// Only these conditions (comma-separated; default: all): baseline, trafficd,
-    /// trafficd+bpf-stats, empty-bpf, nethogs, bandwhich. The baseline is always run: every
-    /// ratio needs it. empty-bpf runs no monitor: it attaches empty programs (`r0 = 1; exit`
-    /// cgroup_skb on ingress and egress of the cgroup2 root, `r0 = 0; exit` tp_btf on
-    /// sock_send_length, sock_recv_length and tcp_rcv_space_adjust) with BPF statistics on,
-    /// for the run only: the floor under trafficd's per-program run times.
+    /// trafficd+bpf-stats, empty-bpf, empty-bpf-no-stats, nethogs, bandwhich. The baseline is
+    /// always run: every ratio needs it. empty-bpf runs no monitor: it attaches empty programs
+    /// (`r0 = 1; exit` cgroup_skb on ingress and egress of the cgroup2 root, `r0 = 0; exit`
+    /// tp_btf on sock_send_length, sock_recv_length and tcp_rcv_space_adjust) with BPF
+    /// statistics on, for the run only: the floor under trafficd's per-program run times.
+    /// empty-bpf-no-stats attaches them with statistics off, as trafficd runs: the floor under
+    /// its throughput ratios.
     #[arg(long, value_delimiter = ',')]
     conditions: Vec<String>,
     /// Largest flow-scale scenario (10000, 100000 or 1000000).
@@ -422,7 +424,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             appeared.join(", ")
         ));
     }
-    if conditions.contains(&Condition::EmptyBpf) {
+    if conditions.iter().any(|c| c.is_empty_bpf()) {
         if let Some(left) = empty_programs_left() {
             let note = format!("empty programs still loaded after the bench: {left}");
             println!("bench: warning: {note}");
@@ -565,9 +567,9 @@ fn measure_run(
     let mut monitor = conditions::start(condition, scenario, env, tools, stats)?;
     // Attached for this run only: dropped (detached and released) when this function returns,
     // whichever way it does.
-    let empty = match condition {
-        Condition::EmptyBpf => Some(empty_bpf::EmptyPrograms::attach(&env.cgroup_root)?),
-        _ => None,
+    let empty = match condition.is_empty_bpf() {
+        true => Some(empty_bpf::EmptyPrograms::attach(&env.cgroup_root)?),
+        false => None,
     };
     let prepared = scenarios::prepare(scenario, env)?;
     let (ns, ifname) = env.interface(scenario);
@@ -616,7 +618,8 @@ fn measure_run(
     let wire_after = measure::if_counters(ns.as_deref(), &ifname)?;
     record.wire_seconds = wire_started.elapsed().as_secs_f64();
     record.wire = Some(wire_after.since(&wire_before));
-    if let Some(empty) = &empty {
+    // Without statistics the kernel keeps no run times: nothing to record.
+    if let Some(empty) = empty.as_ref().filter(|_| condition.bpf_stats()) {
         let after = empty.stats();
         record.empty_bpf = Some(empty_bpf::EmptyFigures {
             programs: after

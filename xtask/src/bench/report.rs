@@ -900,6 +900,13 @@ fn not_measured(target: &str, scenario: &str, goal: &str) -> Target {
     }
 }
 
+/// The rate ratio of the empty programs in `scenario`: statistics off when that ran, else on.
+fn empty_rate_floor(summaries: &[Summary], scenario: &str) -> Option<(Condition, Spread)> {
+    [Condition::EmptyBpfNoStats, Condition::EmptyBpf]
+        .into_iter()
+        .find_map(|c| Some((c, find(summaries, scenario, c)?.rate_vs_baseline?)))
+}
+
 /// The issue's targets, each next to what was measured.
 pub fn targets(scenarios: &[Scenario], summaries: &[Summary]) -> Vec<Target> {
     let mut out = Vec::new();
@@ -925,13 +932,13 @@ pub fn targets(scenarios: &[Scenario], summaries: &[Summary]) -> Vec<Target> {
                     target: what.to_string(),
                     scenario: scenario.name.clone(),
                     // What any program on the same hooks costs here: the part of the gap that is
-                    // the hooks', not trafficd's.
-                    measured: match find(summaries, &scenario.name, Condition::EmptyBpf)
-                        .and_then(|s| s.rate_vs_baseline)
-                    {
-                        Some(empty) => format!(
-                            "{} x; empty programs on the same hooks (empty-bpf): {} x",
+                    // the hooks', not trafficd's. Without statistics, as trafficd runs, when
+                    // measured.
+                    measured: match empty_rate_floor(summaries, &scenario.name) {
+                        Some((condition, empty)) => format!(
+                            "{} x; empty programs on the same hooks ({}): {} x",
                             fmt_spread(&r, 3),
+                            condition.name(),
                             fmt_spread(&empty, 3)
                         ),
                         None => format!("{} x", fmt_spread(&r, 3)),
@@ -1432,7 +1439,7 @@ fn markdown(
          - flows-N: `xtask bench gen flows --count N --rate N`: one UDP socket sends a 16-byte datagram to each of N addresses 127.1.0.0 + i (every flow once per second when the machine keeps up, at least one full round), received by one wildcard socket of the same process, so both ends of every flow are on this host (2N flows for trafficd); 10k and 100k flows for 12 s, so that the CPU once every flow exists is measured over the last 6.\n\
          - flows-100k-one-way: the same generator with `--one-way-to 10.224.0.0`, in namespace A: 100k addresses routed to namespace B, which neither owns nor forwards them and drops them on arrival, unanswered. trafficd holds 100k flows, as on a host whose peers are elsewhere; the targets' \"100k flows\" are judged here, the two-ended flows-100k quoted beside.\n\
          - Conditions: baseline (nothing); trafficd (`trafficd run --interval 1s`, defaults; flow scale adds --flow-map-size 2N + 65536), started before each run and stopped after it, /healthz polled 4 times a second on one kept-alive connection; trafficd+bpf-stats (the same with sysctl kernel.bpf_stats_enabled=1); \
-         empty-bpf (no monitor: empty programs on trafficd's hooks, attached for the run through BPF links beside any others, with kernel.bpf_stats_enabled=1: `r0 = 1; exit` as cgroup_skb on ingress and egress of the cgroup2 root, `r0 = 0; exit` as tp_btf on sock_send_length, sock_recv_length and tcp_rcv_space_adjust; what any program on those hooks costs here, statistics included: the floor under trafficd's per-program figures); nethogs (`nethogs -a -t -v 2 -C -d 1 <interface>`); bandwhich (`bandwhich --raw -n -t -p -i <interface>`). For veth the capture tools run in namespace A on its veth end, where /proc/net shows the client's sockets.\n",
+         empty-bpf (no monitor: empty programs on trafficd's hooks, attached for the run through BPF links beside any others, with kernel.bpf_stats_enabled=1: `r0 = 1; exit` as cgroup_skb on ingress and egress of the cgroup2 root, `r0 = 0; exit` as tp_btf on sock_send_length, sock_recv_length and tcp_rcv_space_adjust; what any program on those hooks costs here, statistics included: the floor under trafficd's per-program figures); empty-bpf-no-stats (the same programs with the statistics off, as trafficd runs: the floor under its throughput ratios); nethogs (`nethogs -a -t -v 2 -C -d 1 <interface>`); bandwhich (`bandwhich --raw -n -t -p -i <interface>`). For veth the capture tools run in namespace A on its veth end, where /proc/net shows the client's sockets.\n",
         secs = meta.seconds
     );
 
