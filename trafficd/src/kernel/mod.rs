@@ -61,7 +61,7 @@ impl Kernel {
     /// Checks the host, loads the object with the configured map sizes and attaches every program.
     pub fn start(sizes: &MapSizes, kernel_log: bool) -> Result<Kernel> {
         check_privileges()?;
-        let sk_family_offset = btf::sk_family_offset()?;
+        let sock = btf::sock_offsets()?;
         let cgroup_root = cgroup2_root()?;
         let cgroup = File::open(&cgroup_root).map_err(|source| Error::OpenCgroup {
             path: cgroup_root.clone(),
@@ -75,7 +75,8 @@ impl Kernel {
         let btf = aya::Btf::from_sys_fs().map_err(|_| Error::NoBtf)?;
         let mut ebpf = EbpfLoader::new()
             .btf(Some(&btf))
-            .override_global("SK_FAMILY_OFFSET", &sk_family_offset, true)
+            .override_global("SK_FAMILY_OFFSET", &sock.family, true)
+            .override_global("SK_COOKIE_OFFSET", &sock.cookie, true)
             .override_global(aya_log::LEVEL, &log_level, false)
             .map_max_entries(names::SOCKETS, sizes.sockets)
             .map_max_entries(names::FLOWS, sizes.flows)
