@@ -11,7 +11,7 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, Queue},
+    maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, Queue, RingBuf},
 };
 use trafficd_common::{
     defaults, FlowKey, FlowSlot, Payload, SocketOwner, SocketProcessKey, Traffic, LOSS_SLOTS,
@@ -42,6 +42,15 @@ pub static FREE_FLOW_SLOTS: Queue<u32> = Queue::with_max_entries(defaults::FLOWS
 /// for the last fresh slot; the daemon caps it.
 #[map]
 pub static FRESH_FLOW_SLOTS: Array<u64> = Array::with_max_entries(1, 0);
+
+/// New flows indexed in FLOWS (index 0), ever.
+#[map]
+pub static FLOW_CLAIMS: Array<u64> = Array::with_max_entries(1, 0);
+
+/// FLOW_CLAIMS every [`BURST_FLOWS`](trafficd_common::BURST_FLOWS) new flows: wakes the drain.
+/// A page holds hundreds of records; the daemon reads them at every wake-up.
+#[map]
+pub static FLOW_BURSTS: RingBuf = RingBuf::with_byte_size(4096, 0);
 
 /// Retirements from FLOWS (index 0), counted by the daemon after each: see [`FLOW_CACHE`].
 #[map]

@@ -37,7 +37,8 @@ pub struct RunArgs {
     #[arg(long, default_value = "127.0.0.1:9464", env = "TRAFFICD_LISTEN")]
     pub listen: SocketAddr,
 
-    /// How often the kernel maps are read; windows and rates are as fine as this.
+    /// How often the kernel maps are read; windows and rates are as fine as this. A burst of
+    /// new flows is read sooner, 16,384 at a time, so that no single drain takes all of it.
     #[arg(long, default_value = "1s", value_parser = parse_interval)]
     pub interval: Duration,
 

@@ -2,7 +2,8 @@
 //! on SIGINT/SIGTERM, detaching the programs.
 
 use std::{
-    sync::{mpsc, Arc, RwLock},
+    os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd},
+    sync::{Arc, RwLock},
     thread,
     time::{Duration, Instant},
 };
@@ -15,7 +16,7 @@ use crate::{
     drain::{DrainConfig, Drainer},
     error::{Error, Result},
     http,
-    kernel::{Kernel, MapSizes},
+    kernel::{Kernel, MapSizes, Woken},
     stats::Store,
 };
 
@@ -51,13 +52,21 @@ pub fn run(args: RunArgs) -> Result<()> {
     };
     let logger = kernel.take_logger();
     let mut drainer = Drainer::new(maps, logger, kernel.cgroup_root.clone(), config);
-    let (stop_drain, stopped) = mpsc::channel::<()>();
+    let stop_drain = Arc::new(StopSignal::new()?);
+    let stopped = stop_drain.clone();
     let drain_store = store.clone();
     let interval = args.interval;
     let drain_thread = thread::Builder::new().name("drain".into()).spawn(move || {
-        // A message, or the sender gone, stops the drain.
-        while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(interval) {
+        let mut due = Instant::now() + interval;
+        loop {
+            match drainer.wait(due, stopped.as_fd()) {
+                Woken::Stop => break,
+                Woken::Burst if !drainer.burst_waiting() => continue,
+                Woken::Deadline if Instant::now() < due => continue,
+                Woken::Burst | Woken::Deadline => {}
+            }
             drainer.drain(&drain_store);
+            due = Instant::now() + interval;
         }
     })?;
 
@@ -67,13 +76,38 @@ pub fn run(args: RunArgs) -> Result<()> {
             .with_graceful_shutdown(shutdown_signal())
             .await
     });
-    let _ = stop_drain.send(());
+    stop_drain.raise();
     if drain_thread.join().is_err() {
         warn!("the drain thread panicked");
     }
     drop(kernel);
     info!("programs detached, exiting");
     served.map_err(Error::Io)
+}
+
+/// Tells the drain thread to stop: an eventfd it sleeps on beside the kernel's burst reports.
+struct StopSignal(OwnedFd);
+
+impl StopSignal {
+    fn new() -> Result<StopSignal> {
+        // SAFETY: creates a new descriptor, owned below.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(Error::Io(std::io::Error::last_os_error()));
+        }
+        // SAFETY: `fd` was just created and is owned by nothing else.
+        Ok(StopSignal(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    fn raise(&self) {
+        let one = 1u64.to_ne_bytes();
+        // SAFETY: writes 8 bytes from a live buffer to an eventfd we own.
+        unsafe { libc::write(self.0.as_raw_fd(), one.as_ptr().cast(), one.len()) };
+    }
+
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
+    }
 }
 
 fn drains_in(span: Duration, interval: Duration) -> u32 {

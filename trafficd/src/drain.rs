@@ -3,6 +3,7 @@
 //! bytes were read.
 
 use std::{
+    os::fd::BorrowedFd,
     path::PathBuf,
     sync::{Arc, RwLock},
     time::{Duration, Instant},
@@ -11,12 +12,14 @@ use std::{
 // Fx hashing: the drain hashes every flow and socket every interval; SipHash's DoS resistance
 // buys nothing for keys that come from the kernel.
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
-use trafficd_common::{FlowKey, Loss, Payload, SocketOwner, SocketProcessKey, Traffic};
+use trafficd_common::{
+    FlowKey, Loss, Payload, SocketOwner, SocketProcessKey, Traffic, BURST_FLOWS,
+};
 
 use crate::{
     attribution::{main_claimant, split, Claimant},
     cgroups::Cgroups,
-    kernel::{KernelLogger, KernelMaps, MapEntries, MovedFlows},
+    kernel::{KernelLogger, KernelMaps, MapEntries, MovedFlows, Woken},
     processes::{KernelView, ProcessKey, Processes},
     socket_owners::SocketOwners,
     stats::{CgroupInfo, FlowInfo, Forgotten, Store, Talker, TalkerInfo, NO_HINT},
@@ -67,6 +70,8 @@ pub struct Drainer {
     cgroup_paths: Cgroups,
     socket_owners: SocketOwners,
     last_drain: Instant,
+    /// FLOW_CLAIMS when the last drain began: new flows since then wait to be read.
+    claims_read: u64,
     last_process_gc: Instant,
     last_housekeeping: Instant,
     exited_at_last_gc: HashSet<u32>,
@@ -118,11 +123,24 @@ impl Drainer {
             cgroup_paths: Cgroups::new(cgroup_root),
             socket_owners: SocketOwners::default(),
             last_drain: now,
+            claims_read: 0,
             last_process_gc: now,
             last_housekeeping: now,
             exited_at_last_gc: HashSet::default(),
             kernel_logger,
         }
+    }
+
+    /// Sleeps until `deadline`, a burst of new flows, or `stop` becomes readable.
+    pub fn wait(&mut self, deadline: Instant, stop: BorrowedFd<'_>) -> Woken {
+        self.maps.wait_for_burst(deadline, stop)
+    }
+
+    /// Whether [`BURST_FLOWS`] new flows wait to be read: worth a drain before the interval
+    /// ends. Such a drain counts as a drain for idle expiry: during a burst, idle flows are
+    /// retired sooner (they take a new slot if they wake), never lost.
+    pub fn burst_waiting(&self) -> bool {
+        self.maps.flow_claims().wrapping_sub(self.claims_read) >= BURST_FLOWS
     }
 
     pub fn drain(&mut self, store: &RwLock<Store>) {
@@ -135,6 +153,8 @@ impl Drainer {
         let length = started.duration_since(self.last_drain);
         self.last_drain = started;
 
+        // Before the flows are read: a flow claimed after this is read now or at the next drain.
+        self.claims_read = self.maps.flow_claims();
         // Closed marks first: every byte a socket moved before its release is then already in
         // the counters read below.
         let closed: HashSet<u64> = self.maps.closed().into_iter().collect();

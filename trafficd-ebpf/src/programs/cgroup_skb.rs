@@ -15,12 +15,15 @@ use aya_ebpf::{
     macros::cgroup_skb,
     programs::SkBuffContext,
 };
-use trafficd_common::{FlowKey, Loss, Traffic};
+use trafficd_common::{FlowKey, Loss, Traffic, BURST_FLOWS};
 
 use crate::{
     counters::{add, count_loss, entry, fetch_add, zeroed, BPF_NOEXIST, EEXIST},
     flow_cache,
-    maps::{CGROUPS, FLOWS, FLOW_COUNTERS, FREE_FLOW_SLOTS, FRESH_FLOW_SLOTS, SOCKETS},
+    maps::{
+        CGROUPS, FLOWS, FLOW_BURSTS, FLOW_CLAIMS, FLOW_COUNTERS, FREE_FLOW_SLOTS, FRESH_FLOW_SLOTS,
+        SOCKETS,
+    },
     packet,
 };
 
@@ -136,6 +139,13 @@ fn claim_slot(key: &FlowKey) -> Option<u32> {
         // A fetching atomic add is a full barrier under every BPF JIT (a plain atomic add is
         // not on arm64): the key's stores come before `claimed`, which the daemon reads first.
         fetch_add(&raw mut (*counters).claimed, 1);
+    }
+    if let Some(claims) = FLOW_CLAIMS.get_ptr_mut(0) {
+        let claimed = fetch_add(claims, 1) + 1;
+        if claimed % BURST_FLOWS == 0 {
+            // Not lost if the ring is full: the daemon is awake then, and counts FLOW_CLAIMS.
+            let _ = FLOW_BURSTS.output::<u64>(claimed, 0);
+        }
     }
     Some(slot)
 }

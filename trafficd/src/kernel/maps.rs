@@ -2,10 +2,13 @@
 //!
 //! Per-CPU values are summed here; callers only ever see totals.
 
-use std::os::fd::{AsFd, AsRawFd};
+use std::{
+    os::fd::{AsFd, AsRawFd, BorrowedFd},
+    time::Instant,
+};
 
 use aya::{
-    maps::{HashMap, IterableMap, Map, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues},
+    maps::{Array, HashMap, IterableMap, Map, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues},
     programs::ProgramFd,
     Ebpf, Pod,
 };
@@ -13,6 +16,7 @@ use trafficd_common::{maps as names, Loss, Payload, SocketOwner, SocketProcessKe
 
 use super::{
     batch,
+    bursts::{Bursts, Woken},
     flow_slots::{FlowSlots, MovedFlows},
     MapSizes,
 };
@@ -21,6 +25,8 @@ use crate::error::{Error, Result};
 pub struct KernelMaps {
     sockets: PerCpuHashMap<MapData, u64, Traffic>,
     flows: FlowSlots,
+    flow_claims: Array<MapData, u64>,
+    bursts: Bursts,
     cgroups: PerCpuHashMap<MapData, u64, Traffic>,
     owners: HashMap<MapData, u64, SocketOwner>,
     processes: HashMap<MapData, u32, SocketOwner>,
@@ -142,6 +148,8 @@ impl KernelMaps {
         )
         .map_err(Error::MapCounters)?;
         Ok(KernelMaps {
+            flow_claims: taker.take(names::FLOW_CLAIMS)?,
+            bursts: Bursts::new(taker.take(names::FLOW_BURSTS)?),
             sockets: taker.take(names::SOCKETS)?,
             flows,
             cgroups: taker.take(names::CGROUPS)?,
@@ -169,6 +177,16 @@ impl KernelMaps {
     /// the kernel's slot number of each: stable while the flow lives, reused after.
     pub fn take_flows(&mut self, moved: &mut MovedFlows) {
         self.flows.take(moved)
+    }
+
+    /// Sleeps until `deadline`, a burst of new flows, or `stop` becomes readable.
+    pub fn wait_for_burst(&mut self, deadline: Instant, stop: BorrowedFd<'_>) -> Woken {
+        self.bursts.wait(deadline, stop)
+    }
+
+    /// New flows the programs ever indexed (0 if it cannot be read).
+    pub fn flow_claims(&self) -> u64 {
+        self.flow_claims.get(&0, 0).unwrap_or(0)
     }
 
     /// Flows counting now.

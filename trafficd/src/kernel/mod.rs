@@ -4,6 +4,7 @@
 
 mod batch;
 mod btf;
+mod bursts;
 mod compat;
 mod flow_slots;
 mod maps;
@@ -20,6 +21,7 @@ use aya::{
 use tracing::{info, warn};
 use trafficd_common::maps as names;
 
+pub use bursts::Woken;
 pub use compat::{cgroup2_root, check_privileges};
 pub use flow_slots::MovedFlows;
 pub use maps::{KernelMaps, MapEntries, MapFill, MapMemory};
