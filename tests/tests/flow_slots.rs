@@ -72,53 +72,91 @@ fn slots_of_closed_sockets_are_reused() {
     );
 }
 
+/// A UDP sender on loopback and a wildcard receiver, and peer addresses 127.<subnet>.x.y on the
+/// receiver's port: every datagram to a new peer makes two flows, the sender's and the
+/// receiver's.
+struct LoopbackPeers {
+    _receiver: UdpSocket,
+    sender: UdpSocket,
+    port: u16,
+    subnet: u8,
+}
+
+impl LoopbackPeers {
+    /// Payload of every datagram.
+    const DATAGRAM: usize = 16;
+    /// Datagrams to each marked peer, whose flow is checked; every other peer gets one.
+    const MARKED_DATAGRAMS: u64 = 10;
+
+    fn new(subnet: u8) -> LoopbackPeers {
+        let receiver = UdpSocket::bind("0.0.0.0:0").unwrap();
+        LoopbackPeers {
+            port: receiver.local_addr().unwrap().port(),
+            _receiver: receiver,
+            sender: UdpSocket::bind("127.0.0.1:0").unwrap(),
+            subnet,
+        }
+    }
+
+    fn peer(&self, i: u32) -> SocketAddr {
+        let [_, _, hi, lo] = i.to_be_bytes();
+        SocketAddr::V4(SocketAddrV4::new(
+            Ipv4Addr::new(127, self.subnet, hi, lo),
+            self.port,
+        ))
+    }
+
+    /// One datagram to each of `peers`, and [`Self::MARKED_DATAGRAMS`] to those in `marked`.
+    fn send(&self, peers: impl IntoIterator<Item = u32>, marked: &[u32]) {
+        for i in peers {
+            let repeat = if marked.contains(&i) {
+                Self::MARKED_DATAGRAMS
+            } else {
+                1
+            };
+            for _ in 0..repeat {
+                self.sender
+                    .send_to(&[b'p'; Self::DATAGRAM], self.peer(i))
+                    .unwrap();
+            }
+        }
+    }
+
+    /// Waits for the sender's flow to each of `marked` in /top and checks it to the byte.
+    fn check_marked(&self, d: &Daemon, marked: &[u32]) {
+        let local = self.sender.local_addr().unwrap();
+        let expected = Self::MARKED_DATAGRAMS * (Self::DATAGRAM as u64 + wire::udp_header(false));
+        for &i in marked {
+            let flows = d.wait_flow("udp", local, self.peer(i), |tx, _| tx >= expected);
+            let tx: u64 = flows.iter().map(|f| f.tx()).sum();
+            let packets: u64 = flows.iter().map(|f| f.tx_packets()).sum();
+            assert_eq!(
+                (tx, packets),
+                (expected, Self::MARKED_DATAGRAMS),
+                "flow {local} -> {}",
+                self.peer(i)
+            );
+        }
+    }
+}
+
 /// The daemon maps the flow counters as the slots get used, starting with 1024: flows in
 /// slots past each mapping, handed out between drains, are counted all the same.
 #[test]
 fn flows_past_the_first_mapped_slots_are_counted() {
     require_root!();
-    const DATAGRAM: usize = 16;
-    /// Datagrams to each marked destination; every other destination gets one.
-    const MARKED_DATAGRAMS: u64 = 10;
     let d = Daemon::builder().interval("200ms").start();
-    let receiver = UdpSocket::bind("0.0.0.0:0").unwrap();
-    let port = receiver.local_addr().unwrap().port();
-    let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let local = sender.local_addr().unwrap();
-    let destination = |i: u32| {
-        let [_, _, hi, lo] = i.to_be_bytes();
-        SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(127, 3, hi, lo), port))
-    };
-    // Two batches, a drain apart: the first outgrows the first mapping (each datagram makes two
-    // flows, the sender's and the receiver's), the second the mapping grown for the first.
+    let peers = LoopbackPeers::new(3);
+    // Two batches, a drain apart: the first outgrows the first mapping, the second the mapping
+    // grown for the first.
     let mut next = 0;
     for batch in [1500, 3000] {
-        let destinations: Vec<u32> = (next..next + batch).collect();
+        let batch_peers = next..next + batch;
         next += batch;
-        // The last destinations of a batch are the ones in the newest slots.
-        let marked = &destinations[destinations.len() - 20..];
-        for &i in &destinations {
-            let repeat = if marked.contains(&i) {
-                MARKED_DATAGRAMS
-            } else {
-                1
-            };
-            for _ in 0..repeat {
-                sender.send_to(&[b'm'; DATAGRAM], destination(i)).unwrap();
-            }
-        }
-        let expected = MARKED_DATAGRAMS * (DATAGRAM as u64 + wire::udp_header(false));
-        for &i in marked {
-            let flows = d.wait_flow("udp", local, destination(i), |tx, _| tx >= expected);
-            let tx: u64 = flows.iter().map(|f| f.tx()).sum();
-            let packets: u64 = flows.iter().map(|f| f.tx_packets()).sum();
-            assert_eq!(
-                (tx, packets),
-                (expected, MARKED_DATAGRAMS),
-                "flow {local} -> {} (batch of {batch})",
-                destination(i)
-            );
-        }
+        // The last peers of a batch are the ones in the newest slots.
+        let marked: Vec<u32> = (batch_peers.end - 20..batch_peers.end).collect();
+        peers.send(batch_peers, &marked);
+        peers.check_marked(&d, &marked);
     }
     let entries = d
         .metrics()
@@ -133,43 +171,13 @@ fn flows_past_the_first_mapped_slots_are_counted() {
 #[test]
 fn a_burst_of_new_flows_is_drained_before_the_interval_ends() {
     require_root!();
-    const DATAGRAM: usize = 16;
-    const PEERS: u32 = 12_000;
-    const MARKED_DATAGRAMS: u64 = 10;
     let d = Daemon::builder().interval("60s").start();
-    let receiver = UdpSocket::bind("0.0.0.0:0").unwrap();
-    let port = receiver.local_addr().unwrap().port();
-    let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let local = sender.local_addr().unwrap();
-    let destination = |i: u32| {
-        let [_, _, hi, lo] = i.to_be_bytes();
-        SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(127, 5, hi, lo), port))
-    };
+    let peers = LoopbackPeers::new(5);
     // The first peers are marked: an early drain comes once enough new flows wait, and flows
     // that appear after it wait for the next one.
-    let marked = 0..20;
-    for i in 0..PEERS {
-        let repeat = if marked.contains(&i) {
-            MARKED_DATAGRAMS
-        } else {
-            1
-        };
-        for _ in 0..repeat {
-            sender.send_to(&[b'b'; DATAGRAM], destination(i)).unwrap();
-        }
-    }
-    let expected = MARKED_DATAGRAMS * (DATAGRAM as u64 + wire::udp_header(false));
-    for i in marked {
-        let flows = d.wait_flow("udp", local, destination(i), |tx, _| tx >= expected);
-        let tx: u64 = flows.iter().map(|f| f.tx()).sum();
-        let packets: u64 = flows.iter().map(|f| f.tx_packets()).sum();
-        assert_eq!(
-            (tx, packets),
-            (expected, MARKED_DATAGRAMS),
-            "flow {local} -> {}",
-            destination(i)
-        );
-    }
+    let marked: Vec<u32> = (0..20).collect();
+    peers.send(0..12_000, &marked);
+    peers.check_marked(&d, &marked);
 }
 
 /// A flow idle long enough to be retired, which then wakes up: its new packets must go to a new

@@ -339,7 +339,7 @@ mod tests {
         // The 1 s window is the last drain's.
         let last_second = TopQuery {
             window: second,
-            ..query.clone()
+            ..query
         };
         let last = top(&store, &last_second, start + second * 3);
         assert_eq!(last.items[0]["tx_bytes"], 110);
