@@ -16,7 +16,7 @@ use crate::{
     drain::{DrainConfig, Drainer},
     error::{Error, Result},
     http,
-    kernel::{Kernel, MapSizes, Woken},
+    kernel::{Kernel, MapSizes},
     stats::Store,
 };
 
@@ -58,13 +58,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     let interval = args.interval;
     let drain_thread = thread::Builder::new().name("drain".into()).spawn(move || {
         let mut due = Instant::now() + interval;
-        loop {
-            match drainer.wait(due, stopped.as_fd()) {
-                Woken::Stop => break,
-                Woken::Burst if !drainer.burst_waiting() => continue,
-                Woken::Deadline if Instant::now() < due => continue,
-                Woken::Burst | Woken::Deadline => {}
-            }
+        while drainer.wait_for_drain(due, stopped.as_fd()) {
             drainer.drain(&drain_store);
             due = Instant::now() + interval;
         }

@@ -131,15 +131,23 @@ impl Drainer {
         }
     }
 
-    /// Sleeps until `deadline`, a burst of new flows, or `stop` becomes readable.
-    pub fn wait(&mut self, deadline: Instant, stop: BorrowedFd<'_>) -> Woken {
-        self.maps.wait_for_burst(deadline, stop)
+    /// Sleeps until the next drain is due: at `due`, or sooner when a burst of new flows
+    /// waits. `false` once `stop` was raised.
+    pub fn wait_for_drain(&mut self, due: Instant, stop: BorrowedFd<'_>) -> bool {
+        loop {
+            match self.maps.wait_for_burst(due, stop) {
+                Woken::Stop => return false,
+                Woken::Burst if self.burst_waiting() => return true,
+                Woken::Deadline if Instant::now() >= due => return true,
+                Woken::Burst | Woken::Deadline => {}
+            }
+        }
     }
 
     /// Whether [`BURST_FLOWS`] new flows wait to be read: worth a drain before the interval
     /// ends. Such a drain counts as a drain for idle expiry: during a burst, idle flows are
     /// retired sooner (they take a new slot if they wake), never lost.
-    pub fn burst_waiting(&self) -> bool {
+    fn burst_waiting(&self) -> bool {
         self.maps.flow_claims().wrapping_sub(self.claims_read) >= BURST_FLOWS
     }
 

@@ -122,41 +122,43 @@ fn record(ctx: &BtfTracePointContext, call: Call) {
 
 #[inline(always)]
 fn is_inet(sk: *const c_void) -> bool {
-    // SAFETY: read-only global set at load time. The loader freezes it, so the verifier knows
-    // its value: the read below is at a constant offset, which is what lets it go straight to
-    // the BTF-typed socket instead of through `bpf_probe_read_kernel` (a third of this
-    // program's own time when measured).
-    let offset = unsafe { core::ptr::read_volatile(&SK_FAMILY_OFFSET) };
-    // Bounded so the read stays inside `struct sock` whatever the daemon set.
-    if offset > 4096 {
-        return false;
-    }
-    // SAFETY: `sk` is the tracepoint's BTF-typed socket argument and `offset` that of its
-    // `skc_family`; the verifier checks the read against the kernel's BTF, and a read through a
-    // bad pointer yields 0 rather than a fault.
-    let family =
-        unsafe { core::ptr::read_volatile((sk as *const u8).add(offset as usize) as *const u16) };
-    family == u16::from(AF_INET) || family == u16::from(AF_INET6)
+    matches!(
+        sock_field::<u16>(sk, &SK_FAMILY_OFFSET),
+        Some(family) if family == u16::from(AF_INET) || family == u16::from(AF_INET6)
+    )
 }
 
 /// The socket's cookie, as `bpf_get_socket_cookie` gives it. The kernel makes a socket's
-/// cookie on first demand and keeps it in the socket: once made, it is read straight from
-/// there, which saves a helper call on every send and receive (each call and return is dear
-/// under the SRSO mitigation). The helper makes it when it is not there yet.
+/// cookie on first demand and keeps it in the socket (`skc_cookie`, written once from 0):
+/// once made, it is read straight from there, which saves a helper call on every send and
+/// receive (each call and return is dear under the SRSO mitigation). The helper makes it when
+/// it is not there yet.
 #[inline(always)]
 fn socket_cookie(sk: *const c_void) -> u64 {
-    // SAFETY: read-only global set and frozen at load time, as SK_FAMILY_OFFSET.
-    let offset = unsafe { read_volatile(&SK_COOKIE_OFFSET) };
-    if offset <= 4096 {
-        // SAFETY: as in `is_inet`: a BTF-checked read of the socket's `skc_cookie`, an
-        // atomic64_t that the kernel writes once, from 0 to the cookie.
-        let cookie = unsafe { read_volatile((sk as *const u8).add(offset as usize) as *const u64) };
-        if cookie != 0 {
-            return cookie;
-        }
+    match sock_field::<u64>(sk, &SK_COOKIE_OFFSET) {
+        Some(cookie) if cookie != 0 => cookie,
+        // SAFETY: `sk` is the tracepoint's BTF-typed socket argument.
+        _ => unsafe { bpf_get_socket_cookie(sk as *mut c_void) },
     }
-    // SAFETY: `sk` is the tracepoint's BTF-typed socket argument.
-    unsafe { bpf_get_socket_cookie(sk as *mut c_void) }
+}
+
+/// The field of the BTF-typed socket `sk` at the offset `offset` holds, read in place; `None`
+/// when the offset could not be inside `struct sock`.
+#[inline(always)]
+fn sock_field<T>(sk: *const c_void, offset: &u32) -> Option<T> {
+    // SAFETY: a read-only global set at load time. The loader freezes it, so the verifier knows
+    // its value: the read below is at a constant offset, which is what lets it go straight to
+    // the socket instead of through `bpf_probe_read_kernel` (a third of a program's own time
+    // when measured).
+    let offset = unsafe { read_volatile(offset) };
+    // Bounded so the read stays inside `struct sock` whatever the daemon set.
+    if offset > 4096 {
+        return None;
+    }
+    // SAFETY: `sk` is the tracepoint's BTF-typed socket argument and `offset` one of its
+    // fields' (from the kernel's BTF); the verifier checks the read against that BTF, and a
+    // read through a bad pointer yields 0 rather than a fault.
+    Some(unsafe { read_volatile((sk as *const u8).add(offset as usize) as *const T) })
 }
 
 /// Records the calling process as the socket's owner unless it already is, and remembers the

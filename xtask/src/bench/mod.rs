@@ -567,10 +567,10 @@ fn measure_run(
     let mut monitor = conditions::start(condition, scenario, env, tools, stats)?;
     // Attached for this run only: dropped (detached and released) when this function returns,
     // whichever way it does.
-    let empty = match condition.is_empty_bpf() {
-        true => Some(empty_bpf::EmptyPrograms::attach(&env.cgroup_root)?),
-        false => None,
-    };
+    let empty = condition
+        .is_empty_bpf()
+        .then(|| empty_bpf::EmptyPrograms::attach(&env.cgroup_root))
+        .transpose()?;
     let prepared = scenarios::prepare(scenario, env)?;
     let (ns, ifname) = env.interface(scenario);
     let prog_names = if condition.is_trafficd() {
