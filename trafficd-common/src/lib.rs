@@ -59,6 +59,9 @@ pub mod maps {
     pub const PROCESSES: &str = "PROCESSES";
     /// Payload bytes per (socket, process): splits a shared socket between its users.
     pub const SOCKET_PROCESSES: &str = "SOCKET_PROCESSES";
+    /// Per CPU, one [`RecentUse`](super::RecentUse): the (socket, process) that CPU last saw
+    /// send or receive, and the payload it moved since, not yet in SOCKET_PROCESSES.
+    pub const RECENT_USE: &str = "RECENT_USE";
     /// Sockets released by their owner, with the time of release.
     pub const CLOSED: &str = "CLOSED";
     /// Per-CPU counters of everything the kernel side had to drop.
@@ -210,6 +213,33 @@ impl Payload {
     }
 }
 
+/// The (socket, process) a CPU last saw send or receive, and what it moved since.
+///
+/// A process mostly sends and receives on the same socket many times in a row. Its payload is
+/// added here, with no map lookup, and moved into SOCKET_PROCESSES only when the CPU sees
+/// another (socket, process): the lookup was half of the send and receive programs' time. The
+/// daemon adds what waits here to what it reads from SOCKET_PROCESSES.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RecentUse {
+    /// Odd while the program switches to another (socket, process): the daemon only believes
+    /// a CPU's entry when two reads saw the same even value.
+    pub seq: u64,
+    pub cookie: u64,
+    pub tgid: u64,
+    /// Binds the entry to OWNERS as it was when the owner was last confirmed (kernel-only).
+    pub seal: u64,
+    /// Moved by `tgid` on `cookie` on this CPU and not yet added to SOCKET_PROCESSES.
+    pub payload: Payload,
+}
+
+impl RecentUse {
+    /// Whether the entry names a (socket, process) with payload waiting.
+    pub fn is_waiting(&self) -> bool {
+        self.cookie != 0 && self.payload != Payload::default()
+    }
+}
+
 /// Index into the per-CPU `LOSSES` array: what the kernel side could not record.
 ///
 /// Each kind has two slots, `2 * kind` for events and `2 * kind + 1` for bytes.
@@ -276,6 +306,7 @@ mod pod {
     unsafe impl aya::Pod for super::SocketOwner {}
     unsafe impl aya::Pod for super::SocketProcessKey {}
     unsafe impl aya::Pod for super::Payload {}
+    unsafe impl aya::Pod for super::RecentUse {}
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 //! line is a few nanoseconds.
 
 use core::{
-    intrinsics::{atomic_xadd, AtomicOrdering},
+    intrinsics::{atomic_xadd, atomic_xchg, AtomicOrdering},
     mem::{align_of, size_of, MaybeUninit},
 };
 
@@ -38,6 +38,14 @@ pub fn fetch_add(counter: *mut u64, value: u64) -> u64 {
     // result is used to the non-fetching instruction and reads the addend back as the "result".
     // SAFETY: as for `add`.
     unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::SeqCst }>(counter, value) }
+}
+
+/// Sets the counter to 0 and returns what it held, in one atomic exchange: an add that
+/// interrupts it lands either before (and is taken) or after (and stays).
+#[inline(always)]
+pub fn take(counter: *mut u64) -> u64 {
+    // SAFETY: as for `add`.
+    unsafe { atomic_xchg::<u64, { AtomicOrdering::SeqCst }>(counter, 0) }
 }
 
 /// Adds to slot `index` of a per-CPU array of counters.

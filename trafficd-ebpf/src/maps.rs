@@ -14,7 +14,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, Queue, RingBuf},
 };
 use trafficd_common::{
-    defaults, FlowKey, FlowSlot, Payload, SocketOwner, SocketProcessKey, Traffic, LOSS_SLOTS,
+    defaults, FlowKey, FlowSlot, Payload, RecentUse, SocketOwner, SocketProcessKey, Traffic,
+    LOSS_SLOTS,
 };
 
 /// Map flags: none, i.e. preallocated (see above).
@@ -91,28 +92,10 @@ pub static PROCESSES: HashMap<u32, SocketOwner> =
 #[map]
 pub static OWNER_CHANGES: Array<u64> = Array::with_max_entries(1, 0);
 
-/// Per CPU: the socket and process this CPU last confirmed in OWNERS, and OWNER_CHANGES then.
-/// Kernel-only: the daemon never reads it.
+/// Per CPU: the socket and process this CPU last saw, confirmed in OWNERS as of OWNER_CHANGES
+/// then, and the payload they moved since (see [`RecentUse`]).
 #[map]
-pub static LAST_OWNER_CHECK: PerCpuArray<OwnerCheck> = PerCpuArray::with_max_entries(1, 0);
-
-#[repr(C)]
-pub struct OwnerCheck {
-    pub cookie: u64,
-    pub tgid: u64,
-    /// [`OwnerCheck::seal`] of the three: a program on this CPU that interrupts another while
-    /// it rewrites the check (the send and receive programs can preempt each other) leaves a
-    /// mix of two checks, whose seal matches neither.
-    pub seal: u64,
-}
-
-impl OwnerCheck {
-    /// OWNER_CHANGES as of the confirmation, bound to the socket and process confirmed.
-    #[inline(always)]
-    pub fn seal(cookie: u64, tgid: u32, changes: u64) -> u64 {
-        changes ^ (cookie ^ (u64::from(tgid) << 32)).wrapping_mul(0x9e37_79b9_7f4a_7c15)
-    }
-}
+pub static RECENT_USE: PerCpuArray<RecentUse> = PerCpuArray::with_max_entries(1, 0);
 
 #[map]
 pub static SOCKET_PROCESSES: PerCpuHashMap<SocketProcessKey, Payload> =

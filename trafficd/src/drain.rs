@@ -64,6 +64,8 @@ pub struct Drainer {
     flow_map_full: u64,
     overflow_reads: u32,
     payloads: Tracker<SocketProcessKey, Payload>,
+    /// Pairs part of whose payload waited on a CPU at the last read: kept until it is moved.
+    waiting_payloads: HashSet<SocketProcessKey>,
     /// Sockets seen released at the previous drain: deleted at this one if idle since.
     closing: HashSet<u64>,
     processes: Processes,
@@ -118,6 +120,7 @@ impl Drainer {
             flow_map_full: 0,
             overflow_reads: 0,
             payloads: Tracker::default(),
+            waiting_payloads: HashSet::default(),
             closing: HashSet::default(),
             processes: Processes::default(),
             cgroup_paths: Cgroups::new(cgroup_root),
@@ -174,13 +177,14 @@ impl Drainer {
             sockets: socket_overflow.len(),
             flows: self.maps.live_flows(),
             cgroups: cgroup_overflow.len(),
-            socket_processes: payloads.len(),
+            socket_processes: payloads.entries,
             closed: closed.len(),
         };
         let read = started.elapsed();
         let socket_overflow = self.sockets.observe(socket_overflow);
         let cgroup_overflow = self.cgroups.observe(cgroup_overflow);
-        let payload_deltas = self.payloads.observe(payloads);
+        self.waiting_payloads = payloads.waiting;
+        let payload_deltas = self.payloads.observe(payloads.totals);
         // Socket and cgroup totals: their flows, plus what overflowed a full flow map. The
         // flows come summed by (socket, cgroup), a few entries however many flows.
         let by_socket = &moved.by_socket;
@@ -522,7 +526,8 @@ impl Drainer {
             self.sockets.forget(cookie);
         }
         self.maps.forget_idle_flows(expiry);
-        let idle_payloads = self.payloads.idle_for(expiry);
+        let mut idle_payloads = self.payloads.idle_for(expiry);
+        idle_payloads.retain(|k| !self.waiting_payloads.contains(k));
         self.maps.forget_socket_processes(&idle_payloads);
         for key in &idle_payloads {
             self.payloads.forget(key);
@@ -558,6 +563,7 @@ impl Drainer {
             .keys()
             .filter(|k| cookies.contains(&k.cookie))
             .filter(|k| self.payloads.idle(k).is_some_and(|i| i >= 1))
+            .filter(|k| !self.waiting_payloads.contains(k))
             .copied()
             .collect();
         self.maps.forget_socket_processes(&payloads);

@@ -3,7 +3,10 @@
 //!
 //! They record who owns each socket (so a process that sends and exits at once is still named,
 //! with its comm) and how much payload each process moved through it (so a socket shared
-//! after fork is split between the processes by what each one sent and received).
+//! after fork is split between the processes by what each one sent and received). The payload
+//! of the (socket, process) a CPU saw last waits in that CPU's RECENT_USE entry and goes to
+//! SOCKET_PROCESSES when the CPU sees another one: a run of calls on one socket costs no
+//! map lookup.
 
 use core::{
     ffi::c_void,
@@ -18,11 +21,13 @@ use aya_ebpf::{
     macros::btf_tracepoint,
     programs::BtfTracePointContext,
 };
-use trafficd_common::{Loss, Payload, SocketOwner, SocketProcessKey, AF_INET, AF_INET6, COMM_LEN};
+use trafficd_common::{
+    Loss, Payload, RecentUse, SocketOwner, SocketProcessKey, AF_INET, AF_INET6, COMM_LEN,
+};
 
 use crate::{
-    counters::{add, count_loss, entry, fetch_add},
-    maps::{OwnerCheck, LAST_OWNER_CHECK, OWNERS, OWNER_CHANGES, PROCESSES, SOCKET_PROCESSES},
+    counters::{add, count_loss, entry, fetch_add, take},
+    maps::{OWNERS, OWNER_CHANGES, PROCESSES, RECENT_USE, SOCKET_PROCESSES},
 };
 
 /// Offset of `sk_family` in `struct sock`. The daemon reads the real one from the kernel's BTF
@@ -64,7 +69,7 @@ pub fn trafficd_tcp_consume(ctx: BtfTracePointContext) -> i32 {
     if !sk.is_null() {
         let cookie = socket_cookie(sk);
         let pid_tgid = bpf_get_current_pid_tgid();
-        remember_owner(&ctx, cookie, (pid_tgid >> 32) as u32, pid_tgid as u32);
+        use_socket(&ctx, cookie, (pid_tgid >> 32) as u32, pid_tgid as u32);
     }
     0
 }
@@ -93,30 +98,59 @@ fn record(ctx: &BtfTracePointContext, call: Call) {
     let tgid = (pid_tgid >> 32) as u32;
     let bytes = ret as u64;
 
-    remember_owner(ctx, cookie, tgid, pid_tgid as u32);
+    let (sent, received) = match call {
+        Call::Send => (bytes, 0),
+        Call::Receive => (0, bytes),
+    };
+    match use_socket(ctx, cookie, tgid, pid_tgid as u32) {
+        // SAFETY: this CPU's live array element.
+        Some(recent) => add_payload(unsafe { &raw mut (*recent).payload }, sent, received),
+        None => {
+            let payload = Payload {
+                sent_bytes: sent,
+                sent_calls: u64::from(sent > 0),
+                received_bytes: received,
+                received_calls: u64::from(received > 0),
+            };
+            add_to_socket_processes(ctx, cookie, tgid, &payload);
+        }
+    }
+}
 
+/// Adds one call's payload to `payload` (one of its sides is 0).
+#[inline(always)]
+fn add_payload(payload: *mut Payload, sent: u64, received: u64) {
+    // SAFETY: `payload` is a live map value; only its fields' addresses are taken.
+    unsafe {
+        if sent > 0 {
+            add(&raw mut (*payload).sent_bytes, sent);
+            add(&raw mut (*payload).sent_calls, 1);
+        } else {
+            add(&raw mut (*payload).received_bytes, received);
+            add(&raw mut (*payload).received_calls, 1);
+        }
+    }
+}
+
+/// Adds `payload` to what `tgid` moved on socket `cookie` in SOCKET_PROCESSES.
+#[inline(always)]
+fn add_to_socket_processes(ctx: &BtfTracePointContext, cookie: u64, tgid: u32, payload: &Payload) {
     let key = SocketProcessKey {
         cookie,
         tgid,
         _pad: 0,
     };
-    let Some(payload) = entry(&SOCKET_PROCESSES, &key) else {
+    let Some(total) = entry(&SOCKET_PROCESSES, &key) else {
+        let bytes = payload.sent_bytes.wrapping_add(payload.received_bytes);
         count_loss(ctx, Loss::SocketProcessMapFull, bytes);
         return;
     };
-    // SAFETY: `payload` is a live map value.
+    // SAFETY: `total` is a live map value.
     unsafe {
-        let payload: *mut Payload = payload;
-        match call {
-            Call::Send => {
-                add(&raw mut (*payload).sent_bytes, bytes);
-                add(&raw mut (*payload).sent_calls, 1);
-            }
-            Call::Receive => {
-                add(&raw mut (*payload).received_bytes, bytes);
-                add(&raw mut (*payload).received_calls, 1);
-            }
-        }
+        add(&raw mut (*total).sent_bytes, payload.sent_bytes);
+        add(&raw mut (*total).sent_calls, payload.sent_calls);
+        add(&raw mut (*total).received_bytes, payload.received_bytes);
+        add(&raw mut (*total).received_calls, payload.received_calls);
     }
 }
 
@@ -161,33 +195,38 @@ fn sock_field<T>(sk: *const c_void, offset: &u32) -> Option<T> {
     Some(unsafe { read_volatile((sk as *const u8).add(offset as usize) as *const T) })
 }
 
-/// Records the calling process as the socket's owner unless it already is, and remembers the
-/// process itself by tgid.
+/// Makes (socket `cookie`, process `tgid`) this CPU's recent use and returns the entry, its
+/// payload now theirs (`None`: not reached). On the way, records the process as the socket's
+/// owner unless it already is, and remembers the process itself by tgid.
 ///
-/// Most calls come from the socket's owner again. Each CPU remembers the last (socket, process)
-/// it confirmed and how many owner writes had been made then: while no owner was written
-/// since, the same pair needs no OWNERS lookup (a hash of the key and a compare, a third of
-/// this program's time). Owners are written once per socket and on hand-over after fork.
+/// Most calls come from the CPU's recent use again, whose owner was confirmed then, along with
+/// how many owner writes had been made: while none was made since, the call needs no OWNERS
+/// lookup (a hash of the key and a compare) and its payload no SOCKET_PROCESSES one. Owners
+/// are written once per socket and on hand-over after fork.
 #[inline(always)]
-fn remember_owner(ctx: &BtfTracePointContext, cookie: u64, tgid: u32, tid: u32) {
-    let (Some(changes), Some(check)) = (
-        OWNER_CHANGES.get_ptr_mut(0),
-        LAST_OWNER_CHECK.get_ptr_mut(0),
-    ) else {
+fn use_socket(
+    ctx: &BtfTracePointContext,
+    cookie: u64,
+    tgid: u32,
+    tid: u32,
+) -> Option<*mut RecentUse> {
+    let (Some(changes), Some(recent)) = (OWNER_CHANGES.get_ptr_mut(0), RECENT_USE.get_ptr_mut(0))
+    else {
         // Index 0 of both arrays exists: not reached, but the owner is never left unrecorded.
         if !is_owner(cookie, tgid) {
             write_owner(ctx, cookie, tgid, tid);
         }
-        return;
+        return None;
     };
-    // SAFETY: live array elements; `check` is this CPU's.
+    // SAFETY: live array elements; `recent` is this CPU's. A program on this CPU may interrupt
+    // another (the send and receive programs run in interrupts too), leaving a mix of two
+    // entries: their seal matches neither, so the next call looks again.
     unsafe {
         let seen = read_volatile(changes);
-        if read_volatile(&raw const (*check).cookie) == cookie
-            && read_volatile(&raw const (*check).tgid) == u64::from(tgid)
-            && read_volatile(&raw const (*check).seal) == OwnerCheck::seal(cookie, tgid, seen)
-        {
-            return;
+        let same = read_volatile(&raw const (*recent).cookie) == cookie
+            && read_volatile(&raw const (*recent).tgid) == u64::from(tgid);
+        if same && read_volatile(&raw const (*recent).seal) == seal(cookie, tgid, seen) {
+            return Some(recent);
         }
         let confirmed = if is_owner(cookie, tgid) {
             seen
@@ -195,13 +234,43 @@ fn remember_owner(ctx: &BtfTracePointContext, cookie: u64, tgid: u32, tid: u32) 
             write_owner(ctx, cookie, tgid, tid);
             fetch_add(changes, 1) + 1
         };
-        write_volatile(&raw mut (*check).cookie, cookie);
-        write_volatile(&raw mut (*check).tgid, u64::from(tgid));
-        write_volatile(
-            &raw mut (*check).seal,
-            OwnerCheck::seal(cookie, tgid, confirmed),
-        );
+        if !same {
+            switch_recent_use(ctx, recent, cookie, tgid);
+        }
+        write_volatile(&raw mut (*recent).seal, seal(cookie, tgid, confirmed));
     }
+    Some(recent)
+}
+
+/// Hands the payload waiting in `recent` to SOCKET_PROCESSES and makes the entry (`cookie`,
+/// `tgid`)'s. `seq` is odd meanwhile, so that the daemon does not believe a half-written entry.
+#[inline(always)]
+fn switch_recent_use(ctx: &BtfTracePointContext, recent: *mut RecentUse, cookie: u64, tgid: u32) {
+    // SAFETY: this CPU's live array element; only its fields' addresses are taken.
+    unsafe {
+        fetch_add(&raw mut (*recent).seq, 1);
+        let last_cookie = read_volatile(&raw const (*recent).cookie);
+        let last_tgid = read_volatile(&raw const (*recent).tgid);
+        let payload = &raw mut (*recent).payload;
+        let waiting = Payload {
+            sent_bytes: take(&raw mut (*payload).sent_bytes),
+            sent_calls: take(&raw mut (*payload).sent_calls),
+            received_bytes: take(&raw mut (*payload).received_bytes),
+            received_calls: take(&raw mut (*payload).received_calls),
+        };
+        if waiting != Payload::default() {
+            add_to_socket_processes(ctx, last_cookie, last_tgid as u32, &waiting);
+        }
+        write_volatile(&raw mut (*recent).cookie, cookie);
+        write_volatile(&raw mut (*recent).tgid, u64::from(tgid));
+        fetch_add(&raw mut (*recent).seq, 1);
+    }
+}
+
+/// OWNER_CHANGES as of an owner's confirmation, bound to the socket and process confirmed.
+#[inline(always)]
+fn seal(cookie: u64, tgid: u32, changes: u64) -> u64 {
+    changes ^ (cookie ^ (u64::from(tgid) << 32)).wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
 
 /// Whether OWNERS names `tgid` as the owner of socket `cookie`.

@@ -12,12 +12,15 @@ use aya::{
     programs::ProgramFd,
     Ebpf, Pod,
 };
-use trafficd_common::{maps as names, Loss, Payload, SocketOwner, SocketProcessKey, Traffic};
+use trafficd_common::{
+    maps as names, Loss, Payload, RecentUse, SocketOwner, SocketProcessKey, Traffic,
+};
 
 use super::{
     batch,
     bursts::{Bursts, Woken},
     flow_slots::{FlowSlots, MovedFlows},
+    recent_use::{self, PayloadRead},
     MapSizes,
 };
 use crate::error::{Error, Result};
@@ -31,6 +34,7 @@ pub struct KernelMaps {
     owners: HashMap<MapData, u64, SocketOwner>,
     processes: HashMap<MapData, u32, SocketOwner>,
     socket_processes: PerCpuHashMap<MapData, SocketProcessKey, Payload>,
+    recent_use: PerCpuArray<MapData, RecentUse>,
     closed: HashMap<MapData, u64, u64>,
     losses: PerCpuArray<MapData, u64>,
     sizes: MapSizes,
@@ -156,6 +160,7 @@ impl KernelMaps {
             owners: taker.take(names::OWNERS)?,
             processes: taker.take(names::PROCESSES)?,
             socket_processes: taker.take(names::SOCKET_PROCESSES)?,
+            recent_use: taker.take(names::RECENT_USE)?,
             closed: taker.take(names::CLOSED)?,
             losses: taker.take(names::LOSSES)?,
             sizes,
@@ -199,8 +204,11 @@ impl KernelMaps {
         read_per_cpu(&self.cgroups)
     }
 
-    pub fn socket_processes(&self) -> Vec<(SocketProcessKey, Payload)> {
-        read_per_cpu(&self.socket_processes)
+    /// Payload per (socket, process), what waits on the CPUs included.
+    pub fn socket_processes(&self) -> PayloadRead {
+        // SOCKET_PROCESSES first: see `recent_use`.
+        let totals = read_per_cpu(&self.socket_processes);
+        recent_use::merge(totals, recent_use::read_waiting(&self.recent_use))
     }
 
     /// Cookies of sockets released since they were last forgotten.

@@ -8,6 +8,7 @@ mod bursts;
 mod compat;
 mod flow_slots;
 mod maps;
+mod recent_use;
 
 use std::{fs::File, path::PathBuf};
 
