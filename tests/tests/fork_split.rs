@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 
 use trafficd_tests::wire::{self, LOOPBACK_MTU};
-use trafficd_tests::{require_root, trafficgen, Daemon};
+use trafficd_tests::{bpf, require_root, trafficgen, Daemon, Gen, GenReport, TrafficGen};
 
 const PARENT: u64 = 3 << 20;
 const CHILD: u64 = 1 << 20;
@@ -14,33 +14,68 @@ fn shared_socket_bytes_are_split_by_sender() {
     require_root!();
     let d = Daemon::start();
     let tg = trafficgen!();
+    let (sink, addr) = start_sink(&tg);
+    let f = fork_send(&tg, addr).run();
+    assert_split(&d, sink, &f);
+}
+
+/// The parent's bytes are still waiting in its CPU's per-CPU payload entry when the daemon
+/// reads: the kernel moves them to SOCKET_PROCESSES only when that CPU sees another socket or
+/// process use a socket. The child and then the parent write on one CPU that nothing else of
+/// the test uses (the daemon, the sink and this thread are on another), so after the parent
+/// exits its payload stays there. Read without it, the socket's bytes would all go to the child.
+#[test]
+fn payload_still_waiting_on_its_cpu_is_counted() {
+    require_root!();
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cpus < 2 {
+        eprintln!("skipped: needs 2 CPUs (one for the writers alone), this machine has {cpus}");
+        return;
+    }
+    // Children inherit the spawning thread's CPU mask.
+    bpf::pin_to(0);
+    let d = Daemon::start();
+    let tg = trafficgen!();
+    let (sink, addr) = start_sink(&tg);
+    bpf::pin_to(1);
+    let writers = fork_send(&tg, addr).spawn();
+    bpf::pin_to(0);
+    let f = writers.finish();
+    assert_split(&d, sink, &f);
+}
+
+fn start_sink(tg: &TrafficGen) -> (Gen, SocketAddr) {
     let lo: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let (sink, addr) = tg
-        .cmd(&[
-            "tcp-sink",
-            "--listen",
-            &lo.to_string(),
-            "--name",
-            "tg-fk-sink",
-        ])
-        .spawn_ready();
-    // The parent connects, forks; the child writes CHILD bytes and exits; then
-    // the parent writes PARENT bytes on the same socket.
-    let f = tg
-        .cmd(&[
-            "fork-send",
-            "--to",
-            &addr.to_string(),
-            "--parent-bytes",
-            &PARENT.to_string(),
-            "--child-bytes",
-            &CHILD.to_string(),
-            "--name",
-            "tg-fk-parent",
-            "--child-name",
-            "tg-fk-child",
-        ])
-        .run();
+    tg.cmd(&[
+        "tcp-sink",
+        "--listen",
+        &lo.to_string(),
+        "--name",
+        "tg-fk-sink",
+    ])
+    .spawn_ready()
+}
+
+/// The parent connects, forks; the child writes CHILD bytes and exits; then the parent writes
+/// PARENT bytes on the same socket.
+fn fork_send(tg: &TrafficGen, to: SocketAddr) -> trafficd_tests::GenCommand<'_> {
+    tg.cmd(&[
+        "fork-send",
+        "--to",
+        &to.to_string(),
+        "--parent-bytes",
+        &PARENT.to_string(),
+        "--child-bytes",
+        &CHILD.to_string(),
+        "--name",
+        "tg-fk-parent",
+        "--child-name",
+        "tg-fk-child",
+    ])
+}
+
+/// Each writer is credited with what it wrote, and the sink with all of it.
+fn assert_split(d: &Daemon, sink: Gen, f: &GenReport) {
     let sink = sink.finish();
     assert_eq!(sink.bytes_received(), PARENT + CHILD);
     let child_pid = f.u64("child_pid") as u32;
@@ -53,7 +88,7 @@ fn shared_socket_bytes_are_split_by_sender() {
     // retransmission: the socket's TCP_INFO cannot say whose bytes those were);
     // the child's bound (1 MiB + headers) excludes any of the parent's 3 MiB
     // and vice versa.
-    let all = wire::Sent::from_report(PARENT + CHILD, &f);
+    let all = wire::Sent::from_report(PARENT + CHILD, f);
     let part = |payload| wire::Sent {
         payload,
         retrans_bytes: all.retrans_bytes,

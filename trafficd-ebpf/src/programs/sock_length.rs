@@ -98,59 +98,55 @@ fn record(ctx: &BtfTracePointContext, call: Call) {
     let tgid = (pid_tgid >> 32) as u32;
     let bytes = ret as u64;
 
-    let (sent, received) = match call {
-        Call::Send => (bytes, 0),
-        Call::Receive => (0, bytes),
+    let moved = match call {
+        Call::Send => Payload {
+            sent_bytes: bytes,
+            sent_calls: 1,
+            ..Payload::default()
+        },
+        Call::Receive => Payload {
+            received_bytes: bytes,
+            received_calls: 1,
+            ..Payload::default()
+        },
     };
     match use_socket(ctx, cookie, tgid, pid_tgid as u32) {
         // SAFETY: this CPU's live array element.
-        Some(recent) => add_payload(unsafe { &raw mut (*recent).payload }, sent, received),
-        None => {
-            let payload = Payload {
-                sent_bytes: sent,
-                sent_calls: u64::from(sent > 0),
-                received_bytes: received,
-                received_calls: u64::from(received > 0),
-            };
-            add_to_socket_processes(ctx, cookie, tgid, &payload);
-        }
+        Some(recent) => add_payload(unsafe { &raw mut (*recent).payload }, &moved),
+        None => add_to_socket_processes(ctx, cookie, tgid, &moved),
     }
 }
 
-/// Adds one call's payload to `payload` (one of its sides is 0).
+/// Adds `moved` to `total`, the sides it has only.
 #[inline(always)]
-fn add_payload(payload: *mut Payload, sent: u64, received: u64) {
-    // SAFETY: `payload` is a live map value; only its fields' addresses are taken.
+fn add_payload(total: *mut Payload, moved: &Payload) {
+    // SAFETY: `total` is a live map value; only its fields' addresses are taken.
     unsafe {
-        if sent > 0 {
-            add(&raw mut (*payload).sent_bytes, sent);
-            add(&raw mut (*payload).sent_calls, 1);
-        } else {
-            add(&raw mut (*payload).received_bytes, received);
-            add(&raw mut (*payload).received_calls, 1);
+        if moved.sent_calls > 0 {
+            add(&raw mut (*total).sent_bytes, moved.sent_bytes);
+            add(&raw mut (*total).sent_calls, moved.sent_calls);
+        }
+        if moved.received_calls > 0 {
+            add(&raw mut (*total).received_bytes, moved.received_bytes);
+            add(&raw mut (*total).received_calls, moved.received_calls);
         }
     }
 }
 
-/// Adds `payload` to what `tgid` moved on socket `cookie` in SOCKET_PROCESSES.
+/// Adds `moved` to what `tgid` moved on socket `cookie` in SOCKET_PROCESSES.
 #[inline(always)]
-fn add_to_socket_processes(ctx: &BtfTracePointContext, cookie: u64, tgid: u32, payload: &Payload) {
+fn add_to_socket_processes(ctx: &BtfTracePointContext, cookie: u64, tgid: u32, moved: &Payload) {
     let key = SocketProcessKey {
         cookie,
         tgid,
         _pad: 0,
     };
-    let Some(total) = entry(&SOCKET_PROCESSES, &key) else {
-        let bytes = payload.sent_bytes.wrapping_add(payload.received_bytes);
-        count_loss(ctx, Loss::SocketProcessMapFull, bytes);
-        return;
-    };
-    // SAFETY: `total` is a live map value.
-    unsafe {
-        add(&raw mut (*total).sent_bytes, payload.sent_bytes);
-        add(&raw mut (*total).sent_calls, payload.sent_calls);
-        add(&raw mut (*total).received_bytes, payload.received_bytes);
-        add(&raw mut (*total).received_calls, payload.received_calls);
+    match entry(&SOCKET_PROCESSES, &key) {
+        Some(total) => add_payload(total, moved),
+        None => {
+            let bytes = moved.sent_bytes.wrapping_add(moved.received_bytes);
+            count_loss(ctx, Loss::SocketProcessMapFull, bytes);
+        }
     }
 }
 
