@@ -216,7 +216,9 @@ fn use_socket(
     };
     // SAFETY: live array elements; `recent` is this CPU's. A program on this CPU may interrupt
     // another (the send and receive programs run in interrupts too), leaving a mix of two
-    // entries: their seal matches neither, so the next call looks again.
+    // entries: their seal matches neither, so the next call looks again. The payload of a call
+    // that interrupts a switch can go to the pair switched to: a weight in splitting a shared
+    // socket between processes, never bytes on the wire, and only in that window.
     unsafe {
         let seen = read_volatile(changes);
         let same = read_volatile(&raw const (*recent).cookie) == cookie
