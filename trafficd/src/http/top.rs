@@ -139,8 +139,48 @@ where
     M: Default + Clone + PartialEq,
     F: Fn(&K, &M) -> serde_json::Value,
 {
-    let (items, covered) = dimension.window(now, query.window);
-    rank(items, covered, query, identity)
+    let mut best = Best::new(query);
+    let covered = dimension.window_each(now, query.window, |item| best.push(item));
+    rank(best.items, covered, query, identity)
+}
+
+/// The best `limit` of a stream of groups (all of them when the limit is 0), holding at most
+/// twice that many (and a few hundred) at a time: the top 10 of 100k flows must not need a
+/// list of 100k.
+struct Best<'a, K, M> {
+    items: Vec<Windowed<'a, K, M>>,
+    limit: usize,
+    sort: Sort,
+}
+
+impl<'a, K, M> Best<'a, K, M> {
+    fn new(query: &TopQuery) -> Self {
+        Best {
+            items: Vec::new(),
+            limit: query.limit,
+            sort: query.sort,
+        }
+    }
+
+    fn push(&mut self, item: Windowed<'a, K, M>) {
+        self.items.push(item);
+        if self.limit > 0 && self.items.len() >= (2 * self.limit).max(512) {
+            let sort = self.sort;
+            self.items
+                .select_nth_unstable_by_key(self.limit - 1, |w| rank_of(sort, w));
+            self.items.truncate(self.limit);
+        }
+    }
+}
+
+/// Busiest first: by the window's bytes, then the lifetime's.
+fn rank_of<K, M>(sort: Sort, item: &Windowed<'_, K, M>) -> Reverse<(u64, u64)> {
+    let weight = |t: &Traffic| match sort {
+        Sort::Total => t.tx_bytes + t.rx_bytes,
+        Sort::Tx => t.tx_bytes,
+        Sort::Rx => t.rx_bytes,
+    };
+    Reverse((weight(&item.window), weight(&item.lifetime)))
 }
 
 fn rank<K, M, F>(
@@ -152,12 +192,7 @@ fn rank<K, M, F>(
 where
     F: Fn(&K, &M) -> serde_json::Value,
 {
-    let weight = |t: &Traffic| match query.sort {
-        Sort::Total => t.tx_bytes + t.rx_bytes,
-        Sort::Tx => t.tx_bytes,
-        Sort::Rx => t.rx_bytes,
-    };
-    let rank = |w: &Windowed<'_, K, M>| Reverse((weight(&w.window), weight(&w.lifetime)));
+    let rank = |w: &Windowed<'_, K, M>| rank_of(query.sort, w);
     // The top `limit` of 200k flows: picked in linear time, and only they are sorted.
     if query.limit > 0 && query.limit < items.len() {
         items.select_nth_unstable_by_key(query.limit - 1, rank);
@@ -243,6 +278,37 @@ mod tests {
             endpoint(Some("10.0.0.1".parse().unwrap()), 80),
             "10.0.0.1:80"
         );
+    }
+
+    #[test]
+    fn the_best_of_a_long_stream_are_kept_and_no_more_than_a_few_hundred_held() {
+        let keys: Vec<u32> = (0..5000).collect();
+        let query = TopQuery {
+            limit: 10,
+            sort: Sort::Tx,
+            ..TopQuery::default()
+        };
+        let mut best = Best::new(&query);
+        let mut held = 0;
+        for key in &keys {
+            // A permutation of 0..5000, so the busiest keys are spread through the stream.
+            let bytes = u64::from(key * 2_999 % 5_000);
+            best.push(Windowed {
+                key,
+                window: Traffic {
+                    tx_bytes: bytes,
+                    ..Traffic::default()
+                },
+                lifetime: Traffic::default(),
+                meta: &(),
+            });
+            held = held.max(best.items.len());
+        }
+        assert!(held <= 512, "held {held} items for a top 10");
+        let mut kept: Vec<u64> = best.items.iter().map(|w| w.window.tx_bytes).collect();
+        kept.sort_unstable_by(|a, b| b.cmp(a));
+        kept.truncate(10);
+        assert_eq!(kept, (4_990..5_000).rev().collect::<Vec<u64>>());
     }
 
     #[test]

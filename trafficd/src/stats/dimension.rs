@@ -331,7 +331,22 @@ impl<K: Hash + Eq + Clone, M: Clone + PartialEq> Dimension<K, M> {
     }
 
     /// Every group's traffic in the last `window` before `now`, with the time really covered.
+    #[cfg(test)]
     pub fn window(&self, now: Instant, window: Duration) -> (Vec<Windowed<'_, K, M>>, Duration) {
+        let mut items = Vec::new();
+        let covered = self.window_each(now, window, |item| items.push(item));
+        (items, covered)
+    }
+
+    /// Hands every group's traffic in the last `window` before `now` to `each`, one group at a
+    /// time, and returns the time the window really covers. No list of all groups is made: at
+    /// 100k flows it was 8 MB for a query that wants the top 10.
+    pub fn window_each<'a>(
+        &'a self,
+        now: Instant,
+        window: Duration,
+        mut each: impl FnMut(Windowed<'a, K, M>),
+    ) -> Duration {
         let mut sums = SlotSums::default();
         let mut covered = Duration::ZERO;
         // A tick belongs to the window when it ended within it: a 1 s window right after a
@@ -364,19 +379,17 @@ impl<K: Hash + Eq + Clone, M: Clone + PartialEq> Dimension<K, M> {
                 }
             }
         }
-        let items = sums
-            .drain()
-            .filter_map(|(id, window)| {
-                let slot = self.slots.get(id as usize)?.as_ref()?;
-                Some(Windowed {
+        for (id, window) in sums.drain() {
+            if let Some(slot) = self.slots.get(id as usize).and_then(Option::as_ref) {
+                each(Windowed {
                     key: &slot.key,
                     window,
                     lifetime: slot.entry.lifetime,
                     meta: &slot.entry.meta,
-                })
-            })
-            .collect();
-        (items, covered)
+                });
+            }
+        }
+        covered
     }
 
     pub fn entries(&self) -> impl Iterator<Item = (&K, &Entry<M>)> {

@@ -63,11 +63,10 @@ impl Remotes {
         now: Instant,
         window: Duration,
     ) -> (Vec<RemoteTotals>, Duration) {
-        let (windowed, covered) = flows.window(now, window);
         let mut remotes: HashMap<IpAddr, RemoteTotals> = HashMap::default();
-        for flow in &windowed {
+        let covered = flows.window_each(now, window, |flow| {
             let Some(ip) = remote_addr(flow.key) else {
-                continue;
+                return;
             };
             let totals = remotes.entry(ip).or_insert_with(|| RemoteTotals {
                 remote: ip,
@@ -75,7 +74,7 @@ impl Remotes {
                 lifetime: self.expired.get(&ip).copied().unwrap_or_default(),
             });
             totals.window = totals.window.add(&flow.window);
-        }
+        });
         // Lifetimes include the remote's flows that were idle in the window.
         for (key, entry) in flows.entries() {
             let Some(totals) = remote_addr(key).and_then(|ip| remotes.get_mut(&ip)) else {
