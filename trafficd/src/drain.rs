@@ -64,7 +64,7 @@ pub struct Drainer {
     flow_map_full: u64,
     overflow_reads: u32,
     payloads: Tracker<SocketProcessKey, Payload>,
-    /// Pairs part of whose payload waited on a CPU at the last read: kept until it is moved.
+    /// Pairs part of whose payload waited on a CPU at the last read: see `forget_payloads`.
     waiting_payloads: HashSet<SocketProcessKey>,
     /// Sockets seen released at the previous drain: deleted at this one if idle since.
     closing: HashSet<u64>,
@@ -526,12 +526,8 @@ impl Drainer {
             self.sockets.forget(cookie);
         }
         self.maps.forget_idle_flows(expiry);
-        let mut idle_payloads = self.payloads.idle_for(expiry);
-        idle_payloads.retain(|k| !self.waiting_payloads.contains(k));
-        self.maps.forget_socket_processes(&idle_payloads);
-        for key in &idle_payloads {
-            self.payloads.forget(key);
-        }
+        let idle_payloads = self.payloads.idle_for(expiry);
+        self.forget_payloads(idle_payloads);
         for id in self.cgroups.idle_for(expiry) {
             self.maps.forget_cgroup(id);
             self.cgroups.forget(&id);
@@ -563,11 +559,18 @@ impl Drainer {
             .keys()
             .filter(|k| cookies.contains(&k.cookie))
             .filter(|k| self.payloads.idle(k).is_some_and(|i| i >= 1))
-            .filter(|k| !self.waiting_payloads.contains(k))
             .copied()
             .collect();
-        self.maps.forget_socket_processes(&payloads);
-        for key in &payloads {
+        self.forget_payloads(payloads);
+    }
+
+    /// Deletes the payload entries of `keys`, but for those part of whose payload waited on a
+    /// CPU at this drain's read: deleted, that payload would be counted again as new when the
+    /// kernel moves it into SOCKET_PROCESSES.
+    fn forget_payloads(&mut self, mut keys: Vec<SocketProcessKey>) {
+        keys.retain(|k| !self.waiting_payloads.contains(k));
+        self.maps.forget_socket_processes(&keys);
+        for key in &keys {
             self.payloads.forget(key);
         }
     }

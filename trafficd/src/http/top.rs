@@ -101,16 +101,16 @@ pub fn top(store: &Store, query: &TopQuery, now: Instant) -> TopResponse {
         }),
         By::Remote => {
             let (remotes, covered) = store.remotes.window(&store.flows, now, query.window);
-            let items = remotes
-                .iter()
-                .map(|remote| Windowed {
+            let mut best = Best::new(query);
+            for remote in &remotes {
+                best.push(Windowed {
                     key: &remote.remote,
                     window: remote.window,
                     lifetime: remote.lifetime,
                     meta: &(),
-                })
-                .collect();
-            rank(items, covered, query, |ip, _| {
+                });
+            }
+            render(best.finish(), covered, query, |ip, _| {
                 to_value(RemoteIdentity {
                     remote: ip.to_string(),
                 })
@@ -141,12 +141,11 @@ where
 {
     let mut best = Best::new(query);
     let covered = dimension.window_each(now, query.window, |item| best.push(item));
-    rank(best.items, covered, query, identity)
+    render(best.finish(), covered, query, identity)
 }
 
-/// The best `limit` of a stream of groups (all of them when the limit is 0), holding at most
-/// twice that many (and a few hundred) at a time: the top 10 of 100k flows must not need a
-/// list of 100k.
+/// The best `limit` of a stream of groups, holding at most twice that many (and a few
+/// hundred) at a time: the top 10 of 100k flows must not need a list of 100k.
 struct Best<'a, K, M> {
     items: Vec<Windowed<'a, K, M>>,
     limit: usize,
@@ -157,14 +156,30 @@ impl<'a, K, M> Best<'a, K, M> {
     fn new(query: &TopQuery) -> Self {
         Best {
             items: Vec::new(),
-            limit: query.limit,
+            // The query allows 1 to MAX_LIMIT.
+            limit: query.limit.max(1),
             sort: query.sort,
         }
     }
 
     fn push(&mut self, item: Windowed<'a, K, M>) {
         self.items.push(item);
-        if self.limit > 0 && self.items.len() >= (2 * self.limit).max(512) {
+        if self.items.len() >= (2 * self.limit).max(512) {
+            self.keep_best();
+        }
+    }
+
+    /// The best, busiest first.
+    fn finish(mut self) -> Vec<Windowed<'a, K, M>> {
+        self.keep_best();
+        let sort = self.sort;
+        self.items.sort_by_key(|w| rank_of(sort, w));
+        self.items
+    }
+
+    /// Drops all but the best `limit`, picked in linear time.
+    fn keep_best(&mut self) {
+        if self.items.len() > self.limit {
             let sort = self.sort;
             self.items
                 .select_nth_unstable_by_key(self.limit - 1, |w| rank_of(sort, w));
@@ -183,8 +198,9 @@ fn rank_of<K, M>(sort: Sort, item: &Windowed<'_, K, M>) -> Reverse<(u64, u64)> {
     Reverse((weight(&item.window), weight(&item.lifetime)))
 }
 
-fn rank<K, M, F>(
-    mut items: Vec<Windowed<'_, K, M>>,
+/// The ranked groups as JSON items: identity, bytes and rates.
+fn render<K, M, F>(
+    items: Vec<Windowed<'_, K, M>>,
     covered: Duration,
     query: &TopQuery,
     identity: F,
@@ -192,13 +208,6 @@ fn rank<K, M, F>(
 where
     F: Fn(&K, &M) -> serde_json::Value,
 {
-    let rank = |w: &Windowed<'_, K, M>| rank_of(query.sort, w);
-    // The top `limit` of 200k flows: picked in linear time, and only they are sorted.
-    if query.limit > 0 && query.limit < items.len() {
-        items.select_nth_unstable_by_key(query.limit - 1, rank);
-    }
-    items.truncate(query.limit);
-    items.sort_by_key(rank);
     // Rates over the time the window really covers: right after start that is less than asked.
     let seconds = if covered.is_zero() {
         query.window
@@ -305,9 +314,7 @@ mod tests {
             held = held.max(best.items.len());
         }
         assert!(held <= 512, "held {held} items for a top 10");
-        let mut kept: Vec<u64> = best.items.iter().map(|w| w.window.tx_bytes).collect();
-        kept.sort_unstable_by(|a, b| b.cmp(a));
-        kept.truncate(10);
+        let kept: Vec<u64> = best.finish().iter().map(|w| w.window.tx_bytes).collect();
         assert_eq!(kept, (4_990..5_000).rev().collect::<Vec<u64>>());
     }
 
