@@ -26,6 +26,8 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "conntrack",
     "tcpdump",
     "nethogs",
+    // The bench's trafficd+perf condition.
+    "linux-perf",
     "docker.io",
     "busybox-static",
     "prometheus",

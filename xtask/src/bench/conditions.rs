@@ -1,5 +1,5 @@
-//! The conditions a scenario runs under: nothing, trafficd (with and without BPF statistics),
-//! empty BPF programs on trafficd's hooks (with statistics: the floor of the per-program
+//! The conditions a scenario runs under: nothing, trafficd (with and without BPF statistics,
+//! and sampled by perf: see [`super::sampling`]), empty BPF programs on trafficd's hooks (with statistics: the floor of the per-program
 //! figures; without: the floor of the throughput ratios, see [`super::empty_bpf`]), and the
 //! packet-capture tools nethogs and bandwhich. Each monitor is
 //! started fresh for every run and stopped after it, so every run pays the same start-up and
@@ -24,6 +24,7 @@ pub enum Condition {
     Baseline,
     Trafficd,
     TrafficdBpfStats,
+    TrafficdSampled,
     EmptyBpf,
     EmptyBpfNoStats,
     Nethogs,
@@ -31,10 +32,11 @@ pub enum Condition {
 }
 
 impl Condition {
-    pub const ALL: [Condition; 7] = [
+    pub const ALL: [Condition; 8] = [
         Condition::Baseline,
         Condition::Trafficd,
         Condition::TrafficdBpfStats,
+        Condition::TrafficdSampled,
         Condition::EmptyBpf,
         Condition::EmptyBpfNoStats,
         Condition::Nethogs,
@@ -46,6 +48,7 @@ impl Condition {
             Condition::Baseline => "baseline",
             Condition::Trafficd => "trafficd",
             Condition::TrafficdBpfStats => "trafficd+bpf-stats",
+            Condition::TrafficdSampled => "trafficd+perf",
             Condition::EmptyBpf => "empty-bpf",
             Condition::EmptyBpfNoStats => "empty-bpf-no-stats",
             Condition::Nethogs => "nethogs",
@@ -58,7 +61,15 @@ impl Condition {
     }
 
     pub fn is_trafficd(self) -> bool {
-        matches!(self, Condition::Trafficd | Condition::TrafficdBpfStats)
+        matches!(
+            self,
+            Condition::Trafficd | Condition::TrafficdBpfStats | Condition::TrafficdSampled
+        )
+    }
+
+    /// Runs with `perf record` on every CPU while the traffic flows.
+    pub fn sampled(self) -> bool {
+        self == Condition::TrafficdSampled
     }
 
     /// Attaches the empty programs for the run.
@@ -121,6 +132,8 @@ impl Drop for BpfStatsSysctl {
 /// The binaries the monitors run.
 pub struct Tools {
     pub trafficd: PathBuf,
+    /// For trafficd+perf.
+    pub perf: Option<PathBuf>,
     pub nethogs: Option<PathBuf>,
     pub bandwhich: Option<PathBuf>,
 }
@@ -173,7 +186,7 @@ pub fn start(
     let started = Instant::now();
     let monitor = match condition {
         Condition::Baseline | Condition::EmptyBpf | Condition::EmptyBpfNoStats => return Ok(None),
-        Condition::Trafficd | Condition::TrafficdBpfStats => {
+        Condition::Trafficd | Condition::TrafficdBpfStats | Condition::TrafficdSampled => {
             let port = free_loopback_port()?;
             let api = SocketAddr::from(([127, 0, 0, 1], port));
             let mut cmd = Command::new(&tools.trafficd);

@@ -11,7 +11,8 @@
 //! programs on trafficd's hooks: the floor of the BPF statistics), [`measure`] (/proc, BPF
 //! statistics, interface counters, OpenMetrics text), [`api`] (trafficd's HTTP API on one
 //! kept-alive connection), [`netns`] (the namespaces), [`proc`] (child processes and Ctrl-C),
-//! [`report`] (figures, targets, markdown and JSON).
+//! [`sampling`] (the programs' share of the traffic's CPU by perf, statistics off), [`report`]
+//! (figures, targets, markdown and JSON).
 
 mod api;
 mod conditions;
@@ -21,6 +22,7 @@ mod measure;
 mod netns;
 mod proc;
 mod report;
+mod sampling;
 mod scenarios;
 
 use std::collections::BTreeMap;
@@ -60,8 +62,10 @@ pub struct BenchArgs {
     #[arg(long, value_delimiter = ',')]
     scenarios: Vec<String>,
     /// Only these conditions (comma-separated; default: all): baseline, trafficd,
-    /// trafficd+bpf-stats, empty-bpf, empty-bpf-no-stats, nethogs, bandwhich. The baseline is
-    /// always run: every ratio needs it. empty-bpf runs no monitor: it attaches empty programs
+    /// trafficd+bpf-stats, trafficd+perf, empty-bpf, empty-bpf-no-stats, nethogs, bandwhich.
+    /// The baseline is always run: every ratio needs it. trafficd+perf runs trafficd as by
+    /// default under `perf record -a` (TCP and UDP scenarios only): the programs' share of
+    /// the traffic's CPU time without the statistics' own cost. empty-bpf runs no monitor: it attaches empty programs
     /// (`r0 = 1; exit` cgroup_skb on ingress and egress of the cgroup2 root, `r0 = 0; exit`
     /// tp_btf on sock_send_length, sock_recv_length and tcp_rcv_space_adjust) with BPF
     /// statistics on, for the run only: the floor under trafficd's per-program run times.
@@ -113,6 +117,9 @@ pub struct RunRecord {
     pub monitor: Option<MonitorFigures>,
     pub trafficd: Option<TrafficdFigures>,
     pub capture: Option<CaptureFigures>,
+    /// trafficd+perf: the samples taken while the traffic ran.
+    #[serde(default)]
+    pub sampled: Option<sampling::Samples>,
     /// empty-bpf: the empty programs' statistics.
     #[serde(default)]
     pub empty_bpf: Option<empty_bpf::EmptyFigures>,
@@ -302,6 +309,11 @@ pub fn run(args: BenchArgs) -> Result<()> {
     } else {
         None
     };
+    let perf = which("perf");
+    if perf.is_none() && conditions.contains(&Condition::TrafficdSampled) {
+        notes.push("trafficd+perf: perf is not installed (`cargo xtask setup` installs linux-perf); skipped".into());
+        conditions.retain(|c| *c != Condition::TrafficdSampled);
+    }
     proc::check_interrupted()?;
     for tool in ["iperf3", "bpftool", "ip"] {
         if which(tool).is_none() {
@@ -310,6 +322,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     }
     let tools = Tools {
         trafficd,
+        perf,
         nethogs,
         bandwhich,
     };
@@ -605,7 +618,15 @@ fn measure_run(
         })),
         _ => None,
     };
+    let profiler = match (condition.sampled(), &tools.perf) {
+        (false, _) => None,
+        (true, Some(perf)) => Some(sampling::Profiler::start(perf, &env.work)?),
+        (true, None) => bail!("perf is not installed"),
+    };
     let outcome = prepared.run()?;
+    if let Some(profiler) = profiler {
+        record.sampled = Some(profiler.stop(scenarios::GENERATOR_COMM)?);
+    }
     let steady_cpu_percent = steady_start.and_then(|started| {
         let (at, before) = started.join().ok()?;
         let after = measure::cpu_seconds(pid?).ok()?;

@@ -234,6 +234,10 @@ pub struct Summary {
     /// transfer, measured without the run-to-run noise of its throughput.
     #[serde(default)]
     pub kernel_percent_of_generator_cpu: Option<Spread>,
+    /// trafficd+perf: the share of the traffic's CPU samples taken in trafficd's programs (or
+    /// what they called), percent, BPF statistics off.
+    #[serde(default)]
+    pub sampled_programs_percent: Option<Spread>,
     pub drain_ms: Option<Spread>,
     pub longest_drain_ms: Option<Spread>,
     /// Flow scale, after the generator ended: the longest drain while its flows left FLOWS, and
@@ -477,6 +481,10 @@ fn summarize(scenario: &Scenario, condition: Condition, records: &[&RunRecord]) 
         let cpu = r.outcome.as_ref()?.generator_cpu_seconds?;
         (cpu > 0.0).then(|| 100.0 * kernel_ns(p) / (cpu * 1e9))
     }));
+    s.sampled_programs_percent = spread(
+        ok.iter()
+            .filter_map(|r| r.sampled.as_ref()?.programs_percent()),
+    );
     let mut not_attached: Vec<String> = ok
         .iter()
         .filter_map(|r| r.empty_bpf.as_ref())
@@ -872,22 +880,32 @@ fn find<'a>(summaries: &'a [Summary], scenario: &str, condition: Condition) -> O
         .find(|s| s.scenario == scenario && s.condition == condition.name())
 }
 
-/// "; trafficd's programs: X% of iperf3's CPU (empty programs Y%)" when measured: the share
-/// of the transfer's CPU time the programs took, steadier than the throughput ratios here.
+/// "; trafficd's programs: X% of iperf3's CPU (empty programs Y%); Z% sampled" when measured:
+/// the share of the transfer's CPU time the programs took, steadier than the throughput ratios
+/// here. By BPF statistics (which cost about as much as the programs) and, as trafficd runs by
+/// default, by perf's samples.
 fn programs_share(summaries: &[Summary], scenario: &str) -> String {
     let share = |condition| {
         find(summaries, scenario, condition).and_then(|s| s.kernel_percent_of_generator_cpu)
     };
-    let Some(td) = share(Condition::TrafficdBpfStats) else {
-        return String::new();
-    };
-    let floor = share(Condition::EmptyBpf)
-        .map(|empty| format!(" (empty programs {} %)", fmt_spread(&empty, 2)))
-        .unwrap_or_default();
-    format!(
-        "; trafficd's programs took {} % of the CPU time of iperf3's two ends{floor}",
-        fmt_spread(&td, 2)
-    )
+    let by_statistics = share(Condition::TrafficdBpfStats).map(|td| {
+        let floor = share(Condition::EmptyBpf)
+            .map(|empty| format!(" (empty programs {} %)", fmt_spread(&empty, 2)))
+            .unwrap_or_default();
+        format!(
+            "; trafficd's programs took {} % of the CPU time of iperf3's two ends by BPF statistics{floor}",
+            fmt_spread(&td, 2)
+        )
+    });
+    let sampled = find(summaries, scenario, Condition::TrafficdSampled)
+        .and_then(|s| s.sampled_programs_percent)
+        .map(|p| {
+            format!(
+                "; {} % of iperf3's CPU samples by perf, statistics off (trafficd+perf)",
+                fmt_spread(&p, 2)
+            )
+        });
+    by_statistics.unwrap_or_default() + &sampled.unwrap_or_default()
 }
 
 fn not_measured(target: &str, scenario: &str, goal: &str) -> Target {
@@ -1438,7 +1456,7 @@ fn markdown(
          - churn-veth: `xtask bench gen churn-client --parallel 16` forks one process per connection (connect, send 64 B, read the 64-byte answer to EOF, close, exit) against `churn-server` in namespace B, for {secs} s.\n\
          - flows-N: `xtask bench gen flows --count N --rate N`: one UDP socket sends a 16-byte datagram to each of N addresses 127.1.0.0 + i (every flow once per second when the machine keeps up, at least one full round), received by one wildcard socket of the same process, so both ends of every flow are on this host (2N flows for trafficd); 10k and 100k flows for 12 s, so that the CPU once every flow exists is measured over the last 6.\n\
          - flows-100k-one-way: the same generator with `--one-way-to 10.224.0.0`, in namespace A: 100k addresses routed to namespace B, which neither owns nor forwards them and drops them on arrival, unanswered. trafficd holds 100k flows, as on a host whose peers are elsewhere; the targets' \"100k flows\" are judged here, the two-ended flows-100k quoted beside.\n\
-         - Conditions: baseline (nothing); trafficd (`trafficd run --interval 1s`, defaults; flow scale adds --flow-map-size 2N + 65536), started before each run and stopped after it, /healthz polled 4 times a second on one kept-alive connection; trafficd+bpf-stats (the same with sysctl kernel.bpf_stats_enabled=1); \
+         - Conditions: baseline (nothing); trafficd (`trafficd run --interval 1s`, defaults; flow scale adds --flow-map-size 2N + 65536), started before each run and stopped after it, /healthz polled 4 times a second on one kept-alive connection; trafficd+bpf-stats (the same with sysctl kernel.bpf_stats_enabled=1); trafficd+perf (TCP and UDP only: trafficd as by default while `perf record -a --call-graph fp -F 999` samples every CPU; the share of iperf3's and the softirq threads' samples taken in trafficd's programs or in what they called, without the statistics' own clock reads); \
          empty-bpf (no monitor: empty programs on trafficd's hooks, attached for the run through BPF links beside any others, with kernel.bpf_stats_enabled=1: `r0 = 1; exit` as cgroup_skb on ingress and egress of the cgroup2 root, `r0 = 0; exit` as tp_btf on sock_send_length, sock_recv_length and tcp_rcv_space_adjust; what any program on those hooks costs here, statistics included: the floor under trafficd's per-program figures); empty-bpf-no-stats (the same programs with the statistics off, as trafficd runs: the floor under its throughput ratios); nethogs (`nethogs -a -t -v 2 -C -d 1 <interface>`); bandwhich (`bandwhich --raw -n -t -p -i <interface>`). For veth the capture tools run in namespace A on its veth end, where /proc/net shows the client's sockets.\n",
         secs = meta.seconds
     );

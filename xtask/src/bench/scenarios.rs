@@ -24,6 +24,8 @@ pub const UDP_HEADERS: u64 = 20 + 8;
 pub const TCP_HEADERS: u64 = 20 + 20 + 12;
 /// Ethernet header that veth and lo count in their byte counters.
 pub const ETH_HEADER: u64 = 14;
+/// The comm of the TCP and UDP scenarios' traffic: both ends are iperf3.
+pub const GENERATOR_COMM: &str = "iperf3";
 /// From this many flows on, a scenario is run fewer times and without BPF statistics.
 pub const HUGE_FLOWS: u64 = 1_000_000;
 pub const HUGE_FLOWS_RUNS: usize = 2;
@@ -89,9 +91,11 @@ impl Scenario {
             .copied()
             .filter(|c| match self.kind {
                 Kind::Flows { count, .. } => {
-                    !c.is_capture_tool() && (count < HUGE_FLOWS || !c.bpf_stats())
+                    !c.is_capture_tool() && !c.sampled() && (count < HUGE_FLOWS || !c.bpf_stats())
                 }
-                _ => true,
+                // The share is of iperf3's CPU time, which only these scenarios run.
+                Kind::Churn => !c.sampled(),
+                Kind::Tcp { .. } | Kind::Udp64 => true,
             })
             .collect()
     }
