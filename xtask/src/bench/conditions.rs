@@ -1,9 +1,9 @@
 //! The conditions a scenario runs under: nothing, trafficd (with and without BPF statistics,
-//! and sampled by perf: see [`super::sampling`]), empty BPF programs on trafficd's hooks (with statistics: the floor of the per-program
-//! figures; without: the floor of the throughput ratios, see [`super::empty_bpf`]), and the
-//! packet-capture tools nethogs and bandwhich. Each monitor is
-//! started fresh for every run and stopped after it, so every run pays the same start-up and
-//! no state carries over.
+//! and sampled by perf: see [`super::sampling`]), empty BPF programs on trafficd's hooks (with
+//! statistics: the floor of the per-program figures; without: the floor of the throughput
+//! ratios, see [`super::empty_bpf`]), and the packet-capture tools nethogs and bandwhich. Each
+//! monitor is started fresh for every run and stopped after it, so every run pays the same
+//! start-up and no state carries over.
 
 use std::fs;
 use std::net::SocketAddr;

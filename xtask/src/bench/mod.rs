@@ -65,10 +65,11 @@ pub struct BenchArgs {
     /// trafficd+bpf-stats, trafficd+perf, empty-bpf, empty-bpf-no-stats, nethogs, bandwhich.
     /// The baseline is always run: every ratio needs it. trafficd+perf runs trafficd as by
     /// default under `perf record -a` (TCP and UDP scenarios only): the programs' share of
-    /// the traffic's CPU time without the statistics' own cost. empty-bpf runs no monitor: it attaches empty programs
-    /// (`r0 = 1; exit` cgroup_skb on ingress and egress of the cgroup2 root, `r0 = 0; exit`
-    /// tp_btf on sock_send_length, sock_recv_length and tcp_rcv_space_adjust) with BPF
-    /// statistics on, for the run only: the floor under trafficd's per-program run times.
+    /// the traffic's CPU time without the statistics' own cost. empty-bpf runs no monitor: it
+    /// attaches empty programs (`r0 = 1; exit` cgroup_skb on ingress and egress of the cgroup2
+    /// root, `r0 = 0; exit` tp_btf on sock_send_length, sock_recv_length and
+    /// tcp_rcv_space_adjust) with BPF statistics on, for the run only: the floor under
+    /// trafficd's per-program run times.
     /// empty-bpf-no-stats attaches them with statistics off, as trafficd runs: the floor under
     /// its throughput ratios.
     #[arg(long, value_delimiter = ',')]
@@ -311,7 +312,11 @@ pub fn run(args: BenchArgs) -> Result<()> {
     };
     let perf = which("perf");
     if perf.is_none() && conditions.contains(&Condition::TrafficdSampled) {
-        notes.push("trafficd+perf: perf is not installed (`cargo xtask setup` installs linux-perf); skipped".into());
+        notes.push(
+            "trafficd+perf: perf is not installed (`cargo xtask setup` installs linux-perf); \
+             skipped"
+                .into(),
+        );
         conditions.retain(|c| *c != Condition::TrafficdSampled);
     }
     proc::check_interrupted()?;
