@@ -623,11 +623,13 @@ fn measure_run(
         })),
         _ => None,
     };
-    let profiler = match (condition.sampled(), &tools.perf) {
-        (false, _) => None,
-        (true, Some(perf)) => Some(sampling::Profiler::start(perf, &env.work)?),
-        (true, None) => bail!("perf is not installed"),
-    };
+    let profiler = condition
+        .sampled()
+        .then(|| {
+            let perf = tools.perf.as_deref().context("perf is not installed")?;
+            sampling::Profiler::start(perf, &env.work)
+        })
+        .transpose()?;
     let outcome = prepared.run()?;
     if let Some(profiler) = profiler {
         record.sampled = Some(profiler.stop(scenarios::GENERATOR_COMM)?);

@@ -15,6 +15,7 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::proc::{wait_for, Proc};
+use super::scenarios::read_tail;
 
 /// Samples a second on each CPU: a few thousand samples in a 3-s run on 2 CPUs, at a cost of a
 /// fraction of a percent of the CPU.
@@ -43,16 +44,19 @@ impl Profiler {
         ])
         .arg("--output")
         .arg(&data);
-        let proc = Proc::spawn(
-            "perf record",
-            &mut cmd,
-            &work.join("perf.out"),
-            &work.join("perf.err"),
-        )?;
-        // perf writes the file's header once its events are open.
-        wait_for("perf record to start", Duration::from_secs(10), || {
-            data.metadata().ok().filter(|m| m.len() > 0).map(|_| ())
+        let stderr = work.join("perf.err");
+        let mut proc = Proc::spawn("perf record", &mut cmd, &work.join("perf.out"), &stderr)?;
+        // perf writes the file's header once its events are open; it exits at once when it
+        // cannot open them (a kernel without perf events, perf_event_paranoid for non-root).
+        let started = wait_for("perf record to start", Duration::from_secs(10), || {
+            if proc.try_status().is_some() {
+                return Some(false);
+            }
+            data.metadata().ok().filter(|m| m.len() > 0).map(|_| true)
         })?;
+        if !started {
+            bail!("perf record exited at start: {}", read_tail(&stderr));
+        }
         Ok(Profiler {
             perf: perf.to_path_buf(),
             proc,
