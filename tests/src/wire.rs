@@ -191,6 +191,20 @@ pub fn retransmitted_segments() -> u64 {
         .expect("RetransSegs in /proc/net/snmp")
 }
 
+/// What a sender that exited before its data was acknowledged sent, from its `reported`
+/// TCP_INFO and [`retransmitted_segments`] as it was before the transfer: the report's segment
+/// count is short, and what the kernel sent again after the process was gone is not in it; the
+/// host's retransmissions since, each a segment of at most `mtu`, bound that.
+pub fn sent_by_exited(reported: Sent, retransmitted_before: u64, mtu: u64) -> Sent {
+    let late = retransmitted_segments() - retransmitted_before;
+    Sent {
+        segments: None,
+        retrans_bytes: reported.retrans_bytes.max(late * (mtu - tcp_header(false))),
+        retrans_segments: reported.retrans_segments.max(late),
+        ..reported
+    }
+}
+
 /// Both ends of one TCP connection on this host: what the sender's egress
 /// counted (`tx` bytes in `tx_packets`) against what the receiver's ingress
 /// counted (`rx`, `rx_packets`). They are the same packets, except that

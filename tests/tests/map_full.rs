@@ -2,20 +2,75 @@
 //! to the per-socket and per-cgroup overflow roll-ups, so per-process and per-cgroup totals
 //! stay exact, and the loss is counted in trafficd_kernel_lost_events_total.
 
-use std::net::SocketAddr;
+use std::{
+    net::{SocketAddr, UdpSocket},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    thread,
+    time::{Duration, Instant},
+};
 
 use trafficd_tests::wire::{self, LOOPBACK_MTU};
 use trafficd_tests::{require_root, tcp_transfer, trafficgen, wait_for, Cgroup, Daemon, Side};
 
 const PAYLOAD: u64 = 2 << 20;
 
+/// A UDP socket of the test that sends a datagram every 50 ms until dropped: a flow that is
+/// never idle, so once it holds the one flow slot it keeps it.
+struct Pinger {
+    local: SocketAddr,
+    peer: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl Pinger {
+    fn start() -> Pinger {
+        let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let peer = sink.local_addr().unwrap();
+        socket.connect(peer).unwrap();
+        let local = socket.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = thread::spawn(move || {
+            let started = Instant::now();
+            // Bounded: the test takes seconds.
+            while !stopped.load(Ordering::Relaxed) && started.elapsed() < Duration::from_secs(120) {
+                let _ = socket.send(b"p");
+                thread::sleep(Duration::from_millis(50));
+            }
+            drop(sink);
+        });
+        Pinger {
+            local,
+            peer,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Pinger {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 #[test]
 fn a_full_flow_map_keeps_process_and_cgroup_totals_exact() {
     require_root!();
     let cg = Cgroup::new("full");
-    // One flow entry: the first flow the host makes (the daemon's own health check, or any
-    // other) takes it, and every later flow overflows.
+    // One flow entry, held by a flow that never idles (its datagrams' egress side: the send
+    // claims the slot before the receive does), so that every later flow overflows.
     let d = Daemon::builder().arg("--flow-map-size").arg("1").start();
+    let pinger = Pinger::start();
+    d.wait_flow("udp", pinger.local, pinger.peer, |tx, _| tx > 0);
     let tg = trafficgen!();
     let lo: SocketAddr = "127.0.0.1:0".parse().unwrap();
     let t = tcp_transfer(
@@ -77,6 +132,8 @@ fn a_full_flow_map_keeps_process_and_cgroup_totals_exact() {
         }
     });
     assert!(events >= 1.0, "{events} events for {bytes} bytes");
+    // The slot holder kept it all along.
+    d.wait_flow("udp", pinger.local, pinger.peer, |tx, _| tx > 0);
     // Nothing was lost for the roll-ups.
     let m = d.metrics();
     for reason in ["socket_map_full", "cgroup_map_full"] {

@@ -61,16 +61,11 @@ fn one_megabyte_then_exit_is_attributed_with_its_comm() {
     // may be short, and what the kernel sent again after it exited is not in
     // it (seen: one 47 KiB loopback segment on a busy machine). The host's
     // retransmission counter bounds that.
-    let late = wire::retransmitted_segments() - retransmitted_before;
-    let reported = wire::Sent::from_report(PAYLOAD, &s);
-    let sent = wire::Sent {
-        segments: None,
-        retrans_bytes: reported
-            .retrans_bytes
-            .max(late * (LOOPBACK_MTU - wire::tcp_header(false))),
-        retrans_segments: reported.retrans_segments.max(late),
-        ..reported
-    };
+    let sent = wire::sent_by_exited(
+        wire::Sent::from_report(PAYLOAD, &s),
+        retransmitted_before,
+        LOOPBACK_MTU,
+    );
     wire::assert_tcp_data(
         "short-lived sender lifetime_tx_bytes",
         sent,

@@ -66,6 +66,12 @@ pub mod maps {
     pub const CLOSED: &str = "CLOSED";
     /// Per-CPU counters of everything the kernel side had to drop.
     pub const LOSSES: &str = "LOSSES";
+    /// One flag: set by the daemon once established TCP connections are counted from the
+    /// kernel's counters of each connection (read at every drain) instead of packet by packet.
+    pub const TCP_FROM_SOCKETS: &str = "TCP_FROM_SOCKETS";
+    /// Socket storage of the TCP connections counted from their counters: each one's flow and
+    /// its counters as last reported. Kernel-only.
+    pub const TCP_SOCKETS: &str = "TCP_SOCKETS";
 }
 
 /// The batch the daemon hands to the `trafficd_hand_back` program through `BPF_PROG_TEST_RUN`:
@@ -262,10 +268,13 @@ pub enum Loss {
     ClosedMapFull = 5,
     /// A packet whose headers could not be read: counted with zeroed ports and addresses.
     Unparsed = 6,
+    /// A TCP connection counted from its counters could not be registered (no kernel memory
+    /// for its storage): what it moves is not counted until a later sweep registers it.
+    TcpSocketUnregistered = 7,
 }
 
 impl Loss {
-    pub const ALL: [Loss; 7] = [
+    pub const ALL: [Loss; 8] = [
         Loss::FlowMapFull,
         Loss::SocketMapFull,
         Loss::CgroupMapFull,
@@ -273,6 +282,7 @@ impl Loss {
         Loss::SocketProcessMapFull,
         Loss::ClosedMapFull,
         Loss::Unparsed,
+        Loss::TcpSocketUnregistered,
     ];
 
     /// Slot of the event counter; the byte counter is the next slot.
@@ -290,6 +300,7 @@ impl Loss {
             Loss::SocketProcessMapFull => "socket_process_map_full",
             Loss::ClosedMapFull => "closed_map_full",
             Loss::Unparsed => "unparsed_packet",
+            Loss::TcpSocketUnregistered => "tcp_socket_unregistered",
         }
     }
 }

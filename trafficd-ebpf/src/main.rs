@@ -10,9 +10,12 @@
 
 mod counters;
 mod flow_cache;
+mod flow_slots;
 mod maps;
 mod packet;
 mod programs;
+mod sock;
+mod tcp_socket;
 
 #[cfg(not(test))]
 #[panic_handler]

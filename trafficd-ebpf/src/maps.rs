@@ -10,7 +10,8 @@
 //! in the nanoseconds between a program's lookup and its add.
 
 use aya_ebpf::{
-    macros::map,
+    btf_maps::SkStorage,
+    macros::{btf_map, map},
     maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, Queue, RingBuf},
 };
 use trafficd_common::{
@@ -106,3 +107,30 @@ pub static CLOSED: HashMap<u64, u64> = HashMap::with_max_entries(defaults::CLOSE
 
 #[map]
 pub static LOSSES: PerCpuArray<u64> = PerCpuArray::with_max_entries(LOSS_SLOTS, 0);
+
+/// Index 0: non-zero once the daemon counts established TCP connections from their sockets'
+/// counters (the state hook is attached and the sweep runs): the packet hooks then leave their
+/// packets alone. 0 keeps every TCP packet counted by the packet hooks.
+#[map]
+pub static TCP_FROM_SOCKETS: Array<u64> = Array::with_max_entries(1, 0);
+
+/// Per TCP connection counted from its counters: its flow and its counters as last reported.
+/// Socket storage lives and dies with the socket; the kernel frees it on close.
+#[btf_map]
+pub static TCP_SOCKETS: SkStorage<TcpSocket> = SkStorage::new();
+
+/// One registered TCP connection (kernel-only).
+#[repr(C)]
+pub struct TcpSocket {
+    /// Non-zero once the rest is written.
+    pub ready: u64,
+    pub key: FlowKey,
+    /// IP plus TCP header bytes each segment carries.
+    pub header_len: u64,
+    /// The connection's counters as last reported: `bytes_sent`, `bytes_received`, and the
+    /// 32-bit `segs_out` and `segs_in`.
+    pub sent_bytes: u64,
+    pub received_bytes: u64,
+    pub segs_out: u64,
+    pub segs_in: u64,
+}

@@ -170,6 +170,7 @@ impl Drainer {
         // the counters read below.
         let closed: HashSet<u64> = self.maps.closed().into_iter().collect();
         let mut moved = std::mem::take(&mut self.moved);
+        self.maps.count_tcp_sockets();
         self.maps.take_flows(&mut moved);
         let (socket_overflow, cgroup_overflow) = self.read_overflow();
         let payloads = self.maps.socket_processes();

@@ -128,6 +128,13 @@ struct SendArgs {
     /// (the kernel still delivers what is queued).
     #[arg(long)]
     no_wait: bool,
+    /// Write at most this many bytes per second on average (0: as fast as possible).
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// Set the send buffer to this many bytes (SO_SNDBUFFORCE), so that much can wait in the
+    /// kernel after the process is gone.
+    #[arg(long)]
+    sndbuf: Option<libc::c_int>,
 }
 
 type Res<T> = Result<T, String>;
@@ -179,9 +186,12 @@ fn run(cli: &Cli) -> Res<Map<String, Value>> {
         Cmd::TcpSend(a) => {
             r.insert("op".into(), json!("tcp-send"));
             let mut s = connect(a.to, timeout)?;
+            if let Some(bytes) = a.sndbuf {
+                set_sndbuf(&s, bytes);
+            }
             addrs(&mut r, &s);
             ready(s.local_addr().map_err(|e| e.to_string())?)?;
-            write_n(&mut s, a.bytes, a.chunk)?;
+            write_paced(&mut s, a.bytes, a.chunk, a.rate)?;
             s.shutdown(Shutdown::Write)
                 .map_err(|e| format!("shutdown: {e}"))?;
             let got = if a.no_wait {
@@ -467,6 +477,23 @@ fn accept(l: &TcpListener, timeout: Duration) -> Res<TcpStream> {
     }
 }
 
+/// `write_n`, sleeping after each chunk so that `rate` bytes per second are not exceeded.
+fn write_paced(s: &mut TcpStream, n: u64, chunk: usize, rate: u64) -> Res<()> {
+    if rate == 0 {
+        return write_n(s, n, chunk);
+    }
+    let start = Instant::now();
+    let mut written = 0u64;
+    while written < n {
+        let k = (n - written).min(chunk.max(1) as u64);
+        write_n(s, k, chunk)?;
+        written += k;
+        let due = Duration::from_secs_f64(written as f64 / rate as f64);
+        std::thread::sleep(due.saturating_sub(start.elapsed()));
+    }
+    Ok(())
+}
+
 fn write_n(s: &mut TcpStream, n: u64, chunk: usize) -> Res<()> {
     let buf = vec![0xa5u8; chunk.max(1)];
     let mut left = n;
@@ -547,6 +574,21 @@ fn tcp_info(s: &TcpStream) -> Value {
         "bytes_received": info.tcpi_bytes_received,
         "snd_mss": info.tcpi_snd_mss,
     })
+}
+
+fn set_sndbuf(s: &TcpStream, bytes: libc::c_int) {
+    use std::os::fd::AsRawFd;
+    let len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    let p = &bytes as *const libc::c_int as *const libc::c_void;
+    unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUFFORCE,
+            p,
+            len,
+        );
+    }
 }
 
 fn set_rcvbuf(s: &UdpSocket, bytes: libc::c_int) {

@@ -6,6 +6,10 @@
 //! of flows, done by the daemon. Only when no flow slot is free do the bytes go to the SOCKETS
 //! and CGROUPS overflow roll-ups instead, so those totals stay exact without costing every
 //! packet three hash updates.
+//!
+//! Packets of established TCP connections are the exception once the daemon turned TCP
+//! counting from sockets on: the kernel's own counters of the connection count them (see
+//! `tcp_socket`), and here they cost the header read and a few compares.
 
 use core::mem::MaybeUninit;
 
@@ -15,16 +19,13 @@ use aya_ebpf::{
     macros::cgroup_skb,
     programs::SkBuffContext,
 };
-use trafficd_common::{FlowKey, Loss, Traffic, BURST_FLOWS};
+use trafficd_common::{FlowKey, Loss, Traffic};
 
 use crate::{
-    counters::{add, count_loss, entry, fetch_add, zeroed, BPF_NOEXIST, EEXIST},
+    counters::{count_loss, zeroed},
     flow_cache,
-    maps::{
-        CGROUPS, FLOWS, FLOW_BURSTS, FLOW_CLAIMS, FLOW_COUNTERS, FREE_FLOW_SLOTS, FRESH_FLOW_SLOTS,
-        SOCKETS,
-    },
-    packet,
+    flow_slots::{add_traffic, roll_up, slot_of, traffic},
+    packet, tcp_socket,
 };
 
 /// Let the packet through: accounting never changes what the host does.
@@ -51,12 +52,14 @@ pub fn trafficd_ingress(ctx: SkBuffContext) -> i32 {
 #[inline(always)]
 fn account(ctx: &SkBuffContext, direction: Direction) {
     let skb = ctx.skb.skb;
-    // SAFETY: helpers on the program's own context. The cookie is 0 for a packet without a socket.
-    let cookie = unsafe { bpf_get_socket_cookie(skb.cast()) };
     let mut place = MaybeUninit::<FlowKey>::uninit();
     let key = zeroed(&mut place);
-    key.cookie = cookie;
     let parsed = packet::parse_into(ctx, key, direction == Direction::Egress);
+    if tcp_socket::counts(skb, key) {
+        return;
+    }
+    // SAFETY: helper on the program's own context. The cookie is 0 for a packet without a socket.
+    key.cookie = unsafe { bpf_get_socket_cookie(skb.cast()) };
 
     // SAFETY: `skb` is the program's context; gso_segs is readable by cgroup_skb programs.
     let packets = u64::from(unsafe { (*skb).gso_segs }).max(1);
@@ -69,19 +72,14 @@ fn account(ctx: &SkBuffContext, direction: Direction) {
         count_loss(ctx, Loss::Unparsed, bytes);
     }
 
-    if let Some(traffic) = flow_counters(skb, key) {
-        add_traffic(traffic, direction, bytes, packets);
-        return;
-    }
-    count_loss(ctx, Loss::FlowMapFull, bytes);
-    let cgroup_id = key.cgroup_id;
-    match entry(&SOCKETS, &cookie) {
-        Some(traffic) => add_traffic(traffic, direction, bytes, packets),
-        None => count_loss(ctx, Loss::SocketMapFull, bytes),
-    }
-    match entry(&CGROUPS, &cgroup_id) {
-        Some(traffic) => add_traffic(traffic, direction, bytes, packets),
-        None => count_loss(ctx, Loss::CgroupMapFull, bytes),
+    let moved = moved(direction, bytes, packets);
+    match flow_counters(skb, key) {
+        Some(counters) => add_traffic(counters, &moved),
+        None => {
+            // SAFETY: helper on the program's own context (0 without a socket).
+            key.cgroup_id = unsafe { bpf_skb_cgroup_id(skb) };
+            roll_up(ctx, key, &moved);
+        }
     }
 }
 
@@ -96,90 +94,29 @@ fn flow_counters(skb: *mut __sk_buff, key: &mut FlowKey) -> Option<*mut Traffic>
         None => {
             // SAFETY: helper on the program's own context (0 without a socket).
             key.cgroup_id = unsafe { bpf_skb_cgroup_id(skb) };
-            // SAFETY: the slot number is copied out at once.
-            let slot = match unsafe { FLOWS.get(&*key) } {
-                Some(slot) => *slot,
-                None => claim_slot(key)?,
-            };
+            let slot = slot_of(key)?;
             if let Some(entry) = &cached {
                 entry.remember(slot);
             }
             slot
         }
     };
-    let counters = FLOW_COUNTERS.get_ptr_mut(slot)?;
-    // SAFETY: a live array element; only the field's address is taken.
-    Some(unsafe { &raw mut (*counters).traffic })
+    traffic(slot)
 }
 
-/// Takes a free slot for `key` and indexes it. The index goes in before the key is written to
-/// the slot: if another CPU indexed the same flow first, the slot goes back untouched.
+/// What one packet moved, on its side.
 #[inline(always)]
-fn claim_slot(key: &FlowKey) -> Option<u32> {
-    let slot = match fresh_slot() {
-        Some(slot) => slot,
-        None => FREE_FLOW_SLOTS.pop().ok()??,
-    };
-    match FLOWS.insert(key, &slot, BPF_NOEXIST) {
-        Ok(()) => {}
-        Err(err) => {
-            // The queue holds every slot, so it has room for this one again.
-            let _ = FREE_FLOW_SLOTS.push(slot, 0);
-            // SAFETY: as above.
-            return (err == -EEXIST)
-                .then(|| unsafe { FLOWS.get(key) }.copied())
-                .flatten();
-        }
-    }
-    let counters = FLOW_COUNTERS.get_ptr_mut(slot)?;
-    // SAFETY: a live array element that no other program writes the key of: the slot was
-    // free and is indexed under `key` by this program only.
-    unsafe {
-        (*counters).key = *key;
-        // A fetching atomic add is a full barrier under every BPF JIT (a plain atomic add is
-        // not on arm64): the key's stores come before `claimed`, which the daemon reads first.
-        fetch_add(&raw mut (*counters).claimed, 1);
-    }
-    if let Some(claims) = FLOW_CLAIMS.get_ptr_mut(0) {
-        let claimed = fetch_add(claims, 1) + 1;
-        if claimed % BURST_FLOWS == 0 {
-            // Not lost if the ring is full: the daemon is awake then, and counts FLOW_CLAIMS.
-            let _ = FLOW_BURSTS.output::<u64>(claimed, 0);
-        }
-    }
-    Some(slot)
-}
-
-/// The next never-used slot, while there is one.
-#[inline(always)]
-fn fresh_slot() -> Option<u32> {
-    let next = FRESH_FLOW_SLOTS.get_ptr_mut(0)?;
-    // SAFETY: a live array element; read first so that a full array does not keep counting.
-    let seen = unsafe { core::ptr::read_volatile(next) };
-    if seen >= u64::from(u32::MAX) || FLOW_COUNTERS.get_ptr(seen as u32).is_none() {
-        return None;
-    }
-    let slot = fetch_add(next, 1);
-    // Another CPU may have taken the last one in between.
-    FLOW_COUNTERS
-        .get_ptr(slot as u32)
-        .filter(|_| slot < u64::from(u32::MAX))
-        .map(|_| slot as u32)
-}
-
-#[inline(always)]
-fn add_traffic(traffic: *mut Traffic, direction: Direction, bytes: u64, packets: u64) {
-    // SAFETY: `traffic` is a live map value; only its fields' addresses are taken.
-    unsafe {
-        match direction {
-            Direction::Egress => {
-                add(&raw mut (*traffic).tx_bytes, bytes);
-                add(&raw mut (*traffic).tx_packets, packets);
-            }
-            Direction::Ingress => {
-                add(&raw mut (*traffic).rx_bytes, bytes);
-                add(&raw mut (*traffic).rx_packets, packets);
-            }
-        }
+fn moved(direction: Direction, bytes: u64, packets: u64) -> Traffic {
+    match direction {
+        Direction::Egress => Traffic {
+            tx_bytes: bytes,
+            tx_packets: packets,
+            ..Traffic::default()
+        },
+        Direction::Ingress => Traffic {
+            rx_bytes: bytes,
+            rx_packets: packets,
+            ..Traffic::default()
+        },
     }
 }

@@ -3,3 +3,5 @@ mod cgroup_skb;
 mod hand_back;
 mod sock_length;
 mod sock_release;
+mod tcp_state;
+mod tcp_sweep;

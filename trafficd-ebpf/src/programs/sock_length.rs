@@ -16,28 +16,18 @@ use core::{
 use aya_ebpf::{
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
-        generated::{bpf_get_current_cgroup_id, bpf_get_socket_cookie},
+        generated::bpf_get_current_cgroup_id,
     },
     macros::btf_tracepoint,
     programs::BtfTracePointContext,
 };
-use trafficd_common::{
-    Loss, Payload, RecentUse, SocketOwner, SocketProcessKey, AF_INET, AF_INET6, COMM_LEN,
-};
+use trafficd_common::{Loss, Payload, RecentUse, SocketOwner, SocketProcessKey, COMM_LEN};
 
 use crate::{
     counters::{add, count_loss, entry, fetch_add, take},
     maps::{OWNERS, OWNER_CHANGES, PROCESSES, RECENT_USE, SOCKET_PROCESSES},
+    sock::Sock,
 };
-
-/// Offset of `sk_family` in `struct sock`. The daemon reads the real one from the kernel's BTF
-/// and sets it at load time; Rust eBPF has no CO-RE relocations to do it for us.
-#[unsafe(no_mangle)]
-static SK_FAMILY_OFFSET: u32 = 16;
-
-/// Offset of `sk_cookie` (`__sk_common.skc_cookie`) in `struct sock`, set the same way.
-#[unsafe(no_mangle)]
-static SK_COOKIE_OFFSET: u32 = 88;
 
 const MSG_PEEK: i32 = 2;
 
@@ -67,7 +57,7 @@ pub fn trafficd_sock_recv(ctx: BtfTracePointContext) -> i32 {
 pub fn trafficd_tcp_consume(ctx: BtfTracePointContext) -> i32 {
     let sk: *const c_void = ctx.arg(0);
     if !sk.is_null() {
-        let cookie = socket_cookie(sk);
+        let cookie = Sock(sk).cookie();
         let pid_tgid = bpf_get_current_pid_tgid();
         use_socket(&ctx, cookie, (pid_tgid >> 32) as u32, pid_tgid as u32);
     }
@@ -89,11 +79,11 @@ fn record(ctx: &BtfTracePointContext, call: Call) {
     if call == Call::Receive && flags & MSG_PEEK != 0 {
         return;
     }
-    if !is_inet(sk) {
+    if !Sock(sk).is_inet() {
         return;
     }
 
-    let cookie = socket_cookie(sk);
+    let cookie = Sock(sk).cookie();
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
     let bytes = ret as u64;
@@ -148,47 +138,6 @@ fn add_to_socket_processes(ctx: &BtfTracePointContext, cookie: u64, tgid: u32, m
             count_loss(ctx, Loss::SocketProcessMapFull, bytes);
         }
     }
-}
-
-#[inline(always)]
-fn is_inet(sk: *const c_void) -> bool {
-    matches!(
-        sock_field::<u16>(sk, &SK_FAMILY_OFFSET),
-        Some(family) if family == u16::from(AF_INET) || family == u16::from(AF_INET6)
-    )
-}
-
-/// The socket's cookie, as `bpf_get_socket_cookie` gives it. The kernel makes a socket's
-/// cookie on first demand and keeps it in the socket (`skc_cookie`, written once from 0):
-/// once made, it is read straight from there, which saves a helper call on every send and
-/// receive (each call and return is dear under the SRSO mitigation). The helper makes it when
-/// it is not there yet.
-#[inline(always)]
-fn socket_cookie(sk: *const c_void) -> u64 {
-    match sock_field::<u64>(sk, &SK_COOKIE_OFFSET) {
-        Some(cookie) if cookie != 0 => cookie,
-        // SAFETY: `sk` is the tracepoint's BTF-typed socket argument.
-        _ => unsafe { bpf_get_socket_cookie(sk as *mut c_void) },
-    }
-}
-
-/// The field of the BTF-typed socket `sk` at the offset `offset` holds, read in place; `None`
-/// when the offset could not be inside `struct sock`.
-#[inline(always)]
-fn sock_field<T>(sk: *const c_void, offset: &u32) -> Option<T> {
-    // SAFETY: a read-only global set at load time. The loader freezes it, so the verifier knows
-    // its value: the read below is at a constant offset, which is what lets it go straight to
-    // the socket instead of through `bpf_probe_read_kernel` (a third of a program's own time
-    // when measured).
-    let offset = unsafe { read_volatile(offset) };
-    // Bounded so the read stays inside `struct sock` whatever the daemon set.
-    if offset > 4096 {
-        return None;
-    }
-    // SAFETY: `sk` is the tracepoint's BTF-typed socket argument and `offset` one of its
-    // fields' (from the kernel's BTF); the verifier checks the read against that BTF, and a
-    // read through a bad pointer yields 0 rather than a fault.
-    Some(unsafe { read_volatile((sk as *const u8).add(offset as usize) as *const T) })
 }
 
 /// Makes (socket `cookie`, process `tgid`) this CPU's recent use and returns the entry, its

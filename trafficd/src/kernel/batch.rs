@@ -57,15 +57,15 @@ struct TestRunAttr {
     batch_size: u32,
 }
 
-/// One `bpf(2)` command on `attr`.
-fn bpf<A>(cmd: libc::c_long, attr: &mut A) -> io::Result<()> {
+/// One `bpf(2)` command on `attr`; its non-negative result (a new fd for some commands).
+pub(super) fn bpf<A>(cmd: libc::c_long, attr: &mut A) -> io::Result<libc::c_long> {
     // SAFETY: `attr` is a valid attribute for `cmd`; the buffers it points to are owned by the
     // caller and outlive the call.
     let ret = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr as *mut A, size_of::<A>()) };
     if ret < 0 {
         Err(io::Error::last_os_error())
     } else {
-        Ok(())
+        Ok(ret)
     }
 }
 
@@ -198,7 +198,7 @@ pub fn delete_present<K: Pod>(map: impl AsFd, keys: &[K]) -> io::Result<()> {
             ..BatchAttr::default()
         };
         match bpf(BPF_MAP_DELETE_BATCH, &mut attr) {
-            Ok(()) => rest = &rest[chunk.len()..],
+            Ok(_) => rest = &rest[chunk.len()..],
             Err(err) if err.raw_os_error() == Some(libc::ENOENT) => {
                 let skip = (attr.count as usize + 1).min(rest.len());
                 rest = &rest[skip..];

@@ -3,7 +3,7 @@
 //! Per-CPU values are summed here; callers only ever see totals.
 
 use std::{
-    os::fd::{AsFd, AsRawFd, BorrowedFd},
+    os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd},
     time::Instant,
 };
 
@@ -21,6 +21,7 @@ use super::{
     bursts::{Bursts, Woken},
     flow_slots::{FlowSlots, MovedFlows},
     recent_use::{self, PayloadRead},
+    tcp_sockets::TcpSockets,
     MapSizes,
 };
 use crate::error::{Error, Result};
@@ -37,6 +38,8 @@ pub struct KernelMaps {
     recent_use: PerCpuArray<MapData, RecentUse>,
     closed: HashMap<MapData, u64, u64>,
     losses: PerCpuArray<MapData, u64>,
+    /// The sweep of established TCP connections, when they are counted from their counters.
+    tcp_sockets: Option<TcpSockets>,
     sizes: MapSizes,
     memory: Vec<MapMemory>,
 }
@@ -136,6 +139,7 @@ impl KernelMaps {
         ebpf: &mut Ebpf,
         sizes: MapSizes,
         hand_back: Option<ProgramFd>,
+        tcp_sweep: Option<OwnedFd>,
     ) -> Result<KernelMaps> {
         let mut taker = Taker {
             ebpf,
@@ -151,6 +155,17 @@ impl KernelMaps {
             sizes.flows,
         )
         .map_err(Error::MapCounters)?;
+        let mut tcp_flag: Array<MapData, u64> = taker.take(names::TCP_FROM_SOCKETS)?;
+        let tcp_sockets = tcp_sweep.and_then(|link| {
+            TcpSockets::start(link, &mut tcp_flag)
+                .map_err(|err| {
+                    tracing::warn!(
+                        "cannot sweep TCP connections ({err}): every TCP packet is counted one \
+                         by one, which costs a bulk transfer more CPU"
+                    )
+                })
+                .ok()
+        });
         Ok(KernelMaps {
             flow_claims: taker.take(names::FLOW_CLAIMS)?,
             bursts: Bursts::new(taker.take(names::FLOW_BURSTS)?),
@@ -163,6 +178,7 @@ impl KernelMaps {
             recent_use: taker.take(names::RECENT_USE)?,
             closed: taker.take(names::CLOSED)?,
             losses: taker.take(names::LOSSES)?,
+            tcp_sockets,
             sizes,
             memory: taker.memory,
         })
@@ -176,6 +192,14 @@ impl KernelMaps {
     /// The overflow roll-up: bytes of sockets whose flows did not fit in FLOWS.
     pub fn socket_overflow(&self) -> Vec<(u64, Traffic)> {
         read_per_cpu(&self.sockets)
+    }
+
+    /// Adds what every established TCP connection moved since the last call to its flow's
+    /// counters, when TCP is counted from the connections' counters. Call before `take_flows`.
+    pub fn count_tcp_sockets(&mut self) {
+        if let Some(sockets) = &mut self.tcp_sockets {
+            sockets.sweep();
+        }
     }
 
     /// Every flow that moved since the last call, with what it moved (not a running total), and

@@ -8,14 +8,16 @@ mod bursts;
 mod compat;
 mod flow_slots;
 mod maps;
+mod namespaces;
 mod recent_use;
+mod tcp_sockets;
 
-use std::{fs::File, path::PathBuf};
+use std::{fs::File, os::fd::OwnedFd, path::PathBuf};
 
 use aya::{
     programs::{
-        BtfTracePoint, CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock, ProgramError,
-        ProgramFd, SchedClassifier,
+        BtfTracePoint, CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock, Iter,
+        ProgramError, ProgramFd, SchedClassifier,
     },
     Ebpf, EbpfLoader,
 };
@@ -56,15 +58,19 @@ pub struct Kernel {
     ebpf: Ebpf,
     logger: Option<KernelLogger>,
     hand_back: Option<ProgramFd>,
+    /// The TCP sweep's iterator link, when TCP connections can be counted from their sockets.
+    tcp_sweep: Option<OwnedFd>,
     sizes: MapSizes,
     pub cgroup_root: PathBuf,
 }
 
 impl Kernel {
     /// Checks the host, loads the object with the configured map sizes and attaches every program.
-    pub fn start(sizes: &MapSizes, kernel_log: bool) -> Result<Kernel> {
+    /// `tcp_counters`: count established TCP connections from the kernel's counters of each
+    /// connection where this kernel allows, instead of packet by packet.
+    pub fn start(sizes: &MapSizes, kernel_log: bool, tcp_counters: bool) -> Result<Kernel> {
         check_privileges()?;
-        let sock = btf::sock_offsets()?;
+        let offsets = btf::offsets()?;
         let cgroup_root = cgroup2_root()?;
         let cgroup = File::open(&cgroup_root).map_err(|source| Error::OpenCgroup {
             path: cgroup_root.clone(),
@@ -76,10 +82,12 @@ impl Kernel {
         // The kernel's BTF, parsed once: the loader and every tp_btf program need it, and each
         // parse of its 5+ MB was a tenth of a second of CPU here.
         let btf = aya::Btf::from_sys_fs().map_err(|_| Error::NoBtf)?;
-        let mut ebpf = EbpfLoader::new()
+        let mut loader = EbpfLoader::new();
+        for (global, offset) in &offsets.0 {
+            loader.override_global(global, offset, true);
+        }
+        let mut ebpf = loader
             .btf(Some(&btf))
-            .override_global("SK_FAMILY_OFFSET", &sock.family, true)
-            .override_global("SK_COOKIE_OFFSET", &sock.cookie, true)
             .override_global(aya_log::LEVEL, &log_level, false)
             .map_max_entries(names::SOCKETS, sizes.sockets)
             .map_max_entries(names::FLOWS, sizes.flows)
@@ -131,11 +139,19 @@ impl Kernel {
         }
         // Optional: without it, freed flow slots go back to the kernel one syscall each.
         let hand_back = load_hand_back(&mut ebpf).map_err(|err| warn!("{err}")).ok();
+        // Optional: without it, every TCP packet is counted by the packet hooks.
+        let tcp_sweep = match tcp_counters {
+            true => attach_tcp_counting(&mut ebpf, &btf)
+                .map_err(|err| warn!("{err}"))
+                .ok(),
+            false => None,
+        };
         info!(cgroup2 = %cgroup_root.display(), "kernel programs attached");
         Ok(Kernel {
             ebpf,
             logger,
             hand_back,
+            tcp_sweep,
             sizes: sizes.clone(),
             cgroup_root,
         })
@@ -148,7 +164,12 @@ impl Kernel {
 
     /// Takes the maps out of the object for the drain. Call once.
     pub fn take_maps(&mut self) -> Result<KernelMaps> {
-        KernelMaps::take(&mut self.ebpf, self.sizes.clone(), self.hand_back.take())
+        KernelMaps::take(
+            &mut self.ebpf,
+            self.sizes.clone(),
+            self.hand_back.take(),
+            self.tcp_sweep.take(),
+        )
     }
 }
 
@@ -225,6 +246,33 @@ fn attach_sock_release(ebpf: &mut Ebpf, cgroup: &File) -> Result<()> {
     prog.attach(cgroup, LINK_MODE)
         .map_err(|e| fail("attach", e))?;
     Ok(())
+}
+
+/// Attaches the state hook and links the sweep, which together count established TCP
+/// connections from their counters; returns the sweep's link. The flag that hands TCP packets
+/// over to them is set once the drain has the maps (`TcpSockets::start`).
+fn attach_tcp_counting(ebpf: &mut Ebpf, btf: &aya::Btf) -> Result<OwnedFd> {
+    let consequence =
+        "every TCP packet is counted one by one, which costs a bulk transfer more CPU";
+    attach_tp_btf(
+        ebpf,
+        btf,
+        "trafficd_tcp_state",
+        "inet_sock_set_state",
+        consequence,
+    )?;
+    let program = "trafficd_tcp_sweep";
+    let fail = |action, source| Error::Program {
+        action,
+        program,
+        hook: "iter/tcp",
+        consequence,
+        reason: summarize(&source),
+    };
+    let prog: &mut Iter = program_mut(ebpf, program).map_err(|e| fail("find", e))?;
+    prog.load("tcp", btf).map_err(|e| fail("load", e))?;
+    let fd = prog.fd().map_err(|e| fail("find", e))?;
+    tcp_sockets::link(fd).map_err(|e| fail("attach", ProgramError::IOError(e)))
 }
 
 /// Loads the program that hands freed flow slots back in batches. It is never attached: the
