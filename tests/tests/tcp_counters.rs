@@ -169,6 +169,46 @@ fn bytes_sent_after_the_sender_exited_are_counted() {
     );
 }
 
+/// An IPv6 socket talking to an IPv4 peer (a listener on [::] accepting from 127.0.0.1) sends
+/// and receives IPv4 packets: its connection, counted from its counters, lands in the IPv4 flow
+/// its packets would be counted in, not in one keyed by ::ffff:127.0.0.1.
+#[test]
+fn a_dual_stack_socket_is_counted_as_one_ipv4_flow() {
+    require_root!();
+    const PAYLOAD: u64 = 2 << 20;
+    let d = Daemon::start();
+    let tg = trafficgen!();
+    let (sink, addr) = tg
+        .cmd(&["tcp-sink", "--listen", "[::]:0", "--name", "tg-ds-sink"])
+        .spawn_ready();
+    let to = SocketAddr::new("127.0.0.1".parse().unwrap(), addr.port());
+    let send = tg
+        .cmd(&[
+            "tcp-send",
+            "--to",
+            &to.to_string(),
+            "--bytes",
+            &PAYLOAD.to_string(),
+            "--name",
+            "tg-ds-send",
+        ])
+        .run();
+    assert_eq!(sink.finish().bytes_received(), PAYLOAD);
+    // The handshake's packets reached the listener: its flow has the same addresses.
+    let flows = d.wait_flow("tcp", to, send.local(), |_, rx| rx >= PAYLOAD);
+    for flow in &flows {
+        assert_eq!(flow.comm(), "tg-ds-sink", "{:#}", flow.0);
+    }
+    wire::assert_tcp_data(
+        "dual-stack receiver's IPv4 flows",
+        wire::Sent::from_report(PAYLOAD, &send),
+        flows.iter().map(|f| f.rx()).sum(),
+        flows.iter().map(|f| f.rx_packets()).sum(),
+        LOOPBACK_MTU,
+        false,
+    );
+}
+
 /// With --tcp-per-packet every TCP packet is counted by the packet hooks again: same totals.
 #[test]
 fn tcp_per_packet_counts_the_same_bytes() {

@@ -37,6 +37,11 @@ pub fn check_privileges() -> Result<()> {
     })
 }
 
+/// Whether this process may enter other network namespaces (setns needs CAP_SYS_ADMIN).
+pub fn can_enter_namespaces() -> bool {
+    effective_capabilities().is_some_and(|caps| caps & (1u64 << CAP_SYS_ADMIN) != 0)
+}
+
 /// The effective capability set of this process, from /proc/self/status.
 fn effective_capabilities() -> Option<u64> {
     let status = fs::read_to_string("/proc/self/status").ok()?;

@@ -68,6 +68,12 @@ pub fn link(program: impl AsFd) -> io::Result<OwnedFd> {
 impl TcpSockets {
     /// Sets the flag and runs the first sweep. On error nothing was turned on.
     pub fn start(link: OwnedFd, flag: &mut Array<MapData, u64>) -> io::Result<TcpSockets> {
+        // Without it, connections in other namespaces would show only as they close.
+        if !super::compat::can_enter_namespaces() {
+            return Err(io::Error::other(
+                "entering other network namespaces needs CAP_SYS_ADMIN",
+            ));
+        }
         let mut sockets = TcpSockets {
             link,
             namespaces: Namespaces::new()?,
