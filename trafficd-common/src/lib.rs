@@ -59,8 +59,9 @@ pub mod maps {
     pub const PROCESSES: &str = "PROCESSES";
     /// Payload bytes per (socket, process): splits a shared socket between its users.
     pub const SOCKET_PROCESSES: &str = "SOCKET_PROCESSES";
-    /// Per CPU, one [`RecentUse`](super::RecentUse): the (socket, process) that CPU last saw
-    /// send or receive, and the payload it moved since, not yet in SOCKET_PROCESSES.
+    /// Per CPU, [`RECENT_USES`](super::RECENT_USES) [`RecentUse`](super::RecentUse) entries:
+    /// the (socket, process) pairs that CPU last saw send or receive, each in the entry its
+    /// hash picks, and the payload they moved since, not yet in SOCKET_PROCESSES.
     pub const RECENT_USE: &str = "RECENT_USE";
     /// Sockets released by their owner, with the time of release.
     pub const CLOSED: &str = "CLOSED";
@@ -219,12 +220,16 @@ impl Payload {
     }
 }
 
-/// The (socket, process) a CPU last saw send or receive, and what it moved since.
+/// Entries of RECENT_USE per CPU: a process taking turns on a few sockets (iperf3 with four
+/// streams, a proxy's two ends) keeps each in its own entry.
+pub const RECENT_USES: u32 = 8;
+
+/// A (socket, process) a CPU recently saw send or receive, and what it moved since.
 ///
-/// A process mostly sends and receives on the same socket many times in a row. Its payload is
-/// added here, with no map lookup, and moved into SOCKET_PROCESSES only when the CPU sees
-/// another (socket, process): the lookup was half of the send and receive programs' time. The
-/// daemon adds what waits here to what it reads from SOCKET_PROCESSES.
+/// A process mostly sends and receives on the same few sockets many times in a row. Its payload
+/// is added here, with no map lookup, and moved into SOCKET_PROCESSES only when another
+/// (socket, process) takes the entry: the lookup was half of the send and receive programs'
+/// time. The daemon adds what waits here to what it reads from SOCKET_PROCESSES.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RecentUse {

@@ -16,7 +16,7 @@ use aya_ebpf::{
 };
 use trafficd_common::{
     defaults, FlowKey, FlowSlot, Payload, RecentUse, SocketOwner, SocketProcessKey, Traffic,
-    LOSS_SLOTS,
+    LOSS_SLOTS, RECENT_USES,
 };
 
 /// Map flags: none, i.e. preallocated (see above).
@@ -93,10 +93,10 @@ pub static PROCESSES: HashMap<u32, SocketOwner> =
 #[map]
 pub static OWNER_CHANGES: Array<u64> = Array::with_max_entries(1, 0);
 
-/// Per CPU: the socket and process this CPU last saw, confirmed in OWNERS as of OWNER_CHANGES
-/// then, and the payload they moved since (see [`RecentUse`]).
+/// Per CPU: sockets and processes this CPU saw lately, each confirmed in OWNERS as of
+/// OWNER_CHANGES then, and the payload they moved since (see [`RecentUse`]).
 #[map]
-pub static RECENT_USE: PerCpuArray<RecentUse> = PerCpuArray::with_max_entries(1, 0);
+pub static RECENT_USE: PerCpuArray<RecentUse> = PerCpuArray::with_max_entries(RECENT_USES, 0);
 
 #[map]
 pub static SOCKET_PROCESSES: PerCpuHashMap<SocketProcessKey, Payload> =

@@ -4,9 +4,9 @@
 //! They record who owns each socket (so a process that sends and exits at once is still named,
 //! with its comm) and how much payload each process moved through it (so a socket shared
 //! after fork is split between the processes by what each one sent and received). The payload
-//! of the (socket, process) a CPU saw last waits in that CPU's RECENT_USE entry and goes to
-//! SOCKET_PROCESSES when the CPU sees another one: a run of calls on one socket costs no
-//! map lookup.
+//! of a (socket, process) waits in the RECENT_USE entry of its CPU that a hash of the pair
+//! picks, and goes to SOCKET_PROCESSES when another pair takes that entry: runs of calls on a
+//! few sockets cost no map lookup.
 
 use core::{
     ffi::c_void,
@@ -21,7 +21,9 @@ use aya_ebpf::{
     macros::btf_tracepoint,
     programs::BtfTracePointContext,
 };
-use trafficd_common::{Loss, Payload, RecentUse, SocketOwner, SocketProcessKey, COMM_LEN};
+use trafficd_common::{
+    Loss, Payload, RecentUse, SocketOwner, SocketProcessKey, COMM_LEN, RECENT_USES,
+};
 
 use crate::{
     counters::{add, count_loss, entry, fetch_add, take},
@@ -155,7 +157,9 @@ fn use_socket(
     tgid: u32,
     tid: u32,
 ) -> Option<*mut RecentUse> {
-    let (Some(changes), Some(recent)) = (OWNER_CHANGES.get_ptr_mut(0), RECENT_USE.get_ptr_mut(0))
+    let entry = recent_entry(cookie, tgid);
+    let (Some(changes), Some(recent)) =
+        (OWNER_CHANGES.get_ptr_mut(0), RECENT_USE.get_ptr_mut(entry))
     else {
         // Index 0 of both arrays exists: not reached, but the owner is never left unrecorded.
         if !is_owner(cookie, tgid) {
@@ -212,6 +216,14 @@ fn switch_recent_use(ctx: &BtfTracePointContext, recent: *mut RecentUse, cookie:
         write_volatile(&raw mut (*recent).tgid, u64::from(tgid));
         fetch_add(&raw mut (*recent).seq, 1);
     }
+}
+
+/// The RECENT_USE entry of (socket `cookie`, process `tgid`) on each CPU.
+#[inline(always)]
+fn recent_entry(cookie: u64, tgid: u32) -> u32 {
+    const { assert!(RECENT_USES.is_power_of_two()) };
+    let hash = (cookie ^ u64::from(tgid)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    (hash >> 32) as u32 & (RECENT_USES - 1)
 }
 
 /// OWNER_CHANGES as of an owner's confirmation, bound to the socket and process confirmed.

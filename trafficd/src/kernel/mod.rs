@@ -140,11 +140,12 @@ impl Kernel {
         // Optional: without it, freed flow slots go back to the kernel one syscall each.
         let hand_back = load_hand_back(&mut ebpf).map_err(|err| warn!("{err}")).ok();
         // Optional: without it, every TCP packet is counted by the packet hooks.
-        let tcp_sweep = match tcp_counters {
-            true => attach_tcp_counting(&mut ebpf, &btf)
+        let tcp_sweep = if tcp_counters {
+            attach_tcp_counting(&mut ebpf, &btf)
                 .map_err(|err| warn!("{err}"))
-                .ok(),
-            false => None,
+                .ok()
+        } else {
+            None
         };
         info!(cgroup2 = %cgroup_root.display(), "kernel programs attached");
         Ok(Kernel {

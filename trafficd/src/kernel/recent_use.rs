@@ -1,13 +1,14 @@
 //! The payload that waits in each CPU's RECENT_USE entry, added to SOCKET_PROCESSES.
 //!
-//! The send and receive programs add a call's payload to their CPU's entry while the CPU keeps
-//! seeing the same (socket, process), and move it into SOCKET_PROCESSES when it sees another.
+//! The send and receive programs add a call's payload to the entry of their CPU that a hash of
+//! the (socket, process) picks while the pair keeps it, and move it into SOCKET_PROCESSES when
+//! another pair takes the entry.
 //! What waits there is read here, after SOCKET_PROCESSES: an amount moved in between is then
 //! missed by both reads and read at the next drain, never counted twice.
 
 use aya::maps::{MapData, PerCpuArray};
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
-use trafficd_common::{Payload, RecentUse, SocketProcessKey};
+use trafficd_common::{Payload, RecentUse, SocketProcessKey, RECENT_USES};
 
 /// Payload per (socket, process): SOCKET_PROCESSES plus what waits on the CPUs.
 pub struct PayloadRead {
@@ -20,14 +21,17 @@ pub struct PayloadRead {
     pub waiting: HashSet<SocketProcessKey>,
 }
 
-/// Reads every CPU's entry twice: an entry is believed when both reads saw the same even
+/// Reads every entry of every CPU twice: an entry is believed when both reads saw the same even
 /// `seq` (no switch began or ended in between, so its socket, process and payload belong
-/// together). A CPU switching meanwhile is read at the next drain.
+/// together). An entry switching meanwhile is read at the next drain.
 pub fn read_waiting(recent: &PerCpuArray<MapData, RecentUse>) -> Vec<(SocketProcessKey, Payload)> {
-    let (Ok(first), Ok(second)) = (recent.get(&0, 0), recent.get(&0, 0)) else {
-        return Vec::new();
-    };
-    waiting(&first, &second)
+    let mut found = Vec::new();
+    for index in 0..RECENT_USES {
+        if let (Ok(first), Ok(second)) = (recent.get(&index, 0), recent.get(&index, 0)) {
+            found.extend(waiting(&first, &second));
+        }
+    }
+    found
 }
 
 fn waiting(first: &[RecentUse], second: &[RecentUse]) -> Vec<(SocketProcessKey, Payload)> {
