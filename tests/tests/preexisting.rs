@@ -92,7 +92,14 @@ fn owner_the_kernel_never_saw_is_resolved() {
             "tg-pre-idle",
         ])
         .spawn_ready();
-    let d = Daemon::start();
+    // The receiver makes no call while the bytes arrive, so its connection is read by the
+    // sweep (every 30 s by default), not by its own calls: sweep at every drain here, so that
+    // its bytes come in the drain that also sees its listener's handshake bytes, whose owner
+    // lookup in /proc finds both (the lookup runs at most every 5 s).
+    let d = Daemon::builder()
+        .arg("--tcp-sweep-interval")
+        .arg("100ms")
+        .start();
     let send = tg
         .cmd(&[
             "tcp-send",

@@ -82,6 +82,14 @@ fn a_long_transfer_in_a_namespace_shows_its_rate_while_it_runs() {
         (0.75 * RATE as f64..1.3 * RATE as f64).contains(&median),
         "median tx rate {median:.0} B/s while sending {RATE} B/s; samples {rates:?}"
     );
+    let m = d.metrics();
+    assert_eq!(
+        m.value("trafficd_tcp_counted_from_connections", &[]),
+        Some(1.0)
+    );
+    // trafficd's own and the test's, at least.
+    let swept = m.value("trafficd_tcp_swept_namespaces", &[]).unwrap_or(0.0);
+    assert!(swept >= 2.0, "{swept} namespaces swept");
     let send = send.finish();
     sink.finish();
     let s = d.wait_process(send.pid(), |i| i.tx() >= 10 * RATE);
@@ -248,5 +256,11 @@ fn tcp_per_packet_counts_the_same_bytes() {
         r.rx_packets(),
         LOOPBACK_MTU,
         false,
+    );
+    // Read after drains that found the transfer: the mode is known by then.
+    assert_eq!(
+        d.metrics()
+            .value("trafficd_tcp_counted_from_connections", &[]),
+        Some(0.0)
     );
 }

@@ -73,6 +73,9 @@ pub mod maps {
     /// Socket storage of the TCP connections counted from their counters: each one's flow and
     /// its counters as last reported. Kernel-only.
     pub const TCP_SOCKETS: &str = "TCP_SOCKETS";
+    /// One counter the daemon bumps at every drain: a TCP connection's send and receive calls
+    /// report what it moved at most once per drain, at the first call after the bump.
+    pub const DRAIN_EPOCH: &str = "DRAIN_EPOCH";
 }
 
 /// The batch the daemon hands to the `trafficd_hand_back` program through `BPF_PROG_TEST_RUN`:

@@ -119,11 +119,17 @@ pub static TCP_FROM_SOCKETS: Array<u64> = Array::with_max_entries(1, 0);
 #[btf_map]
 pub static TCP_SOCKETS: SkStorage<TcpSocket> = SkStorage::new();
 
+/// Drains the daemon made (index 0): see [`TcpSocket::reported_in`].
+#[map]
+pub static DRAIN_EPOCH: Array<u64> = Array::with_max_entries(1, 0);
+
 /// One registered TCP connection (kernel-only).
 #[repr(C)]
 pub struct TcpSocket {
     /// Non-zero once the rest is written.
     pub ready: u64,
+    /// DRAIN_EPOCH when a send or receive call last reported the connection.
+    pub reported_in: u64,
     pub key: FlowKey,
     /// IP plus TCP header bytes each segment carries.
     pub header_len: u64,

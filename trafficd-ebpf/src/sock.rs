@@ -18,6 +18,9 @@ static SK_FAMILY_OFFSET: u32 = 16;
 static SK_COOKIE_OFFSET: u32 = 88;
 #[unsafe(no_mangle)]
 static SK_STATE_OFFSET: u32 = 18;
+/// `sk_protocol` (a `u16` of `struct sock` itself).
+#[unsafe(no_mangle)]
+static SK_PROTOCOL_OFFSET: u32 = 514;
 /// `skc_daddr` and `skc_rcv_saddr`: the IPv4 addresses, remote and local.
 #[unsafe(no_mangle)]
 static SK_DADDR_OFFSET: u32 = 0;
@@ -84,6 +87,11 @@ impl Sock {
             self.family(),
             Some(family) if family == u16::from(AF_INET) || family == u16::from(AF_INET6)
         )
+    }
+
+    #[inline(always)]
+    pub fn protocol(self) -> Option<u16> {
+        field(self.0, &SK_PROTOCOL_OFFSET)
     }
 
     #[inline(always)]

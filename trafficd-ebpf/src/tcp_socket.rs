@@ -11,12 +11,16 @@
 //! - `tcp_state` registers a connection as it becomes established, with its counters as they
 //!   are then (what came before was counted per packet), and reports its last bytes when it
 //!   closes;
-//! - `tcp_sweep`, run by the daemon at every drain, reports what every registered connection
-//!   moved since, and registers connections that were established before trafficd started.
+//! - the send and receive programs report what a registered connection moved since its last
+//!   report at its first call after each drain (`report_if_due`);
+//! - `tcp_sweep`, run by the daemon at start and then every 30 s in every network namespace,
+//!   reports what every registered connection moved since (those nobody calls on: a sender
+//!   blocked in one long write, a socket closed with data still queued), and registers the
+//!   connections that were established before trafficd started.
 //!
 //! Reporting adds to the connection's flow slot, the same one its packets would have used, so
-//! nothing downstream can tell the difference but the timing: a connection's bytes show up at
-//! the drain after they moved, as they would per packet.
+//! nothing downstream can tell the difference but the timing: a busy connection's bytes show up
+//! one drain later than per packet.
 //!
 //! Wire bytes are payload plus one IP and TCP header per segment (the header length of the
 //! connection's segments, options included, as the packet hooks count them). Retransmitted
@@ -40,7 +44,7 @@ use trafficd_common::{FlowKey, Loss, Traffic, AF_INET, AF_INET6};
 use crate::{
     counters::{count_loss, fetch_add, zeroed},
     flow_slots::add_to_flow,
-    maps::{TcpSocket, TCP_FROM_SOCKETS, TCP_SOCKETS},
+    maps::{TcpSocket, DRAIN_EPOCH, TCP_FROM_SOCKETS, TCP_SOCKETS},
     packet::IPPROTO_TCP,
     sock::{Sock, TcpSock},
 };
@@ -97,15 +101,48 @@ pub fn tcp_sock(sk: *const c_void) -> Option<TcpSock> {
 /// The registration of `tcp`, or `None` when it has none. `create` makes an empty one.
 #[inline(always)]
 pub fn registration(tcp: TcpSock, create: bool) -> Option<*mut TcpSocket> {
+    storage_of(tcp.0, create)
+}
+
+/// The registration of BTF-typed socket `sk`, if any (`create`: an empty one if none).
+#[inline(always)]
+fn storage_of(sk: *const c_void, create: bool) -> Option<*mut TcpSocket> {
     let flags = if create {
         u64::from(BPF_SK_STORAGE_GET_F_CREATE)
     } else {
         0
     };
     let map = &raw const TCP_SOCKETS as *mut c_void;
-    // SAFETY: `tcp` is a BTF-typed TCP socket; with a NULL value the storage is made zeroed.
-    let storage = unsafe { bpf_sk_storage_get(map, tcp.0 as *mut c_void, null_mut(), flags) };
+    // SAFETY: `sk` is a BTF-typed socket; with a NULL value the storage is made zeroed.
+    let storage = unsafe { bpf_sk_storage_get(map, sk as *mut c_void, null_mut(), flags) };
     (!storage.is_null()).then_some(storage as *mut TcpSocket)
+}
+
+/// Called on every send and receive call, in the calling process: reports what the call's
+/// connection moved, if it is registered and was not reported since the daemon's last drain.
+/// A busy connection is so reported about once per drain, by its own calls, at the cost of a
+/// protocol check and one storage lookup per call; the daemon's sweep, which walks the whole
+/// TCP hash table once per network namespace, is left to find connections nobody calls on.
+#[inline(always)]
+pub fn report_if_due<C: EbpfContext>(ctx: &C, sk: *const c_void) {
+    if Sock(sk).protocol() != Some(u16::from(IPPROTO_TCP)) || !is_on() {
+        return;
+    }
+    let (Some(socket), Some(epoch)) = (storage_of(sk, false), DRAIN_EPOCH.get_ptr(0)) else {
+        return;
+    };
+    // SAFETY: live map values, read and written field by field. Two calls racing here may
+    // both report: the baselines' compare-and-swap gives each only what the other did not.
+    unsafe {
+        let epoch = read_volatile(epoch);
+        if read_volatile(&raw const (*socket).reported_in) == epoch {
+            return;
+        }
+        write_volatile(&raw mut (*socket).reported_in, epoch);
+    }
+    if let Some(tcp) = tcp_sock(sk) {
+        report(ctx, tcp, socket);
+    }
 }
 
 /// Registers `tcp` with its flow and its counters as they are now: from here on, what it moves

@@ -43,7 +43,11 @@ pub fn run(args: RunArgs) -> Result<()> {
             source,
         })?;
 
-    let mut kernel = Kernel::start(&sizes, args.kernel_log, !args.tcp_per_packet)?;
+    let mut kernel = Kernel::start(
+        &sizes,
+        args.kernel_log,
+        (!args.tcp_per_packet).then_some(args.tcp_sweep_interval),
+    )?;
     let maps = kernel.take_maps()?;
     let store = Arc::new(RwLock::new(Store::new(Instant::now())));
     let config = DrainConfig {

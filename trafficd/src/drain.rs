@@ -273,6 +273,7 @@ impl Drainer {
         }
         health.kernel_totals = health.kernel_totals.add(&counted);
         health.sockets_forgotten += forgotten;
+        health.tcp_swept_namespaces = self.maps.tcp_swept_namespaces();
         health.last_drain = started.elapsed();
         health.longest_drain = health.longest_drain.max(health.last_drain);
         drop(store);

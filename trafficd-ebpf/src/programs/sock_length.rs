@@ -29,6 +29,7 @@ use crate::{
     counters::{add, count_loss, entry, fetch_add, take},
     maps::{OWNERS, OWNER_CHANGES, PROCESSES, RECENT_USE, SOCKET_PROCESSES},
     sock::Sock,
+    tcp_socket,
 };
 
 const MSG_PEEK: i32 = 2;
@@ -84,6 +85,7 @@ fn record(ctx: &BtfTracePointContext, call: Call) {
     if !Sock(sk).is_inet() {
         return;
     }
+    tcp_socket::report_if_due(ctx, sk);
 
     let cookie = Sock(sk).cookie();
     let pid_tgid = bpf_get_current_pid_tgid();

@@ -19,6 +19,7 @@ const FIELDS: &[(&str, &str, &[&str])] = &[
     ("SK_FAMILY_OFFSET", "sock", &["__sk_common", "skc_family"]),
     ("SK_COOKIE_OFFSET", "sock", &["__sk_common", "skc_cookie"]),
     ("SK_STATE_OFFSET", "sock", &["__sk_common", "skc_state"]),
+    ("SK_PROTOCOL_OFFSET", "sock", &["sk_protocol"]),
     ("SK_DADDR_OFFSET", "sock", &["__sk_common", "skc_daddr"]),
     (
         "SK_RCV_SADDR_OFFSET",

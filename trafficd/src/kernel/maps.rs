@@ -4,7 +4,7 @@
 
 use std::{
     os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use aya::{
@@ -139,7 +139,7 @@ impl KernelMaps {
         ebpf: &mut Ebpf,
         sizes: MapSizes,
         hand_back: Option<ProgramFd>,
-        tcp_sweep: Option<OwnedFd>,
+        tcp_sweep: Option<(OwnedFd, Duration)>,
     ) -> Result<KernelMaps> {
         let mut taker = Taker {
             ebpf,
@@ -156,8 +156,9 @@ impl KernelMaps {
         )
         .map_err(Error::MapCounters)?;
         let mut tcp_flag: Array<MapData, u64> = taker.take(names::TCP_FROM_SOCKETS)?;
-        let tcp_sockets = tcp_sweep.and_then(|link| {
-            TcpSockets::start(link, &mut tcp_flag)
+        let drain_epoch: Array<MapData, u64> = taker.take(names::DRAIN_EPOCH)?;
+        let tcp_sockets = tcp_sweep.and_then(|(link, every)| {
+            TcpSockets::start(link, every, &mut tcp_flag, drain_epoch)
                 .map_err(|err| {
                     tracing::warn!(
                         "cannot sweep TCP connections ({err}): every TCP packet is counted one \
@@ -194,12 +195,17 @@ impl KernelMaps {
         read_per_cpu(&self.sockets)
     }
 
-    /// Adds what every established TCP connection moved since the last call to its flow's
-    /// counters, when TCP is counted from the connections' counters. Call before `take_flows`.
+    /// When TCP is counted from the connections' counters: starts a new report epoch for the
+    /// busy connections and sweeps the quiet ones when due. Call before `take_flows`.
     pub fn count_tcp_sockets(&mut self) {
         if let Some(sockets) = &mut self.tcp_sockets {
-            sockets.sweep();
+            sockets.drain();
         }
+    }
+
+    /// Network namespaces the last TCP sweep ran in; `None` when TCP is counted per packet.
+    pub fn tcp_swept_namespaces(&self) -> Option<usize> {
+        self.tcp_sockets.as_ref().map(TcpSockets::swept_namespaces)
     }
 
     /// Every flow that moved since the last call, with what it moved (not a running total), and

@@ -12,7 +12,7 @@ mod namespaces;
 mod recent_use;
 mod tcp_sockets;
 
-use std::{fs::File, os::fd::OwnedFd, path::PathBuf};
+use std::{fs::File, os::fd::OwnedFd, path::PathBuf, time::Duration};
 
 use aya::{
     programs::{
@@ -58,17 +58,23 @@ pub struct Kernel {
     ebpf: Ebpf,
     logger: Option<KernelLogger>,
     hand_back: Option<ProgramFd>,
-    /// The TCP sweep's iterator link, when TCP connections can be counted from their sockets.
-    tcp_sweep: Option<OwnedFd>,
+    /// The TCP sweep's iterator link and period, when TCP connections can be counted from
+    /// their sockets.
+    tcp_sweep: Option<(OwnedFd, Duration)>,
     sizes: MapSizes,
     pub cgroup_root: PathBuf,
 }
 
 impl Kernel {
     /// Checks the host, loads the object with the configured map sizes and attaches every program.
-    /// `tcp_counters`: count established TCP connections from the kernel's counters of each
-    /// connection where this kernel allows, instead of packet by packet.
-    pub fn start(sizes: &MapSizes, kernel_log: bool, tcp_counters: bool) -> Result<Kernel> {
+    /// `tcp_sweep`: count established TCP connections from the kernel's counters of each
+    /// connection where this kernel allows, instead of packet by packet, sweeping the quiet
+    /// ones this often.
+    pub fn start(
+        sizes: &MapSizes,
+        kernel_log: bool,
+        tcp_sweep: Option<Duration>,
+    ) -> Result<Kernel> {
         check_privileges()?;
         let offsets = btf::offsets()?;
         let cgroup_root = cgroup2_root()?;
@@ -140,13 +146,12 @@ impl Kernel {
         // Optional: without it, freed flow slots go back to the kernel one syscall each.
         let hand_back = load_hand_back(&mut ebpf).map_err(|err| warn!("{err}")).ok();
         // Optional: without it, every TCP packet is counted by the packet hooks.
-        let tcp_sweep = if tcp_counters {
+        let tcp_sweep = tcp_sweep.and_then(|every| {
             attach_tcp_counting(&mut ebpf, &btf)
                 .map_err(|err| warn!("{err}"))
                 .ok()
-        } else {
-            None
-        };
+                .map(|link| (link, every))
+        });
         info!(cgroup2 = %cgroup_root.display(), "kernel programs attached");
         Ok(Kernel {
             ebpf,

@@ -30,6 +30,8 @@ pub struct Namespaces {
     others: BTreeMap<u64, PathBuf>,
     scanned: Option<Instant>,
     warned: bool,
+    /// Namespaces the last `for_each` ran in.
+    entered: usize,
 }
 
 impl Namespaces {
@@ -42,12 +44,14 @@ impl Namespaces {
             others: BTreeMap::new(),
             scanned: None,
             warned: false,
+            entered: 0,
         })
     }
 
     /// Runs `f` in the daemon's own namespace, then in each other one this thread can enter.
     pub fn for_each(&mut self, mut f: impl FnMut()) {
         f();
+        self.entered = 1;
         if self.scanned.is_none_or(|at| at.elapsed() >= RESCAN_EVERY) {
             self.rescan();
         }
@@ -72,6 +76,7 @@ impl Namespaces {
                 }
             }
             f();
+            self.entered += 1;
             if let Err(err) = setns(&self.own) {
                 // Not seen: the same privileges entered the other one.
                 error!("cannot return to trafficd's own network namespace: {err}");
@@ -81,6 +86,11 @@ impl Namespaces {
         for inode in gone {
             self.others.remove(&inode);
         }
+    }
+
+    /// Namespaces the last `for_each` ran in, the daemon's own included.
+    pub fn entered(&self) -> usize {
+        self.entered
     }
 
     fn rescan(&mut self) {
@@ -116,11 +126,14 @@ fn is_pid(name: &str) -> bool {
 /// The inode of the namespace at `path`: a /proc link reads "net:[<inode>]", a bind mount is
 /// the namespace file itself.
 fn namespace_inode(path: &PathBuf) -> Option<u64> {
-    if let Ok(link) = fs::read_link(path) {
-        let link = link.to_str()?;
-        return link.strip_prefix("net:[")?.strip_suffix(']')?.parse().ok();
+    match fs::read_link(path) {
+        Ok(link) => inode_in_link(link.to_str()?),
+        Err(_) => fs::metadata(path).ok().map(|m| m.ino()),
     }
-    fs::metadata(path).ok().map(|m| m.ino())
+}
+
+fn inode_in_link(link: &str) -> Option<u64> {
+    link.strip_prefix("net:[")?.strip_suffix(']')?.parse().ok()
 }
 
 /// Enters the namespace at `path` if it is still namespace `inode` (a pid may have been reused);
@@ -142,4 +155,24 @@ fn setns(namespace: &File) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_inode_of_a_namespace_link() {
+        assert_eq!(inode_in_link("net:[4026531840]"), Some(4026531840));
+        assert_eq!(inode_in_link("mnt:[4026531840]"), None);
+        assert_eq!(inode_in_link("net:[]"), None);
+    }
+
+    #[test]
+    fn finds_this_threads_own_namespace() {
+        let own = Namespaces::new().expect("/proc/thread-self/ns/net");
+        let link = PathBuf::from("/proc/thread-self/ns/net");
+        assert_eq!(namespace_inode(&link), Some(own.own_inode));
+        assert!(is_pid("1") && !is_pid("self") && !is_pid(""));
+    }
 }

@@ -69,6 +69,9 @@ pub struct Health {
     pub kernel_totals: Traffic,
     /// Map entries deleted after their sockets closed.
     pub sockets_forgotten: u64,
+    /// Network namespaces the last TCP sweep ran in, or `None` when every TCP packet is
+    /// counted by the packet hooks.
+    pub tcp_swept_namespaces: Option<usize>,
 }
 
 /// What [`Store::expire`] dropped that the drain keeps references to.
@@ -105,6 +108,7 @@ impl Store {
                 map_memory: Vec::new(),
                 kernel_totals: Traffic::default(),
                 sockets_forgotten: 0,
+                tcp_swept_namespaces: None,
             },
         }
     }
