@@ -13,10 +13,10 @@
 //!   closes;
 //! - the send and receive programs report what a registered connection moved since its last
 //!   report at its first call after each drain (`report_if_due`);
-//! - `tcp_sweep`, run by the daemon at start and then every 30 s in every network namespace,
-//!   reports what every registered connection moved since (those nobody calls on: a sender
-//!   blocked in one long write, a socket closed with data still queued), and registers the
-//!   connections that were established before trafficd started.
+//! - `tcp_sweep`, run by the daemon at start and then every `--tcp-sweep-interval` (30 s) in
+//!   every network namespace, reports what every registered connection moved since (those
+//!   nobody calls on: a sender blocked in one long write, a socket closed with data still
+//!   queued), and registers the connections that were established before trafficd started.
 //!
 //! Reporting adds to the connection's flow slot, the same one its packets would have used, so
 //! nothing downstream can tell the difference but the timing: a busy connection's bytes show up

@@ -1,5 +1,5 @@
-//! iter/tcp: run by the daemon at every drain, once per network namespace (the iterator walks
-//! the TCP sockets of the namespace it was created in).
+//! iter/tcp: run by the daemon at start and every `--tcp-sweep-interval`, once per network
+//! namespace (the iterator walks the TCP sockets of the namespace it was created in).
 //!
 //! Reports what each registered connection moved since its last report, and registers the
 //! connections in a counted state that are not registered yet: those established before the

@@ -1,5 +1,6 @@
 //! Counting established TCP connections from the kernel's counters of each connection: turned
-//! on at start once the pieces are in place, then swept at every drain.
+//! on at start once the pieces are in place; then a new report epoch at every drain and a sweep
+//! every `--tcp-sweep-interval`.
 //!
 //! The order matters at start: the state hook is attached first (a connection established
 //! from then on is registered as it is), then the flag tells the packet hooks to leave counted
