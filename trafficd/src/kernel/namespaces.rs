@@ -67,7 +67,8 @@ impl Namespaces {
                     if !self.warned {
                         warn!(
                             "cannot enter network namespace {} ({err}): TCP connections there \
-                             are counted only as they close; run trafficd with CAP_SYS_ADMIN",
+                             that nobody sends or receives on are counted only as they close; \
+                             run trafficd with CAP_SYS_ADMIN",
                             path.display()
                         );
                         self.warned = true;

@@ -140,7 +140,10 @@ impl TcpSockets {
         namespaces.for_each(|| {
             if let Err(err) = walk(link, buffer) {
                 if !*failed {
-                    warn!("the TCP connection sweep failed ({err}): established connections' bytes are counted as they close");
+                    warn!(
+                        "the TCP connection sweep failed ({err}): connections nobody sends or \
+                         receives on are counted only as they close"
+                    );
                     *failed = true;
                 }
             }
