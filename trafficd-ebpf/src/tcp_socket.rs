@@ -98,15 +98,9 @@ pub fn tcp_sock(sk: *const c_void) -> Option<TcpSock> {
     (!tcp.is_null()).then_some(TcpSock(tcp as *const c_void))
 }
 
-/// The registration of `tcp`, or `None` when it has none. `create` makes an empty one.
-#[inline(always)]
-pub fn registration(tcp: TcpSock, create: bool) -> Option<*mut TcpSocket> {
-    storage_of(tcp.0, create)
-}
-
 /// The registration of BTF-typed socket `sk`, if any (`create`: an empty one if none).
 #[inline(always)]
-fn storage_of(sk: *const c_void, create: bool) -> Option<*mut TcpSocket> {
+pub fn registration(sk: *const c_void, create: bool) -> Option<*mut TcpSocket> {
     let flags = if create {
         u64::from(BPF_SK_STORAGE_GET_F_CREATE)
     } else {
@@ -128,7 +122,7 @@ pub fn report_if_due<C: EbpfContext>(ctx: &C, sk: *const c_void) {
     if Sock(sk).protocol() != Some(u16::from(IPPROTO_TCP)) || !is_on() {
         return;
     }
-    let (Some(socket), Some(epoch)) = (storage_of(sk, false), DRAIN_EPOCH.get_ptr(0)) else {
+    let (Some(socket), Some(epoch)) = (registration(sk, false), DRAIN_EPOCH.get_ptr(0)) else {
         return;
     };
     // SAFETY: live map values, read and written field by field. Two calls racing here may
@@ -158,7 +152,7 @@ pub fn register<C: EbpfContext>(ctx: &C, tcp: TcpSock) {
     ) else {
         return;
     };
-    let Some(socket) = registration(tcp, true) else {
+    let Some(socket) = registration(tcp.0, true) else {
         count_loss(ctx, Loss::TcpSocketUnregistered, 0);
         return;
     };

@@ -32,7 +32,7 @@ pub fn trafficd_tcp_state(ctx: BtfTracePointContext) -> i32 {
         tcp_socket::register(&ctx, tcp);
         return 0;
     }
-    if let Some(socket) = tcp_socket::registration(tcp, false) {
+    if let Some(socket) = tcp_socket::registration(tcp.0, false) {
         tcp_socket::report(&ctx, tcp, socket);
     }
     // sock_release left connections that were still up to this (see there).

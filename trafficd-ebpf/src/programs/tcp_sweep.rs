@@ -49,7 +49,7 @@ pub fn trafficd_tcp_sweep(ctx: *mut c_void) -> i32 {
         return 0;
     }
     let ctx = IterContext(ctx);
-    match tcp_socket::registration(tcp, false) {
+    match tcp_socket::registration(tcp.0, false) {
         Some(socket) => tcp_socket::report(&ctx, tcp, socket),
         None => tcp_socket::register(&ctx, tcp),
     }

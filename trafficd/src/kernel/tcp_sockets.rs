@@ -103,7 +103,7 @@ impl TcpSockets {
             failed: false,
         };
         flag.set(0, 1, 0).map_err(io::Error::other)?;
-        if let Err(err) = sockets.walk() {
+        if let Err(err) = walk(&sockets.link, &mut sockets.buffer) {
             // Back to counting every TCP packet; what moved meanwhile was counted from the
             // connections' counters only if they got registered, so this is said loudly.
             let _ = flag.set(0, 0, 0);
@@ -153,10 +153,6 @@ impl TcpSockets {
     /// Network namespaces the last sweep ran in, trafficd's own included.
     pub fn swept_namespaces(&self) -> usize {
         self.namespaces.entered()
-    }
-
-    fn walk(&mut self) -> io::Result<()> {
-        walk(&self.link, &mut self.buffer)
     }
 }
 
