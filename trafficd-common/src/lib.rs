@@ -243,6 +243,10 @@ pub struct RecentUse {
     pub tgid: u64,
     /// Binds the entry to OWNERS as it was when the owner was last confirmed (kernel-only).
     pub seal: u64,
+    /// The drain in which a call of this entry's socket last checked whether it is a TCP
+    /// connection due to report, bound to the socket (kernel-only): later calls in the same
+    /// drain skip the check.
+    pub checked_in: u64,
     /// Moved by `tgid` on `cookie` on this CPU and not yet added to SOCKET_PROCESSES.
     pub payload: Payload,
 }

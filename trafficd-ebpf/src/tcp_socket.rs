@@ -114,21 +114,46 @@ pub fn registration(sk: *const c_void, create: bool) -> Option<*mut TcpSocket> {
 
 /// Called on every send and receive call, in the calling process: reports what the call's
 /// connection moved, if it is registered and was not reported since the daemon's last drain.
-/// A busy connection is so reported about once per drain, by its own calls, at the cost of a
-/// protocol check and one storage lookup per call; the daemon's sweep, which walks the whole
-/// TCP hash table once per network namespace, is left to find connections nobody calls on.
+/// A busy connection is so reported about once per drain, by its own calls; the daemon's sweep,
+/// which walks the whole TCP hash table once per network namespace, is left to find
+/// connections nobody calls on.
+///
+/// `checked_in` is where the caller's CPU remembers the drain in which it last checked socket
+/// `cookie` (its RECENT_USE entry): the calls after that in the same drain, of any protocol,
+/// cost a compare instead of the socket's protocol (a cache line of the socket the call has
+/// not touched), the flag and a socket-storage lookup. A connection registered after its check
+/// (by the sweep) reports at the first call of the next drain instead.
 #[inline(always)]
-pub fn report_if_due<C: EbpfContext>(ctx: &C, sk: *const c_void) {
+pub fn report_if_due<C: EbpfContext>(
+    ctx: &C,
+    sk: *const c_void,
+    cookie: u64,
+    checked_in: Option<*mut u64>,
+) {
+    let Some(epoch) = DRAIN_EPOCH.get_ptr(0) else {
+        return;
+    };
+    // SAFETY: a live array element.
+    let epoch = unsafe { read_volatile(epoch) };
+    if let Some(checked_in) = checked_in {
+        let mark = check_mark(epoch, cookie);
+        // SAFETY: the caller's live map value, this CPU's.
+        unsafe {
+            if read_volatile(checked_in) == mark {
+                return;
+            }
+            write_volatile(checked_in, mark);
+        }
+    }
     if Sock(sk).protocol() != Some(u16::from(IPPROTO_TCP)) || !is_on() {
         return;
     }
-    let (Some(socket), Some(epoch)) = (registration(sk, false), DRAIN_EPOCH.get_ptr(0)) else {
+    let Some(socket) = registration(sk, false) else {
         return;
     };
     // SAFETY: live map values, read and written field by field. Two calls racing here may
     // both report: the baselines' compare-and-swap gives each only what the other did not.
     unsafe {
-        let epoch = read_volatile(epoch);
         if read_volatile(&raw const (*socket).reported_in) == epoch {
             return;
         }
@@ -137,6 +162,13 @@ pub fn report_if_due<C: EbpfContext>(ctx: &C, sk: *const c_void) {
     if let Some(tcp) = tcp_sock(sk) {
         report(ctx, tcp, socket);
     }
+}
+
+/// Drain `epoch` bound to socket `cookie`: another socket taking the same entry does not
+/// match it.
+#[inline(always)]
+fn check_mark(epoch: u64, cookie: u64) -> u64 {
+    epoch.wrapping_add(1) ^ cookie.wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
 
 /// Registers `tcp` with its flow and its counters as they are now: from here on, what it moves

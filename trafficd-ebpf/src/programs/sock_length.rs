@@ -85,8 +85,6 @@ fn record(ctx: &BtfTracePointContext, call: Call) {
     if !Sock(sk).is_inet() {
         return;
     }
-    tcp_socket::report_if_due(ctx, sk);
-
     let cookie = Sock(sk).cookie();
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
@@ -105,9 +103,17 @@ fn record(ctx: &BtfTracePointContext, call: Call) {
         },
     };
     match use_socket(ctx, cookie, tgid, pid_tgid as u32) {
-        // SAFETY: this CPU's live array element.
-        Some(recent) => add_payload(unsafe { &raw mut (*recent).payload }, &moved),
-        None => add_to_socket_processes(ctx, cookie, tgid, &moved),
+        Some(recent) => {
+            // SAFETY: this CPU's live array element; only its fields' addresses are taken.
+            let (payload, checked_in) =
+                unsafe { (&raw mut (*recent).payload, &raw mut (*recent).checked_in) };
+            add_payload(payload, &moved);
+            tcp_socket::report_if_due(ctx, sk, cookie, Some(checked_in));
+        }
+        None => {
+            add_to_socket_processes(ctx, cookie, tgid, &moved);
+            tcp_socket::report_if_due(ctx, sk, cookie, None);
+        }
     }
 }
 

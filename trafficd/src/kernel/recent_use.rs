@@ -109,6 +109,7 @@ mod tests {
             cookie,
             tgid,
             seal: 0,
+            checked_in: 0,
             payload,
         }
     }
