@@ -58,7 +58,10 @@ pub fn add_to_slot(array: &PerCpuArray<u64>, index: u32, value: u64) {
 
 /// Counts one event of `loss` carrying `bytes`, and logs it when the daemon runs with
 /// --kernel-log (aya-log's level global is switched off otherwise, so the log costs one load).
-#[inline(always)]
+/// Out of line: the log's code alone is hundreds of instructions, which inlined at every place
+/// that counts a loss made the programs several times longer than their common path, and the
+/// instruction cache lines fetched on every run more.
+#[inline(never)]
 pub fn count_loss<C: EbpfContext>(ctx: &C, loss: Loss, bytes: u64) {
     add_to_slot(&LOSSES, loss.slot(), 1);
     add_to_slot(&LOSSES, loss.slot() + 1, bytes);

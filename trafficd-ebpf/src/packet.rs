@@ -57,6 +57,13 @@ pub fn parse_into(ctx: &SkBuffContext, key: &mut FlowKey, egress: bool) -> Optio
     if let Some(header_len) = parse_in_place(ctx, key, egress) {
         return Some(header_len);
     }
+    parse_loaded(ctx, key, egress)
+}
+
+/// Any IPv4 or IPv6 packet, its headers copied out with `bpf_skb_load_bytes`. Out of line, as
+/// the rare path: the common one stays short.
+#[inline(never)]
+fn parse_loaded(ctx: &SkBuffContext, key: &mut FlowKey, egress: bool) -> Option<u16> {
     let [first] = load::<1>(ctx, 0)?;
     match first >> 4 {
         4 => parse_v4(ctx, key, egress),

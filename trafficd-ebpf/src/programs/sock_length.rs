@@ -203,7 +203,8 @@ fn use_socket(
 
 /// Hands the payload waiting in `recent` to SOCKET_PROCESSES and makes the entry (`cookie`,
 /// `tgid`)'s. `seq` is odd meanwhile, so that the daemon does not believe a half-written entry.
-#[inline(always)]
+/// Out of line, as the rare path: the common one stays short.
+#[inline(never)]
 fn switch_recent_use(ctx: &BtfTracePointContext, recent: *mut RecentUse, cookie: u64, tgid: u32) {
     // SAFETY: this CPU's live array element; only its fields' addresses are taken.
     unsafe {
@@ -247,8 +248,9 @@ fn is_owner(cookie: u64, tgid: u32) -> bool {
     matches!(unsafe { OWNERS.get(&cookie) }, Some(owner) if owner.tgid == tgid)
 }
 
-/// Makes the calling process the socket's owner in OWNERS, and records it in PROCESSES.
-#[inline(always)]
+/// Makes the calling process the socket's owner in OWNERS, and records it in PROCESSES. Out of
+/// line, as the rare path: the common one stays short.
+#[inline(never)]
 fn write_owner(ctx: &BtfTracePointContext, cookie: u64, tgid: u32, tid: u32) {
     let uid_gid = bpf_get_current_uid_gid();
     let owner = SocketOwner {
