@@ -118,7 +118,8 @@ pub struct RunRecord {
     pub monitor: Option<MonitorFigures>,
     pub trafficd: Option<TrafficdFigures>,
     pub capture: Option<CaptureFigures>,
-    /// trafficd+perf: the samples taken while the traffic ran.
+    /// trafficd+perf, and trafficd+bpf-stats and empty-bpf in TCP and UDP scenarios: the
+    /// samples taken while the traffic ran.
     #[serde(default)]
     pub sampled: Option<sampling::Samples>,
     /// empty-bpf: the empty programs' statistics.
@@ -623,8 +624,13 @@ fn measure_run(
         })),
         _ => None,
     };
-    let profiler = condition
-        .sampled()
+    // Under the statistics, samples give the programs' own time per run as well (TCP and UDP,
+    // where trafficd+perf runs too; when perf is there).
+    let profiled = condition.sampled()
+        || (condition.bpf_stats()
+            && matches!(scenario.kind, Kind::Tcp { .. } | Kind::Udp64)
+            && tools.perf.is_some());
+    let profiler = profiled
         .then(|| {
             let perf = tools.perf.as_deref().context("perf is not installed")?;
             sampling::Profiler::start(perf, &env.work)

@@ -98,8 +98,9 @@ impl Meta {
     }
 }
 
-/// Per program (by name): its average run time in each run (run_time_ns / run_cnt) and its
-/// runs per second of the run's window, over the runs where it ran.
+/// Per program (by name): its average run time in each run (run_time_ns / run_cnt), its own
+/// time per run sampled by perf where the run was sampled, and its runs per second of the
+/// run's window, over the runs where it ran.
 fn program_summaries(
     runs: &[(&RunRecord, &[super::ProgDelta], f64)],
 ) -> BTreeMap<String, ProgramSummary> {
@@ -112,21 +113,25 @@ fn program_summaries(
     names
         .into_iter()
         .map(|name| {
-            let per_run: Vec<(f64, f64)> = runs
+            let per_run: Vec<(f64, f64, Option<f64>)> = runs
                 .iter()
-                .flat_map(|(_, programs, secs)| {
+                .flat_map(|(record, programs, secs)| {
                     programs
                         .iter()
                         .filter(|p| p.name == name && p.run_cnt > 0)
                         .map(move |p| {
                             let cnt = p.run_cnt as f64;
-                            (p.run_time_ns as f64 / cnt, cnt / secs)
+                            let sampled = record.sampled.as_ref().map(|samples| {
+                                samples.program_ns.get(name).copied().unwrap_or(0) as f64 / cnt
+                            });
+                            (p.run_time_ns as f64 / cnt, cnt / secs, sampled)
                         })
                 })
                 .collect();
             let summary = ProgramSummary {
                 avg_ns: spread(per_run.iter().map(|p| p.0)),
                 runs_per_second: spread(per_run.iter().map(|p| p.1)),
+                sampled_ns: spread(per_run.iter().filter_map(|p| p.2)),
             };
             (name.to_string(), summary)
         })
@@ -178,6 +183,10 @@ pub struct Accuracy {
 pub struct ProgramSummary {
     pub avg_ns: Option<Spread>,
     pub runs_per_second: Option<Spread>,
+    /// The program's own time per run: ns of perf's samples taken in it or in what it called,
+    /// over its runs (TCP and UDP scenarios, when perf is installed).
+    #[serde(default)]
+    pub sampled_ns: Option<Spread>,
 }
 
 /// A trafficd program next to the empty program on the same hook, measured in the same
@@ -191,6 +200,9 @@ pub struct Floor {
     pub empty_runs_per_second: Option<Spread>,
     /// Median ns per run of the trafficd program minus the empty program's median.
     pub above_floor_ns: Option<f64>,
+    /// The empty program's own time per run, sampled (see [`ProgramSummary::sampled_ns`]).
+    #[serde(default)]
+    pub empty_sampled_ns: Option<Spread>,
 }
 
 /// The figures of one scenario under one condition.
@@ -866,6 +878,7 @@ fn add_floors(of_scenario: &mut [Summary]) {
                     empty_avg_ns: floor.avg_ns,
                     empty_runs_per_second: floor.runs_per_second,
                     above_floor_ns: above,
+                    empty_sampled_ns: floor.sampled_ns,
                 };
                 Some((name.clone(), floor))
             })
@@ -1456,7 +1469,7 @@ fn markdown(
          - churn-veth: `xtask bench gen churn-client --parallel 16` forks one process per connection (connect, send 64 B, read the 64-byte answer to EOF, close, exit) against `churn-server` in namespace B, for {secs} s.\n\
          - flows-N: `xtask bench gen flows --count N --rate N`: one UDP socket sends a 16-byte datagram to each of N addresses 127.1.0.0 + i (every flow once per second when the machine keeps up, at least one full round), received by one wildcard socket of the same process, so both ends of every flow are on this host (2N flows for trafficd); 10k and 100k flows for 12 s, so that the CPU once every flow exists is measured over the last 6.\n\
          - flows-100k-one-way: the same generator with `--one-way-to 10.224.0.0`, in namespace A: 100k addresses routed to namespace B, which neither owns nor forwards them and drops them on arrival, unanswered. trafficd holds 100k flows, as on a host whose peers are elsewhere; the targets' \"100k flows\" are judged here, the two-ended flows-100k quoted beside.\n\
-         - Conditions: baseline (nothing); trafficd (`trafficd run --interval 1s`, defaults; flow scale adds --flow-map-size 2N + 65536), started before each run and stopped after it, /healthz polled 4 times a second on one kept-alive connection; trafficd+bpf-stats (the same with sysctl kernel.bpf_stats_enabled=1); trafficd+perf (TCP and UDP only: trafficd as by default while `perf record -a --call-graph fp -F 999` samples every CPU; the share of iperf3's and the softirq threads' samples taken in trafficd's programs or in what they called, without the statistics' own clock reads); \
+         - Conditions: baseline (nothing); trafficd (`trafficd run --interval 1s`, defaults; flow scale adds --flow-map-size 2N + 65536), started before each run and stopped after it, /healthz polled 4 times a second on one kept-alive connection; trafficd+bpf-stats (the same with sysctl kernel.bpf_stats_enabled=1; in TCP and UDP also sampled as below, for the programs' own time per run); trafficd+perf (TCP and UDP only: trafficd as by default while `perf record -a -e cpu-clock --call-graph fp -F 4999` samples every CPU; the share of iperf3's and the softirq threads' samples taken in trafficd's programs or in what they called, without the statistics' own clock reads); \
          empty-bpf (no monitor: empty programs on trafficd's hooks, attached for the run through BPF links beside any others, with kernel.bpf_stats_enabled=1: `r0 = 1; exit` as cgroup_skb on ingress and egress of the cgroup2 root, `r0 = 0; exit` as tp_btf on sock_send_length, sock_recv_length and tcp_rcv_space_adjust; what any program on those hooks costs here, statistics included: the floor under trafficd's per-program figures); empty-bpf-no-stats (the same programs with the statistics off, as trafficd runs: the floor under its throughput ratios); nethogs (`nethogs -a -t -v 2 -C -d 1 <interface>`); bandwhich (`bandwhich --raw -n -t -p -i <interface>`). For veth the capture tools run in namespace A on its veth end, where /proc/net shows the client's sockets.\n",
         secs = meta.seconds
     );
@@ -1537,13 +1550,17 @@ fn markdown(
         "Average run time per invocation (run_time_ns / run_cnt over the run) and invocations per second; median (min–max) over the runs. \
          Floor: the average run time of an empty program on the same hook, measured the same way in the same scenario under empty-bpf \
          (the conditions alternate run by run): the cost of reaching any program on that hook and of the statistics' own clock reads. \
-         Above the floor: the program's median minus the floor's median, what the program's own instructions cost.\n"
+         Above the floor: the program's median minus the floor's median, what the program's own instructions cost. \
+         Own time, sampled (TCP and UDP, in the same runs): the CPU time of perf's samples (`perf record -a -e cpu-clock -F {FREQ}`, kernel call chains) \
+         taken in the program or in a kernel function it called, over its runs; the clock reads and the code that reaches the program lie outside it, \
+         so it measures the program alone (the empty program's, in brackets, about 0).\n",
+        FREQ = super::sampling::FREQUENCY,
     );
     let _ = writeln!(
         md,
-        "| scenario | program | ns per run | floor: empty program on the same hook, ns per run | above the floor, ns | runs per second | kernel ms per run (all programs) |"
+        "| scenario | program | ns per run | floor: empty program on the same hook, ns per run | above the floor, ns | own time per run, sampled, ns (empty program) | runs per second | kernel ms per run (all programs) |"
     );
-    let _ = writeln!(md, "| --- | --- | --- | --- | --- | --- | --- |");
+    let _ = writeln!(md, "| --- | --- | --- | --- | --- | --- | --- | --- |");
     for s in summaries
         .iter()
         .filter(|s| s.condition == Condition::TrafficdBpfStats.name())
@@ -1552,7 +1569,7 @@ fn markdown(
             let floor = s.floors.get(name);
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} |",
                 s.scenario,
                 name,
                 fmt_spread_sig(p.avg_ns),
@@ -1564,6 +1581,11 @@ fn markdown(
                 floor
                     .and_then(|f| f.above_floor_ns)
                     .map_or("-".to_string(), |ns| format!("{ns:.0}")),
+                match (p.sampled_ns, floor.and_then(|f| f.empty_sampled_ns)) {
+                    (None, _) => "-".to_string(),
+                    (own, None) => fmt_spread_sig(own),
+                    (own, empty) => format!("{} ({})", fmt_spread_sig(own), fmt_spread_sig(empty)),
+                },
                 fmt_spread_sig(p.runs_per_second),
                 fmt_spread_sig(s.kernel_ms_per_run),
             );
@@ -1584,19 +1606,20 @@ fn markdown(
         );
         let _ = writeln!(
             md,
-            "| scenario | empty program | hook | ns per run | runs per second | floor of |"
+            "| scenario | empty program | hook | ns per run | own time per run, sampled, ns | runs per second | floor of |"
         );
-        let _ = writeln!(md, "| --- | --- | --- | --- | --- | --- |");
+        let _ = writeln!(md, "| --- | --- | --- | --- | --- | --- | --- |");
         for s in &empties {
             for (name, p) in &s.programs {
                 let hook = empty_bpf::hook_of(name);
                 let _ = writeln!(
                     md,
-                    "| {} | {} | {} | {} | {} | {} |",
+                    "| {} | {} | {} | {} | {} | {} | {} |",
                     s.scenario,
                     name,
                     hook.map_or("?", |h| h.hook),
                     fmt_spread_sig(p.avg_ns),
+                    fmt_spread_sig(p.sampled_ns),
                     fmt_spread_sig(p.runs_per_second),
                     hook.map_or("?", |h| h.trafficd_program),
                 );
