@@ -1566,7 +1566,7 @@ fn markdown(
          Above the floor: the program's median minus the floor's median, what the program's own instructions cost. \
          Own time, sampled (TCP and UDP, in the same runs): the CPU time of perf's samples (`perf record -a -e cpu-clock -F {FREQ}`, kernel call chains) \
          taken in the program or in a kernel function it called, over its runs; the clock reads and the code that reaches the program lie outside it, \
-         so it measures the program alone (the empty program's, in brackets, about 0).\n",
+         so it measures the program alone; the empty program's, in brackets, is what entering any program costs (fetching its code).\n",
         FREQ = super::sampling::FREQUENCY,
     );
     let _ = writeln!(
