@@ -130,7 +130,13 @@ impl Samples {
             let symbols: Vec<&str> = lines
                 .filter_map(|frame| frame.split_whitespace().nth(1))
                 .collect();
-            if let Some(program) = symbols.iter().filter_map(|s| program_of(s)).next_back() {
+            // The innermost program: a subprogram's sample goes to the program that called it,
+            // and a program run by a softirq that interrupted another keeps its own sample.
+            let own = symbols
+                .iter()
+                .filter_map(|s| program_of(s))
+                .find(|name| is_main_program(name));
+            if let Some(program) = own {
                 *samples.program_ns.entry(program.to_string()).or_default() += period;
             }
             if comm != generator && !comm.starts_with("ksoftirqd/") {
@@ -170,6 +176,12 @@ fn program_of(symbol: &str) -> Option<&str> {
     (tag.ends_with('_') && !name.is_empty()).then_some(name)
 }
 
+/// Whether `name` is one of trafficd's programs or the bench's empty ones, not a subprogram of
+/// theirs (a BPF-to-BPF function, whose symbol carries its own name).
+fn is_main_program(name: &str) -> bool {
+    name.starts_with("trafficd_") || name.starts_with("empty_")
+}
+
 /// The name of a trafficd program from its JIT symbol.
 fn trafficd_program(symbol: &str) -> Option<&str> {
     program_of(symbol).filter(|name| name.starts_with("trafficd_"))
@@ -205,28 +217,43 @@ trafficd  200000
 
 Web Content  200000
 \tffffffffc0025bd6 bpf_prog_1f0f4767d7e34534_empty_sock_send
+
+iperf3  1000
+\tffffffffc0025bd6 bpf_prog_2f0f4767d7e34534_write_owner
+\tffffffffc0025bd6 bpf_prog_4b371990fc96db39_trafficd_sock_send
+
+iperf3  500
+\tffffffffc0025bd6 bpf_prog_49470259cc11a649_trafficd_ingress
+\tffffffff8136963d handle_softirqs
+\tffffffff8136989e __irq_exit_rcu
+\tffffffffc0025bd6 bpf_prog_4b371990fc96db39_trafficd_sock_send
 ";
 
     #[test]
     fn counts_the_traffics_samples_and_those_in_programs() {
         let samples = Samples::parse(SCRIPT, "iperf3");
-        assert_eq!(samples.traffic, 4, "three iperf3 samples and one softirq");
+        assert_eq!(samples.traffic, 6, "five iperf3 samples and one softirq");
         assert_eq!(
             samples.in_programs,
             BTreeMap::from([
                 ("trafficd_egress".to_string(), 1),
                 // A helper's sample goes to the program that called it.
                 ("trafficd_ingress".to_string(), 2),
+                // Nested programs count once, as the outermost.
+                ("trafficd_sock_send".to_string(), 2),
             ])
         );
-        assert_eq!(samples.programs_percent(), Some(75.0));
+        assert_eq!(samples.programs_percent(), Some(100.0 * 5.0 / 6.0));
         assert_eq!(
             samples.program_ns,
             BTreeMap::from([
                 // Every process's samples: perf's own included.
                 ("trafficd_egress".to_string(), 400_000),
-                ("trafficd_ingress".to_string(), 400_100),
+                // A program run by a softirq inside another keeps its sample.
+                ("trafficd_ingress".to_string(), 400_600),
                 ("empty_sock_send".to_string(), 200_000),
+                // A subprogram's sample goes to its program.
+                ("trafficd_sock_send".to_string(), 1_000),
             ])
         );
     }
