@@ -199,13 +199,14 @@ impl Collector for StoreCollector {
             &mut encoder,
             "trafficd_tcp_counted_from_connections",
             "1 when established TCP connections are counted from the kernel's counters of each \
-             connection, read at every drain; 0 when every TCP packet is counted by the packet hooks",
+             connection; 0 when every TCP packet is counted by the packet hooks",
             [(Vec::new(), i64::from(health.tcp_swept_namespaces.is_some()))],
         )?;
         gauges(
             &mut encoder,
             "trafficd_tcp_swept_namespaces",
-            "Network namespaces whose TCP connections the last drain read, trafficd's own included",
+            "Network namespaces whose TCP connections the last sweep read (at start, then every \
+             --tcp-sweep-interval), trafficd's own included",
             [(Vec::new(), health.tcp_swept_namespaces.unwrap_or(0) as i64)],
         )?;
         gauges(
