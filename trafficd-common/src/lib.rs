@@ -7,7 +7,7 @@
 #![no_std]
 
 /// Version of the map layout below. Part of the bpffs pin directory name.
-pub const MAP_LAYOUT_VERSION: u32 = 3;
+pub const MAP_LAYOUT_VERSION: u32 = 4;
 
 /// Length of a task's `comm`, including the trailing NUL (`TASK_COMM_LEN`).
 pub const COMM_LEN: usize = 16;
@@ -37,9 +37,9 @@ pub mod maps {
     /// next never-used slot while there is one, so the used slots are a prefix of the array:
     /// the daemon reads only that prefix, and nothing has to fill FREE_FLOW_SLOTS at start.
     pub const FRESH_FLOW_SLOTS: &str = "FRESH_FLOW_SLOTS";
-    /// One counter the daemon bumps after every retirement of flows from FLOWS: each CPU keeps
-    /// the slots of the flows it counted recently, and believes them while it has not moved.
-    pub const FLOW_INDEX_EPOCH: &str = "FLOW_INDEX_EPOCH";
+    /// The programs' few control words, [`control::WORDS`](super::control::WORDS) u64s in one
+    /// cache line: see [`control`](super::control).
+    pub const CONTROL: &str = "CONTROL";
     /// One counter: flows that ever claimed a slot, fresh or reused.
     pub const FLOW_CLAIMS: &str = "FLOW_CLAIMS";
     /// Ring buffer: the programs write FLOW_CLAIMS to it every
@@ -67,15 +67,30 @@ pub mod maps {
     pub const CLOSED: &str = "CLOSED";
     /// Per-CPU counters of everything the kernel side had to drop.
     pub const LOSSES: &str = "LOSSES";
-    /// One flag: set by the daemon once established TCP connections are counted from the
-    /// kernel's counters of each connection (read at every drain) instead of packet by packet.
-    pub const TCP_FROM_SOCKETS: &str = "TCP_FROM_SOCKETS";
     /// Socket storage of the TCP connections counted from their counters: each one's flow and
     /// its counters as last reported. Kernel-only.
     pub const TCP_SOCKETS: &str = "TCP_SOCKETS";
-    /// One counter the daemon bumps at every drain: a TCP connection's send and receive calls
-    /// report what it moved at most once per drain, at the first call after the bump.
-    pub const DRAIN_EPOCH: &str = "DRAIN_EPOCH";
+}
+
+/// The words of the CONTROL array, by index. They share one cache line (the array is mmap-able,
+/// so its values start on a page): a program that reads several of them on every call or packet
+/// fetches one line for all, where one map each cost a cache miss each after a large send had
+/// flushed the CPU's caches. Only the program or only the daemon writes each word.
+pub mod control {
+    /// Writes to OWNERS ever made, counted by the programs after each: a CPU's memory of the
+    /// owner it last confirmed holds while the count has not moved.
+    pub const OWNER_CHANGES: u32 = 0;
+    /// Bumped by the daemon at every drain: a TCP connection's send and receive calls report
+    /// what it moved at most once per drain, at the first call after the bump.
+    pub const DRAIN_EPOCH: u32 = 1;
+    /// Bumped by the daemon after every retirement of flows from FLOWS: each CPU keeps the slots
+    /// of the flows it counted recently, and believes them while it has not moved.
+    pub const FLOW_INDEX_EPOCH: u32 = 2;
+    /// Set to 1 by the daemon once established TCP connections are counted from the kernel's
+    /// counters of each connection instead of packet by packet.
+    pub const TCP_FROM_SOCKETS: u32 = 3;
+    /// Words in the array.
+    pub const WORDS: u32 = 4;
 }
 
 /// The batch the daemon hands to the `trafficd_hand_back` program through `BPF_PROG_TEST_RUN`:

@@ -3,10 +3,11 @@
 //! compares the 56-byte key through three kernel calls: a third of the cgroup_skb programs'
 //! time when measured.
 //!
-//! An entry is believed only while FLOW_INDEX_EPOCH has not moved since it was written (the
-//! daemon bumps it after every retirement of flows from FLOWS, so a retired flow's slot is not
-//! fed past its retirement), and only for a packet whose key is the key its slot holds: a torn
-//! entry, left by a program interrupted on this CPU while writing it, can only miss.
+//! An entry is believed only while the FLOW_INDEX_EPOCH control word has not moved since it was
+//! written (the daemon bumps it after every retirement of flows from FLOWS, so a retired flow's
+//! slot is not fed past its retirement), and only for a packet whose key is the key its slot
+//! holds: a torn entry, left by a program interrupted on this CPU while writing it, can only
+//! miss.
 //!
 //! A socket's cgroup is fixed when the socket is created, so its cookie stands for it here: the
 //! cache is keyed and checked by everything but the cgroup, which a hit does not need to ask.
@@ -24,14 +25,17 @@ use core::{
 use aya_ebpf::bindings::__sk_buff;
 use trafficd_common::FlowKey;
 
-use crate::maps::{CachedSlot, FLOW_CACHE, FLOW_COUNTERS, FLOW_INDEX_EPOCH};
+use trafficd_common::control::FLOW_INDEX_EPOCH;
+
+use crate::maps::{control_word, CachedSlot, FLOW_CACHE, FLOW_COUNTERS};
 
 /// The cache entry for one flow key on this CPU.
 pub struct Entry {
     entry: *mut CachedSlot,
     tag: u32,
-    /// FLOW_INDEX_EPOCH + 1, read before FLOWS is: a slot looked up while the daemon retires
-    /// its flow is remembered with the epoch before the retirement, and so never believed.
+    /// The FLOW_INDEX_EPOCH control word + 1, read before FLOWS is: a slot looked up while the
+    /// daemon retires its flow is remembered with the epoch before the retirement, and so never
+    /// believed.
     valid_in: u64,
 }
 
@@ -50,7 +54,7 @@ impl Entry {
         }
         let tag = tag_of(key);
         // SAFETY: a live array element, read once.
-        let epoch = unsafe { read_volatile(FLOW_INDEX_EPOCH.get_ptr(0)?) };
+        let epoch = unsafe { read_volatile(control_word(FLOW_INDEX_EPOCH)?) };
         Some(Entry {
             entry: FLOW_CACHE.get_ptr_mut(tag % CachedSlot::ENTRIES)?,
             tag,

@@ -15,8 +15,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, Queue, RingBuf},
 };
 use trafficd_common::{
-    defaults, FlowKey, FlowSlot, Payload, RecentUse, SocketOwner, SocketProcessKey, Traffic,
-    LOSS_SLOTS, RECENT_USES,
+    control, defaults, FlowKey, FlowSlot, Payload, RecentUse, SocketOwner, SocketProcessKey,
+    Traffic, LOSS_SLOTS, RECENT_USES,
 };
 
 /// Map flags: none, i.e. preallocated (see above).
@@ -54,9 +54,16 @@ pub static FLOW_CLAIMS: Array<u64> = Array::with_max_entries(1, 0);
 #[map]
 pub static FLOW_BURSTS: RingBuf = RingBuf::with_byte_size(4096, 0);
 
-/// Retirements from FLOWS (index 0), counted by the daemon after each: see [`FLOW_CACHE`].
+/// The control words ([`control`]: owner changes, drain and flow index epochs, the TCP flag), in
+/// one cache line.
 #[map]
-pub static FLOW_INDEX_EPOCH: Array<u64> = Array::with_max_entries(1, 0);
+pub static CONTROL: Array<u64> = Array::with_max_entries(control::WORDS, MMAPABLE);
+
+/// Control word `word` (one of [`control`]'s).
+#[inline(always)]
+pub fn control_word(word: u32) -> Option<*mut u64> {
+    CONTROL.get_ptr_mut(word)
+}
 
 /// Per CPU: slots of flows counted recently, by a hash of their key. Kernel-only.
 #[map]
@@ -65,7 +72,7 @@ pub static FLOW_CACHE: PerCpuArray<CachedSlot> =
 
 #[repr(C)]
 pub struct CachedSlot {
-    /// FLOW_INDEX_EPOCH + 1 when written (0: never written, or being rewritten).
+    /// The FLOW_INDEX_EPOCH control word + 1 when written (0: never written, or being rewritten).
     pub valid_in: u64,
     pub tag: u32,
     pub slot: u32,
@@ -88,13 +95,8 @@ pub static OWNERS: HashMap<u64, SocketOwner> =
 pub static PROCESSES: HashMap<u32, SocketOwner> =
     HashMap::with_max_entries(defaults::PROCESSES, PREALLOC);
 
-/// Writes to OWNERS ever made (index 0), counted after each: a CPU's memory of the owner it
-/// last confirmed holds while the count has not moved.
-#[map]
-pub static OWNER_CHANGES: Array<u64> = Array::with_max_entries(1, 0);
-
 /// Per CPU: sockets and processes this CPU saw lately, each confirmed in OWNERS as of
-/// OWNER_CHANGES then, and the payload they moved since (see [`RecentUse`]).
+/// the OWNER_CHANGES control word then, and the payload they moved since (see [`RecentUse`]).
 #[map]
 pub static RECENT_USE: PerCpuArray<RecentUse> = PerCpuArray::with_max_entries(RECENT_USES, 0);
 
@@ -108,27 +110,17 @@ pub static CLOSED: HashMap<u64, u64> = HashMap::with_max_entries(defaults::CLOSE
 #[map]
 pub static LOSSES: PerCpuArray<u64> = PerCpuArray::with_max_entries(LOSS_SLOTS, 0);
 
-/// Index 0: non-zero once the daemon counts established TCP connections from their sockets'
-/// counters (the state hook is attached and the sweep runs): the packet hooks then leave their
-/// packets alone. 0 keeps every TCP packet counted by the packet hooks.
-#[map]
-pub static TCP_FROM_SOCKETS: Array<u64> = Array::with_max_entries(1, 0);
-
 /// Per TCP connection counted from its counters: its flow and its counters as last reported.
 /// Socket storage lives and dies with the socket; the kernel frees it on close.
 #[btf_map]
 pub static TCP_SOCKETS: SkStorage<TcpSocket> = SkStorage::new();
-
-/// Drains the daemon made (index 0): see [`TcpSocket::reported_in`].
-#[map]
-pub static DRAIN_EPOCH: Array<u64> = Array::with_max_entries(1, 0);
 
 /// One registered TCP connection (kernel-only).
 #[repr(C)]
 pub struct TcpSocket {
     /// Non-zero once the rest is written.
     pub ready: u64,
-    /// DRAIN_EPOCH when a send or receive call last reported the connection.
+    /// The DRAIN_EPOCH control word when a send or receive call last reported the connection.
     pub reported_in: u64,
     pub key: FlowKey,
     /// IP plus TCP header bytes each segment carries.

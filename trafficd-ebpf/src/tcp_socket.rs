@@ -5,7 +5,7 @@
 //! on its counters: a connection's data is counted on the sender's CPU and its ACKs on the
 //! receiver's, so the counters' cache line moves between CPUs at every packet. The kernel
 //! already counts each connection on the connection's own lines. So, once the daemon has
-//! turned it on (TCP_FROM_SOCKETS):
+//! turned it on (the TCP_FROM_SOCKETS control word):
 //! - the cgroup_skb programs leave a TCP packet alone when its socket is in a state this
 //!   module counts (`counts`);
 //! - `tcp_state` registers a connection as it becomes established, with its counters as they
@@ -39,12 +39,15 @@ use aya_ebpf::{
     helpers::generated::{bpf_sk_storage_get, bpf_skc_to_tcp_sock},
     EbpfContext,
 };
-use trafficd_common::{FlowKey, Loss, Traffic, AF_INET, AF_INET6};
+use trafficd_common::{
+    control::{DRAIN_EPOCH, TCP_FROM_SOCKETS},
+    FlowKey, Loss, Traffic, AF_INET, AF_INET6,
+};
 
 use crate::{
     counters::{count_loss, fetch_add, zeroed},
     flow_slots::add_to_flow,
-    maps::{TcpSocket, DRAIN_EPOCH, TCP_FROM_SOCKETS, TCP_SOCKETS},
+    maps::{control_word, TcpSocket, TCP_SOCKETS},
     packet::IPPROTO_TCP,
     sock::{Sock, TcpSock},
 };
@@ -66,7 +69,7 @@ pub fn is_counted(state: u32) -> bool {
 #[inline(always)]
 pub fn is_on() -> bool {
     // SAFETY: a live array element.
-    matches!(TCP_FROM_SOCKETS.get_ptr(0), Some(on) if unsafe { read_volatile(on) } != 0)
+    matches!(control_word(TCP_FROM_SOCKETS), Some(on) if unsafe { read_volatile(on) } != 0)
 }
 
 /// Whether the packet of `skb`, whose parsed tuple is `key`, is counted from its socket's
@@ -130,7 +133,7 @@ pub fn report_if_due<C: EbpfContext>(
     cookie: u64,
     checked_in: Option<*mut u64>,
 ) {
-    let Some(epoch) = DRAIN_EPOCH.get_ptr(0) else {
+    let Some(epoch) = control_word(DRAIN_EPOCH) else {
         return;
     };
     // SAFETY: a live array element.

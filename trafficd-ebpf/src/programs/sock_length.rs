@@ -22,12 +22,13 @@ use aya_ebpf::{
     programs::BtfTracePointContext,
 };
 use trafficd_common::{
-    Loss, Payload, RecentUse, SocketOwner, SocketProcessKey, COMM_LEN, RECENT_USES,
+    control::OWNER_CHANGES, Loss, Payload, RecentUse, SocketOwner, SocketProcessKey, COMM_LEN,
+    RECENT_USES,
 };
 
 use crate::{
     counters::{add, count_loss, entry, fetch_add, take},
-    maps::{OWNERS, OWNER_CHANGES, PROCESSES, RECENT_USE, SOCKET_PROCESSES},
+    maps::{control_word, OWNERS, PROCESSES, RECENT_USE, SOCKET_PROCESSES},
     sock::Sock,
     tcp_socket,
 };
@@ -167,9 +168,9 @@ fn use_socket(
 ) -> Option<*mut RecentUse> {
     let entry = recent_entry(cookie, tgid);
     let (Some(changes), Some(recent)) =
-        (OWNER_CHANGES.get_ptr_mut(0), RECENT_USE.get_ptr_mut(entry))
+        (control_word(OWNER_CHANGES), RECENT_USE.get_ptr_mut(entry))
     else {
-        // Index 0 of both arrays exists: not reached, but the owner is never left unrecorded.
+        // Both indices exist: not reached, but the owner is never left unrecorded.
         if !is_owner(cookie, tgid) {
             write_owner(ctx, cookie, tgid, tid);
         }
@@ -235,7 +236,8 @@ fn recent_entry(cookie: u64, tgid: u32) -> u32 {
     (hash >> 32) as u32 & (RECENT_USES - 1)
 }
 
-/// OWNER_CHANGES as of an owner's confirmation, bound to the socket and process confirmed.
+/// The OWNER_CHANGES control word as of an owner's confirmation, bound to the socket and process
+/// confirmed.
 #[inline(always)]
 fn seal(cookie: u64, tgid: u32, changes: u64) -> u64 {
     changes ^ (cookie ^ (u64::from(tgid) << 32)).wrapping_mul(0x9e37_79b9_7f4a_7c15)

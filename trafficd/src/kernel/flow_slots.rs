@@ -30,9 +30,9 @@ use aya::{
     programs::ProgramFd,
 };
 use rustc_hash::FxHashMap;
-use trafficd_common::{maps as names, FlowKey, FlowSlot, Traffic};
+use trafficd_common::{FlowKey, FlowSlot, Traffic};
 
-use super::batch;
+use super::{batch, control::Control};
 
 /// Drains between retiring a slot and reusing it.
 const RETIRED_DRAINS: u32 = 2;
@@ -135,11 +135,6 @@ pub struct FlowSlots {
     /// The program that pushes freed slots into `free` hundreds per syscall, when it loaded.
     hand_back: Option<ProgramFd>,
     fresh: Array<MapData, u64>,
-    /// Bumped after every retirement: the programs' per-CPU caches of flow slots are believed
-    /// only while it stays put. Only the daemon writes it, and it is created with the daemon at
-    /// 0, so its value is kept here too.
-    index_epoch: Array<MapData, u64>,
-    epoch: u64,
     counters: Arc<Mapping>,
     /// The map behind `counters`: mapped again as the flows outgrow the mapping, and kept
     /// open so that bpftool and fdinfo see it as ours (a mapping alone keeps it alive unseen).
@@ -159,7 +154,6 @@ impl FlowSlots {
         free: Queue<MapData, u32>,
         hand_back: Option<ProgramFd>,
         fresh: Array<MapData, u64>,
-        index_epoch: Array<MapData, u64>,
         counters_map: MapData,
         capacity: u32,
     ) -> io::Result<FlowSlots> {
@@ -170,8 +164,6 @@ impl FlowSlots {
             free,
             hand_back,
             fresh,
-            index_epoch,
-            epoch: 0,
             counters,
             counters_map,
             states: vec![State::Free; capacity as usize],
@@ -295,14 +287,15 @@ impl FlowSlots {
         self.retiring.extend(slots);
     }
 
-    /// Unindexes the first [`RETIRES_PER_DRAIN`] queued slots. Called once a drain.
-    pub fn retire_queued(&mut self) {
+    /// Unindexes the first [`RETIRES_PER_DRAIN`] queued slots, and tells the programs through
+    /// `control`. Called once a drain.
+    pub fn retire_queued(&mut self, control: &mut Control) {
         let count = self.retiring.len().min(RETIRES_PER_DRAIN);
         if count == 0 {
             return;
         }
         let slots: Vec<u32> = self.retiring.drain(..count).collect();
-        self.retire(&slots);
+        self.retire(&slots, control);
     }
 
     /// Live slots idle for at least `drains` whose socket cookie is `wanted`. Runs at every
@@ -318,7 +311,7 @@ impl FlowSlots {
             .collect()
     }
 
-    fn retire(&mut self, slots: &[u32]) {
+    fn retire(&mut self, slots: &[u32], control: &mut Control) {
         if slots.is_empty() {
             return;
         }
@@ -332,21 +325,15 @@ impl FlowSlots {
                 let _ = self.index.remove(key);
             }
         }
-        self.bump_index_epoch();
+        // Should the bump fail, a retired flow's packets keep landing in its old slot, which
+        // is read like any other and not handed back while it moves: nothing is lost.
+        if let Err(err) = control.bump_flow_index_epoch() {
+            tracing::warn!("cannot tell the programs that flows were unindexed: {err}");
+        }
         for &slot in slots {
             self.states[slot as usize] = State::Retired {
                 at: self.drain_number(),
             };
-        }
-    }
-
-    /// Tells the programs that flows left the index: each CPU's cached slots are looked up
-    /// again. Should that fail, a retired flow's packets keep landing in its old slot, which is
-    /// read like any other and not handed back while it moves: nothing is lost.
-    fn bump_index_epoch(&mut self) {
-        self.epoch = self.epoch.wrapping_add(1);
-        if let Err(err) = self.index_epoch.set(0, self.epoch, 0) {
-            tracing::warn!("cannot bump {}: {err}", names::FLOW_INDEX_EPOCH);
         }
     }
 

@@ -19,6 +19,7 @@ use trafficd_common::{
 use super::{
     batch,
     bursts::{Bursts, Woken},
+    control::Control,
     flow_slots::{FlowSlots, MovedFlows},
     recent_use::{self, PayloadRead},
     tcp_sockets::TcpSockets,
@@ -40,6 +41,8 @@ pub struct KernelMaps {
     losses: PerCpuArray<MapData, u64>,
     /// The sweep of established TCP connections, when they are counted from their counters.
     tcp_sockets: Option<TcpSockets>,
+    /// The daemon's words of the programs' control array.
+    control: Control,
     sizes: MapSizes,
     memory: Vec<MapMemory>,
 }
@@ -150,15 +153,13 @@ impl KernelMaps {
             taker.take(names::FREE_FLOW_SLOTS)?,
             hand_back,
             taker.take(names::FRESH_FLOW_SLOTS)?,
-            taker.take(names::FLOW_INDEX_EPOCH)?,
             taker.take_data(names::FLOW_COUNTERS)?,
             sizes.flows,
         )
         .map_err(Error::MapCounters)?;
-        let mut tcp_flag: Array<MapData, u64> = taker.take(names::TCP_FROM_SOCKETS)?;
-        let drain_epoch: Array<MapData, u64> = taker.take(names::DRAIN_EPOCH)?;
+        let mut control = Control::new(taker.take(names::CONTROL)?);
         let tcp_sockets = tcp_sweep.and_then(|(link, every)| {
-            TcpSockets::start(link, every, &mut tcp_flag, drain_epoch)
+            TcpSockets::start(link, every, &mut control)
                 .map_err(|err| {
                     tracing::warn!(
                         "cannot sweep TCP connections ({err}): every TCP packet is counted one \
@@ -180,6 +181,7 @@ impl KernelMaps {
             closed: taker.take(names::CLOSED)?,
             losses: taker.take(names::LOSSES)?,
             tcp_sockets,
+            control,
             sizes,
             memory: taker.memory,
         })
@@ -199,7 +201,7 @@ impl KernelMaps {
     /// busy connections and sweeps the quiet ones when due. Call before `take_flows`.
     pub fn count_tcp_sockets(&mut self) {
         if let Some(sockets) = &mut self.tcp_sockets {
-            sockets.drain();
+            sockets.drain(&mut self.control);
         }
     }
 
@@ -296,7 +298,7 @@ impl KernelMaps {
     /// Deletes the next of the flows queued for deletion: a bounded number a drain, so that
     /// 200k flows ending at once do not stall one drain.
     pub fn delete_forgotten_flows(&mut self) {
-        self.flows.retire_queued();
+        self.flows.retire_queued(&mut self.control);
     }
 
     /// Removes payload entries (read already, all present).

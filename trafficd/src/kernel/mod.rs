@@ -6,6 +6,7 @@ mod batch;
 mod btf;
 mod bursts;
 mod compat;
+mod control;
 mod flow_slots;
 mod maps;
 mod namespaces;

@@ -15,10 +15,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use aya::maps::{Array, MapData};
 use tracing::warn;
 
-use super::{batch::bpf, namespaces::Namespaces};
+use super::{batch::bpf, control::Control, namespaces::Namespaces};
 
 const BPF_LINK_CREATE: libc::c_long = 28;
 const BPF_ITER_CREATE: libc::c_long = 33;
@@ -54,8 +53,6 @@ struct IterCreateAttr {
 /// Busy connections report themselves at their first send or receive call after each drain, so
 /// after the first the sweep runs every `--tcp-sweep-interval`, for the quiet ones.
 pub struct TcpSockets {
-    epoch: Array<MapData, u64>,
-    drains: u64,
     sweep_every: Duration,
     swept: Instant,
     link: OwnedFd,
@@ -83,8 +80,7 @@ impl TcpSockets {
     pub fn start(
         link: OwnedFd,
         sweep_every: Duration,
-        flag: &mut Array<MapData, u64>,
-        epoch: Array<MapData, u64>,
+        control: &mut Control,
     ) -> io::Result<TcpSockets> {
         // Without it, connections in other namespaces would show only as they close.
         if !super::compat::can_enter_namespaces() {
@@ -93,8 +89,6 @@ impl TcpSockets {
             ));
         }
         let mut sockets = TcpSockets {
-            epoch,
-            drains: 0,
             sweep_every,
             swept: Instant::now(),
             link,
@@ -102,11 +96,13 @@ impl TcpSockets {
             buffer: vec![0; 4096],
             failed: false,
         };
-        flag.set(0, 1, 0).map_err(io::Error::other)?;
+        control
+            .set_tcp_from_sockets(true)
+            .map_err(io::Error::other)?;
         if let Err(err) = walk(&sockets.link, &mut sockets.buffer) {
             // Back to counting every TCP packet; what moved meanwhile was counted from the
             // connections' counters only if they got registered, so this is said loudly.
-            let _ = flag.set(0, 0, 0);
+            let _ = control.set_tcp_from_sockets(false);
             return Err(err);
         }
         sockets.sweep();
@@ -116,9 +112,8 @@ impl TcpSockets {
 
     /// Called at every drain, before the flows are read: a new drain epoch, so that each busy
     /// connection reports again at its next call, and the sweep when it is due.
-    pub fn drain(&mut self) {
-        self.drains += 1;
-        if let Err(err) = self.epoch.set(0, self.drains, 0) {
+    pub fn drain(&mut self, control: &mut Control) {
+        if let Err(err) = control.bump_drain_epoch() {
             warn!("cannot start a new TCP report epoch ({err}): busy connections report late");
         }
         if self.swept.elapsed() >= self.sweep_every {
