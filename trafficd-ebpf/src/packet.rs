@@ -157,9 +157,12 @@ fn read_in_place<const ADDR: usize, const IP_LEN: usize>(
     let (local, remote) = local_first(egress, IP_LEN - 2 * ADDR, IP_LEN - ADDR);
     // SAFETY: the IP header and the ports were checked in bounds above and by the caller.
     unsafe {
-        for i in 0..ADDR {
-            key.local_addr[i] = *ip.add(local + i);
-            key.remote_addr[i] = *ip.add(remote + i);
+        for word in (0..ADDR).step_by(4) {
+            copy_word(ip.add(local + word), key.local_addr.as_mut_ptr().add(word));
+            copy_word(
+                ip.add(remote + word),
+                key.remote_addr.as_mut_ptr().add(word),
+            );
         }
         (key.local_port, key.remote_port) = local_first(
             egress,
@@ -170,6 +173,20 @@ fn read_in_place<const ADDR: usize, const IP_LEN: usize>(
     key.family = family;
     key.protocol = protocol;
     Some((IP_LEN + transport_header_len) as u16)
+}
+
+/// Copies 4 bytes of the packet at `from`, which may be unaligned (an IP header after a 14-byte
+/// Ethernet header is 2-byte aligned), to `to`, 4-byte aligned, in one load and one store: byte
+/// by byte, an IPv6 packet's addresses were 64 loads and stores and an IPv4 one's 16. The
+/// verifier allows unaligned packet reads on x86-64 and arm64 (any kernel with efficient
+/// unaligned access); elsewhere it would refuse the program at load.
+///
+/// # Safety
+/// `from` is in bounds of the packet for 4 bytes; `to` is valid and aligned for a `u32`.
+#[inline(always)]
+unsafe fn copy_word(from: *const u8, to: *mut u8) {
+    // SAFETY: the caller's.
+    unsafe { (to as *mut u32).write(core::ptr::read_unaligned(from as *const u32)) };
 }
 
 #[inline(always)]
