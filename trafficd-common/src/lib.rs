@@ -74,8 +74,8 @@ pub mod maps {
 
 /// The words of the CONTROL array, by index. They share one cache line (the array is mmap-able,
 /// so its values start on a page): a program that reads several of them on every call or packet
-/// fetches one line for all, where one map each cost a cache miss each after a large send had
-/// flushed the CPU's caches. Only the program or only the daemon writes each word.
+/// fetches one line for all, where a map per word cost a miss per word once a large send had
+/// flushed the CPU's caches. Each word is written by the programs or by the daemon, never both.
 pub mod control {
     /// Writes to OWNERS ever made, counted by the programs after each: a CPU's memory of the
     /// owner it last confirmed holds while the count has not moved.

@@ -23,9 +23,7 @@ use core::{
 };
 
 use aya_ebpf::bindings::__sk_buff;
-use trafficd_common::FlowKey;
-
-use trafficd_common::control::FLOW_INDEX_EPOCH;
+use trafficd_common::{control::FLOW_INDEX_EPOCH, FlowKey};
 
 use crate::maps::{control_word, CachedSlot, FLOW_CACHE, FLOW_COUNTERS};
 
