@@ -5,6 +5,8 @@
 use aya::maps::{Array, MapData, MapError};
 use trafficd_common::control;
 
+/// The CONTROL array and the values of the epochs the daemon last wrote: it is their only
+/// writer, so it counts them here instead of reading them back.
 pub struct Control {
     words: Array<MapData, u64>,
     drain_epoch: u64,
