@@ -7,7 +7,7 @@
 #![no_std]
 
 /// Version of the map layout below. Part of the bpffs pin directory name.
-pub const MAP_LAYOUT_VERSION: u32 = 4;
+pub const MAP_LAYOUT_VERSION: u32 = 5;
 
 /// Length of a task's `comm`, including the trailing NUL (`TASK_COMM_LEN`).
 pub const COMM_LEN: usize = 16;
@@ -59,10 +59,13 @@ pub mod maps {
     pub const PROCESSES: &str = "PROCESSES";
     /// Payload bytes per (socket, process): splits a shared socket between its users.
     pub const SOCKET_PROCESSES: &str = "SOCKET_PROCESSES";
-    /// Per CPU, [`RECENT_USES`](super::RECENT_USES) [`RecentUse`](super::RecentUse) entries:
-    /// the (socket, process) pairs that CPU last saw send or receive, each in the entry its
-    /// hash picks, and the payload they moved since, not yet in SOCKET_PROCESSES.
+    /// [`RECENT_USES`](super::RECENT_USES) [`RecentUse`](super::RecentUse) entries per CPU,
+    /// CPU by CPU: the (socket, process) pairs each CPU last saw send or receive, each in the
+    /// entry its hash picks, and the payload they moved since, not yet in SOCKET_PROCESSES.
     pub const RECENT_USE: &str = "RECENT_USE";
+    /// [`FLOW_CACHE_ENTRIES`](super::FLOW_CACHE_ENTRIES) per CPU, CPU by CPU: the slots of the
+    /// flows each CPU counted recently. Kernel-only.
+    pub const FLOW_CACHE: &str = "FLOW_CACHE";
     /// Sockets released by their owner, with the time of release.
     pub const CLOSED: &str = "CLOSED";
     /// Per-CPU counters of everything the kernel side had to drop.
@@ -238,6 +241,9 @@ impl Payload {
     }
 }
 
+/// Entries of FLOW_CACHE per CPU: a few dozen flows busy at once on a CPU each keep their own.
+pub const FLOW_CACHE_ENTRIES: u32 = 64;
+
 /// Entries of RECENT_USE per CPU: a process taking turns on a few sockets (iperf3 with four
 /// streams, a proxy's two ends) keeps each in its own entry.
 pub const RECENT_USES: u32 = 8;
@@ -251,11 +257,11 @@ pub const RECENT_USES: u32 = 8;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RecentUse {
-    /// Odd while the program switches to another (socket, process): the daemon only believes
-    /// a CPU's entry when two reads saw the same even value.
-    pub seq: u64,
     pub cookie: u64,
-    pub tgid: u64,
+    pub tgid: u32,
+    /// Odd while the program switches to another (socket, process): the daemon only believes
+    /// an entry when two reads saw the same even value.
+    pub seq: u32,
     /// Binds the entry to OWNERS as it was when the owner was last confirmed (kernel-only).
     pub seal: u64,
     /// The drain in which a call of this entry's socket last checked whether it is a TCP
@@ -265,6 +271,9 @@ pub struct RecentUse {
     /// Moved by `tgid` on `cookie` on this CPU and not yet added to SOCKET_PROCESSES.
     pub payload: Payload,
 }
+
+// One cache line each: the entries of an mmap-able array start on a page.
+const _: () = assert!(core::mem::size_of::<RecentUse>() == 64);
 
 impl RecentUse {
     /// Whether the entry names a (socket, process) with payload waiting.

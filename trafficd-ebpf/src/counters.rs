@@ -40,6 +40,13 @@ pub fn fetch_add(counter: *mut u64, value: u64) -> u64 {
     unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::SeqCst }>(counter, value) }
 }
 
+/// [`fetch_add`] on a 32-bit counter.
+#[inline(always)]
+pub fn fetch_add_u32(counter: *mut u32, value: u32) -> u32 {
+    // SAFETY: as for `add`.
+    unsafe { atomic_xadd::<u32, u32, { AtomicOrdering::SeqCst }>(counter, value) }
+}
+
 /// Sets the counter to 0 and returns what it held, in one atomic exchange: an add that
 /// interrupts it lands either before (and is taken) or after (and stays).
 #[inline(always)]

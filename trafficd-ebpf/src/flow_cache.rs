@@ -23,9 +23,9 @@ use core::{
 };
 
 use aya_ebpf::bindings::__sk_buff;
-use trafficd_common::{control::FLOW_INDEX_EPOCH, FlowKey};
+use trafficd_common::{control::FLOW_INDEX_EPOCH, FlowKey, FLOW_CACHE_ENTRIES};
 
-use crate::maps::{control_word, CachedSlot, FLOW_CACHE, FLOW_COUNTERS};
+use crate::maps::{control_word, this_cpu_entry, CachedSlot, FLOW_CACHE, FLOW_COUNTERS};
 
 /// The cache entry for one flow key on this CPU.
 pub struct Entry {
@@ -54,7 +54,7 @@ impl Entry {
         // SAFETY: a live array element, read once.
         let epoch = unsafe { read_volatile(control_word(FLOW_INDEX_EPOCH)?) };
         Some(Entry {
-            entry: FLOW_CACHE.get_ptr_mut(tag % CachedSlot::ENTRIES)?,
+            entry: this_cpu_entry(&FLOW_CACHE, FLOW_CACHE_ENTRIES, tag)?,
             tag,
             valid_in: epoch.wrapping_add(1),
         })

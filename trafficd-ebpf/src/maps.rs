@@ -11,12 +11,13 @@
 
 use aya_ebpf::{
     btf_maps::SkStorage,
+    helpers::generated::bpf_get_smp_processor_id,
     macros::{btf_map, map},
     maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, Queue, RingBuf},
 };
 use trafficd_common::{
     control, defaults, FlowKey, FlowSlot, Payload, RecentUse, SocketOwner, SocketProcessKey,
-    Traffic, LOSS_SLOTS, RECENT_USES,
+    Traffic, FLOW_CACHE_ENTRIES, LOSS_SLOTS, RECENT_USES,
 };
 
 /// Map flags: none, i.e. preallocated (see above).
@@ -65,10 +66,10 @@ pub fn control_word(word: u32) -> Option<*mut u64> {
     CONTROL.get_ptr_mut(word)
 }
 
-/// Per CPU: slots of flows counted recently, by a hash of their key. Kernel-only.
+/// [`FLOW_CACHE_ENTRIES`] per CPU, CPU by CPU: slots of flows counted recently, by a hash of
+/// their key. Kernel-only.
 #[map]
-pub static FLOW_CACHE: PerCpuArray<CachedSlot> =
-    PerCpuArray::with_max_entries(CachedSlot::ENTRIES, 0);
+pub static FLOW_CACHE: Array<CachedSlot> = Array::with_max_entries(FLOW_CACHE_ENTRIES, MMAPABLE);
 
 #[repr(C)]
 pub struct CachedSlot {
@@ -76,11 +77,6 @@ pub struct CachedSlot {
     pub valid_in: u64,
     pub tag: u32,
     pub slot: u32,
-}
-
-impl CachedSlot {
-    /// Entries per CPU: a few dozen flows busy at once on a CPU each keep their entry.
-    pub const ENTRIES: u32 = 64;
 }
 
 #[map]
@@ -95,10 +91,24 @@ pub static OWNERS: HashMap<u64, SocketOwner> =
 pub static PROCESSES: HashMap<u32, SocketOwner> =
     HashMap::with_max_entries(defaults::PROCESSES, PREALLOC);
 
-/// Per CPU: sockets and processes this CPU saw lately, each confirmed in OWNERS as of
-/// the OWNER_CHANGES control word then, and the payload they moved since (see [`RecentUse`]).
+/// [`RECENT_USES`] per CPU, CPU by CPU: sockets and processes each CPU saw lately, each
+/// confirmed in OWNERS as of the OWNER_CHANGES control word then, and the payload they moved
+/// since (see [`RecentUse`]).
 #[map]
-pub static RECENT_USE: PerCpuArray<RecentUse> = PerCpuArray::with_max_entries(RECENT_USES, 0);
+pub static RECENT_USE: Array<RecentUse> = Array::with_max_entries(RECENT_USES, MMAPABLE);
+
+/// Entry `index` of this CPU's `per_cpu` entries in `array`, which holds them CPU by CPU.
+///
+/// Why not a per-CPU array: its lookup reads the element's per-CPU address from the map's
+/// table of them, a cache line of its own that a large send or receive has flushed by the time
+/// the program runs; here the address is the array's plus an offset, and the CPU's number an
+/// inlined read of a per-CPU variable the kernel keeps hot.
+#[inline(always)]
+pub fn this_cpu_entry<T>(array: &Array<T>, per_cpu: u32, index: u32) -> Option<*mut T> {
+    // SAFETY: helper without arguments.
+    let cpu = unsafe { bpf_get_smp_processor_id() };
+    array.get_ptr_mut(cpu.wrapping_mul(per_cpu).wrapping_add(index % per_cpu))
+}
 
 #[map]
 pub static SOCKET_PROCESSES: PerCpuHashMap<SocketProcessKey, Payload> =

@@ -26,6 +26,12 @@ pub enum Error {
     )]
     NoCgroup2,
 
+    #[error(
+        "cannot read the possible CPUs from /sys/devices/system/cpu/possible; trafficd sizes its \
+         per-CPU entries by it: mount sysfs at /sys"
+    )]
+    PossibleCpus,
+
     #[error("cannot open the cgroup2 root {path}: {source}")]
     OpenCgroup {
         path: PathBuf,

@@ -27,8 +27,8 @@ use trafficd_common::{
 };
 
 use crate::{
-    counters::{add, count_loss, entry, fetch_add, take},
-    maps::{control_word, OWNERS, PROCESSES, RECENT_USE, SOCKET_PROCESSES},
+    counters::{add, count_loss, entry, fetch_add, fetch_add_u32, take},
+    maps::{control_word, this_cpu_entry, OWNERS, PROCESSES, RECENT_USE, SOCKET_PROCESSES},
     sock::Sock,
     tcp_socket,
 };
@@ -167,9 +167,10 @@ fn use_socket(
     tid: u32,
 ) -> Option<*mut RecentUse> {
     let entry = recent_entry(cookie, tgid);
-    let (Some(changes), Some(recent)) =
-        (control_word(OWNER_CHANGES), RECENT_USE.get_ptr_mut(entry))
-    else {
+    let (Some(changes), Some(recent)) = (
+        control_word(OWNER_CHANGES),
+        this_cpu_entry(&RECENT_USE, RECENT_USES, entry),
+    ) else {
         // Both indices exist: not reached, but the owner is never left unrecorded.
         if !is_owner(cookie, tgid) {
             write_owner(ctx, cookie, tgid, tid);
@@ -184,7 +185,7 @@ fn use_socket(
     unsafe {
         let seen = read_volatile(changes);
         let same = read_volatile(&raw const (*recent).cookie) == cookie
-            && read_volatile(&raw const (*recent).tgid) == u64::from(tgid);
+            && read_volatile(&raw const (*recent).tgid) == tgid;
         if same && read_volatile(&raw const (*recent).seal) == seal(cookie, tgid, seen) {
             return Some(recent);
         }
@@ -209,7 +210,7 @@ fn use_socket(
 fn switch_recent_use(ctx: &BtfTracePointContext, recent: *mut RecentUse, cookie: u64, tgid: u32) {
     // SAFETY: this CPU's live array element; only its fields' addresses are taken.
     unsafe {
-        fetch_add(&raw mut (*recent).seq, 1);
+        fetch_add_u32(&raw mut (*recent).seq, 1);
         let last_cookie = read_volatile(&raw const (*recent).cookie);
         let last_tgid = read_volatile(&raw const (*recent).tgid);
         let payload = &raw mut (*recent).payload;
@@ -220,11 +221,11 @@ fn switch_recent_use(ctx: &BtfTracePointContext, recent: *mut RecentUse, cookie:
             received_calls: take(&raw mut (*payload).received_calls),
         };
         if waiting != Payload::default() {
-            add_to_socket_processes(ctx, last_cookie, last_tgid as u32, &waiting);
+            add_to_socket_processes(ctx, last_cookie, last_tgid, &waiting);
         }
         write_volatile(&raw mut (*recent).cookie, cookie);
-        write_volatile(&raw mut (*recent).tgid, u64::from(tgid));
-        fetch_add(&raw mut (*recent).seq, 1);
+        write_volatile(&raw mut (*recent).tgid, tgid);
+        fetch_add_u32(&raw mut (*recent).seq, 1);
     }
 }
 

@@ -126,6 +126,17 @@ pub fn read_keys<K: Pod>(map: impl AsFd, value_size: usize) -> io::Result<Vec<K>
     Ok(keys)
 }
 
+/// Every value of a plain (not per-CPU) array, in index order, or `Err` when the kernel has no
+/// batch lookup for it.
+pub fn read_values<V: Pod>(map: impl AsFd) -> io::Result<Vec<V>> {
+    let mut values = Vec::new();
+    for_each_entry::<u32>(map, size_of::<V>(), |_, value| {
+        // SAFETY: `value` holds one V (a plain array packs its values at their size); V is Pod.
+        values.push(unsafe { std::ptr::read_unaligned(value.as_ptr() as *const V) });
+    })?;
+    Ok(values)
+}
+
 /// Calls `each` with every key of the map and its `value_bytes` bytes of value, a batch of
 /// lookups per syscall.
 fn for_each_entry<K: Pod>(

@@ -36,7 +36,7 @@ pub struct KernelMaps {
     owners: HashMap<MapData, u64, SocketOwner>,
     processes: HashMap<MapData, u32, SocketOwner>,
     socket_processes: PerCpuHashMap<MapData, SocketProcessKey, Payload>,
-    recent_use: PerCpuArray<MapData, RecentUse>,
+    recent_use: Array<MapData, RecentUse>,
     closed: HashMap<MapData, u64, u64>,
     losses: PerCpuArray<MapData, u64>,
     /// The sweep of established TCP connections, when they are counted from their counters.

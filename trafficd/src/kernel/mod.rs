@@ -23,9 +23,10 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use tracing::{info, warn};
-use trafficd_common::maps as names;
+use trafficd_common::{maps as names, FLOW_CACHE_ENTRIES, RECENT_USES};
 
 pub use bursts::Woken;
+use compat::possible_cpus;
 pub use compat::{cgroup2_root, check_privileges};
 pub use flow_slots::MovedFlows;
 pub use maps::{KernelMaps, MapEntries, MapFill, MapMemory};
@@ -89,6 +90,7 @@ impl Kernel {
         // The kernel's BTF, parsed once: the loader and every tp_btf program need it, and each
         // parse of its 5+ MB was a tenth of a second of CPU here.
         let btf = aya::Btf::from_sys_fs().map_err(|_| Error::NoBtf)?;
+        let cpus = possible_cpus()?;
         let mut loader = EbpfLoader::new();
         for (global, offset) in &offsets.0 {
             loader.override_global(global, offset, true);
@@ -105,6 +107,8 @@ impl Kernel {
             .map_max_entries(names::PROCESSES, sizes.processes)
             .map_max_entries(names::SOCKET_PROCESSES, sizes.socket_processes)
             .map_max_entries(names::CLOSED, sizes.closed)
+            .map_max_entries(names::RECENT_USE, cpus * RECENT_USES)
+            .map_max_entries(names::FLOW_CACHE, cpus * FLOW_CACHE_ENTRIES)
             .load(OBJECT)?;
 
         let logger = if kernel_log {

@@ -6,9 +6,11 @@
 //! What waits there is read here, after SOCKET_PROCESSES: an amount moved in between is then
 //! missed by both reads and read at the next drain, never counted twice.
 
-use aya::maps::{MapData, PerCpuArray};
+use aya::maps::{Array, IterableMap, MapData};
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
-use trafficd_common::{Payload, RecentUse, SocketProcessKey, RECENT_USES};
+use trafficd_common::{Payload, RecentUse, SocketProcessKey};
+
+use super::batch;
 
 /// Payload per (socket, process): SOCKET_PROCESSES plus what waits on the CPUs.
 pub struct PayloadRead {
@@ -24,14 +26,19 @@ pub struct PayloadRead {
 /// Reads every entry of every CPU twice: an entry is believed when both reads saw the same even
 /// `seq` (no switch began or ended in between, so its socket, process and payload belong
 /// together). An entry switching meanwhile is read at the next drain.
-pub fn read_waiting(recent: &PerCpuArray<MapData, RecentUse>) -> Vec<(SocketProcessKey, Payload)> {
-    let mut found = Vec::new();
-    for index in 0..RECENT_USES {
-        if let (Ok(first), Ok(second)) = (recent.get(&index, 0), recent.get(&index, 0)) {
-            found.extend(waiting(&first, &second));
-        }
-    }
-    found
+pub fn read_waiting(recent: &Array<MapData, RecentUse>) -> Vec<(SocketProcessKey, Payload)> {
+    let first = read_all(recent);
+    let second = read_all(recent);
+    waiting(&first, &second)
+}
+
+/// Every entry: one batch lookup, or one lookup per entry where the kernel has no batch.
+fn read_all(recent: &Array<MapData, RecentUse>) -> Vec<RecentUse> {
+    batch::read_values(IterableMap::map(recent).fd()).unwrap_or_else(|_| {
+        (0..recent.len())
+            .map(|index| recent.get(&index, 0).unwrap_or_default())
+            .collect()
+    })
 }
 
 fn waiting(first: &[RecentUse], second: &[RecentUse]) -> Vec<(SocketProcessKey, Payload)> {
@@ -42,7 +49,7 @@ fn waiting(first: &[RecentUse], second: &[RecentUse]) -> Vec<(SocketProcessKey, 
         .map(|(_, b)| {
             let key = SocketProcessKey {
                 cookie: b.cookie,
-                tgid: b.tgid as u32,
+                tgid: b.tgid,
                 _pad: 0,
             };
             (key, b.payload)
@@ -103,7 +110,7 @@ mod tests {
         }
     }
 
-    fn entry(seq: u64, cookie: u64, tgid: u64, payload: Payload) -> RecentUse {
+    fn entry(seq: u32, cookie: u64, tgid: u32, payload: Payload) -> RecentUse {
         RecentUse {
             seq,
             cookie,
