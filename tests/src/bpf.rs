@@ -1,7 +1,7 @@
 //! The daemon's kernel maps as bpftool shows them, for tests that check what the kernel
 //! programs recorded before the daemon reads it.
 
-use std::{fs, net::UdpSocket, os::fd::AsRawFd, process::Command};
+use std::{fs, os::fd::AsRawFd, process::Command};
 
 use serde_json::Value;
 
@@ -46,7 +46,7 @@ pub fn dump(map: u64) -> Vec<(Vec<u8>, Vec<u8>)> {
 }
 
 /// SO_COOKIE of `socket`: the key the kernel programs know it by.
-pub fn cookie_of(socket: &UdpSocket) -> u64 {
+pub fn cookie_of(socket: &impl AsRawFd) -> u64 {
     let mut cookie = 0u64;
     let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
     // SAFETY: getsockopt writes at most `len` bytes into `cookie`.

@@ -4,7 +4,10 @@
 //! user. Read straight from the daemon's OWNERS map (`bpftool map lookup`), right after each
 //! send: the tracepoint records the owner inside the call.
 
-use std::{net::UdpSocket, os::fd::AsRawFd};
+use std::{
+    net::UdpSocket,
+    os::{fd::AsRawFd, unix::net::UnixDatagram},
+};
 
 use trafficd_tests::bpf::{self, cookie_of, map_of, pin_to};
 use trafficd_tests::{require_root, Daemon};
@@ -35,6 +38,42 @@ fn the_owner_is_the_last_process_to_use_the_socket() {
         owner(owners, cookie),
         Some(me),
         "after the parent's second send on CPU 0 ({cpus} CPUs online)"
+    );
+}
+
+/// The send and receive tracepoints fire for every socket; only IP sockets are recorded. The
+/// family is checked only when the CPU's entry does not hold the socket yet, so a Unix socket
+/// that slipped into an entry would be recorded from then on: each of its sends must find
+/// nothing recorded. An IP socket's send beside it is recorded, so the lookups do find owners.
+#[test]
+fn unix_sockets_are_not_recorded() {
+    require_root!();
+    let d = Daemon::start();
+    let owners = map_of(d.pid().expect("daemon pid"), "OWNERS");
+    let (unix, peer) = UnixDatagram::pair().unwrap();
+    let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    pin_to(0);
+    for round in 0..3 {
+        unix.send(b"local").unwrap();
+        let mut buffer = [0u8; 16];
+        peer.recv(&mut buffer).unwrap();
+        assert_eq!(
+            owner(owners, cookie_of(&unix)),
+            None,
+            "the sending Unix socket got an owner (send {round})"
+        );
+        assert_eq!(
+            owner(owners, cookie_of(&peer)),
+            None,
+            "the receiving Unix socket got an owner (receive {round})"
+        );
+    }
+    udp.send_to(b"ip", sink.local_addr().unwrap()).unwrap();
+    assert_eq!(
+        owner(owners, cookie_of(&udp)),
+        Some(std::process::id()),
+        "an IP socket's send beside them"
     );
 }
 

@@ -63,7 +63,14 @@ pub fn trafficd_tcp_consume(ctx: BtfTracePointContext) -> i32 {
     if !sk.is_null() {
         let cookie = Sock(sk).cookie();
         let pid_tgid = bpf_get_current_pid_tgid();
-        use_socket(&ctx, cookie, (pid_tgid >> 32) as u32, pid_tgid as u32);
+        // The tracepoint is TCP's own: every socket here is an IP one.
+        use_socket(
+            &ctx,
+            cookie,
+            (pid_tgid >> 32) as u32,
+            pid_tgid as u32,
+            || true,
+        );
     }
     0
 }
@@ -83,9 +90,6 @@ fn record(ctx: &BtfTracePointContext, call: Call) {
     if call == Call::Receive && flags & MSG_PEEK != 0 {
         return;
     }
-    if !Sock(sk).is_inet() {
-        return;
-    }
     let cookie = Sock(sk).cookie();
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
@@ -103,15 +107,20 @@ fn record(ctx: &BtfTracePointContext, call: Call) {
             ..Payload::default()
         },
     };
-    match use_socket(ctx, cookie, tgid, pid_tgid as u32) {
-        Some(recent) => {
+    // The tracepoints fire for every socket; only IP ones are recorded. The family is checked
+    // when the CPU's entry does not hold the socket already: a cookie is never reused, so one
+    // that an entry holds is an IP socket's, and the common call skips a line of the socket.
+    let is_ip = || Sock(sk).is_inet();
+    match use_socket(ctx, cookie, tgid, pid_tgid as u32, is_ip) {
+        Use::Skip => {}
+        Use::Entry(recent) => {
             // SAFETY: this CPU's live array element; only its fields' addresses are taken.
             let (payload, checked_in) =
                 unsafe { (&raw mut (*recent).payload, &raw mut (*recent).checked_in) };
             add_payload(payload, &moved);
             tcp_socket::report_if_due(ctx, sk, cookie, Some(checked_in));
         }
-        None => {
+        Use::NoEntry => {
             add_to_socket_processes(ctx, cookie, tgid, &moved);
             tcp_socket::report_if_due(ctx, sk, cookie, None);
         }
@@ -152,8 +161,9 @@ fn add_to_socket_processes(ctx: &BtfTracePointContext, cookie: u64, tgid: u32, m
 }
 
 /// Makes (socket `cookie`, process `tgid`) this CPU's recent use and returns the entry, its
-/// payload now theirs (`None`: not reached). On the way, records the process as the socket's
-/// owner unless it already is, and remembers the process itself by tgid.
+/// payload now theirs. On the way, records the process as the socket's owner unless it already
+/// is, and remembers the process itself by tgid. A socket the entry does not hold yet is
+/// recorded only if `counted()`.
 ///
 /// Most calls come from the CPU's recent use again, whose owner was confirmed then, along with
 /// how many owner writes had been made: while none was made since, the call needs no OWNERS
@@ -165,17 +175,21 @@ fn use_socket(
     cookie: u64,
     tgid: u32,
     tid: u32,
-) -> Option<*mut RecentUse> {
+    counted: impl Fn() -> bool,
+) -> Use {
     let entry = recent_entry(cookie, tgid);
     let (Some(changes), Some(recent)) = (
         control_word(OWNER_CHANGES),
         this_cpu_entry(&RECENT_USE, RECENT_USES, entry),
     ) else {
         // Both indices exist: not reached, but the owner is never left unrecorded.
+        if !counted() {
+            return Use::Skip;
+        }
         if !is_owner(cookie, tgid) {
             write_owner(ctx, cookie, tgid, tid);
         }
-        return None;
+        return Use::NoEntry;
     };
     // SAFETY: live array elements; `recent` is this CPU's. A program on this CPU may interrupt
     // another (the send and receive programs run in interrupts too), leaving a mix of two
@@ -187,7 +201,10 @@ fn use_socket(
         let same = read_volatile(&raw const (*recent).cookie) == cookie
             && read_volatile(&raw const (*recent).tgid) == tgid;
         if same && read_volatile(&raw const (*recent).seal) == seal(cookie, tgid, seen) {
-            return Some(recent);
+            return Use::Entry(recent);
+        }
+        if !same && !counted() {
+            return Use::Skip;
         }
         let confirmed = if is_owner(cookie, tgid) {
             seen
@@ -200,7 +217,17 @@ fn use_socket(
         }
         write_volatile(&raw mut (*recent).seal, seal(cookie, tgid, confirmed));
     }
-    Some(recent)
+    Use::Entry(recent)
+}
+
+/// Where a call's payload goes.
+enum Use {
+    /// This CPU's entry, now the call's (socket, process)'s.
+    Entry(*mut RecentUse),
+    /// SOCKET_PROCESSES: the entry was not reached.
+    NoEntry,
+    /// Nowhere: not an IP socket.
+    Skip,
 }
 
 /// Hands the payload waiting in `recent` to SOCKET_PROCESSES and makes the entry (`cookie`,

@@ -49,8 +49,6 @@ fn effective_capabilities() -> Option<u64> {
     u64::from_str_radix(line.trim_start_matches("CapEff:").trim(), 16).ok()
 }
 
-/// The mount point of the cgroup2 filesystem. Found through mountinfo because hosts differ:
-/// /sys/fs/cgroup on unified hosts, /sys/fs/cgroup/unified on hybrid ones.
 /// How many CPUs this host can ever bring online: the programs' per-CPU entries are sized by it.
 pub fn possible_cpus() -> Result<u32> {
     aya::util::nr_cpus()
@@ -59,6 +57,8 @@ pub fn possible_cpus() -> Result<u32> {
         .ok_or(Error::PossibleCpus)
 }
 
+/// The mount point of the cgroup2 filesystem. Found through mountinfo because hosts differ:
+/// /sys/fs/cgroup on unified hosts, /sys/fs/cgroup/unified on hybrid ones.
 pub fn cgroup2_root() -> Result<PathBuf> {
     let mountinfo = fs::read_to_string("/proc/self/mountinfo")?;
     find_cgroup2(&mountinfo).ok_or(Error::NoCgroup2)
