@@ -49,12 +49,22 @@ fn effective_capabilities() -> Option<u64> {
     u64::from_str_radix(line.trim_start_matches("CapEff:").trim(), 16).ok()
 }
 
-/// How many CPUs this host can ever bring online: the programs' per-CPU entries are sized by it.
-pub fn possible_cpus() -> Result<u32> {
-    aya::util::nr_cpus()
+/// One past the highest number of a CPU this host can ever bring online. The programs index
+/// their per-CPU entries by CPU number, and the possible CPUs need not be numbered without gaps
+/// (`0-3,8-11`), so their count would not do.
+pub fn cpu_number_limit() -> Result<u32> {
+    fs::read_to_string("/sys/devices/system/cpu/possible")
         .ok()
-        .and_then(|cpus| u32::try_from(cpus).ok())
+        .as_deref()
+        .and_then(past_highest_cpu)
         .ok_or(Error::PossibleCpus)
+}
+
+/// One past the highest CPU of a kernel CPU list (`0-1`, `0,2-5`).
+fn past_highest_cpu(list: &str) -> Option<u32> {
+    let last_range = list.trim().rsplit(',').next()?;
+    let highest = last_range.rsplit('-').next()?.parse::<u32>().ok()?;
+    highest.checked_add(1)
 }
 
 /// The mount point of the cgroup2 filesystem. Found through mountinfo because hosts differ:
@@ -96,6 +106,18 @@ fn unescape_octal(field: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_numbers_run_to_the_highest_possible_one() {
+        assert_eq!(past_highest_cpu("0-1\n"), Some(2));
+        assert_eq!(past_highest_cpu("0"), Some(1));
+        // Gaps: CPUs 4-7 can never exist, but 8-11 index past them.
+        assert_eq!(past_highest_cpu("0-3,8-11\n"), Some(12));
+        assert_eq!(past_highest_cpu("0,2"), Some(3));
+        assert_eq!(past_highest_cpu(""), None);
+        assert_eq!(past_highest_cpu("0-x"), None);
+        assert_eq!(past_highest_cpu("4294967295"), None);
+    }
 
     #[test]
     fn finds_cgroup2_in_hybrid_hierarchy() {

@@ -26,7 +26,7 @@ use tracing::{info, warn};
 use trafficd_common::{maps as names, FLOW_CACHE_ENTRIES, RECENT_USES};
 
 pub use bursts::Woken;
-use compat::possible_cpus;
+use compat::cpu_number_limit;
 pub use compat::{cgroup2_root, check_privileges};
 pub use flow_slots::MovedFlows;
 pub use maps::{KernelMaps, MapEntries, MapFill, MapMemory};
@@ -90,7 +90,7 @@ impl Kernel {
         // The kernel's BTF, parsed once: the loader and every tp_btf program need it, and each
         // parse of its 5+ MB was a tenth of a second of CPU here.
         let btf = aya::Btf::from_sys_fs().map_err(|_| Error::NoBtf)?;
-        let cpus = possible_cpus()?;
+        let cpus = cpu_number_limit()?;
         let mut loader = EbpfLoader::new();
         for (global, offset) in &offsets.0 {
             loader.override_global(global, offset, true);
