@@ -248,6 +248,9 @@ pub const FLOW_CACHE_ENTRIES: u32 = 64;
 /// streams, a proxy's two ends) keeps each in its own entry.
 pub const RECENT_USES: u32 = 8;
 
+// The programs pick a CPU's entry with a mask.
+const _: () = assert!(FLOW_CACHE_ENTRIES.is_power_of_two() && RECENT_USES.is_power_of_two());
+
 /// A (socket, process) a CPU recently saw send or receive, and what it moved since.
 ///
 /// A process mostly sends and receives on the same few sockets many times in a row. Its payload

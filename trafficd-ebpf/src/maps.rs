@@ -97,17 +97,18 @@ pub static PROCESSES: HashMap<u32, SocketOwner> =
 #[map]
 pub static RECENT_USE: Array<RecentUse> = Array::with_max_entries(RECENT_USES, MMAPABLE);
 
-/// Entry `index` of this CPU's `per_cpu` entries in `array`, which holds them CPU by CPU.
+/// The entry of this CPU's `per_cpu` entries in `array` (which holds them CPU by CPU) that
+/// `hash` picks. `per_cpu` is a power of two, so picking is a mask.
 ///
 /// Why not a per-CPU array: its lookup reads the element's per-CPU address from the map's
 /// table of them, a cache line of its own that a large send or receive has flushed by the time
 /// the program runs; here the address is the array's plus an offset, and the CPU's number an
 /// inlined read of a per-CPU variable the kernel keeps hot.
 #[inline(always)]
-pub fn this_cpu_entry<T>(array: &Array<T>, per_cpu: u32, index: u32) -> Option<*mut T> {
+pub fn this_cpu_entry<T>(array: &Array<T>, per_cpu: u32, hash: u32) -> Option<*mut T> {
     // SAFETY: helper without arguments.
     let cpu = unsafe { bpf_get_smp_processor_id() };
-    array.get_ptr_mut(cpu.wrapping_mul(per_cpu).wrapping_add(index % per_cpu))
+    array.get_ptr_mut(cpu.wrapping_mul(per_cpu).wrapping_add(hash & (per_cpu - 1)))
 }
 
 #[map]

@@ -177,10 +177,9 @@ fn use_socket(
     tid: u32,
     counted: impl Fn() -> bool,
 ) -> Use {
-    let entry = recent_entry(cookie, tgid);
     let (Some(changes), Some(recent)) = (
         control_word(OWNER_CHANGES),
-        this_cpu_entry(&RECENT_USE, RECENT_USES, entry),
+        this_cpu_entry(&RECENT_USE, RECENT_USES, pair_hash(cookie, tgid)),
     ) else {
         // Both indices exist: not reached, but the owner is never left unrecorded.
         if !counted() {
@@ -256,12 +255,12 @@ fn switch_recent_use(ctx: &BtfTracePointContext, recent: *mut RecentUse, cookie:
     }
 }
 
-/// The RECENT_USE entry of (socket `cookie`, process `tgid`) on each CPU.
+/// A hash of (socket `cookie`, process `tgid`): it picks the pair's RECENT_USE entry on each
+/// CPU.
 #[inline(always)]
-fn recent_entry(cookie: u64, tgid: u32) -> u32 {
-    const { assert!(RECENT_USES.is_power_of_two()) };
+fn pair_hash(cookie: u64, tgid: u32) -> u32 {
     let hash = (cookie ^ u64::from(tgid)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    (hash >> 32) as u32 & (RECENT_USES - 1)
+    (hash >> 32) as u32
 }
 
 /// The OWNER_CHANGES control word as of an owner's confirmation, bound to the socket and process
