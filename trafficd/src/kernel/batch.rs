@@ -55,7 +55,11 @@ struct TestRunAttr {
     flags: u32,
     cpu: u32,
     batch_size: u32,
+    /// Zero: the kernel refuses (EINVAL) an attribute with any byte set past its last field,
+    /// and left implicit these four bytes of padding would hold whatever the stack held.
+    _pad: u32,
 }
+const _: () = assert!(size_of::<TestRunAttr>() == 80);
 
 /// One `bpf(2)` command on `attr`; its non-negative result (a new fd for some commands).
 pub(super) fn bpf<A>(cmd: libc::c_long, attr: &mut A) -> io::Result<libc::c_long> {
