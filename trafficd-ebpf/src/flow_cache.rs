@@ -1,5 +1,5 @@
-//! A per-CPU cache in front of FLOWS: the slots of the flows a CPU counted recently, found by a
-//! hash of the flow's key. A packet of a cached flow costs no hash map lookup, which hashes and
+//! A per-CPU cache in front of FLOWS: the slots of the flows a CPU counted recently, found by
+//! their socket's cookie. A packet of a cached flow costs no hash map lookup, which hashes and
 //! compares the 56-byte key through three kernel calls: a third of the cgroup_skb programs'
 //! time when measured.
 //!
@@ -10,7 +10,7 @@
 //! miss.
 //!
 //! A socket's cgroup is fixed when the socket is created, so its cookie stands for it here: the
-//! cache is keyed and checked by everything but the cgroup, which a hit does not need to ask.
+//! cache is checked by everything but the cgroup, which a hit does not need to ask.
 //!
 //! Only connected sockets use it: their packets are all one flow, so consecutive packets hit.
 //! An unconnected socket can talk to a different peer with every datagram (a DNS server, a
@@ -19,7 +19,7 @@
 
 use core::{
     mem::offset_of,
-    ptr::{read_volatile, write_volatile},
+    ptr::{null_mut, read_volatile, write_volatile},
 };
 
 use aya_ebpf::bindings::__sk_buff;
@@ -28,7 +28,11 @@ use trafficd_common::{control::FLOW_INDEX_EPOCH, FlowKey, FLOW_CACHE_ENTRIES};
 use crate::maps::{control_word, this_cpu_entry, CachedSlot, FLOW_CACHE, FLOW_COUNTERS};
 
 /// The cache entry for one flow key on this CPU.
+///
+/// Not an `Option`: its fields are kept across helper calls, and LLVM spills them whether or
+/// not they were set, which the verifier refuses for a register never written.
 pub struct Entry {
+    /// Null when the flow does not use the cache.
     entry: *mut CachedSlot,
     tag: u32,
     /// The FLOW_INDEX_EPOCH control word + 1, read before FLOWS is: a slot looked up while the
@@ -39,31 +43,44 @@ pub struct Entry {
 
 impl Entry {
     /// The entry for `key`, a packet's flow on the socket of `skb`, its cgroup not filled in yet;
-    /// `None` when the socket is not connected (or there is none).
+    /// none when the socket is not connected (or there is none).
     #[inline(always)]
-    pub fn of(skb: *mut __sk_buff, key: &FlowKey) -> Option<Entry> {
+    pub fn of(skb: *mut __sk_buff, key: &FlowKey) -> Entry {
         // SAFETY: the program's context; `sk` is checked for null before its one read.
         let connected = unsafe {
             let sk = (*skb).__bindgen_anon_2.sk;
             !sk.is_null() && read_volatile(&raw const (*sk).dst_port) != 0
         };
-        if !connected {
-            return None;
-        }
         let tag = tag_of(key);
-        // SAFETY: a live array element, read once.
-        let epoch = unsafe { read_volatile(control_word(FLOW_INDEX_EPOCH)?) };
-        Some(Entry {
-            entry: this_cpu_entry(&FLOW_CACHE, FLOW_CACHE_ENTRIES, tag)?,
+        let none = Entry {
+            entry: null_mut(),
             tag,
-            valid_in: epoch.wrapping_add(1),
-        })
+            valid_in: 0,
+        };
+        if !connected {
+            return none;
+        }
+        let (Some(epoch), Some(entry)) = (
+            control_word(FLOW_INDEX_EPOCH),
+            this_cpu_entry(&FLOW_CACHE, FLOW_CACHE_ENTRIES, tag),
+        ) else {
+            return none;
+        };
+        Entry {
+            entry,
+            tag,
+            // SAFETY: a live array element, read once.
+            valid_in: unsafe { read_volatile(epoch) }.wrapping_add(1),
+        }
     }
 
     /// The slot of `key` (whose cgroup is not compared), when this entry holds it.
     #[inline(always)]
     pub fn slot(&self, key: &FlowKey) -> Option<u32> {
         let entry = self.entry;
+        if entry.is_null() {
+            return None;
+        }
         // SAFETY: this CPU's live array element; fields are read one by one, so an entry torn
         // by an interrupted writer yields a slot that the key check below rejects.
         let slot = unsafe {
@@ -84,6 +101,9 @@ impl Entry {
     #[inline(always)]
     pub fn remember(&self, slot: u32) {
         let entry = self.entry;
+        if entry.is_null() {
+            return;
+        }
         // SAFETY: this CPU's live array element. Invalid while it is rewritten.
         unsafe {
             write_volatile(&raw mut (*entry).valid_in, 0);
@@ -107,17 +127,12 @@ fn words(key: &FlowKey) -> *const u64 {
     (key as *const FlowKey).cast()
 }
 
-/// A 32-bit hash of the key but its cgroup (a multiply per word).
+/// The tag of a connected socket's flow: its cookie's low half. The cache holds connected
+/// sockets only, one flow each, and cookies are handed out in sequence, so the socket alone
+/// spreads them over the entries, and the tag is known before the packet is parsed.
 #[inline(always)]
 fn tag_of(key: &FlowKey) -> u32 {
-    let words = words(key);
-    let mut hash = 0u64;
-    for i in (0..KEY_WORDS).filter(|&i| i != CGROUP_WORD) {
-        // SAFETY: within the key (checked above).
-        let word = unsafe { *words.add(i) };
-        hash = (hash ^ word).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-    (hash >> 32) as u32
+    key.cookie as u32
 }
 
 /// Whether the keys are equal but for their cgroups.

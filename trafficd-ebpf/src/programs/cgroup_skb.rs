@@ -89,15 +89,13 @@ fn account(ctx: &SkBuffContext, direction: Direction) {
 #[inline(always)]
 fn flow_counters(skb: *mut __sk_buff, key: &mut FlowKey) -> Option<*mut Traffic> {
     let cached = flow_cache::Entry::of(skb, key);
-    let slot = match cached.as_ref().and_then(|entry| entry.slot(key)) {
+    let slot = match cached.slot(key) {
         Some(slot) => slot,
         None => {
             // SAFETY: helper on the program's own context (0 without a socket).
             key.cgroup_id = unsafe { bpf_skb_cgroup_id(skb) };
             let slot = slot_of(key)?;
-            if let Some(entry) = &cached {
-                entry.remember(slot);
-            }
+            cached.remember(slot);
             slot
         }
     };
