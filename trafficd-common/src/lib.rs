@@ -107,6 +107,59 @@ pub mod hand_back {
     pub const SLOTS: usize = 768;
 }
 
+/// Offsets of the kernel struct fields the programs read, as placeholders in their code.
+///
+/// Rust eBPF has no CO-RE relocations, and a program may read a BTF-typed pointer only at an
+/// offset the verifier knows. Each offset is a 64-bit immediate load (`ld_imm64`) of its
+/// placeholder; before loading, the daemon finds every one in the object and writes in the
+/// offset read from the running kernel's BTF. A read-only global would do the same through a
+/// memory load, a cache line missed by programs that run after a large copy.
+pub mod kernel_field {
+    /// The high half of every placeholder: improbable in any other instruction.
+    pub const MARK: u32 = 0x7f7a_fd0f;
+    /// The low half, less the field's number.
+    const LOW: u32 = 0x0ff5_e700;
+
+    /// The placeholder of field number `number` (< 256).
+    pub const fn placeholder(number: u8) -> u64 {
+        ((MARK as u64) << 32) | (LOW | number as u32) as u64
+    }
+
+    /// The field number of `placeholder`, if it is one.
+    pub const fn number(placeholder: u64) -> Option<u8> {
+        if (placeholder >> 32) as u32 == MARK && (placeholder as u32) & !0xff == LOW {
+            Some(placeholder as u8)
+        } else {
+            None
+        }
+    }
+
+    /// `struct sock` (`__sk_common.skc_*` unless said otherwise).
+    pub const SK_FAMILY: u64 = placeholder(0);
+    pub const SK_COOKIE: u64 = placeholder(1);
+    pub const SK_STATE: u64 = placeholder(2);
+    /// `sk_protocol`, of `struct sock` itself.
+    pub const SK_PROTOCOL: u64 = placeholder(3);
+    /// `skc_daddr` and `skc_rcv_saddr`: the IPv4 addresses, remote and local.
+    pub const SK_DADDR: u64 = placeholder(4);
+    pub const SK_RCV_SADDR: u64 = placeholder(5);
+    /// `skc_dport` (network order) and `skc_num` (the local port, host order).
+    pub const SK_DPORT: u64 = placeholder(6);
+    pub const SK_NUM: u64 = placeholder(7);
+    pub const SK_V6_DADDR: u64 = placeholder(8);
+    pub const SK_V6_RCV_SADDR: u64 = placeholder(9);
+    /// `sk_cgrp_data.cgroup`, then `cgroup.kn`, then `kernfs_node.id`: the socket's cgroup id.
+    pub const SK_CGROUP: u64 = placeholder(10);
+    pub const CGROUP_KN: u64 = placeholder(11);
+    pub const KERNFS_ID: u64 = placeholder(12);
+    /// `struct tcp_sock`: the kernel's own per-connection counters.
+    pub const TCP_BYTES_SENT: u64 = placeholder(13);
+    pub const TCP_BYTES_RECEIVED: u64 = placeholder(14);
+    pub const TCP_SEGS_OUT: u64 = placeholder(15);
+    pub const TCP_SEGS_IN: u64 = placeholder(16);
+    pub const TCP_HEADER_LEN: u64 = placeholder(17);
+}
+
 /// Default number of entries of each map; every one can be changed on the command line.
 pub mod defaults {
     pub const SOCKETS: u32 = 16_384;

@@ -7,6 +7,8 @@
 // The atomic add intrinsic: core's atomic types have no read-modify-write ops on BPF.
 #![allow(internal_features)]
 #![feature(core_intrinsics)]
+// Inline assembly on BPF: the kernel field offsets are immediate loads the daemon patches.
+#![feature(asm_experimental_arch)]
 
 mod counters;
 mod flow_cache;

@@ -1,67 +1,37 @@
 //! Reading fields of the kernel's `struct sock` and `struct tcp_sock` from BTF-typed pointers.
 //!
-//! Rust eBPF has no CO-RE relocations: the daemon reads each field's offset from the running
-//! kernel's BTF and sets the globals below at load time (the values here are Linux 6.x's, for
-//! the verifier tests only). The loader freezes them, so the verifier knows their values: every
-//! read is at a constant offset, which lets it go straight to the socket instead of through
-//! `bpf_probe_read_kernel` (a third of a program's own time when measured).
+//! Rust eBPF has no CO-RE relocations: each field's offset is a placeholder constant in the
+//! code ([`kernel_field`]), which the daemon replaces by the offset it reads from the running
+//! kernel's BTF before loading. The verifier sees a constant: every read is at an offset it
+//! knows, which lets it go straight to the socket instead of through `bpf_probe_read_kernel`
+//! (a third of a program's own time when measured), and no read of the offset itself comes
+//! first.
 
-use core::{ffi::c_void, ptr::read_volatile};
+use core::{arch::asm, ffi::c_void, ptr::read_volatile};
 
 use aya_ebpf::helpers::generated::bpf_get_socket_cookie;
-use trafficd_common::{AF_INET, AF_INET6};
+use trafficd_common::{kernel_field, AF_INET, AF_INET6};
 
-/// `struct sock` offsets (`__sk_common.skc_*` unless said otherwise).
-#[unsafe(no_mangle)]
-static SK_FAMILY_OFFSET: u32 = 16;
-#[unsafe(no_mangle)]
-static SK_COOKIE_OFFSET: u32 = 88;
-#[unsafe(no_mangle)]
-static SK_STATE_OFFSET: u32 = 18;
-/// `sk_protocol` (a `u16` of `struct sock` itself).
-#[unsafe(no_mangle)]
-static SK_PROTOCOL_OFFSET: u32 = 514;
-/// `skc_daddr` and `skc_rcv_saddr`: the IPv4 addresses, remote and local.
-#[unsafe(no_mangle)]
-static SK_DADDR_OFFSET: u32 = 0;
-#[unsafe(no_mangle)]
-static SK_RCV_SADDR_OFFSET: u32 = 4;
-/// `skc_dport` (network order) and `skc_num` (the local port, host order).
-#[unsafe(no_mangle)]
-static SK_DPORT_OFFSET: u32 = 12;
-#[unsafe(no_mangle)]
-static SK_NUM_OFFSET: u32 = 14;
-#[unsafe(no_mangle)]
-static SK_V6_DADDR_OFFSET: u32 = 56;
-#[unsafe(no_mangle)]
-static SK_V6_RCV_SADDR_OFFSET: u32 = 72;
-/// `sk_cgrp_data.cgroup`, then `cgroup.kn`, then `kernfs_node.id`: the socket's cgroup id.
-#[unsafe(no_mangle)]
-static SK_CGROUP_OFFSET: u32 = 640;
-#[unsafe(no_mangle)]
-static CGROUP_KN_OFFSET: u32 = 256;
-#[unsafe(no_mangle)]
-static KERNFS_ID_OFFSET: u32 = 80;
-
-/// `struct tcp_sock` offsets: the kernel's own per-connection counters.
-#[unsafe(no_mangle)]
-static TCP_BYTES_SENT_OFFSET: u32 = 1432;
-#[unsafe(no_mangle)]
-static TCP_BYTES_RECEIVED_OFFSET: u32 = 1384;
-#[unsafe(no_mangle)]
-static TCP_SEGS_OUT_OFFSET: u32 = 1428;
-#[unsafe(no_mangle)]
-static TCP_SEGS_IN_OFFSET: u32 = 1380;
-#[unsafe(no_mangle)]
-static TCP_HEADER_LEN_OFFSET: u32 = 1372;
-
-/// The field of BTF-typed object `object` at the offset the global `offset` holds; `None` when
-/// the offset could not be inside a socket.
+/// The offset of kernel field `FIELD` (a [`kernel_field`] placeholder, which the daemon
+/// replaces in the code by the offset in the running kernel before loading).
 #[inline(always)]
-fn field<T>(object: *const c_void, offset: &u32) -> Option<T> {
-    // SAFETY: a read-only global, frozen at load time.
-    let offset = unsafe { read_volatile(offset) };
-    // Bounded so the read stays inside the object whatever the daemon set.
+fn offset<const FIELD: u64>() -> u64 {
+    let offset: u64;
+    // SAFETY: loads a constant into a register, nothing else. Opaque to LLVM, which could
+    // otherwise fold the placeholder into arithmetic the daemon would not find.
+    unsafe {
+        asm!("{0} = {1} ll", out(reg) offset, const FIELD, options(pure, nomem, nostack));
+    }
+    offset
+}
+
+/// The field `FIELD` of BTF-typed object `object`; `None` when its offset could not be inside
+/// a socket.
+#[inline(always)]
+fn field<T, const FIELD: u64>(object: *const c_void) -> Option<T> {
+    let offset = offset::<FIELD>();
+    // Bounded so the read stays inside the object whatever the offset; the verifier, which
+    // sees the constant, drops the branch.
     if offset > 4096 {
         return None;
     }
@@ -78,7 +48,7 @@ pub struct Sock(pub *const c_void);
 impl Sock {
     #[inline(always)]
     pub fn family(self) -> Option<u16> {
-        field(self.0, &SK_FAMILY_OFFSET)
+        field::<_, { kernel_field::SK_FAMILY }>(self.0)
     }
 
     #[inline(always)]
@@ -91,12 +61,12 @@ impl Sock {
 
     #[inline(always)]
     pub fn protocol(self) -> Option<u16> {
-        field(self.0, &SK_PROTOCOL_OFFSET)
+        field::<_, { kernel_field::SK_PROTOCOL }>(self.0)
     }
 
     #[inline(always)]
     pub fn state(self) -> Option<u8> {
-        field(self.0, &SK_STATE_OFFSET)
+        field::<_, { kernel_field::SK_STATE }>(self.0)
     }
 
     /// The socket's cookie, as `bpf_get_socket_cookie` gives it. The kernel makes a socket's
@@ -105,7 +75,7 @@ impl Sock {
     /// return is dear under the SRSO mitigation). The helper makes it when it is not there yet.
     #[inline(always)]
     pub fn cookie(self) -> u64 {
-        match field::<u64>(self.0, &SK_COOKIE_OFFSET) {
+        match field::<u64, { kernel_field::SK_COOKIE }>(self.0) {
             Some(cookie) if cookie != 0 => cookie,
             // SAFETY: `self.0` is a BTF-typed socket.
             _ => unsafe { bpf_get_socket_cookie(self.0 as *mut c_void) },
@@ -115,16 +85,19 @@ impl Sock {
     /// (local, remote) port, both in host order.
     #[inline(always)]
     pub fn ports(self) -> Option<(u16, u16)> {
-        let remote: u16 = field(self.0, &SK_DPORT_OFFSET)?;
-        Some((field(self.0, &SK_NUM_OFFSET)?, u16::from_be(remote)))
+        let remote: u16 = field::<_, { kernel_field::SK_DPORT }>(self.0)?;
+        Some((
+            field::<_, { kernel_field::SK_NUM }>(self.0)?,
+            u16::from_be(remote),
+        ))
     }
 
     /// (local, remote) IPv4 address, network order.
     #[inline(always)]
     pub fn v4_addrs(self) -> Option<([u8; 4], [u8; 4])> {
         Some((
-            field(self.0, &SK_RCV_SADDR_OFFSET)?,
-            field(self.0, &SK_DADDR_OFFSET)?,
+            field::<_, { kernel_field::SK_RCV_SADDR }>(self.0)?,
+            field::<_, { kernel_field::SK_DADDR }>(self.0)?,
         ))
     }
 
@@ -132,31 +105,30 @@ impl Sock {
     #[inline(always)]
     pub fn v6_addrs(self) -> Option<([u8; 16], [u8; 16])> {
         Some((
-            read_v6(self.0, &SK_V6_RCV_SADDR_OFFSET)?,
-            read_v6(self.0, &SK_V6_DADDR_OFFSET)?,
+            read_v6::<{ kernel_field::SK_V6_RCV_SADDR }>(self.0)?,
+            read_v6::<{ kernel_field::SK_V6_DADDR }>(self.0)?,
         ))
     }
 
     /// The id of the socket's cgroup, as `bpf_skb_cgroup_id` gives it for its packets.
     #[inline(always)]
     pub fn cgroup_id(self) -> Option<u64> {
-        let cgroup: *const c_void = field(self.0, &SK_CGROUP_OFFSET)?;
+        let cgroup: *const c_void = field::<_, { kernel_field::SK_CGROUP }>(self.0)?;
         if cgroup.is_null() {
             return None;
         }
-        let node: *const c_void = field(cgroup, &CGROUP_KN_OFFSET)?;
+        let node: *const c_void = field::<_, { kernel_field::CGROUP_KN }>(cgroup)?;
         if node.is_null() {
             return None;
         }
-        field(node, &KERNFS_ID_OFFSET)
+        field::<_, { kernel_field::KERNFS_ID }>(node)
     }
 }
 
 /// An in6_addr in two 8-byte reads (the verifier takes a read of up to 8 bytes inside it).
 #[inline(always)]
-fn read_v6(sk: *const c_void, offset: &u32) -> Option<[u8; 16]> {
-    // SAFETY: as for `field`.
-    let at = unsafe { read_volatile(offset) };
+fn read_v6<const FIELD: u64>(sk: *const c_void) -> Option<[u8; 16]> {
+    let at = offset::<FIELD>();
     if at > 4096 {
         return None;
     }
@@ -195,16 +167,16 @@ impl TcpSock {
     #[inline(always)]
     pub fn counters(self) -> Option<TcpCounters> {
         Some(TcpCounters {
-            sent_bytes: field(self.0, &TCP_BYTES_SENT_OFFSET)?,
-            received_bytes: field(self.0, &TCP_BYTES_RECEIVED_OFFSET)?,
-            segs_out: field(self.0, &TCP_SEGS_OUT_OFFSET)?,
-            segs_in: field(self.0, &TCP_SEGS_IN_OFFSET)?,
+            sent_bytes: field::<_, { kernel_field::TCP_BYTES_SENT }>(self.0)?,
+            received_bytes: field::<_, { kernel_field::TCP_BYTES_RECEIVED }>(self.0)?,
+            segs_out: field::<_, { kernel_field::TCP_SEGS_OUT }>(self.0)?,
+            segs_in: field::<_, { kernel_field::TCP_SEGS_IN }>(self.0)?,
         })
     }
 
     /// The TCP header length of the connection's segments, options included.
     #[inline(always)]
     pub fn header_len(self) -> Option<u16> {
-        field(self.0, &TCP_HEADER_LEN_OFFSET)
+        field::<_, { kernel_field::TCP_HEADER_LEN }>(self.0)
     }
 }

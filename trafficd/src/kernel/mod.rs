@@ -91,11 +91,8 @@ impl Kernel {
         // parse of its 5+ MB was a tenth of a second of CPU here.
         let btf = aya::Btf::from_sys_fs().map_err(|_| Error::NoBtf)?;
         let cpus = cpu_number_limit()?;
-        let mut loader = EbpfLoader::new();
-        for (global, offset) in &offsets.0 {
-            loader.override_global(global, offset, true);
-        }
-        let mut ebpf = loader
+        let object = offsets.patch(OBJECT)?;
+        let mut ebpf = EbpfLoader::new()
             .btf(Some(&btf))
             .override_global(aya_log::LEVEL, &log_level, false)
             .map_max_entries(names::SOCKETS, sizes.sockets)
@@ -109,7 +106,7 @@ impl Kernel {
             .map_max_entries(names::CLOSED, sizes.closed)
             .map_max_entries(names::RECENT_USE, cpus * RECENT_USES)
             .map_max_entries(names::FLOW_CACHE, cpus * FLOW_CACHE_ENTRIES)
-            .load(OBJECT)?;
+            .load(object.bytes())?;
 
         let logger = if kernel_log {
             aya_log::EbpfLogger::init(&mut ebpf)
