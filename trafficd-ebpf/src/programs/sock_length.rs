@@ -35,21 +35,15 @@ use crate::{
 
 const MSG_PEEK: i32 = 2;
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Call {
-    Send,
-    Receive,
-}
-
 #[btf_tracepoint(function = "sock_send_length")]
 pub fn trafficd_sock_send(ctx: BtfTracePointContext) -> i32 {
-    record(&ctx, Call::Send);
+    record::<SEND>(&ctx);
     0
 }
 
 #[btf_tracepoint(function = "sock_recv_length")]
 pub fn trafficd_sock_recv(ctx: BtfTracePointContext) -> i32 {
-    record(&ctx, Call::Receive);
+    record::<RECEIVE>(&ctx);
     0
 }
 
@@ -63,20 +57,29 @@ pub fn trafficd_tcp_consume(ctx: BtfTracePointContext) -> i32 {
     if !sk.is_null() {
         let cookie = Sock(sk).cookie();
         let pid_tgid = bpf_get_current_pid_tgid();
-        // The tracepoint is TCP's own: every socket here is an IP one.
-        use_socket(
-            &ctx,
-            cookie,
-            (pid_tgid >> 32) as u32,
-            pid_tgid as u32,
-            || true,
-        );
+        if confirmed_entry(cookie, (pid_tgid >> 32) as u32).is_none() {
+            // The tracepoint is TCP's own: every socket here is an IP one.
+            record_first_use::<CONSUME>(&ctx, sk, cookie, pid_tgid, 0);
+        }
     }
     0
 }
 
+/// What a call did, as the const parameter of the functions below (a subprogram has five
+/// argument registers, all taken).
+const SEND: u8 = 0;
+const RECEIVE: u8 = 1;
+/// Consumed TCP data: only the owner is recorded.
+const CONSUME: u8 = 2;
+
+/// The common case inline: the call's (socket, process) is this CPU's recent use, its owner
+/// confirmed, so the call adds to the entry's payload and goes. The rest is a subprogram of its
+/// own. Kept small because its stack is: a tracing program with a frame of 64 bytes or more
+/// runs on a private per-CPU stack of its own, lines that a large send or receive has evicted
+/// by the time the program runs, where a smaller frame stays on the kernel stack the caller
+/// just used.
 #[inline(always)]
-fn record(ctx: &BtfTracePointContext, call: Call) {
+fn record<const CALL: u8>(ctx: &BtfTracePointContext) {
     let sk: *const c_void = ctx.arg(0);
     let ret: i64 = ctx.arg(1);
     let flags: i64 = ctx.arg(2);
@@ -87,49 +90,148 @@ fn record(ctx: &BtfTracePointContext, call: Call) {
         return;
     }
     // A peek is read again later; counting it would count the bytes twice.
-    if call == Call::Receive && flags & MSG_PEEK != 0 {
+    if CALL == RECEIVE && flags & MSG_PEEK != 0 {
         return;
     }
     let cookie = Sock(sk).cookie();
     let pid_tgid = bpf_get_current_pid_tgid();
-    let tgid = (pid_tgid >> 32) as u32;
     let bytes = ret as u64;
+    let Some(recent) = confirmed_entry(cookie, (pid_tgid >> 32) as u32) else {
+        record_first_use::<CALL>(ctx, sk, cookie, pid_tgid, bytes);
+        return;
+    };
+    // SAFETY: this CPU's live array element; only its fields' addresses are taken.
+    let (payload, checked_in) =
+        unsafe { (&raw mut (*recent).payload, &raw mut (*recent).checked_in) };
+    add_payload::<CALL>(payload, bytes);
+    tcp_socket::report_if_due(ctx, sk, cookie, Some(checked_in));
+}
 
-    let moved = match call {
-        Call::Send => Payload {
+/// This CPU's entry for (socket `cookie`, process `tgid`), when it holds them with their owner
+/// confirmed as of now: the OWNER_CHANGES control word has not moved since the entry was
+/// sealed, so no owner was written since. Most calls come from the CPU's recent use again;
+/// they need no OWNERS lookup (a hash of the key and a compare) and their payload no
+/// SOCKET_PROCESSES one.
+#[inline(always)]
+fn confirmed_entry(cookie: u64, tgid: u32) -> Option<*mut RecentUse> {
+    let changes = control_word(OWNER_CHANGES)?;
+    let recent = this_cpu_entry(&RECENT_USE, RECENT_USES, pair_hash(cookie, tgid))?;
+    // SAFETY: live array elements; `recent` is this CPU's. A program on this CPU may interrupt
+    // another (the send and receive programs run in interrupts too), leaving a mix of two
+    // entries: their seal matches neither, so the next call looks again.
+    let confirmed = unsafe {
+        read_volatile(&raw const (*recent).cookie) == cookie
+            && read_volatile(&raw const (*recent).tgid) == tgid
+            && read_volatile(&raw const (*recent).seal)
+                == seal(cookie, tgid, read_volatile(changes))
+    };
+    confirmed.then_some(recent)
+}
+
+/// A call whose (socket, process) this CPU's entry does not hold confirmed: records the owner
+/// unless OWNERS names it already, makes the pair the entry's, adds `bytes` (`CALL`'s) there,
+/// and checks whether the socket's connection is due to report. A socket the entry did not
+/// hold is recorded only if it is an IP one: the send and receive tracepoints fire for every
+/// socket. A cookie is never reused, so one that an entry holds is an IP socket's, and the
+/// common call skips that line of the socket.
+///
+/// Out of line, with the arguments packed into five registers, so that the common case keeps
+/// a small frame (see [`record`]).
+#[inline(never)]
+fn record_first_use<const CALL: u8>(
+    ctx: &BtfTracePointContext,
+    sk: *const c_void,
+    cookie: u64,
+    pid_tgid: u64,
+    bytes: u64,
+) {
+    let tgid = (pid_tgid >> 32) as u32;
+    let tid = pid_tgid as u32;
+    let is_ip = || CALL == CONSUME || Sock(sk).is_inet();
+    let (Some(changes), Some(recent)) = (
+        control_word(OWNER_CHANGES),
+        this_cpu_entry(&RECENT_USE, RECENT_USES, pair_hash(cookie, tgid)),
+    ) else {
+        // Both indices exist: not reached, but the owner is never left unrecorded.
+        if !is_ip() {
+            return;
+        }
+        if !is_owner(cookie, tgid) {
+            write_owner(ctx, cookie, tgid, tid);
+        }
+        if CALL != CONSUME {
+            add_to_socket_processes(ctx, cookie, tgid, &moved::<CALL>(bytes));
+            tcp_socket::report_if_due(ctx, sk, cookie, None);
+        }
+        return;
+    };
+    // SAFETY: live array elements; `recent` is this CPU's (see `confirmed_entry`). The payload
+    // of a call that interrupts a switch can go to the pair switched to: a weight in splitting
+    // a shared socket between processes, never bytes on the wire, and only in that window.
+    unsafe {
+        let seen = read_volatile(changes);
+        let same = read_volatile(&raw const (*recent).cookie) == cookie
+            && read_volatile(&raw const (*recent).tgid) == tgid;
+        if !same && !is_ip() {
+            return;
+        }
+        let confirmed = if is_owner(cookie, tgid) {
+            seen
+        } else {
+            write_owner(ctx, cookie, tgid, tid);
+            fetch_add(changes, 1) + 1
+        };
+        if !same {
+            switch_recent_use(ctx, recent, cookie, tgid);
+        }
+        write_volatile(&raw mut (*recent).seal, seal(cookie, tgid, confirmed));
+        if CALL != CONSUME {
+            add_payload::<CALL>(&raw mut (*recent).payload, bytes);
+            tcp_socket::report_if_due(ctx, sk, cookie, Some(&raw mut (*recent).checked_in));
+        }
+    }
+}
+
+/// What a `CALL` of `bytes` moved.
+#[inline(always)]
+fn moved<const CALL: u8>(bytes: u64) -> Payload {
+    match CALL {
+        SEND => Payload {
             sent_bytes: bytes,
             sent_calls: 1,
             ..Payload::default()
         },
-        Call::Receive => Payload {
+        RECEIVE => Payload {
             received_bytes: bytes,
             received_calls: 1,
             ..Payload::default()
         },
-    };
-    // The tracepoints fire for every socket; only IP ones are recorded. The family is checked
-    // when the CPU's entry does not hold the socket already: a cookie is never reused, so one
-    // that an entry holds is an IP socket's, and the common call skips a line of the socket.
-    let is_ip = || Sock(sk).is_inet();
-    match use_socket(ctx, cookie, tgid, pid_tgid as u32, is_ip) {
-        Use::Skip => {}
-        Use::Entry(recent) => {
-            // SAFETY: this CPU's live array element; only its fields' addresses are taken.
-            let (payload, checked_in) =
-                unsafe { (&raw mut (*recent).payload, &raw mut (*recent).checked_in) };
-            add_payload(payload, &moved);
-            tcp_socket::report_if_due(ctx, sk, cookie, Some(checked_in));
-        }
-        Use::NoEntry => {
-            add_to_socket_processes(ctx, cookie, tgid, &moved);
-            tcp_socket::report_if_due(ctx, sk, cookie, None);
+        _ => Payload::default(),
+    }
+}
+
+/// Adds a `CALL` of `bytes` to `total`.
+#[inline(always)]
+fn add_payload<const CALL: u8>(total: *mut Payload, bytes: u64) {
+    // SAFETY: `total` is a live map value; only its fields' addresses are taken.
+    unsafe {
+        match CALL {
+            SEND => {
+                add(&raw mut (*total).sent_bytes, bytes);
+                add(&raw mut (*total).sent_calls, 1);
+            }
+            RECEIVE => {
+                add(&raw mut (*total).received_bytes, bytes);
+                add(&raw mut (*total).received_calls, 1);
+            }
+            _ => {}
         }
     }
 }
 
 /// Adds `moved` to `total`, the sides it has only.
 #[inline(always)]
-fn add_payload(total: *mut Payload, moved: &Payload) {
+fn add_moved(total: *mut Payload, moved: &Payload) {
     // SAFETY: `total` is a live map value; only its fields' addresses are taken.
     unsafe {
         if moved.sent_calls > 0 {
@@ -152,81 +254,12 @@ fn add_to_socket_processes(ctx: &BtfTracePointContext, cookie: u64, tgid: u32, m
         _pad: 0,
     };
     match entry(&SOCKET_PROCESSES, &key) {
-        Some(total) => add_payload(total, moved),
+        Some(total) => add_moved(total, moved),
         None => {
             let bytes = moved.sent_bytes.wrapping_add(moved.received_bytes);
             count_loss(ctx, Loss::SocketProcessMapFull, bytes);
         }
     }
-}
-
-/// Makes (socket `cookie`, process `tgid`) this CPU's recent use and returns the entry, its
-/// payload now theirs. On the way, records the process as the socket's owner unless it already
-/// is, and remembers the process itself by tgid. A socket the entry does not hold yet is
-/// recorded only if `counted()`.
-///
-/// Most calls come from the CPU's recent use again, whose owner was confirmed then, along with
-/// how many owner writes had been made: while none was made since, the call needs no OWNERS
-/// lookup (a hash of the key and a compare) and its payload no SOCKET_PROCESSES one. Owners
-/// are written once per socket and on hand-over after fork.
-#[inline(always)]
-fn use_socket(
-    ctx: &BtfTracePointContext,
-    cookie: u64,
-    tgid: u32,
-    tid: u32,
-    counted: impl Fn() -> bool,
-) -> Use {
-    let (Some(changes), Some(recent)) = (
-        control_word(OWNER_CHANGES),
-        this_cpu_entry(&RECENT_USE, RECENT_USES, pair_hash(cookie, tgid)),
-    ) else {
-        // Both indices exist: not reached, but the owner is never left unrecorded.
-        if !counted() {
-            return Use::Skip;
-        }
-        if !is_owner(cookie, tgid) {
-            write_owner(ctx, cookie, tgid, tid);
-        }
-        return Use::NoEntry;
-    };
-    // SAFETY: live array elements; `recent` is this CPU's. A program on this CPU may interrupt
-    // another (the send and receive programs run in interrupts too), leaving a mix of two
-    // entries: their seal matches neither, so the next call looks again. The payload of a call
-    // that interrupts a switch can go to the pair switched to: a weight in splitting a shared
-    // socket between processes, never bytes on the wire, and only in that window.
-    unsafe {
-        let seen = read_volatile(changes);
-        let same = read_volatile(&raw const (*recent).cookie) == cookie
-            && read_volatile(&raw const (*recent).tgid) == tgid;
-        if same && read_volatile(&raw const (*recent).seal) == seal(cookie, tgid, seen) {
-            return Use::Entry(recent);
-        }
-        if !same && !counted() {
-            return Use::Skip;
-        }
-        let confirmed = if is_owner(cookie, tgid) {
-            seen
-        } else {
-            write_owner(ctx, cookie, tgid, tid);
-            fetch_add(changes, 1) + 1
-        };
-        if !same {
-            switch_recent_use(ctx, recent, cookie, tgid);
-        }
-        write_volatile(&raw mut (*recent).seal, seal(cookie, tgid, confirmed));
-    }
-    Use::Entry(recent)
-}
-
-/// Where a call's payload goes.
-enum Use {
-    /// This CPU's entry, now the call's (socket, process)'s.
-    Entry(*mut RecentUse),
-    /// SOCKET_PROCESSES: the entry was not reached.
-    NoEntry,
-    /// Nowhere: not an IP socket.
-    Skip,
 }
 
 /// Hands the payload waiting in `recent` to SOCKET_PROCESSES and makes the entry (`cookie`,
