@@ -265,7 +265,7 @@ mod tests {
             return;
         }
         let offsets = offsets().unwrap();
-        let at = |global| offsets.get(global).unwrap();
+        let at = |field| offsets.get(field).unwrap();
         // Stable since Linux 2.6 at the start of `sock_common`: the two IPv4 addresses, a
         // 4-byte hash, the two ports, the family, the state.
         assert_eq!(at(SK_DADDR), 0);
