@@ -59,7 +59,7 @@ pub fn trafficd_tcp_consume(ctx: BtfTracePointContext) -> i32 {
         let pid_tgid = bpf_get_current_pid_tgid();
         if confirmed_entry(cookie, (pid_tgid >> 32) as u32).is_none() {
             // The tracepoint is TCP's own: every socket here is an IP one.
-            record_first_use::<CONSUME>(&ctx, sk, cookie, pid_tgid, 0);
+            record_unconfirmed::<CONSUME>(&ctx, sk, cookie, pid_tgid, 0);
         }
     }
     0
@@ -97,7 +97,7 @@ fn record<const CALL: u8>(ctx: &BtfTracePointContext) {
     let pid_tgid = bpf_get_current_pid_tgid();
     let bytes = ret as u64;
     let Some(recent) = confirmed_entry(cookie, (pid_tgid >> 32) as u32) else {
-        record_first_use::<CALL>(ctx, sk, cookie, pid_tgid, bytes);
+        record_unconfirmed::<CALL>(ctx, sk, cookie, pid_tgid, bytes);
         return;
     };
     // SAFETY: this CPU's live array element; only its fields' addresses are taken.
@@ -138,7 +138,7 @@ fn confirmed_entry(cookie: u64, tgid: u32) -> Option<*mut RecentUse> {
 /// Out of line, with the arguments packed into five registers, so that the common case keeps
 /// a small frame (see [`record`]).
 #[inline(never)]
-fn record_first_use<const CALL: u8>(
+fn record_unconfirmed<const CALL: u8>(
     ctx: &BtfTracePointContext,
     sk: *const c_void,
     cookie: u64,
