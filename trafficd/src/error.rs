@@ -21,6 +21,12 @@ pub enum Error {
     Btf(String),
 
     #[error(
+        "the kernel programs built into this trafficd cannot be prepared for loading: {0}; \
+         this build is broken, rebuild it from a clean tree (`cargo clean -p trafficd`)"
+    )]
+    BrokenObject(String),
+
+    #[error(
         "no cgroup2 filesystem is mounted (looked in /proc/self/mountinfo); mount one with \
          `mount -t cgroup2 none /sys/fs/cgroup/unified` or boot with systemd's unified hierarchy"
     )]

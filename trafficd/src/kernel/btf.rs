@@ -79,9 +79,8 @@ impl Offsets {
         }
         let mark = kernel_field::MARK.to_le_bytes();
         if let Some(left) = patched.windows(4).position(|bytes| bytes == mark) {
-            return Err(Error::Btf(format!(
-                "the kernel programs hold a field placeholder at byte {left} of their object \
-                 that is not an immediate load; this build of trafficd is broken"
+            return Err(Error::BrokenObject(format!(
+                "a field placeholder at byte {left} of their object is not an immediate load"
             )));
         }
         Ok(PatchedObject {
@@ -120,9 +119,9 @@ fn placeholder_load(insns: &[u8]) -> Option<u64> {
 
 fn unknown(placeholder: u64) -> Error {
     let number = kernel_field::number(placeholder).map_or(-1, i32::from);
-    Error::Btf(format!(
-        "the kernel programs read field number {number} ({placeholder:#x}), which this daemon \
-         does not look up; this build of trafficd is broken"
+    Error::BrokenObject(format!(
+        "they read kernel field number {number} ({placeholder:#x}), which this daemon does not \
+         look up"
     ))
 }
 
