@@ -213,20 +213,7 @@ fn moved<const CALL: u8>(bytes: u64) -> Payload {
 /// Adds a `CALL` of `bytes` to `total`.
 #[inline(always)]
 fn add_payload<const CALL: u8>(total: *mut Payload, bytes: u64) {
-    // SAFETY: `total` is a live map value; only its fields' addresses are taken.
-    unsafe {
-        match CALL {
-            SEND => {
-                add(&raw mut (*total).sent_bytes, bytes);
-                add(&raw mut (*total).sent_calls, 1);
-            }
-            RECEIVE => {
-                add(&raw mut (*total).received_bytes, bytes);
-                add(&raw mut (*total).received_calls, 1);
-            }
-            _ => {}
-        }
-    }
+    add_moved(total, &moved::<CALL>(bytes));
 }
 
 /// Adds `moved` to `total`, the sides it has only.
