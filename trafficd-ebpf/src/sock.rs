@@ -29,15 +29,21 @@ fn offset<const FIELD: u64>() -> u64 {
 /// a socket.
 #[inline(always)]
 fn field<T, const FIELD: u64>(object: *const c_void) -> Option<T> {
-    let offset = offset::<FIELD>();
-    // Bounded so the read stays inside the object whatever the offset; the verifier, which
-    // sees the constant, drops the branch.
+    read_at(object, offset::<FIELD>())
+}
+
+/// The `T` at byte `offset` of BTF-typed object `object`, a field's offset from the kernel's
+/// BTF (or a part of one); `None` when it could not be inside a socket.
+#[inline(always)]
+fn read_at<T>(object: *const c_void, offset: u64) -> Option<T> {
+    // Bounded so the read stays inside the object whatever the offset. The verifier sees the
+    // constant and never follows the branch, but the JIT still emits the compare.
     if offset > 4096 {
         return None;
     }
-    // SAFETY: `object` is a BTF-typed kernel pointer and `offset` one of its fields' (from the
-    // kernel's BTF); the verifier checks the read against that BTF, and a read through a bad
-    // pointer yields 0 rather than a fault.
+    // SAFETY: `object` is a BTF-typed kernel pointer and `offset` inside one of its fields
+    // (from the kernel's BTF); the verifier checks the read against that BTF, and a read
+    // through a bad pointer yields 0 rather than a fault.
     Some(unsafe { read_volatile((object as *const u8).add(offset as usize) as *const T) })
 }
 
@@ -129,17 +135,8 @@ impl Sock {
 #[inline(always)]
 fn read_v6<const FIELD: u64>(sk: *const c_void) -> Option<[u8; 16]> {
     let at = offset::<FIELD>();
-    if at > 4096 {
-        return None;
-    }
-    let base = (sk as *const u8).wrapping_add(at as usize);
-    // SAFETY: as for `field`: both halves lie inside the in6_addr at `at`.
-    let (high, low) = unsafe {
-        (
-            read_volatile(base as *const [u8; 8]),
-            read_volatile(base.add(8) as *const [u8; 8]),
-        )
-    };
+    let high: [u8; 8] = read_at(sk, at)?;
+    let low: [u8; 8] = read_at(sk, at + 8)?;
     let mut addr = [0u8; 16];
     addr[..8].copy_from_slice(&high);
     addr[8..].copy_from_slice(&low);
