@@ -19,6 +19,7 @@ mod conditions;
 mod empty_bpf;
 mod gen;
 mod measure;
+mod memory;
 mod netns;
 mod proc;
 mod report;
@@ -347,6 +348,11 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let work_root = bench_dir.join("work");
     let _ = fs::remove_dir_all(&work_root);
     fs::create_dir_all(&work_root)?;
+    let memory_reads = memory::read_latencies();
+    println!(
+        "bench: one read from memory, by working set: {}",
+        memory::describe(&memory_reads)
+    );
     let stats = BpfStatsSysctl::new()?;
     let sysctl_before = stats.original().to_string();
     let net = netns::VethPair::create()?;
@@ -387,6 +393,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         finished,
         git_commit: built_from.git_commit.clone(),
         git_dirty: built_from.git_dirty,
+        memory_reads: memory_reads.clone(),
         ..report::Meta::collect()
     };
     let mut done = 0;

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::conditions::Condition;
 use super::empty_bpf;
+use super::memory;
 use super::scenarios::{Kind, Link, Scenario, ETH_HEADER, STEADY_AFTER_SECONDS};
 use super::RunRecord;
 
@@ -43,6 +44,9 @@ pub struct Meta {
     pub bpf_stats_sysctl_before: String,
     pub elapsed_seconds: f64,
     pub finished: bool,
+    /// The time of one read from memory by working set, measured before the first run.
+    #[serde(default)]
+    pub memory_reads: Vec<memory::ReadLatency>,
 }
 
 impl Meta {
@@ -1466,6 +1470,13 @@ fn markdown(
         meta.elapsed_seconds / 60.0,
         if meta.finished { "" } else { " (NOT FINISHED: partial results)" },
     );
+    if !meta.memory_reads.is_empty() {
+        let _ = writeln!(
+            md,
+            "One read from memory on this machine, by working set (a chase of dependent loads through cache lines in random order, before the first run): {}. A packet pays the larger figures for state its CPU's caches no longer hold.\n",
+            memory::describe(&meta.memory_reads)
+        );
+    }
     if !meta.notes.is_empty() {
         let _ = writeln!(md, "Notes:\n");
         for note in &meta.notes {
