@@ -33,7 +33,7 @@ pub fn read_latencies() -> Vec<ReadLatency> {
         .collect()
 }
 
-/// One line per `ReadLatency`, for the report: "2.6 ns within 32 KiB, ...".
+/// The figures in one line, for the report: "2.6 ns within 32 KiB, ...".
 pub fn describe(latencies: &[ReadLatency]) -> String {
     latencies
         .iter()
@@ -55,17 +55,9 @@ fn size_name(bytes: usize) -> String {
 /// The loop is written for `cargo xtask`'s unoptimized build too: raw pointer loads and a
 /// plain counter, unrolled, so that what it times is the loads and not the loop.
 fn chase_ns(bytes: usize) -> f64 {
+    let memory = chain(bytes);
     let lines = bytes / LINE;
-    let next = cycle(lines, 0x9e37_79b9_7f4a_7c15);
-    let words = LINE / size_of::<usize>();
-    let mut memory = vec![0usize; lines * words];
-    let base = memory.as_ptr() as usize;
-    // The first word of each line holds the address of the next line's first word.
-    for (line, &to) in next.iter().enumerate() {
-        memory[line * words] = base + to * LINE;
-    }
-    drop(next);
-    let mut at = base as *const usize;
+    let mut at = memory.as_ptr();
     // SAFETY: every address followed is the first word of a line of `memory`, alive and
     // unchanged until the chase is over.
     let mut follow = |rounds: usize| unsafe {
@@ -89,6 +81,19 @@ fn chase_ns(bytes: usize) -> f64 {
     black_box(at);
     drop(memory);
     elapsed.as_nanos() as f64 / (LOADS / 8 * 8) as f64
+}
+
+/// `bytes` of memory whose lines each hold, in their first word, the address of the next
+/// line's first word in a random cycle through all of them (see [`cycle`]).
+fn chain(bytes: usize) -> Vec<usize> {
+    let next = cycle(bytes / LINE, 0x9e37_79b9_7f4a_7c15);
+    let words = LINE / size_of::<usize>();
+    let mut memory = vec![0usize; next.len() * words];
+    let base = memory.as_ptr() as usize;
+    for (line, &to) in next.iter().enumerate() {
+        memory[line * words] = base + to * LINE;
+    }
+    memory
 }
 
 /// Where each of `n` lines points: the lines in a random order (Fisher-Yates), each pointing to
@@ -129,6 +134,24 @@ mod tests {
             }
             assert_eq!(at, 0, "the chase through {n} lines does not come back");
         }
+    }
+
+    #[test]
+    fn the_chained_memory_leads_through_every_line_and_back() {
+        let bytes = 64 << 10;
+        let memory = chain(bytes);
+        let base = memory.as_ptr() as usize;
+        let mut seen = vec![false; bytes / LINE];
+        let mut at = base;
+        for _ in 0..seen.len() {
+            let offset = at - base;
+            assert_eq!(offset % LINE, 0, "address {at:#x} is not a line's start");
+            let line = offset / LINE;
+            assert!(!seen[line], "line {line} reached twice");
+            seen[line] = true;
+            at = memory[offset / size_of::<usize>()];
+        }
+        assert_eq!(at, base, "the chain does not come back to its start");
     }
 
     #[test]
