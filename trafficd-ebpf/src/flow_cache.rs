@@ -115,7 +115,7 @@ impl Entry {
 }
 
 const KEY_WORDS: usize = size_of::<FlowKey>() / 8;
-/// The key's word that holds the cgroup: left out of the hash and the check.
+/// The key's word that holds the cgroup: left out of the check.
 const CGROUP_WORD: usize = offset_of!(FlowKey, cgroup_id) / 8;
 
 #[inline(always)]

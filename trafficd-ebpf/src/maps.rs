@@ -66,8 +66,8 @@ pub fn control_word(word: u32) -> Option<*mut u64> {
     CONTROL.get_ptr_mut(word)
 }
 
-/// [`FLOW_CACHE_ENTRIES`] per CPU, CPU by CPU: slots of flows counted recently, by a hash of
-/// their key. Kernel-only.
+/// [`FLOW_CACHE_ENTRIES`] per CPU, CPU by CPU: slots of connected sockets' flows counted
+/// recently, each in the entry its socket's cookie picks. Kernel-only.
 #[map]
 pub static FLOW_CACHE: Array<CachedSlot> = Array::with_max_entries(FLOW_CACHE_ENTRIES, MMAPABLE);
 
@@ -75,6 +75,7 @@ pub static FLOW_CACHE: Array<CachedSlot> = Array::with_max_entries(FLOW_CACHE_EN
 pub struct CachedSlot {
     /// The FLOW_INDEX_EPOCH control word + 1 when written (0: never written, or being rewritten).
     pub valid_in: u64,
+    /// The low half of the socket's cookie (see `flow_cache`).
     pub tag: u32,
     pub slot: u32,
 }
