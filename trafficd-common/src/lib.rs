@@ -1,13 +1,8 @@
 //! Types shared by the kernel programs (`trafficd-ebpf`) and the daemon (`trafficd`).
 //!
 //! Every type here is `#[repr(C)]`, has no implicit padding and is used as a BPF map key or
-//! value, so both sides agree on its layout byte for byte. When a layout changes, bump
-//! [`MAP_LAYOUT_VERSION`]: pinned maps are kept in a directory named after it, so a daemon never
-//! reopens maps written with another layout.
+//! value, so both sides agree on its layout byte for byte.
 #![no_std]
-
-/// Version of the map layout below. Part of the bpffs pin directory name.
-pub const MAP_LAYOUT_VERSION: u32 = 5;
 
 /// Length of a task's `comm`, including the trailing NUL (`TASK_COMM_LEN`).
 pub const COMM_LEN: usize = 16;
