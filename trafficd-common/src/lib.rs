@@ -12,9 +12,9 @@ pub const AF_INET: u8 = 2;
 pub const AF_INET6: u8 = 10;
 
 /// New flows that make a burst worth draining before the interval ends. A drain takes every
-/// new flow into the daemon's store (about 170 ns each, after reading its slot): 100k flows
-/// appearing within one interval held the store for 25-55 ms in one drain; in bites of this
-/// size each drain stays short, and the flows show sooner.
+/// new flow into the daemon's store, holding the store's lock while it does: a burst of a
+/// hundred thousand flows taken in one drain would hold it for long; in bites of this size each
+/// drain stays short, and the flows show sooner.
 pub const BURST_FLOWS: u64 = 16_384;
 
 /// Names of the maps, shared so that the daemon and the kernel programs cannot drift apart.
@@ -303,8 +303,9 @@ const _: () = assert!(FLOW_CACHE_ENTRIES.is_power_of_two() && RECENT_USES.is_pow
 ///
 /// A process mostly sends and receives on the same few sockets many times in a row. Its payload
 /// is added here, with no map lookup, and moved into SOCKET_PROCESSES only when another
-/// (socket, process) takes the entry: the lookup was half of the send and receive programs'
-/// time. The daemon adds what waits here to what it reads from SOCKET_PROCESSES.
+/// (socket, process) takes the entry: a hash lookup per call was the largest part of the send
+/// and receive programs' time. The daemon adds what waits here to what it reads from
+/// SOCKET_PROCESSES.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RecentUse {

@@ -3,11 +3,11 @@
 //!
 //! Hash maps are preallocated: an insert from a program pops an element off a per-CPU free
 //! list. `BPF_F_NO_PREALLOC` would make every new flow, socket and process allocate (and every
-//! delete free after an RCU grace period), which measured several microseconds per insert at
-//! 100k new flows a second. The price of preallocation is that an element the daemon deletes
-//! can be reused while a program still holds a pointer to it; the daemon only deletes entries
-//! idle for at least a whole drain interval, so that needs a packet of an idle flow to arrive
-//! in the nanoseconds between a program's lookup and its add.
+//! delete free after an RCU grace period), which is slow and fails under bursts of new flows.
+//! The price of preallocation is that an element the daemon deletes can be reused while a
+//! program still holds a pointer to it; the daemon only deletes entries idle for at least a
+//! whole drain interval, so that needs a packet of an idle flow to arrive in the nanoseconds
+//! between a program's lookup and its add.
 
 use aya_ebpf::{
     btf_maps::SkStorage,

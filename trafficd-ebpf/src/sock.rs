@@ -3,9 +3,8 @@
 //! Rust eBPF has no CO-RE relocations: each field's offset is a placeholder constant in the
 //! code ([`kernel_field`]), which the daemon replaces by the offset it reads from the running
 //! kernel's BTF before loading. The verifier sees a constant: every read is at an offset it
-//! knows, which lets it go straight to the socket instead of through `bpf_probe_read_kernel`
-//! (a third of a program's own time when measured), and no read of the offset itself comes
-//! first.
+//! knows, which lets it go straight to the socket instead of through a `bpf_probe_read_kernel`
+//! helper call per field, and no read of the offset itself comes first.
 
 use core::{arch::asm, ffi::c_void, ptr::read_volatile};
 

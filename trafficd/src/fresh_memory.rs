@@ -1,17 +1,16 @@
 //! Fresh memory with fewer page faults.
 //!
-//! When 100k flows appear in one drain, the drain writes megabytes it never touched before, 11
-//! of them the store's entries for the new flows. Each first write of a 4 KiB page is a page
-//! fault, 5.5 us here (a nested VM with the SRSO mitigation, which makes every kernel entry
-//! dear): 12 MB written page by page took 13-15.5 ms. Two remedies, both cheap where they do not
-//! apply:
+//! When many flows appear in one drain, the drain writes megabytes it never touched before,
+//! most of them the store's entries for the new flows. Each first write of a 4 KiB page is a
+//! page fault, and a fault is dear where every kernel entry is (a VM, speculation mitigations).
+//! Two remedies, both cheap where they do not apply:
 //! - Blocks of 2 MiB or more are advised onto transparent huge pages ([`HugeBlocks`], the
-//!   global allocator): one fault then maps 2 MiB, and the same 12 MB took 0.9-1.8 ms. Kernels
-//!   with THP set to `never` ignore the advice; with `always` it changes nothing.
+//!   global allocator): one fault then maps 2 MiB instead of 4 KiB. Kernels with THP set to
+//!   `never` ignore the advice; with `always` it changes nothing.
 //! - [`populate`] faults in the room about to be written with one madvise(MADV_POPULATE_WRITE)
-//!   call (12 MB on 4 KiB pages: 10 ms; on huge pages: 0.85 ms). Only room the caller is about
-//!   to write in full is populated: room reserved on an estimate (a tick's bytes, the flows
-//!   that may move) would be made resident for nothing.
+//!   call instead of a fault per page. Only room the caller is about to write in full is
+//!   populated: room reserved on an estimate (a tick's bytes, the flows that may move) would be
+//!   made resident for nothing.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 

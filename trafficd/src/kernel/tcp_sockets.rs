@@ -48,8 +48,8 @@ struct IterCreateAttr {
 /// namespaces to run it in. The flag and the drain epoch live in the control words.
 ///
 /// The sweep walks the whole TCP hash table once per network namespace (a TCP iterator filters
-/// by namespace as it goes): 2.7 ms a walk with this machine's 262,144 buckets, nearly all of
-/// it empty buckets, so 27 ms a drain on a host with ten namespaces if it ran at every drain.
+/// by namespace as it goes), nearly all of it empty buckets: milliseconds per namespace, too
+/// much to spend at every drain on a host with many namespaces.
 /// Busy connections report themselves at their first send or receive call after each drain, so
 /// after the first the sweep runs every `--tcp-sweep-interval`, for the quiet ones.
 pub struct TcpSockets {
