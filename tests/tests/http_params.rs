@@ -1,6 +1,7 @@
 //! GET /top parameters: good values answer 200 with the documented shape, bad
 //! values 400 with a JSON {"error": "..."} naming the parameter and its allowed
-//! values, junk never crashes the daemon, and it keeps serving afterwards.
+//! values, a parameter given twice 400 naming it, junk never crashes the daemon,
+//! and it keeps serving afterwards.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -112,6 +113,26 @@ fn parameters_are_validated_and_the_daemon_keeps_serving() {
                 "GET /top?{q}: error {err:?} does not list the allowed value {a:?}"
             );
         }
+    }
+
+    // A parameter given twice: 400 naming it, rather than one of the values silently
+    // winning; even when both values agree, and whichever comes first.
+    for (q, param) in [
+        ("by=flow&by=process", "by"),
+        ("limit=1&limit=abc", "limit"),
+        ("window=1s&sort=tx&window=1s", "window"),
+        ("sort=rx&limit=5&sort=tx", "sort"),
+    ] {
+        let r = d.get(&format!("/top?{q}"));
+        assert_eq!(r.status, 400, "GET /top?{q}: {}", r.body);
+        let v = r.json();
+        let err = v["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("GET /top?{q}: no string \"error\": {v}"));
+        assert!(
+            err.contains(param) && err.contains("2 times"),
+            "GET /top?{q}: error {err:?} does not say {param:?} is given twice"
+        );
     }
 
     // Good values: 200 with the shape of the contract (Top::from_json checks
