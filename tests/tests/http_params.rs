@@ -158,6 +158,39 @@ fn parameters_are_validated_and_the_daemon_keeps_serving() {
             t.json
         );
     }
+    // by=container: until a container source names the owners, the cgroups' items with
+    // `container` and `unit` null, never guessed. Read as JSON: `Top` checks the kinds the
+    // harness knows.
+    let (status, owners) = d.get_json("/top?by=container&window=60s&limit=1000");
+    assert_eq!(
+        (status, owners["by"].as_str()),
+        (200, Some("container")),
+        "{owners}"
+    );
+    let owners = owners["items"].as_array().expect("by=container: items");
+    assert!(!owners.is_empty(), "by=container: no items after traffic");
+    // Fetched after the owners, so every cgroup they name is still listed.
+    let cgroups = d.top("by=cgroup&window=60s&limit=1000");
+    for owner in owners {
+        assert!(
+            owner["container"].is_null() && owner["unit"].is_null(),
+            "by=container: an owner named without a source: {owner}"
+        );
+        for f in [
+            "tx_bytes",
+            "rx_bytes",
+            "lifetime_tx_bytes",
+            "lifetime_rx_bytes",
+        ] {
+            assert!(owner[f].is_u64(), "by=container: no integer {f:?}: {owner}");
+        }
+        let path = owner["cgroup"].as_str().expect("by=container: cgroup");
+        assert!(
+            cgroups.items().iter().any(|c| c.str("cgroup") == path),
+            "by=container: {path:?} is not among the cgroups: {}",
+            cgroups.json
+        );
+    }
     for (w, secs) in [("1s", 1.0), ("10s", 10.0), ("60s", 60.0)] {
         assert_eq!(
             d.top(&format!("window={w}")).window_seconds(),

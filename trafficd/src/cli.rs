@@ -227,5 +227,10 @@ mod tests {
             args.query().to_query_string(),
             "limit=3&by=flow&window=60s&sort=rx"
         );
+        let cli = Cli::try_parse_from(["trafficd", "top", "--by", "container"]).unwrap();
+        let Command::Top(args) = cli.command else {
+            panic!()
+        };
+        assert_eq!(args.query().by, By::Container);
     }
 }

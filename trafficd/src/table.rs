@@ -3,7 +3,7 @@
 use std::{fmt::Write as _, time::Duration};
 
 use crate::{
-    api::{ErrorBody, Item, Items, Rates, TopResponse},
+    api::{ContainerItem, ErrorBody, Item, Items, Rates, TopResponse},
     cli::TopArgs,
 };
 
@@ -63,6 +63,10 @@ pub fn render(top: &TopResponse) -> String {
             }),
         ),
         Items::Remote(items) => (&["REMOTE"], rows(items, |i| vec![i.remote.clone()])),
+        Items::Container(items) => (
+            &["CONTAINER", "IMAGE", "RUNTIME", "UNIT", "CGROUP"],
+            rows(items, owner_cells),
+        ),
     };
     let mut header: Vec<String> = headers.iter().map(|h| h.to_string()).collect();
     header.extend(["TX/s", "RX/s", "TX total", "RX total"].map(String::from));
@@ -92,6 +96,26 @@ fn rows<I>(items: &[Item<I>], identity: impl Fn(&I) -> Vec<String>) -> Vec<Vec<S
             row
         })
         .collect()
+}
+
+/// A container by name (its short id when unnamed); "-" where the daemon names no owner.
+fn owner_cells(item: &ContainerItem) -> Vec<String> {
+    let or_dash = |s: Option<&str>| s.filter(|s| !s.is_empty()).unwrap_or("-").to_string();
+    let container = item.container.as_ref();
+    let name = container.map(|c| {
+        if c.name.is_empty() {
+            c.id.get(..12).unwrap_or(&c.id)
+        } else {
+            &c.name
+        }
+    });
+    vec![
+        or_dash(name),
+        or_dash(container.map(|c| c.image.as_str())),
+        or_dash(container.map(|c| c.runtime.as_str())),
+        or_dash(item.unit.as_deref()),
+        item.cgroup.clone(),
+    ]
 }
 
 fn numbers(rates: &Rates) -> [String; 4] {
@@ -185,6 +209,52 @@ mod tests {
         assert_eq!(bytes(1023), "1023 B");
         assert_eq!(bytes(1536), "1.5 KiB");
         assert_eq!(bytes(5 * 1024 * 1024 * 1024), "5.0 GiB");
+    }
+
+    #[test]
+    fn renders_owners_with_dashes_where_none_is_named() {
+        let rates = json!({"tx_bytes": 0, "rx_bytes": 0, "tx_packets": 0, "rx_packets": 0,
+            "tx_bytes_per_second": 2048.0, "rx_bytes_per_second": 0.0,
+            "lifetime_tx_bytes": 4096, "lifetime_rx_bytes": 0,
+            "lifetime_tx_packets": 3, "lifetime_rx_packets": 0});
+        let item = |owner: serde_json::Value| {
+            let mut item = rates.clone();
+            if let (Some(item), Some(owner)) = (item.as_object_mut(), owner.as_object()) {
+                item.extend(owner.clone());
+            }
+            item
+        };
+        let body = json!({"by": "container", "window_seconds": 10, "items": [
+            item(json!({"container": {"id": "0123456789abcdef", "name": "", "image": "local/busybox:1",
+                        "runtime": "docker"}, "unit": null, "cgroup": "/docker/0123456789abcdef"})),
+            item(json!({"container": null, "unit": null, "cgroup": "/user.slice"})),
+        ]});
+        let table = render(&serde_json::from_value(body).unwrap());
+        let lines: Vec<&str> = table.lines().collect();
+        let cells = |line: &str| {
+            line.split_whitespace()
+                .map(String::from)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            cells(lines[1])[..5],
+            ["CONTAINER", "IMAGE", "RUNTIME", "UNIT", "CGROUP"]
+        );
+        assert_eq!(
+            cells(lines[2])[..5],
+            [
+                "0123456789ab",
+                "local/busybox:1",
+                "docker",
+                "-",
+                "/docker/0123456789abcdef"
+            ]
+        );
+        assert_eq!(cells(lines[3])[..4], ["-", "-", "-", "-"]);
+        assert!(
+            lines[3].contains("/user.slice") && lines[3].contains("2.0 KiB/s"),
+            "{table}"
+        );
     }
 
     #[test]

@@ -11,11 +11,17 @@ use serde::{Deserialize, Serialize};
 #[derive(ValueEnum, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum By {
+    /// Processes, and bytes no process owns with the reason why.
     #[default]
     Process,
+    /// cgroups, by path.
     Cgroup,
+    /// Flows: protocol, local and remote address, process.
     Flow,
+    /// Remote addresses, summed over their flows.
     Remote,
+    /// Owners: containers, systemd units, the host; until they are named, each cgroup.
+    Container,
 }
 
 /// The window rates and window bytes are computed over.
@@ -121,7 +127,7 @@ mod tests {
 
     #[test]
     fn wire_names_are_todays() {
-        assert_eq!(names::<By>(), "process, cgroup, flow, remote");
+        assert_eq!(names::<By>(), "process, cgroup, flow, remote, container");
         assert_eq!(names::<Window>(), "1s, 10s, 60s");
         assert_eq!(names::<Sort>(), "total, tx, rx");
         assert_eq!(Window::from_str("1m", false).unwrap(), Window::W60s);

@@ -13,4 +13,6 @@ pub use choices::{By, Sort, Window};
 pub use error::{ApiError, ErrorBody};
 pub use health::Health;
 pub use query::{Limit, TopQuery, MAX_LIMIT};
-pub use top::{CgroupItem, FlowItem, Item, Items, ProcessItem, Rates, RemoteItem, TopResponse};
+pub use top::{
+    CgroupItem, ContainerItem, FlowItem, Item, Items, ProcessItem, Rates, RemoteItem, TopResponse,
+};

@@ -22,6 +22,7 @@ pub enum Items {
     Cgroup(Vec<Item<CgroupItem>>),
     Flow(Vec<Item<FlowItem>>),
     Remote(Vec<Item<RemoteItem>>),
+    Container(Vec<Item<ContainerItem>>),
 }
 
 impl Items {
@@ -31,6 +32,7 @@ impl Items {
             Items::Cgroup(items) => items.len(),
             Items::Flow(items) => items.len(),
             Items::Remote(items) => items.len(),
+            Items::Container(items) => items.len(),
         }
     }
 
@@ -99,6 +101,27 @@ pub struct RemoteItem {
     pub remote: String,
 }
 
+/// Who owns a cgroup's bytes. `container` and `unit` are null where the daemon cannot
+/// name them: a host process outside any unit has both null.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ContainerItem {
+    pub container: Option<Container>,
+    /// The systemd unit, e.g. `nginx.service`.
+    pub unit: Option<String>,
+    pub cgroup: String,
+}
+
+/// A container as its runtime names it.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Container {
+    /// The full id, as in the cgroup path.
+    pub id: String,
+    pub name: String,
+    pub image: String,
+    /// docker, podman, containerd or cri-o.
+    pub runtime: String,
+}
+
 /// The response as it reads off the wire: `items` can only be typed once `by` is known.
 #[derive(Deserialize)]
 struct TopWire {
@@ -116,6 +139,7 @@ impl TryFrom<TopWire> for TopResponse {
             By::Cgroup => Items::Cgroup(serde_json::from_value(wire.items)?),
             By::Flow => Items::Flow(serde_json::from_value(wire.items)?),
             By::Remote => Items::Remote(serde_json::from_value(wire.items)?),
+            By::Container => Items::Container(serde_json::from_value(wire.items)?),
         };
         Ok(TopResponse {
             by: wire.by,
@@ -163,6 +187,16 @@ mod tests {
                        "pid": 9, "comm": "curl", "cgroup": "/"}),
             ),
             ("remote", json!({"remote": "10.0.0.1"})),
+            (
+                "container",
+                json!({"container": null, "unit": null, "cgroup": "/user.slice"}),
+            ),
+            (
+                "container",
+                json!({"container": {"id": "ab12", "name": "openvpn", "image": "local/vpn:1",
+                                     "runtime": "docker"},
+                       "unit": null, "cgroup": "/docker/ab12"}),
+            ),
         ];
         for (by, identity) in identities {
             let wire = json!({"by": by, "window_seconds": 60, "items": [with_rates(identity)]});

@@ -9,10 +9,10 @@ use trafficd_common::Traffic;
 
 use crate::{
     api::{
-        By, CgroupItem, FlowItem, Item, Items, ProcessItem, Rates, RemoteItem, Sort, TopQuery,
-        TopResponse,
+        By, CgroupItem, ContainerItem, FlowItem, Item, Items, ProcessItem, Rates, RemoteItem, Sort,
+        TopQuery, TopResponse,
     },
-    stats::{local_addr, remote_addr, Dimension, Store, Windowed},
+    stats::{local_addr, remote_addr, CgroupInfo, Dimension, Store, Windowed},
 };
 
 pub fn top(store: &Store, query: &TopQuery, now: Instant) -> TopResponse {
@@ -42,11 +42,25 @@ pub fn top(store: &Store, query: &TopQuery, now: Instant) -> TopResponse {
             cgroup: meta.cgroup.to_string(),
         })),
         By::Remote => Items::Remote(remotes(store, query, now)),
+        By::Container => {
+            Items::Container(ranked(&store.cgroups, query, now, |_, meta| owner(meta)))
+        }
     };
     TopResponse {
         by: query.by,
         window_seconds: query.window.duration().as_secs(),
         items,
+    }
+}
+
+/// Who owns a cgroup. This is the seam the container source fills: until it maps cgroups to
+/// containers and units, the only owner the daemon can name is the cgroup path, so
+/// `container` and `unit` stay null rather than guessed, and the items are the cgroups'.
+fn owner(meta: &CgroupInfo) -> ContainerItem {
+    ContainerItem {
+        container: None,
+        unit: None,
+        cgroup: meta.path.to_string(),
     }
 }
 
@@ -297,6 +311,45 @@ mod tests {
         assert_eq!(response["items"][0]["tx_bytes"], 5000);
         assert_eq!(response["items"][0]["tx_bytes_per_second"], 500.0);
         assert_eq!(response["window_seconds"], 10);
+    }
+
+    #[test]
+    fn containers_are_the_cgroups_until_a_source_names_their_owners() {
+        let now = Instant::now();
+        let mut store = Store::new(now);
+        let cgroup = |path: &str| CgroupInfo { path: path.into() };
+        let tx = |b| Traffic {
+            tx_bytes: b,
+            ..Traffic::default()
+        };
+        store.cgroups.record(
+            now,
+            Duration::from_secs(10),
+            vec![
+                (7, tx(300), cgroup("/docker/abc")),
+                (8, tx(100), cgroup("/system.slice/nginx.service")),
+            ],
+        );
+        let ask = |by| {
+            let query = TopQuery {
+                by,
+                ..TopQuery::default()
+            };
+            json(top(&store, &query, now))
+        };
+        let (containers, cgroups) = (ask(By::Container), ask(By::Cgroup));
+        assert_eq!(containers["by"], "container");
+        let items = containers["items"].as_array().unwrap();
+        assert_eq!(items.len(), 2);
+        for (owner, cgroup) in items.iter().zip(cgroups["items"].as_array().unwrap()) {
+            assert_eq!(owner["cgroup"], cgroup["cgroup"]);
+            assert_eq!(owner["tx_bytes"], cgroup["tx_bytes"]);
+            assert!(
+                owner["container"].is_null() && owner["unit"].is_null(),
+                "{owner}"
+            );
+        }
+        assert_eq!(items[0]["cgroup"], "/docker/abc");
     }
 
     #[test]
