@@ -8,11 +8,11 @@
 //! it all of its bytes; with no payload in the interval (retransmits, pure ACKs, FIN) the bytes
 //! go to the socket's owner.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use trafficd_common::{Payload, Traffic};
 
 /// Why bytes have no process.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Unattributed {
     /// Packets without a socket, or on a kernel control socket (TCP resets, ICMP errors).

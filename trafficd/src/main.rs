@@ -1,5 +1,6 @@
 //! trafficd: per-process bandwidth accounting with eBPF.
 
+mod api;
 mod attribution;
 mod cgroups;
 mod cli;
