@@ -80,6 +80,16 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    #[error(
+        "cannot talk to the {runtime} engine at {socket}: {source}; its containers show by id \
+         until it answers: start the engine, or check that this is its API socket"
+    )]
+    Engine {
+        runtime: &'static str,
+        socket: PathBuf,
+        source: bollard::errors::Error,
+    },
+
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }

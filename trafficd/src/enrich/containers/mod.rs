@@ -1,12 +1,47 @@
 //! Containers, pods and systemd units: who owns a cgroup.
 //!
-//! The cgroup path names the owner's kind and id (`cgroup_path`). What the runtimes and the
-//! Kubernetes API say about those ids goes into one shared map (`directory`); the drain only
-//! reads it through a [`ContainerDirectory`], and never waits on a runtime.
+//! The cgroup path names the owner's kind and id (`cgroup_path`); the runtimes' APIs name the
+//! containers (`engine` keeps Docker and Podman connected through `docker`'s client). They
+//! write one shared map (`directory`); the drain only reads it through a
+//! [`ContainerDirectory`], and never waits on a runtime.
 
 mod cgroup_path;
 mod directory;
+mod docker;
+mod engine;
 mod owner;
 
 pub use directory::{ContainerDirectory, Writer};
+pub use engine::Engine;
 pub use owner::{ContainerMeta, Owner, OwnerKind, PodMeta, Runtime};
+
+/// Lookups of unknown ids waiting for one engine; more are dropped (the engine is slow, and its
+/// event stream names the container anyway).
+const LOOKUP_QUEUE: usize = 256;
+
+/// Where the enrichment tasks look.
+#[derive(Debug, Clone)]
+pub struct Sources {
+    pub engines: Vec<Engine>,
+}
+
+impl Sources {
+    /// The engines' default sockets.
+    pub fn detect() -> Sources {
+        Sources {
+            engines: Engine::defaults(),
+        }
+    }
+}
+
+/// Starts the enrichment tasks on `runtime` and returns the drain's read handle.
+pub fn start(runtime: &tokio::runtime::Handle, sources: Sources) -> ContainerDirectory {
+    let writer = Writer::default();
+    let mut lookups = Vec::new();
+    for engine in sources.engines {
+        let (sender, receiver) = tokio::sync::mpsc::channel(LOOKUP_QUEUE);
+        lookups.push((engine.runtime, sender));
+        runtime.spawn(engine::run(engine, writer.clone(), receiver));
+    }
+    ContainerDirectory::new(&writer, lookups)
+}
