@@ -90,6 +90,16 @@ pub enum Error {
         source: bollard::errors::Error,
     },
 
+    #[error(
+        "cannot {action} pods from the Kubernetes API server at {url}: {reason}; pods show by UID \
+         until it answers: check the API server and that the service account may list and watch pods"
+    )]
+    Kubernetes {
+        action: &'static str,
+        url: String,
+        reason: String,
+    },
+
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
