@@ -83,22 +83,8 @@ pub struct Dockerd {
 impl Dockerd {
     pub fn ensure() -> Dockerd {
         let log = scratch_path("dockerd.log");
-        if pings(Path::new(DOCKER_SOCKET)) {
-            return Dockerd { started: None, log };
-        }
-        let out = std::fs::File::create(&log).expect("create dockerd log");
-        let err = out.try_clone().expect("clone dockerd log");
-        let mut child = Command::new("/usr/sbin/dockerd")
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .expect("start /usr/sbin/dockerd (apt-get install docker.io, or cargo xtask setup)");
-        wait_for_engine("dockerd", Path::new(DOCKER_SOCKET), &mut child, &log);
-        Dockerd {
-            started: Some(child),
-            log,
-        }
+        let started = (!pings(Path::new(DOCKER_SOCKET))).then(|| spawn_dockerd(&log));
+        Dockerd { started, log }
     }
 
     pub fn socket(&self) -> &Path {
@@ -114,6 +100,13 @@ impl Dockerd {
     pub fn stop(&mut self) {
         if let Some(mut child) = self.started.take() {
             stop_engine(&mut child);
+        }
+    }
+
+    /// Starts the engine again after [`Dockerd::stop`]; it is then stopped on drop.
+    pub fn restart(&mut self) {
+        if self.started.is_none() && !pings(Path::new(DOCKER_SOCKET)) {
+            self.started = Some(spawn_dockerd(&self.log));
         }
     }
 
@@ -133,6 +126,19 @@ impl Drop for Dockerd {
         self.stop();
         let _ = std::fs::remove_file(&self.log);
     }
+}
+
+fn spawn_dockerd(log: &Path) -> Child {
+    let out = std::fs::File::create(log).expect("create dockerd log");
+    let err = out.try_clone().expect("clone dockerd log");
+    let mut child = Command::new("/usr/sbin/dockerd")
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .expect("start /usr/sbin/dockerd (apt-get install docker.io, or cargo xtask setup)");
+    wait_for_engine("dockerd", Path::new(DOCKER_SOCKET), &mut child, log);
+    child
 }
 
 /// Which CLI drives a container. Podman needs its containers.conf and the cgroupfs manager on

@@ -53,3 +53,21 @@ fn podman_container_has_a_libpod_parent_path() {
     assert_eq!(c.inspect("{{.Name}}"), c.name());
     assert!(trafficd_tests::docker::pings(podman.socket()));
 }
+
+/// The outage the daemon must survive: the engine this test started stops, then starts again
+/// and runs a new container.
+#[test]
+fn dockerd_stops_and_starts_again() {
+    require_root!();
+    let mut dockerd = Dockerd::ensure();
+    if !dockerd.started_here() {
+        eprintln!("skipped: a dockerd this test did not start is running; it is left alone");
+        return;
+    }
+    let _image = dockerd.busybox();
+    dockerd.stop();
+    assert!(!trafficd_tests::docker::pings(dockerd.socket()));
+    dockerd.restart();
+    let c = dockerd.run(&name("r"), &["sleep", "60"]);
+    assert_eq!(c.cgroup_path(), format!("/docker/{}", c.id()));
+}
