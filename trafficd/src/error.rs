@@ -80,6 +80,26 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    #[error(
+        "cannot talk to the {runtime} engine at {socket}: {source}; its containers show by id \
+         until it answers: start the engine, or check that this is its API socket"
+    )]
+    Engine {
+        runtime: &'static str,
+        socket: PathBuf,
+        source: bollard::errors::Error,
+    },
+
+    #[error(
+        "cannot {action} pods from the Kubernetes API server at {url}: {reason}; pods show by UID \
+         until it answers: check the API server and that the service account may list and watch pods"
+    )]
+    Kubernetes {
+        action: &'static str,
+        url: String,
+        reason: String,
+    },
+
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }

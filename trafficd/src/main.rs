@@ -6,6 +6,7 @@ mod cgroups;
 mod cli;
 mod daemon;
 mod drain;
+mod enrich;
 mod error;
 mod fresh_memory;
 mod http;
