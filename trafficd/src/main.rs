@@ -1,16 +1,14 @@
 //! trafficd: per-process bandwidth accounting with eBPF.
 
 mod attribution;
-mod cgroups;
 mod cli;
 mod daemon;
 mod drain;
+mod enrich;
 mod error;
 mod fresh_memory;
 mod http;
 mod kernel;
-mod processes;
-mod socket_owners;
 mod stats;
 mod table;
 mod tracker;

@@ -17,8 +17,8 @@ use trafficd_common::{FlowKey, Loss, Traffic};
 
 use crate::{
     attribution::Unattributed,
+    enrich::processes::ProcessKey,
     kernel::{MapFill, MapMemory},
-    processes::ProcessKey,
 };
 
 /// Whom bytes are attributed to in the per-process view.

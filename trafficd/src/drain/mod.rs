@@ -18,10 +18,11 @@ use trafficd_common::{
 
 use crate::{
     attribution::{main_claimant, split, Claimant},
-    cgroups::Cgroups,
+    enrich::{
+        processes::{KernelView, ProcessKey},
+        Sources,
+    },
     kernel::{KernelLogger, KernelMaps, MapEntries, MovedFlows, Woken},
-    processes::{KernelView, ProcessKey, Processes},
-    socket_owners::SocketOwners,
     stats::{CgroupInfo, FlowInfo, Forgotten, Store, Talker, TalkerInfo, NO_HINT},
     tracker::Tracker,
 };
@@ -68,9 +69,7 @@ pub struct Drainer {
     waiting_payloads: HashSet<SocketProcessKey>,
     /// Sockets seen released at the previous drain: deleted at this one if idle since.
     closing: HashSet<u64>,
-    processes: Processes,
-    cgroup_paths: Cgroups,
-    socket_owners: SocketOwners,
+    sources: Sources,
     last_drain: Instant,
     /// FLOW_CLAIMS when the last drain began: new flows since then wait to be read.
     claims_read: u64,
@@ -122,9 +121,7 @@ impl Drainer {
             payloads: Tracker::default(),
             waiting_payloads: HashSet::default(),
             closing: HashSet::default(),
-            processes: Processes::default(),
-            cgroup_paths: Cgroups::new(cgroup_root),
-            socket_owners: SocketOwners::default(),
+            sources: Sources::new(cgroup_root),
             last_drain: now,
             claims_read: 0,
             last_process_gc: now,
@@ -219,7 +216,7 @@ impl Drainer {
                     id,
                     delta,
                     CgroupInfo {
-                        path: self.cgroup_paths.path(id),
+                        path: self.sources.cgroup_owner(id),
                     },
                 )
             })
@@ -299,7 +296,7 @@ impl Drainer {
                     Talker::Unattributed(_) => None,
                 })
                 .collect();
-            self.processes.retain(|key| !gone.contains(key));
+            self.sources.forget_processes(|key| gone.contains(key));
         }
     }
 
@@ -372,7 +369,7 @@ impl Drainer {
         let mut found = same_tuple_owners(&unknown, flows, &owners, &payloads);
         unknown.retain(|c| !found.contains_key(c));
         if !unknown.is_empty() {
-            let all = self.socket_owners.lookup(&unknown);
+            let all = self.sources.socket_owners(&unknown);
             found.extend(
                 unknown
                     .iter()
@@ -434,22 +431,11 @@ impl Drainer {
             return known.clone();
         }
         let maps = &self.maps;
-        let key = self.processes.identify(tgid, || {
+        let (key, talker_info) = self.sources.process(tgid, || {
             maps.process(tgid)
                 .or_else(|| usage.owners.values().find(|o| o.tgid == tgid).copied())
                 .map(|owner| KernelView::from(&owner))
         });
-        let info = self.processes.info(&key).cloned().unwrap_or_default();
-        let talker_info = TalkerInfo {
-            pid: tgid,
-            comm: Arc::from(info.comm),
-            cmdline: info.cmdline,
-            exe: info.exe,
-            user: info.user,
-            uid: info.uid,
-            cgroup: self.cgroup_paths.path(info.cgroup_id),
-            reason: None,
-        };
         let identity = (Talker::Process(key), talker_info);
         identities.insert(tgid, identity.clone());
         identity
@@ -500,7 +486,7 @@ impl Drainer {
             },
             Claimant::Unattributed(reason) => (0, Arc::from(format!("[{}]", reason.label()))),
         };
-        let cgroup = self.cgroup_paths.path(cgroup_id);
+        let cgroup = self.sources.cgroup_owner(cgroup_id);
         FlowInfo { pid, comm, cgroup }
     }
 
@@ -552,7 +538,7 @@ impl Drainer {
         self.maps.forget_sockets(&closed, &overflowed);
         for cookie in &closed {
             self.sockets.forget(cookie);
-            self.socket_owners.forget(*cookie);
+            self.sources.forget_socket(*cookie);
         }
         self.maps
             .forget_flows_of(&|cookie| cookies.contains(&cookie));
