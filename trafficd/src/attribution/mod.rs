@@ -6,7 +6,9 @@
 //! transmitted wire bytes are split in proportion to the payload each process sent, its received
 //! wire bytes in proportion to what each process received. A socket used by one process gives
 //! it all of its bytes; with no payload in the interval (retransmits, pure ACKs, FIN) the bytes
-//! go to the socket's owner.
+//! go to the socket's owner, found by [`owners`].
+
+pub mod owners;
 
 use serde::Serialize;
 use trafficd_common::{Payload, Traffic};
