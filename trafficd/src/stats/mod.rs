@@ -3,6 +3,7 @@
 //! HTTP API and the metrics encoder.
 
 mod dimension;
+mod history;
 mod packed;
 mod remotes;
 
