@@ -67,12 +67,7 @@ impl SocketUse {
         let mut found = same_tuple_owners(&unknown, flows, &owners, &payloads);
         unknown.retain(|c| !found.contains_key(c));
         if !unknown.is_empty() {
-            let all = sources.socket_owners(&unknown);
-            found.extend(
-                unknown
-                    .iter()
-                    .filter_map(|c| all.get(c).map(|o| (*c, o.pid))),
-            );
+            found.extend(sources.socket_owners(&unknown));
         }
         SocketUse {
             payloads,

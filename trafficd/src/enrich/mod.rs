@@ -10,18 +10,18 @@
 //! moved bytes in the interval, and hands the answers to the store with the deltas. Adding a
 //! source is adding its file here and consulting it in `Sources`: the drain does not change.
 
-pub mod cgroups;
+mod cgroups;
 pub mod processes;
-pub mod socket_owners;
+mod socket_owners;
 
-use std::{collections::HashMap, path::PathBuf, sync::Arc};
+use std::{path::PathBuf, sync::Arc};
 
 use crate::stats::TalkerInfo;
 
 use self::{
     cgroups::Cgroups,
     processes::{KernelView, ProcessKey, Processes},
-    socket_owners::{FoundOwner, SocketOwners},
+    socket_owners::SocketOwners,
 };
 
 /// Every source the drain consults, and the one place it asks them.
@@ -75,9 +75,14 @@ impl Sources {
         self.processes.retain(|key| !gone(key));
     }
 
-    /// The owners /proc gives for sockets no process was seen using: see [`SocketOwners`].
-    pub fn socket_owners(&mut self, unknown: &[u64]) -> &HashMap<u64, FoundOwner> {
-        self.socket_owners.lookup(unknown)
+    /// The owners /proc gives for sockets no process was seen using, as (cookie, pid): see
+    /// [`SocketOwners`].
+    pub fn socket_owners(&mut self, unknown: &[u64]) -> Vec<(u64, u32)> {
+        let found = self.socket_owners.lookup(unknown);
+        unknown
+            .iter()
+            .filter_map(|c| found.get(c).map(|o| (*c, o.pid)))
+            .collect()
     }
 
     /// Forgets what was found about socket `cookie`, once it closed.
