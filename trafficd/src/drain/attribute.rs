@@ -6,7 +6,7 @@ use std::sync::Arc;
 use rustc_hash::FxHashMap as HashMap;
 use trafficd_common::Traffic;
 
-use super::Drainer;
+use super::{counters::Counts, Drainer};
 use crate::{
     attribution::{
         main_claimant,
@@ -19,7 +19,28 @@ use crate::{
 /// Per-talker deltas, and the description each goes into the store with.
 pub(super) type TalkerRecords = Vec<(Talker, Traffic, TalkerInfo)>;
 
+/// One drain's deltas, attributed and described, ready for the store.
+pub(super) struct Attributed {
+    pub talkers: TalkerRecords,
+    pub cgroups: Vec<(u64, Traffic, CgroupInfo)>,
+    /// Per (socket, cgroup) of the drain's flows, its description.
+    pub flow_infos: Vec<Arc<FlowInfo>>,
+}
+
 impl Drainer {
+    /// Who used each socket that moved bytes: see [`SocketUse`].
+    pub(super) fn resolve_owners(&mut self, counts: &mut Counts) -> SocketUse {
+        let payload_deltas = std::mem::take(&mut counts.payload_deltas);
+        let maps = &self.maps;
+        SocketUse::resolve(
+            &counts.socket_deltas,
+            &counts.moved,
+            payload_deltas,
+            |cookie| maps.owner(cookie),
+            &mut self.sources,
+        )
+    }
+
     /// Per-talker deltas, and the talker each tgid became.
     pub(super) fn attribute(
         &mut self,

@@ -23,13 +23,8 @@ use std::{
 use rustc_hash::FxHashMap as HashMap;
 use trafficd_common::BURST_FLOWS;
 
-use self::{
-    counters::Counters,
-    record::{Attributed, FlowHints},
-    retire::Retirement,
-};
+use self::{attribute::Attributed, counters::Counters, record::FlowHints, retire::Retirement};
 use crate::{
-    attribution::owners::SocketUse,
     enrich::Sources,
     kernel::{KernelLogger, KernelMaps, Woken},
     stats::{FlowInfo, Store},
@@ -117,15 +112,7 @@ impl Drainer {
         let mut counts = self.deltas(reading);
         let observed = started.elapsed();
 
-        let payload_deltas = std::mem::take(&mut counts.payload_deltas);
-        let maps = &self.maps;
-        let usage = SocketUse::resolve(
-            &counts.socket_deltas,
-            &counts.moved,
-            payload_deltas,
-            |cookie| maps.owner(cookie),
-            &mut self.sources,
-        );
+        let usage = self.resolve_owners(&mut counts);
         let used = started.elapsed();
 
         let (talkers, identities) = self.attribute(&counts.socket_deltas, &usage);

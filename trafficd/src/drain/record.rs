@@ -2,17 +2,16 @@
 //! daemon's health, and each flow's store slot remembered for the next drain.
 
 use std::{
-    sync::{Arc, RwLock},
+    sync::RwLock,
     time::{Duration, Instant},
 };
 
 use rustc_hash::FxHashSet as HashSet;
-use trafficd_common::Traffic;
 
-use super::{attribute::TalkerRecords, counters::Counts, retire::Retired, Drainer};
+use super::{attribute::Attributed, counters::Counts, retire::Retired, Drainer};
 use crate::{
     kernel::MovedFlows,
-    stats::{CgroupInfo, FlowInfo, Forgotten, Store, NO_HINT},
+    stats::{Forgotten, Store, NO_HINT},
 };
 
 /// Where each kernel flow slot's flow was in the store, as last seen: a drain of 100k flows
@@ -23,14 +22,6 @@ pub(super) struct FlowHints {
     hints: Vec<u32>,
     /// Kernel flow slot -> the flow's slot in the store's flow dimension.
     by_slot: Vec<u32>,
-}
-
-/// One drain's deltas, attributed and described, ready for the store.
-pub(super) struct Attributed {
-    pub talkers: TalkerRecords,
-    pub cgroups: Vec<(u64, Traffic, CgroupInfo)>,
-    /// Per (socket, cgroup) of the drain's flows, its description.
-    pub flow_infos: Vec<Arc<FlowInfo>>,
 }
 
 impl Drainer {
