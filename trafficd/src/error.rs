@@ -33,6 +33,12 @@ pub enum Error {
     NoCgroup2,
 
     #[error(
+        "cannot read /proc/self/mountinfo ({0}); trafficd finds the cgroup2 mount there: \
+         mount procfs at /proc"
+    )]
+    MountInfo(String),
+
+    #[error(
         "cannot read the possible CPUs from /sys/devices/system/cpu/possible; trafficd sizes its \
          per-CPU entries by it: mount sysfs at /sys"
     )]

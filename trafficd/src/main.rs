@@ -2,7 +2,6 @@
 
 mod api;
 mod attribution;
-mod cgroups;
 mod cli;
 mod daemon;
 mod drain;
@@ -11,8 +10,6 @@ mod error;
 mod fresh_memory;
 mod http;
 mod kernel;
-mod processes;
-mod socket_owners;
 mod stats;
 mod table;
 mod tracker;

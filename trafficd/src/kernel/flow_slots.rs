@@ -393,6 +393,8 @@ struct Mapping {
 // while the kernel does not write the slot (see `SlotRef`). Only the drain thread rewrites a
 // slot, and only one that no `MovedFlows` names.
 unsafe impl Send for Mapping {}
+// SAFETY: as for `Send`: shared references only read through atomics or read slots the kernel
+// no longer writes.
 unsafe impl Sync for Mapping {}
 
 impl Mapping {
@@ -424,8 +426,8 @@ impl Mapping {
 
     fn slot(&self, slot: usize) -> SlotRef<'_> {
         assert!(slot < self.len, "flow slot {slot} out of {}", self.len);
-        // SAFETY: in bounds of the mapping.
         SlotRef {
+            // SAFETY: in bounds of the mapping, as asserted above.
             slot: unsafe { self.base.add(slot) },
             _mapping: self,
         }
