@@ -1,26 +1,45 @@
 //! The daemon's kernel maps as bpftool shows them, for tests that check what the kernel
 //! programs recorded before the daemon reads it.
 
-use std::{fs, os::fd::AsRawFd, process::Command};
+use std::{collections::BTreeMap, fs, os::fd::AsRawFd, process::Command};
 
 use serde_json::Value;
 
 /// The id of the map called `name` among those process `pid` holds (from its fdinfo).
 pub fn map_of(pid: u32, name: &str) -> u64 {
-    let ids: Vec<u64> = fs::read_dir(format!("/proc/{pid}/fdinfo"))
-        .expect("the daemon's fdinfo")
-        .filter_map(|entry| fs::read_to_string(entry.ok()?.path()).ok())
-        .filter_map(|info| {
-            info.lines()
-                .find_map(|line| line.strip_prefix("map_id:"))
-                .and_then(|id| id.trim().parse().ok())
-        })
-        .collect();
-    ids.into_iter()
+    object_fdinfos(pid, "bpf-map")
+        .iter()
+        .filter_map(|info| fdinfo_fields(info).get("map_id")?.parse::<u64>().ok())
         .find(|&id| {
             bpftool(&["map", "show", "id", &id.to_string()]).is_some_and(|m| m["name"] == name)
         })
         .unwrap_or_else(|| panic!("the daemon (pid {pid}) holds no map {name}"))
+}
+
+/// The fdinfo text of every BPF object fd of `pid` whose link target contains `kind`
+/// (`bpf-prog`, `bpf-map`, `bpf-link`): the objects that process holds, with their ids and,
+/// for programs, their run-time statistics.
+pub fn object_fdinfos(pid: u32, kind: &str) -> Vec<String> {
+    let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Vec::new();
+    };
+    fds.flatten()
+        .filter(|fd| {
+            fs::read_link(fd.path()).is_ok_and(|target| target.to_string_lossy().contains(kind))
+        })
+        .filter_map(|fd| {
+            let info = format!("/proc/{pid}/fdinfo/{}", fd.file_name().to_string_lossy());
+            fs::read_to_string(info).ok()
+        })
+        .collect()
+}
+
+/// The `key: value` lines of an fdinfo text.
+pub fn fdinfo_fields(text: &str) -> BTreeMap<&str, &str> {
+    text.lines()
+        .filter_map(|line| line.split_once(':'))
+        .map(|(key, value)| (key.trim(), value.trim()))
+        .collect()
 }
 
 /// The value under `key` in map `map`, if any.

@@ -15,6 +15,7 @@ pub mod bpf;
 mod cgroup;
 mod daemon;
 mod http;
+pub mod ip;
 pub mod metrics;
 mod netns;
 mod procs;
@@ -24,7 +25,7 @@ mod wait;
 pub mod wire;
 
 pub use api::{Item, Top};
-pub use cgroup::Cgroup;
+pub use cgroup::{cgroup2_mount, Cgroup};
 pub use daemon::{Daemon, DaemonBuilder};
 pub use http::{get, get_json, Response};
 pub use netns::{Link, NetNs};
