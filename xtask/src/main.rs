@@ -38,7 +38,8 @@ enum Cmd {
     },
     /// Set up, then check formatting, build the daemon and run the whole test suite.
     Test,
-    /// Benchmark trafficd against no monitoring and nethogs; writes target/bench/results.{md,json}.
+    /// Benchmark trafficd against no monitoring and nethogs; writes target/bench/results.{md,json}
+    /// and the results section of docs/performance.md.
     Bench(bench::BenchArgs),
 }
 

@@ -4,7 +4,8 @@
 //! For every scenario the conditions alternate run by run (A B C A B C ...), so that drift of
 //! the machine (other load, thermal state) spreads over all of them. Every monitor is started
 //! fresh for its run and stopped after it. Results go to target/bench/results.md and
-//! target/bench/results.json.
+//! target/bench/results.json; a finished bench also copies the tables into the marked section
+//! of docs/performance.md.
 //!
 //! Module map: [`scenarios`] (the traffic and what the generator knows it moved), [`gen`] (the
 //! generators iperf3 does not cover), [`conditions`] (the monitors), [`empty_bpf`] (empty
@@ -459,18 +460,15 @@ pub fn run(args: BenchArgs) -> Result<()> {
     }
     drop(net);
     drop(stats);
-    let (md, json) = report::write(
-        &bench_dir,
-        &meta(&notes, outcome.is_ok()),
-        &plan.scenarios,
-        &records,
-    )?;
+    let meta = meta(&notes, outcome.is_ok());
+    let (md, json) = report::write(&bench_dir, &meta, &plan.scenarios, &records)?;
     println!(
         "bench: wrote {} and {} in {:.0} s",
         md.display(),
         json.display(),
         began.elapsed().as_secs_f64()
     );
+    println!("bench: {}", report::publish_tables(&md, &meta));
     outcome
 }
 

@@ -3,11 +3,13 @@
 //!
 //! [`summary`] turns the runs of one scenario and condition into a [`Summary`], [`accuracy`]
 //! compares the bytes each tool reported with what the generator and the interfaces know,
-//! [`targets`] holds the figures against the goals, [`markdown`] writes the tables.
+//! [`targets`] holds the figures against the goals, [`markdown`] writes the tables and
+//! [`publish`] copies them into docs/performance.md.
 
 mod accuracy;
 mod format;
 mod markdown;
+mod publish;
 mod summary;
 mod targets;
 #[cfg(test)]
@@ -26,6 +28,7 @@ use super::memory;
 use super::scenarios::Scenario;
 use super::RunRecord;
 use format::fmt_sig;
+pub use publish::publish;
 pub use summary::{summaries, Summary};
 pub use targets::{targets, Target};
 
@@ -206,5 +209,30 @@ pub fn rewrite(dir: &Path) -> Result<(PathBuf, PathBuf)> {
     let text = fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
     let stored: Stored =
         serde_json::from_str(&text).with_context(|| format!("parse {}", path.display()))?;
-    write(dir, &stored.meta, &stored.scenarios, &stored.runs)
+    let (md, json) = write(dir, &stored.meta, &stored.scenarios, &stored.runs)?;
+    println!("bench: {}", publish_tables(&md, &stored.meta));
+    Ok((md, json))
+}
+
+/// Copies the tables of results.md at `md` into docs/performance.md (see [`publish`]) when the
+/// bench finished and was not a smoke run; returns the one line that says what happened.
+pub fn publish_tables(md: &Path, meta: &Meta) -> String {
+    let doc = crate::repo_root().join("docs").join("performance.md");
+    if meta.quick {
+        return format!(
+            "--quick: {} left as it is (a smoke run's figures are not published)",
+            doc.display()
+        );
+    }
+    if !meta.finished {
+        return format!("the bench did not finish: {} left as it is", doc.display());
+    }
+    match fs::read_to_string(md) {
+        Ok(tables) => publish(&doc, meta, &tables),
+        Err(err) => format!(
+            "{} not read ({err}): {} left as it is",
+            md.display(),
+            doc.display()
+        ),
+    }
 }
