@@ -33,7 +33,7 @@ pub use procs::{Gen, GenCommand, GenReport, TrafficGen};
 #[doc(hidden)]
 pub use root::__skip_or_fail_without_root;
 pub use root::is_root;
-pub use scenario::{assert_transfer, tcp_transfer, udp_transfer, Side, Transfer};
+pub use scenario::{assert_transfer, Sender, Side, Transfer, TransferBuilder};
 pub use wait::{wait_for, wait_some, DEFAULT_POLL, DEFAULT_TIMEOUT};
 
 /// A path for a scratch file unique to this process and call, under the system
