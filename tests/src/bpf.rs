@@ -3,6 +3,8 @@
 
 use std::{collections::BTreeMap, fs, os::fd::AsRawFd, process::Command};
 
+use nix::sched::{sched_setaffinity, CpuSet};
+use nix::unistd::Pid;
 use serde_json::Value;
 
 /// The id of the map called `name` among those process `pid` holds (from its fdinfo).
@@ -64,7 +66,7 @@ pub fn dump(map: u64) -> Vec<(Vec<u8>, Vec<u8>)> {
         .collect()
 }
 
-/// SO_COOKIE of `socket`: the key the kernel programs know it by.
+/// SO_COOKIE of `socket`: the key the kernel programs know it by (nix has no option for it).
 pub fn cookie_of(socket: &impl AsRawFd) -> u64 {
     let mut cookie = 0u64;
     let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
@@ -84,17 +86,10 @@ pub fn cookie_of(socket: &impl AsRawFd) -> u64 {
 
 /// Pins the calling thread to `cpu`, so that the kernel programs its sends trigger run there.
 pub fn pin_to(cpu: usize) {
-    // SAFETY: a zeroed cpu_set_t is empty; sched_setaffinity(0) is the calling thread.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        assert_eq!(
-            libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set),
-            0,
-            "sched_setaffinity: {}",
-            std::io::Error::last_os_error()
-        );
-    }
+    let mut set = CpuSet::new();
+    set.set(cpu).unwrap_or_else(|e| panic!("CPU {cpu}: {e}"));
+    // Pid 0: the calling thread.
+    sched_setaffinity(Pid::from_raw(0), &set).unwrap_or_else(|e| panic!("sched_setaffinity: {e}"));
 }
 
 fn bpftool(args: &[&str]) -> Option<Value> {

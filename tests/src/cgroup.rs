@@ -6,6 +6,8 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 use procfs::process::{MountInfos, Process};
 
 /// A child cgroup of the cgroup2 root, named `trafficd-test-<pid>-<n>-<tag>`.
@@ -91,7 +93,7 @@ impl Cgroup {
         let p = self.dir.join("cgroup.procs");
         OpenOptions::new()
             .write(true)
-            .custom_flags(libc::O_CLOEXEC)
+            .custom_flags(nix::fcntl::OFlag::O_CLOEXEC.bits())
             .open(&p)
             .unwrap_or_else(|e| panic!("open {}: {e}", p.display()))
     }
@@ -107,8 +109,8 @@ impl Drop for Cgroup {
                     .open(self.home.join("cgroup.procs"))
                     .and_then(|mut f| f.write_all(pid.to_string().as_bytes()));
                 if moved.is_err() {
-                    // SAFETY: kill(2) on a pid that is in the cgroup this test created.
-                    unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+                    // A pid in the cgroup this test created.
+                    let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
                 }
             }
             match std::fs::remove_dir(&self.dir) {

@@ -307,8 +307,8 @@ pub fn assert_identity(what: &str, item: &Item, pid: u32, comm: &str, cgroup: &s
     assert_eq!(item.pid(), pid, "{what}: pid: {v:#}");
     assert_eq!(item.comm(), comm, "{what}: comm: {v:#}");
     assert_eq!(item.cgroup(), cgroup, "{what}: cgroup: {v:#}");
-    // SAFETY: geteuid cannot fail. trafficgen runs with the test's uid.
-    let uid = unsafe { libc::geteuid() } as u64;
+    // trafficgen runs with the test's uid.
+    let uid = u64::from(nix::unistd::geteuid().as_raw());
     assert_eq!(item.u64("uid"), uid, "{what}: uid: {v:#}");
     if uid == 0 {
         assert_eq!(item.str("user"), "root", "{what}: user: {v:#}");

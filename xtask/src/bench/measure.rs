@@ -14,12 +14,10 @@ use trafficd_tests::bpf::{fdinfo_fields, object_fdinfos};
 
 /// Clock ticks per second of utime/stime in /proc/<pid>/stat.
 fn ticks_per_second() -> f64 {
-    // SAFETY: sysconf has no memory effects.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if ticks > 0 {
-        ticks as f64
-    } else {
-        100.0
+    match nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK) {
+        Ok(Some(ticks)) if ticks > 0 => ticks as f64,
+        // The value Linux has used on every architecture for decades.
+        _ => 100.0,
     }
 }
 
