@@ -356,57 +356,8 @@ pub fn assert_transfer(d: &Daemon, t: &Transfer, mtu: u64) -> (Item, Item) {
         &t.receiver_expect.1,
     );
     match t.protocol {
-        "tcp" => {
-            let v6 = t.v6;
-            let (stx, rrx) = (
-                what("sender lifetime_tx_bytes"),
-                what("receiver lifetime_rx_bytes"),
-            );
-            // Retransmissions are real bytes on the wire: the sender's TCP_INFO says how many.
-            let sent = wire::Sent::from_report(n, &t.sender);
-            wire::assert_tcp_data(&stx, sent, s.tx(), s.tx_packets(), mtu, v6);
-            wire::assert_tcp_data(&rrx, sent, r.rx(), r.rx_packets(), mtu, v6);
-            let (rtx, srx) = (
-                what("receiver lifetime_tx_bytes (ACKs)"),
-                what("sender lifetime_rx_bytes (ACKs)"),
-            );
-            wire::assert_tcp_acks(&rtx, n, r.tx(), r.tx_packets(), v6);
-            wire::assert_tcp_acks(&srx, n, s.rx(), s.rx_packets(), v6);
-            // Sender and receiver are on this host: the same packets, both ways.
-            let (st, rt) = (s.tx(), s.tx_packets());
-            wire::assert_conserved(&what("data"), sent, st, rt, r.rx(), r.rx_packets(), v6);
-            // GSO may hand the hook 64 KiB super-packets: at least payload / 64 KiB of them.
-            assert!(s.tx_packets() >= n / 65536, "{stx}: {:#}", s.0);
-            assert!(r.rx_packets() >= n / 65536, "{rrx}: {:#}", r.0);
-        }
-        "udp" => {
-            let dgrams = t.sender.u64("datagrams_sent");
-            wire::assert_udp_exact(&what("sender lifetime_tx_bytes"), n, dgrams, s.tx(), t.v6);
-            wire::assert_udp_exact(&what("receiver lifetime_rx_bytes"), n, dgrams, r.rx(), t.v6);
-            assert_eq!(
-                s.tx_packets(),
-                dgrams,
-                "{}: one packet per datagram: {:#}",
-                what("sender"),
-                s.0
-            );
-            assert_eq!(
-                r.rx_packets(),
-                dgrams,
-                "{}: one packet per datagram: {:#}",
-                what("receiver"),
-                r.0
-            );
-            // Nothing flows back on UDP.
-            assert_eq!(s.rx(), 0, "{}: {:#}", what("sender lifetime_rx_bytes"), s.0);
-            assert_eq!(
-                r.tx(),
-                0,
-                "{}: {:#}",
-                what("receiver lifetime_tx_bytes"),
-                r.0
-            );
-        }
+        "tcp" => assert_tcp_processes(t, &s, &r, mtu, &what),
+        "udp" => assert_udp_processes(t, &s, &r, &what),
         p => panic!("unknown protocol {p}"),
     }
     // The sender's side of the connection, by flow.
@@ -440,4 +391,61 @@ pub fn assert_transfer(d: &Daemon, t: &Transfer, mtu: u64) -> (Item, Item) {
         t.sender_expect.0
     );
     (s, r)
+}
+
+/// TCP, by process: the data one way and the ACKs the other, both ends on this host.
+fn assert_tcp_processes(t: &Transfer, s: &Item, r: &Item, mtu: u64, what: &dyn Fn(&str) -> String) {
+    let n = t.payload;
+    let v6 = t.v6;
+    let (stx, rrx) = (
+        what("sender lifetime_tx_bytes"),
+        what("receiver lifetime_rx_bytes"),
+    );
+    // Retransmissions are real bytes on the wire: the sender's TCP_INFO says how many.
+    let sent = wire::Sent::from_report(n, &t.sender);
+    wire::assert_tcp_data(&stx, sent, s.tx(), s.tx_packets(), mtu, v6);
+    wire::assert_tcp_data(&rrx, sent, r.rx(), r.rx_packets(), mtu, v6);
+    let (rtx, srx) = (
+        what("receiver lifetime_tx_bytes (ACKs)"),
+        what("sender lifetime_rx_bytes (ACKs)"),
+    );
+    wire::assert_tcp_acks(&rtx, n, r.tx(), r.tx_packets(), v6);
+    wire::assert_tcp_acks(&srx, n, s.rx(), s.rx_packets(), v6);
+    // Sender and receiver are on this host: the same packets, both ways.
+    let (st, rt) = (s.tx(), s.tx_packets());
+    wire::assert_conserved(&what("data"), sent, st, rt, r.rx(), r.rx_packets(), v6);
+    // GSO may hand the hook 64 KiB super-packets: at least payload / 64 KiB of them.
+    assert!(s.tx_packets() >= n / 65536, "{stx}: {:#}", s.0);
+    assert!(r.rx_packets() >= n / 65536, "{rrx}: {:#}", r.0);
+}
+
+/// UDP, by process: every datagram one packet, nothing back.
+fn assert_udp_processes(t: &Transfer, s: &Item, r: &Item, what: &dyn Fn(&str) -> String) {
+    let n = t.payload;
+    let dgrams = t.sender.u64("datagrams_sent");
+    wire::assert_udp_exact(&what("sender lifetime_tx_bytes"), n, dgrams, s.tx(), t.v6);
+    wire::assert_udp_exact(&what("receiver lifetime_rx_bytes"), n, dgrams, r.rx(), t.v6);
+    assert_eq!(
+        s.tx_packets(),
+        dgrams,
+        "{}: one packet per datagram: {:#}",
+        what("sender"),
+        s.0
+    );
+    assert_eq!(
+        r.rx_packets(),
+        dgrams,
+        "{}: one packet per datagram: {:#}",
+        what("receiver"),
+        r.0
+    );
+    // Nothing flows back on UDP.
+    assert_eq!(s.rx(), 0, "{}: {:#}", what("sender lifetime_rx_bytes"), s.0);
+    assert_eq!(
+        r.tx(),
+        0,
+        "{}: {:#}",
+        what("receiver lifetime_tx_bytes"),
+        r.0
+    );
 }

@@ -344,6 +344,41 @@ fn flows(
     let destinations: Vec<libc::sockaddr_in> = (0..count)
         .map(|i| sockaddr_in(flow_destination(first, i, port)))
         .collect();
+    let run_for = Duration::from_secs_f64(seconds);
+    let (sent, elapsed) = send_flows(&sender, &destinations, rate, run_for, max_seconds)?;
+    // Let the reader take what is queued, then stop it.
+    if let Some(reader) = reader {
+        thread::sleep(Duration::from_millis(300));
+        stop.store(true, Ordering::Relaxed);
+        let _ = reader.join();
+    }
+    println!(
+        "{}",
+        json!({
+            "pid": std::process::id(),
+            "count": count,
+            "sent": sent,
+            "received": received.load(Ordering::Relaxed),
+            "rounds": sent as f64 / count as f64,
+            "complete": sent >= count,
+            "seconds": elapsed,
+            "payload": FLOW_PAYLOAD,
+        })
+    );
+    Ok(())
+}
+
+/// Sends one datagram to each destination in turn, `rate` a second (0: as fast as it goes),
+/// in batches of sendmmsg, until every flow got one and `run_for` passed, or `max_seconds`.
+/// Returns the datagrams sent and the seconds it took.
+fn send_flows(
+    sender: &UdpSocket,
+    destinations: &[libc::sockaddr_in],
+    rate: u64,
+    run_for: Duration,
+    max_seconds: u64,
+) -> Result<(u64, f64)> {
+    let count = destinations.len() as u64;
     let payload = [b'f'; FLOW_PAYLOAD];
     const BATCH: usize = 512;
     let mut iov = libc::iovec {
@@ -351,7 +386,6 @@ fn flows(
         iov_len: payload.len(),
     };
     let started = Instant::now();
-    let run_for = Duration::from_secs_f64(seconds);
     let hard_deadline = started + run_for.max(Duration::from_secs(max_seconds));
     let (mut sent, mut next) = (0u64, 0usize);
     // SAFETY: mmsghdr is plain data; zeroed is a valid "no name, no control" header.
@@ -399,27 +433,7 @@ fn flows(
         sent += done as u64;
         next = (next + done as usize) % destinations.len();
     }
-    let elapsed = started.elapsed().as_secs_f64();
-    // Let the reader take what is queued, then stop it.
-    if let Some(reader) = reader {
-        thread::sleep(Duration::from_millis(300));
-        stop.store(true, Ordering::Relaxed);
-        let _ = reader.join();
-    }
-    println!(
-        "{}",
-        json!({
-            "pid": std::process::id(),
-            "count": count,
-            "sent": sent,
-            "received": received.load(Ordering::Relaxed),
-            "rounds": sent as f64 / count as f64,
-            "complete": sent >= count,
-            "seconds": elapsed,
-            "payload": FLOW_PAYLOAD,
-        })
-    );
-    Ok(())
+    Ok((sent, started.elapsed().as_secs_f64()))
 }
 
 /// Receives datagrams for every 127.x.y.z on one wildcard socket (kernel-chosen port), counting
