@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::summary::{spread, Spread};
 use crate::bench::conditions::Condition;
-use crate::bench::scenarios::{Kind, Link, Scenario, ETH_HEADER, TCP_HEADERS};
+use crate::bench::scenarios::{Kind, Link, Outcome, Scenario, ETH_HEADER, TCP_HEADERS};
 use crate::bench::{CaptureFigures, RunRecord, TrafficdFigures};
 
 /// Reported bytes relative to a reference, over the runs.
@@ -214,22 +214,11 @@ fn tcp_range_of_trafficd(runs: &TrafficdRuns) -> Vec<Accuracy> {
 
 /// The generator's own figures plus headers, for every kind but churn.
 fn against_generator(runs: &TrafficdRuns) -> Vec<Accuracy> {
-    let sent = pick(runs, |r, t| {
-        Some(ratio(
-            client_tx(t),
-            r.outcome.as_ref()?.expected_client_tx as f64,
-        ))
-    });
-    let received = pick(runs, |r, t| {
-        Some(ratio(
-            server_rx(t),
-            r.outcome.as_ref()?.expected_server_rx as f64,
-        ))
-    });
-    accuracy("client tx", REF_SENT, sent)
-        .into_iter()
-        .chain(accuracy("server rx", REF_RECEIVED, received))
-        .collect()
+    both_sides(
+        runs,
+        (REF_SENT, |o| o.expected_client_tx),
+        (REF_RECEIVED, |o| o.expected_server_rx),
+    )
 }
 
 /// UDP: the received datagrams plus those dropped at the server's full receive buffer, which
@@ -249,18 +238,27 @@ fn udp_drops_of_trafficd(runs: &TrafficdRuns) -> Option<Accuracy> {
 
 /// The payload alone, without headers.
 fn raw_payload_of_trafficd(runs: &TrafficdRuns) -> Vec<Accuracy> {
-    let sent = pick(runs, |r, t| {
-        Some(ratio(client_tx(t), r.outcome.as_ref()?.sent_payload as f64))
-    });
-    let received = pick(runs, |r, t| {
-        Some(ratio(
-            server_rx(t),
-            r.outcome.as_ref()?.received_payload as f64,
-        ))
-    });
-    accuracy("client tx", REF_RAW_SENT, sent)
+    both_sides(
+        runs,
+        (REF_RAW_SENT, |o| o.sent_payload),
+        (REF_RAW_RECEIVED, |o| o.received_payload),
+    )
+}
+
+/// The client's bytes and the server's, each against a figure of the generator's outcome.
+fn both_sides(
+    runs: &TrafficdRuns,
+    (sent_ref, sent): (&str, fn(&Outcome) -> u64),
+    (received_ref, received): (&str, fn(&Outcome) -> u64),
+) -> Vec<Accuracy> {
+    let of = |side: Side, figure: fn(&Outcome) -> u64| {
+        pick(runs, |r, t| {
+            Some(ratio(side(t), figure(r.outcome.as_ref()?) as f64))
+        })
+    };
+    accuracy("client tx", sent_ref, of(client_tx, sent))
         .into_iter()
-        .chain(accuracy("server rx", REF_RAW_RECEIVED, received))
+        .chain(accuracy("server rx", received_ref, of(server_rx, received)))
         .collect()
 }
 
