@@ -5,6 +5,7 @@
 //! shared by the modules.
 
 mod bench;
+mod image;
 mod run;
 mod setup;
 mod test;
@@ -41,6 +42,8 @@ enum Cmd {
     /// Benchmark trafficd against no monitoring and nethogs; writes target/bench/results.{md,json}
     /// and the results section of docs/performance.md.
     Bench(bench::BenchArgs),
+    /// Build the container image trafficd:dev (and :<version>) offline with docker.
+    Image(image::ImageArgs),
 }
 
 fn main() -> ExitCode {
@@ -49,6 +52,7 @@ fn main() -> ExitCode {
         Cmd::Run { args } => run::run(&args),
         Cmd::Test => test::run(),
         Cmd::Bench(args) => bench::run(args),
+        Cmd::Image(args) => image::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
