@@ -15,14 +15,17 @@ pub mod bpf;
 mod cgroup;
 mod daemon;
 pub mod docker;
+pub mod engine_docker;
 mod http;
 pub mod ip;
 pub mod metrics;
 mod netns;
 pub mod podman;
 mod procs;
+pub mod prometheus;
 mod root;
 mod scenario;
+pub mod tools;
 mod wait;
 pub mod wire;
 
