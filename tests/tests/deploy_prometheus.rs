@@ -173,6 +173,12 @@ fn assert_dashboard_evaluates(prom: &Prometheus, d: &Daemon) {
             .query(&expr)
             .unwrap_or_else(|e| panic!("panel {title:?}: {expr}: {e}"));
         let metrics = metric_names(&expr);
+        if title == "Top processes: transmit" {
+            assert!(
+                result.iter().any(|r| r["metric"]["comm"] == SENDER),
+                "panel {title:?}: {SENDER} is not among the top senders: {result:?}"
+            );
+        }
         if metrics.iter().all(|m| exposed.contains(m)) {
             assert!(
                 !result.is_empty(),
