@@ -80,6 +80,21 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    #[error(
+        "bad --interface-capacity `{input}`: {reason}; write NAME=RATE with RATE in bits per \
+         second, e.g. eth0=10Gbit or veth0=100Mbit"
+    )]
+    InterfaceCapacity { input: String, reason: &'static str },
+
+    #[error(
+        "cannot {action} over rtnetlink: {reason}; trafficd reads interface counters from the \
+         kernel's NETLINK_ROUTE socket, which needs Linux with netlink (any supported kernel)"
+    )]
+    Rtnetlink {
+        action: &'static str,
+        reason: String,
+    },
+
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
