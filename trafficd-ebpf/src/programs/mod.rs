@@ -5,3 +5,4 @@ mod sock_length;
 mod sock_release;
 mod tcp_state;
 mod tcp_sweep;
+mod tc_forward;
