@@ -95,6 +95,12 @@ pub enum Error {
         reason: String,
     },
 
+    #[error(
+        "cannot attach the forwarded-traffic counter to interface {interface}: {reason}; \
+         forwarded traffic on it is not counted (check that it exists: `ip link show {interface}`)"
+    )]
+    TcAttach { interface: String, reason: String },
+
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }

@@ -2,6 +2,8 @@
 //! counters, tc programs, conntrack). Every one is deleted on drop, also when a test panics.
 
 use std::{
+    fs::File,
+    os::fd::AsRawFd,
     process::Command,
     sync::atomic::{AtomicU32, Ordering},
 };
@@ -76,6 +78,33 @@ impl Netns {
 
     pub fn sysctl(&self, setting: &str) {
         self.exec("sysctl", &["-qw", setting]);
+    }
+
+    /// Runs `f` on a thread that entered the namespace, so sockets it opens live there.
+    pub fn enter<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        let file = File::open(format!("/run/netns/{}", self.name)).expect("the namespace file");
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    // SAFETY: setns on this thread only, with a namespace descriptor we hold.
+                    let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+                    assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+                    f()
+                })
+                .join()
+                .expect("the thread in the namespace")
+        })
+    }
+
+    /// The MAC address of `dev` in the namespace.
+    pub fn mac(&self, dev: &str) -> String {
+        let out = self.ip(&["-o", "link", "show", "dev", dev]);
+        let mut words = out.split_whitespace();
+        words
+            .find(|w| *w == "link/ether")
+            .and_then(|_| words.next())
+            .unwrap_or_else(|| panic!("no MAC address for {dev} in {out:?}"))
+            .to_string()
     }
 }
 

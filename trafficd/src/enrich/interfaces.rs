@@ -13,7 +13,7 @@ use netlink_packet_core::{
     NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_DUMP, NLM_F_REQUEST,
 };
 use netlink_packet_route::{
-    link::{LinkAttribute, LinkMessage, State},
+    link::{LinkAttribute, LinkLayerType, LinkMessage, State},
     RouteNetlinkMessage,
 };
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
@@ -38,6 +38,9 @@ pub struct InterfaceSample {
     /// From `--interface-capacity`, else from the driver's link speed; `None` for virtual links
     /// without either.
     pub capacity_bytes_per_sec: Option<u64>,
+    /// Bytes of link-layer header before the IP header, for the tc programs: 14 on Ethernet,
+    /// 0 on IP-only links (WireGuard, tun); `None` for link types they do not parse.
+    pub link_header_len: Option<u32>,
 }
 
 /// Reads every interface's counters in the daemon's network namespace.
@@ -166,7 +169,16 @@ fn sample(link: &LinkMessage) -> Option<InterfaceSample> {
         tx_packets: stats.tx_packets,
         rx_packets: stats.rx_packets,
         capacity_bytes_per_sec: None,
+        link_header_len: link_header_len(link.header.link_layer_type),
     })
+}
+
+fn link_header_len(link_type: LinkLayerType) -> Option<u32> {
+    match link_type {
+        LinkLayerType::Ether | LinkLayerType::Loopback => Some(14),
+        LinkLayerType::None | LinkLayerType::Rawip => Some(0),
+        _ => None,
+    }
 }
 
 /// The driver's link speed in bytes per second, from `<class_net>/<name>/speed` (Mbit/s).

@@ -106,6 +106,7 @@ fn counters_match_the_kernel_and_the_traffic_sent() {
     }
     assert!(before.up, "{before:?}");
     assert_eq!(before.capacity_bytes_per_sec, Some(12_500_000));
+    assert_eq!(before.link_header_len, Some(14));
     assert_eq!(before.tx_bytes, sysfs(&veth.a, "tx_bytes"));
 
     let socket = UdpSocket::bind(format!("{local}:0")).unwrap();
