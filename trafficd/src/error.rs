@@ -96,6 +96,18 @@ pub enum Error {
     },
 
     #[error(
+        "conntrack is not available: {reason}; load it with `modprobe nf_conntrack_netlink` \
+         (NAT'd flows are shown without their original tuples until then)"
+    )]
+    ConntrackUnavailable { reason: String },
+
+    #[error(
+        "cannot query conntrack in {namespace}: {reason}; the namespace may have vanished, or \
+         trafficd lacks CAP_SYS_ADMIN and CAP_NET_ADMIN to enter it"
+    )]
+    Conntrack { namespace: String, reason: String },
+
+    #[error(
         "cannot attach the forwarded-traffic counter to interface {interface}: {reason}; \
          forwarded traffic on it is not counted (check that it exists: `ip link show {interface}`)"
     )]

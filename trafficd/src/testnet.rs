@@ -181,3 +181,53 @@ pub fn free_subnet() -> u8 {
         })
         .expect("a free 10.203.x.0/24")
 }
+
+/// A -- ab -- B -- bc -- C, A at 10.1.1.1, C at 10.1.2.2, B forwarding between them.
+pub struct Routed {
+    pub a: Netns,
+    pub b: Netns,
+    pub c: Netns,
+    pub ab: Veth,
+    pub bc: Veth,
+}
+
+impl Routed {
+    pub fn new() -> Routed {
+        let (a, b, c) = (Netns::new(), Netns::new(), Netns::new());
+        let ab = Veth::new(Some(&a), &b);
+        let bc = Veth::new(Some(&b), &c);
+        let ends = [
+            (&a, &ab.a, "10.1.1.1/24"),
+            (&b, &ab.b, "10.1.1.2/24"),
+            (&b, &bc.a, "10.1.2.1/24"),
+            (&c, &bc.b, "10.1.2.2/24"),
+        ];
+        for (ns, dev, addr) in ends {
+            ns.ip(&["addr", "add", addr, "dev", dev]);
+            ns.ip(&["link", "set", dev, "up"]);
+        }
+        a.ip(&["route", "add", "default", "via", "10.1.1.2"]);
+        c.ip(&["route", "add", "default", "via", "10.1.2.1"]);
+        b.sysctl("net.ipv4.ip_forward=1");
+        let neighbours = [
+            (&a, &ab.a, "10.1.1.2", b.mac(&ab.b)),
+            (&b, &ab.b, "10.1.1.1", a.mac(&ab.a)),
+            (&b, &bc.a, "10.1.2.2", c.mac(&bc.b)),
+            (&c, &bc.b, "10.1.2.1", b.mac(&bc.a)),
+        ];
+        for (ns, dev, addr, mac) in neighbours {
+            ns.ip(&[
+                "neigh",
+                "replace",
+                addr,
+                "lladdr",
+                &mac,
+                "dev",
+                dev,
+                "nud",
+                "permanent",
+            ]);
+        }
+        Routed { a, b, c, ab, bc }
+    }
+}

@@ -13,7 +13,7 @@ use trafficd_common::{
 use super::*;
 use crate::{
     enrich::interfaces::{InterfaceSample, Interfaces},
-    testnet::{require_root, Netns, Veth},
+    testnet::{require_root, Routed},
 };
 
 const DATAGRAMS: u64 = 200;
@@ -31,56 +31,6 @@ fn load_object() -> Ebpf {
         .map_max_entries(names::FORWARDED, DEFAULT_FLOWS)
         .load(object.bytes())
         .expect("load the object")
-}
-
-/// A -- ab -- B -- bc -- C, A at 10.1.1.1, C at 10.1.2.2, B forwarding between them.
-struct Routed {
-    a: Netns,
-    b: Netns,
-    c: Netns,
-    ab: Veth,
-    bc: Veth,
-}
-
-impl Routed {
-    fn new() -> Routed {
-        let (a, b, c) = (Netns::new(), Netns::new(), Netns::new());
-        let ab = Veth::new(Some(&a), &b);
-        let bc = Veth::new(Some(&b), &c);
-        let ends = [
-            (&a, &ab.a, "10.1.1.1/24"),
-            (&b, &ab.b, "10.1.1.2/24"),
-            (&b, &bc.a, "10.1.2.1/24"),
-            (&c, &bc.b, "10.1.2.2/24"),
-        ];
-        for (ns, dev, addr) in ends {
-            ns.ip(&["addr", "add", addr, "dev", dev]);
-            ns.ip(&["link", "set", dev, "up"]);
-        }
-        a.ip(&["route", "add", "default", "via", "10.1.1.2"]);
-        c.ip(&["route", "add", "default", "via", "10.1.2.1"]);
-        b.sysctl("net.ipv4.ip_forward=1");
-        let neighbours = [
-            (&a, &ab.a, "10.1.1.2", b.mac(&ab.b)),
-            (&b, &ab.b, "10.1.1.1", a.mac(&ab.a)),
-            (&b, &bc.a, "10.1.2.2", c.mac(&bc.b)),
-            (&c, &bc.b, "10.1.2.1", b.mac(&bc.a)),
-        ];
-        for (ns, dev, addr, mac) in neighbours {
-            ns.ip(&[
-                "neigh",
-                "replace",
-                addr,
-                "lladdr",
-                &mac,
-                "dev",
-                dev,
-                "nud",
-                "permanent",
-            ]);
-        }
-        Routed { a, b, c, ab, bc }
-    }
 }
 
 /// Sends `count` datagrams from `sender` to the receiver at 10.1.2.2:5000 in C, each received
