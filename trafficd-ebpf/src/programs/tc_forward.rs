@@ -15,6 +15,12 @@
 //!   on the interface is local; no route is dropped. DNAT runs after tc ingress, so a packet to
 //!   a published port counts as local here; the egress of the interface it leaves by counts it
 //!   as forwarded with this interface as its other end, which the daemon uses to reconcile.
+//!
+//! A veth keeps a packet's socket when it crosses into another namespace (since Linux 4.19),
+//! so a frame a bridge passes from one container to another leaves the host's bridge port
+//! with the sending container's socket: local on that egress, since a socket of this host
+//! owns it and the socket hooks count it. Routed container traffic loses its socket in the
+//! host's `ip_rcv` and counts as forwarded on the way out.
 
 use core::mem::{size_of, MaybeUninit};
 
