@@ -3,13 +3,18 @@
 //!
 //! TCX links (Linux >= 6.6) run beside other tc programs without a qdisc and vanish with their
 //! interface; older kernels get a clsact qdisc and a classifier on it. Either way the links are
-//! owned here: dropping [`TcCounters`] detaches every one.
+//! owned here: dropping [`TcCounters`] detaches every one. Attach, detach and drop in the
+//! network namespace of the interfaces: a clsact filter is removed over netlink by ifindex,
+//! which the kernel resolves in the caller's namespace.
 
 use std::collections::HashMap as StdHashMap;
 
 use aya::{
     maps::{HashMap, MapData, PerCpuArray, PerCpuHashMap},
-    programs::{tc, tc::SchedClassifierLink, SchedClassifier, TcAttachType},
+    programs::{
+        tc::{self, NlOptions, SchedClassifierLink, TcAttachOptions},
+        LinkOrder, SchedClassifier, TcAttachType,
+    },
     util::KernelVersion,
     Ebpf,
 };
@@ -33,6 +38,22 @@ pub struct TcLosses {
     pub kinds_full: (u64, u64),
 }
 
+/// How classifiers are attached: TCX links (Linux >= 6.6), else on a clsact qdisc.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttachMode {
+    Tcx,
+    Clsact,
+}
+
+impl AttachMode {
+    fn of_this_kernel() -> AttachMode {
+        match KernelVersion::current() {
+            Ok(v) if v >= KernelVersion::new(6, 6, 0) => AttachMode::Tcx,
+            _ => AttachMode::Clsact,
+        }
+    }
+}
+
 struct Attached {
     name: String,
     /// Ingress and egress; dropping them detaches.
@@ -46,6 +67,7 @@ pub struct TcCounters {
     kinds: PerCpuHashMap<MapData, InterfaceKindKey, WireCount>,
     losses: PerCpuArray<MapData, u64>,
     attached: StdHashMap<u32, Attached>,
+    mode: AttachMode,
 }
 
 impl TcCounters {
@@ -69,7 +91,13 @@ impl TcCounters {
             kinds: take(ebpf, names::INTERFACE_KINDS)?,
             losses: take(ebpf, names::TC_LOSSES)?,
             attached: StdHashMap::new(),
+            mode: AttachMode::of_this_kernel(),
         })
+    }
+
+    /// Attaches the way `mode` says from now on, instead of the way this kernel prefers.
+    pub fn set_mode(&mut self, mode: AttachMode) {
+        self.mode = mode;
     }
 
     /// Counts on `name` (in the calling thread's network namespace) from now on, in both
@@ -89,7 +117,7 @@ impl TcCounters {
         self.interfaces
             .insert(ifindex, link_header_len, 0)
             .map_err(|e| fail(format!("cannot configure it: {e}")))?;
-        let links = attach_both(ebpf, name).map_err(|reason| {
+        let links = attach_both(ebpf, name, self.mode).map_err(|reason| {
             let _ = self.interfaces.remove(&ifindex);
             fail(reason)
         });
@@ -167,23 +195,28 @@ where
     T::try_from(map).map_err(|source| Error::Map { name, source })
 }
 
-/// Attaches ingress then egress; on failure nothing stays attached.
+/// Attaches ingress then egress; on failure nothing stays attached. A clsact qdisc this adds
+/// stays when the classifiers go: other tools' filters may hang off it by then.
 fn attach_both(
     ebpf: &mut Ebpf,
     name: &str,
+    mode: AttachMode,
 ) -> std::result::Result<[SchedClassifierLink; 2], String> {
-    let tcx = KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(6, 6, 0));
-    if !tcx {
-        // Before TCX the classifiers hang off a clsact qdisc; one may be there already.
+    let options = || match mode {
+        AttachMode::Tcx => TcAttachOptions::TcxOrder(LinkOrder::default()),
+        AttachMode::Clsact => TcAttachOptions::Netlink(NlOptions::default()),
+    };
+    if mode == AttachMode::Clsact {
         if let Err(err) = tc::qdisc_add_clsact(name) {
-            let exists = matches!(&err, tc::TcError::NetlinkError(e) if e.raw_os_error() == Some(libc::EEXIST));
+            let exists = matches!(&err, tc::TcError::NetlinkError(e)
+                if e.raw_os_error() == Some(libc::EEXIST));
             if !exists {
                 return Err(format!("cannot add a clsact qdisc: {err}"));
             }
         }
     }
-    let ingress = attach_one(ebpf, INGRESS, name, TcAttachType::Ingress)?;
-    let egress = attach_one(ebpf, EGRESS, name, TcAttachType::Egress)?;
+    let ingress = attach_one(ebpf, INGRESS, name, TcAttachType::Ingress, options())?;
+    let egress = attach_one(ebpf, EGRESS, name, TcAttachType::Egress, options())?;
     Ok([ingress, egress])
 }
 
@@ -192,9 +225,12 @@ fn attach_one(
     program: &str,
     name: &str,
     direction: TcAttachType,
+    options: TcAttachOptions,
 ) -> std::result::Result<SchedClassifierLink, String> {
     let prog: &mut SchedClassifier = program_mut(ebpf, program).map_err(|e| summarize(&e))?;
-    let id = prog.attach(name, direction).map_err(|e| summarize(&e))?;
+    let id = prog
+        .attach_with_options(name, direction, options)
+        .map_err(|e| summarize(&e))?;
     prog.take_link(id).map_err(|e| summarize(&e))
 }
 

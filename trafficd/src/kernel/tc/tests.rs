@@ -68,10 +68,22 @@ fn sample(samples: &[InterfaceSample], ifindex: u32) -> InterfaceSample {
 #[test]
 fn forwarded_udp_is_counted_per_flow_and_local_sockets_are_not() {
     require_root!();
+    forwarded_udp(AttachMode::of_this_kernel());
+}
+
+/// The same through a clsact qdisc, as on kernels before TCX.
+#[test]
+fn forwarded_udp_is_counted_on_clsact_too() {
+    require_root!();
+    forwarded_udp(AttachMode::Clsact);
+}
+
+fn forwarded_udp(mode: AttachMode) {
     let net = Routed::new();
-    let (mut ebpf, mut tc, mut interfaces, b_in, b_out) = net.b.enter(|| {
+    let (ebpf, mut tc, mut interfaces, b_in, b_out) = net.b.enter(|| {
         let mut ebpf = load_object();
         let mut tc = TcCounters::load(&mut ebpf).unwrap();
+        tc.set_mode(mode);
         tc.attach(&mut ebpf, &net.ab.b, 14).unwrap();
         tc.attach(&mut ebpf, &net.bc.a, 14).unwrap();
         let interfaces = Interfaces::new([]).unwrap();
@@ -79,6 +91,12 @@ fn forwarded_udp_is_counted_per_flow_and_local_sockets_are_not() {
         let b_out = ifindex_of(&net.bc.a).unwrap();
         (ebpf, tc, interfaces, b_in, b_out)
     });
+    if mode == AttachMode::Clsact {
+        let filters = net
+            .b
+            .exec("tc", &["filter", "show", "dev", &net.ab.b, "ingress"]);
+        assert!(filters.contains("trafficd_tc_ingress"), "{filters}");
+    }
     let before = interfaces.poll().unwrap();
     let receiver = net.c.enter(|| UdpSocket::bind("10.1.2.2:5000").unwrap());
     let sender = net.a.enter(|| UdpSocket::bind("10.1.1.1:0").unwrap());
@@ -138,11 +156,18 @@ fn forwarded_udp_is_counted_per_flow_and_local_sockets_are_not() {
     assert_eq!(tc.losses(), TcLosses::default());
 
     // Detached: nothing more is counted.
-    tc.detach(b_out);
+    // In B: a clsact filter is removed over netlink, by ifindex in the caller's namespace.
+    net.b.enter(|| tc.detach(b_out));
+    if mode == AttachMode::Clsact {
+        let filters = net
+            .b
+            .exec("tc", &["filter", "show", "dev", &net.bc.a, "egress"]);
+        assert!(!filters.contains("trafficd"), "{filters}");
+    }
     udp_to_c(&local, &receiver, 10);
     assert_eq!(kind_bytes(&tc, b_out, EGRESS, kind::LOCAL), 50 * FRAME);
     assert_eq!(tc.attached().count(), 1);
-    drop((tc, &mut ebpf));
+    net.b.enter(|| drop((tc, ebpf)));
 }
 
 const TCP_PAYLOAD: u64 = 4 << 20;
@@ -227,5 +252,5 @@ fn forwarded_tcp_matches_the_interface_counters() {
     let bound = TCP_PAYLOAD + data.segments * 66 + 1024;
     assert!(data.bytes > TCP_PAYLOAD, "{data:?}");
     assert!(data.wire_bytes <= bound, "{data:?} above {bound}");
-    drop((tc, ebpf));
+    net.b.enter(|| drop((tc, ebpf)));
 }
