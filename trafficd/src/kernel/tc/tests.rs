@@ -7,7 +7,7 @@ use std::{net::UdpSocket, time::Duration};
 use aya::{Ebpf, EbpfLoader};
 use trafficd_common::{
     forwarding::{kind, DEFAULT_FLOWS, EGRESS, INGRESS},
-    AF_INET,
+    AF_INET, AF_INET6,
 };
 
 use super::*;
@@ -252,5 +252,110 @@ fn forwarded_tcp_matches_the_interface_counters() {
     let bound = TCP_PAYLOAD + data.segments * 66 + 1024;
     assert!(data.bytes > TCP_PAYLOAD, "{data:?}");
     assert!(data.wire_bytes <= bound, "{data:?} above {bound}");
+    net.b.enter(|| drop((tc, ebpf)));
+}
+
+/// Turns IPv6 on along A - B - C: fd00:1:1::/64 between A and B, fd00:1:2::/64 between B and
+/// C, B forwarding. The links then also carry IPv6's own chatter (MLD, router solicitations),
+/// which B does not forward; the flow's own counts stay exact.
+fn with_ipv6(net: &Routed) {
+    let ends = [
+        (&net.a, &net.ab.a, "fd00:1:1::1/64"),
+        (&net.b, &net.ab.b, "fd00:1:1::2/64"),
+        (&net.b, &net.bc.a, "fd00:1:2::1/64"),
+        (&net.c, &net.bc.b, "fd00:1:2::2/64"),
+    ];
+    for (ns, dev, addr) in ends {
+        ns.sysctl(&format!("net.ipv6.conf.{dev}.disable_ipv6=0"));
+        ns.ip(&["-6", "addr", "add", addr, "dev", dev, "nodad"]);
+    }
+    net.a
+        .ip(&["-6", "route", "add", "default", "via", "fd00:1:1::2"]);
+    net.c
+        .ip(&["-6", "route", "add", "default", "via", "fd00:1:2::1"]);
+    net.b.sysctl("net.ipv6.conf.all.forwarding=1");
+    let neighbours = [
+        (&net.a, &net.ab.a, "fd00:1:1::2", net.b.mac(&net.ab.b)),
+        (&net.b, &net.ab.b, "fd00:1:1::1", net.a.mac(&net.ab.a)),
+        (&net.b, &net.bc.a, "fd00:1:2::2", net.c.mac(&net.bc.b)),
+        (&net.c, &net.bc.b, "fd00:1:2::1", net.b.mac(&net.bc.a)),
+    ];
+    for (ns, dev, addr, mac) in neighbours {
+        ns.ip(&[
+            "-6",
+            "neigh",
+            "replace",
+            addr,
+            "lladdr",
+            &mac,
+            "dev",
+            dev,
+            "nud",
+            "permanent",
+        ]);
+    }
+}
+
+#[test]
+fn forwarded_udp_over_ipv6_is_counted_per_flow() {
+    require_root!();
+    let net = Routed::new();
+    with_ipv6(&net);
+    let (ebpf, tc, b_in, b_out) = net.b.enter(|| {
+        let mut ebpf = load_object();
+        let mut tc = TcCounters::load(&mut ebpf).unwrap();
+        tc.attach(&mut ebpf, &net.ab.b, 14).unwrap();
+        tc.attach(&mut ebpf, &net.bc.a, 14).unwrap();
+        (
+            ebpf,
+            tc,
+            ifindex_of(&net.ab.b).unwrap(),
+            ifindex_of(&net.bc.a).unwrap(),
+        )
+    });
+    let receiver = net
+        .c
+        .enter(|| UdpSocket::bind("[fd00:1:2::2]:5000").unwrap());
+    let sender = net.a.enter(|| UdpSocket::bind("[fd00:1:1::1]:0").unwrap());
+    receiver
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    for _ in 0..DATAGRAMS {
+        sender
+            .send_to(&[1u8; PAYLOAD], "[fd00:1:2::2]:5000")
+            .unwrap();
+        receiver.recv_from(&mut [0u8; 2048]).unwrap();
+    }
+    // Ethernet 14 + IPv6 40 + UDP 8 + payload.
+    let frame = 14 + 40 + 8 + PAYLOAD as u64;
+    let flows = tc.forwarded();
+    for (ifindex, direction, other) in [(b_in, INGRESS, b_out), (b_out, EGRESS, b_in)] {
+        let (key, counts) = flows
+            .iter()
+            .find(|(k, _)| k.ifindex == ifindex && k.direction == direction && k.family == AF_INET6)
+            .unwrap_or_else(|| panic!("no IPv6 flow on {ifindex}/{direction}: {flows:?}"));
+        assert_eq!(
+            (key.protocol, key.other_ifindex, key.dst_port),
+            (17, other, 5000)
+        );
+        assert_eq!(
+            key.src_addr,
+            "fd00:1:1::1"
+                .parse::<std::net::Ipv6Addr>()
+                .unwrap()
+                .octets()
+        );
+        assert_eq!(
+            key.dst_addr,
+            "fd00:1:2::2"
+                .parse::<std::net::Ipv6Addr>()
+                .unwrap()
+                .octets()
+        );
+        assert_eq!(
+            (counts.packets, counts.bytes),
+            (DATAGRAMS, DATAGRAMS * frame)
+        );
+    }
     net.b.enter(|| drop((tc, ebpf)));
 }
