@@ -17,8 +17,9 @@ use aya_ebpf::{
 };
 use trafficd_common::{
     control, defaults,
-    forwarding::{self, ForwardKey, InterfaceKindKey, WireCount}, FlowKey, FlowSlot, Payload, RecentUse, SocketOwner, SocketProcessKey,
-    Traffic, FLOW_CACHE_ENTRIES, LOSS_SLOTS, RECENT_USES,
+    forwarding::{self, ForwardKey, InterfaceKindKey, WireCount},
+    FlowKey, FlowSlot, Payload, RecentUse, SocketOwner, SocketProcessKey, Traffic,
+    FLOW_CACHE_ENTRIES, LOSS_SLOTS, RECENT_USES,
 };
 
 /// Map flags: none, i.e. preallocated (see above).

@@ -149,14 +149,7 @@ fn ingress_verdict(ctx: &TcContext, key: &mut ForwardKey) -> u8 {
         }
     }
     // SAFETY: the helper reads and writes `params`, a stack buffer of its exact size.
-    let result = unsafe {
-        bpf_fib_lookup(
-            skb.cast(),
-            params,
-            size_of::<FibParams>() as i32,
-            0,
-        )
-    };
+    let result = unsafe { bpf_fib_lookup(skb.cast(), params, size_of::<FibParams>() as i32, 0) };
     if result < 0 {
         // No answer (a header that could not be read): the socket hooks see it if it is local.
         return kind::LOCAL;
