@@ -48,6 +48,9 @@ pub struct Interfaces {
     socket: Socket,
     /// `--interface-capacity`, bytes per second by interface name.
     capacities: HashMap<String, u64>,
+    /// Driver speeds read from sysfs, by ifindex and name: read once, not at every poll of
+    /// a host with many container veths. A link event says when to read one again.
+    speeds: HashMap<(u32, String), Option<u64>>,
     sequence: u32,
 }
 
@@ -64,6 +67,7 @@ impl Interfaces {
         Ok(Interfaces {
             socket,
             capacities: capacities.into_iter().collect(),
+            speeds: HashMap::new(),
             sequence: 0,
         })
     }
@@ -72,20 +76,27 @@ impl Interfaces {
     pub fn poll(&mut self) -> Result<Vec<InterfaceSample>> {
         self.sequence = self.sequence.wrapping_add(1);
         let links = dump_links(&mut self.socket, self.sequence)?;
-        let mut samples: Vec<InterfaceSample> = links
-            .into_iter()
-            .filter_map(|link| sample(&link))
-            .map(|mut sample| {
-                sample.capacity_bytes_per_sec = self
-                    .capacities
-                    .get(&sample.name)
-                    .copied()
-                    .or_else(|| driver_speed(Path::new("/sys/class/net"), &sample.name));
-                sample
-            })
-            .collect();
+        let mut samples: Vec<InterfaceSample> = links.iter().filter_map(sample).collect();
+        // Rebuilt at every poll, so interfaces that are gone or were renamed are forgotten.
+        let mut speeds = HashMap::with_capacity(samples.len());
+        for sample in &mut samples {
+            let key = (sample.ifindex, sample.name.clone());
+            let speed = match self.speeds.remove(&key) {
+                Some(speed) => speed,
+                None => driver_speed(Path::new("/sys/class/net"), &sample.name),
+            };
+            speeds.insert(key, speed);
+            sample.capacity_bytes_per_sec = self.capacities.get(&sample.name).copied().or(speed);
+        }
+        self.speeds = speeds;
         samples.sort_by_key(|s| s.ifindex);
         Ok(samples)
+    }
+
+    /// Reads interface `ifindex`'s driver speed again at the next poll: call it on a
+    /// [`LinkEvent::New`], which is also how a renegotiated speed is announced.
+    pub fn refresh(&mut self, ifindex: u32) {
+        self.speeds.retain(|(i, _), _| *i != ifindex);
     }
 }
 
