@@ -1,12 +1,13 @@
 //! GET /top parameters: good values answer 200 with the documented shape, bad
 //! values 400 with a JSON {"error": "..."} naming the parameter and its allowed
-//! values, junk never crashes the daemon, and it keeps serving afterwards.
+//! values, a parameter given twice 400 naming it, junk never crashes the daemon,
+//! and it keeps serving afterwards.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use trafficd_tests::{require_root, tcp_transfer, trafficgen, Daemon, Side, Top};
+use trafficd_tests::{require_root, trafficgen, Daemon, Sender, Side, Top, Transfer};
 
 /// A raw HTTP/1.1 request, so the client cannot tidy up malformed targets.
 /// Returns the status code (None if the daemon closed without answering).
@@ -51,22 +52,15 @@ fn parameters_are_validated_and_the_daemon_keeps_serving() {
     let mut d = Daemon::start();
     // Some traffic, so the lists are not empty and sorting means something.
     let tg = trafficgen!();
-    tcp_transfer(
-        &tg,
-        "127.0.0.1:0".parse().unwrap(),
-        1 << 20,
-        true,
-        Side::named("tg-hp-sink"),
-        Side::named("tg-hp-send"),
-    );
-    let t = tcp_transfer(
-        &tg,
-        "127.0.0.1:0".parse().unwrap(),
-        1 << 20,
-        false,
-        Side::named("tg-hp-serve"),
-        Side::named("tg-hp-recv"),
-    );
+    Transfer::tcp("127.0.0.1:0".parse().unwrap(), 1 << 20)
+        .server(Side::named("tg-hp-sink"))
+        .client(Side::named("tg-hp-send"))
+        .run(&tg);
+    let t = Transfer::tcp("127.0.0.1:0".parse().unwrap(), 1 << 20)
+        .server(Side::named("tg-hp-serve"))
+        .client(Side::named("tg-hp-recv"))
+        .sent_by(Sender::Server)
+        .run(&tg);
     // Until the daemon has drained it, /top may not list it yet.
     d.wait_process(t.receiver.pid(), |i| i.rx() >= 1 << 20);
 
@@ -114,6 +108,26 @@ fn parameters_are_validated_and_the_daemon_keeps_serving() {
         }
     }
 
+    // A parameter given twice: 400 naming it, rather than one of the values silently
+    // winning; even when both values agree, and whichever comes first.
+    for (q, param) in [
+        ("by=flow&by=process", "by"),
+        ("limit=1&limit=abc", "limit"),
+        ("window=1s&sort=tx&window=1s", "window"),
+        ("sort=rx&limit=5&sort=tx", "sort"),
+    ] {
+        let r = d.get(&format!("/top?{q}"));
+        assert_eq!(r.status, 400, "GET /top?{q}: {}", r.body);
+        let v = r.json();
+        let err = v["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("GET /top?{q}: no string \"error\": {v}"));
+        assert!(
+            err.contains(param) && err.contains("2 times"),
+            "GET /top?{q}: error {err:?} does not say {param:?} is given twice"
+        );
+    }
+
     // Good values: 200 with the shape of the contract (Top::from_json checks
     // every item's fields for its `by`).
     let top = d.top("");
@@ -135,6 +149,39 @@ fn parameters_are_validated_and_the_daemon_keeps_serving() {
             !t.items().is_empty(),
             "by={by}: no items after traffic: {}",
             t.json
+        );
+    }
+    // by=container: until a container source names the owners, the cgroups' items with
+    // `container` and `unit` null, never guessed. Read as JSON: `Top` checks the kinds the
+    // harness knows.
+    let (status, owners) = d.get_json("/top?by=container&window=60s&limit=1000");
+    assert_eq!(
+        (status, owners["by"].as_str()),
+        (200, Some("container")),
+        "{owners}"
+    );
+    let owners = owners["items"].as_array().expect("by=container: items");
+    assert!(!owners.is_empty(), "by=container: no items after traffic");
+    // Fetched after the owners, so every cgroup they name is still listed.
+    let cgroups = d.top("by=cgroup&window=60s&limit=1000");
+    for owner in owners {
+        assert!(
+            owner["container"].is_null() && owner["unit"].is_null(),
+            "by=container: an owner named without a source: {owner}"
+        );
+        for f in [
+            "tx_bytes",
+            "rx_bytes",
+            "lifetime_tx_bytes",
+            "lifetime_rx_bytes",
+        ] {
+            assert!(owner[f].is_u64(), "by=container: no integer {f:?}: {owner}");
+        }
+        let path = owner["cgroup"].as_str().expect("by=container: cgroup");
+        assert!(
+            cgroups.items().iter().any(|c| c.str("cgroup") == path),
+            "by=container: {path:?} is not among the cgroups: {}",
+            cgroups.json
         );
     }
     for (w, secs) in [("1s", 1.0), ("10s", 10.0), ("60s", 60.0)] {
@@ -216,14 +263,10 @@ fn parameters_are_validated_and_the_daemon_keeps_serving() {
     // Still serving, and still counting.
     assert_eq!(d.get("/healthz").status, 200);
     assert_eq!(d.get("/metrics").status, 200);
-    let send = tcp_transfer(
-        &tg,
-        "127.0.0.1:0".parse().unwrap(),
-        1 << 20,
-        true,
-        Side::named("tg-hp-sink2"),
-        Side::named("tg-hp-after"),
-    );
+    let send = Transfer::tcp("127.0.0.1:0".parse().unwrap(), 1 << 20)
+        .server(Side::named("tg-hp-sink2"))
+        .client(Side::named("tg-hp-after"))
+        .run(&tg);
     let item = d.wait_process(send.sender.pid(), |i| i.tx() >= 1 << 20);
     assert_eq!(item.comm(), "tg-hp-after");
 

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use trafficd_common::{FlowKey, FlowSlot, Payload, SocketProcessKey, Traffic};
 use trafficd_tests::metrics::Exposition;
 use trafficd_tests::wire::{self, LOOPBACK_MTU};
-use trafficd_tests::{require_root, tcp_transfer, trafficgen, wait_for, Cgroup, Daemon, Side};
+use trafficd_tests::{require_root, trafficgen, wait_for, Cgroup, Daemon, Side, Transfer};
 
 const PAYLOAD: u64 = 2 << 20;
 
@@ -50,14 +50,10 @@ fn metrics_count_known_traffic_and_expose_self_metrics() {
     let d = Daemon::start();
     let tg = trafficgen!();
     let lo: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let t = tcp_transfer(
-        &tg,
-        lo,
-        PAYLOAD,
-        true,
-        Side::named("tg-m-sink"),
-        Side::named("tg-m-send").cgroup(&cg),
-    );
+    let t = Transfer::tcp(lo, PAYLOAD)
+        .server(Side::named("tg-m-sink"))
+        .client(Side::named("tg-m-send").cgroup(&cg))
+        .run(&tg);
     let (sp, rp) = (t.sender.pid().to_string(), t.receiver.pid().to_string());
 
     let r = d.get("/metrics");

@@ -2,8 +2,10 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 use trafficd_common::defaults;
+
+use crate::api::{By, Limit, Sort, TopQuery, Window};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -113,8 +115,8 @@ pub struct MapSizeArgs {
 #[derive(Args, Debug, Clone)]
 pub struct TopArgs {
     /// Rows to show (1 to 1000).
-    #[arg(long, short = 'n', default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
-    pub limit: u32,
+    #[arg(long, short = 'n', default_value = "10")]
+    pub limit: Limit,
     /// What to rank.
     #[arg(long, value_enum, default_value_t = By::Process)]
     pub by: By,
@@ -122,8 +124,8 @@ pub struct TopArgs {
     #[arg(long, value_enum, default_value_t = Window::W10s)]
     pub window: Window,
     /// Rank by transmitted, received or both.
-    #[arg(long, value_enum, default_value_t = SortBy::Total)]
-    pub sort: SortBy,
+    #[arg(long, value_enum, default_value_t = Sort::Total)]
+    pub sort: Sort,
     /// Base URL of the daemon.
     #[arg(long, default_value = "http://127.0.0.1:9464", env = "TRAFFICD_URL")]
     pub url: String,
@@ -133,29 +135,16 @@ pub struct TopArgs {
     pub watch: Option<u64>,
 }
 
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum By {
-    Process,
-    Cgroup,
-    Flow,
-    Remote,
-}
-
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Window {
-    #[value(name = "1s")]
-    W1s,
-    #[value(name = "10s")]
-    W10s,
-    #[value(name = "60s")]
-    W60s,
-}
-
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SortBy {
-    Total,
-    Tx,
-    Rx,
+impl TopArgs {
+    /// The /top parameters these flags ask for.
+    pub fn query(&self) -> TopQuery {
+        TopQuery {
+            limit: self.limit,
+            by: self.by,
+            window: self.window,
+            sort: self.sort,
+        }
+    }
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -217,9 +206,31 @@ mod tests {
             &["trafficd", "run", "--tcp-sweep-interval", "10ms"],
             &["trafficd", "run", "--tcp-sweep-interval", "2h"],
             &["trafficd", "top", "--limit", "0"],
+            &["trafficd", "top", "--limit", "1001"],
             &["trafficd", "top", "--by", "foo"],
+            &["trafficd", "top", "--window", "7m"],
         ] {
             assert!(Cli::try_parse_from(args).is_err(), "{args:?}");
         }
+    }
+
+    #[test]
+    fn top_flags_become_the_query() {
+        let cli = Cli::try_parse_from([
+            "trafficd", "top", "-n", "3", "--by", "flow", "--window", "1m", "--sort", "rx",
+        ])
+        .unwrap();
+        let Command::Top(args) = cli.command else {
+            panic!()
+        };
+        assert_eq!(
+            args.query().to_query_string(),
+            "limit=3&by=flow&window=60s&sort=rx"
+        );
+        let cli = Cli::try_parse_from(["trafficd", "top", "--by", "container"]).unwrap();
+        let Command::Top(args) = cli.command else {
+            panic!()
+        };
+        assert_eq!(args.query().by, By::Container);
     }
 }

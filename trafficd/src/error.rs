@@ -33,6 +33,12 @@ pub enum Error {
     NoCgroup2,
 
     #[error(
+        "cannot read /proc/self/mountinfo ({0}); trafficd finds the cgroup2 mount there: \
+         mount procfs at /proc"
+    )]
+    MountInfo(String),
+
+    #[error(
         "cannot read the possible CPUs from /sys/devices/system/cpu/possible; trafficd sizes its \
          per-CPU entries by it: mount sysfs at /sys"
     )]
@@ -78,6 +84,26 @@ pub enum Error {
     Listen {
         addr: std::net::SocketAddr,
         source: std::io::Error,
+    },
+
+    #[error(
+        "cannot talk to the {runtime} engine at {socket}: {source}; its containers show by id \
+         until it answers: start the engine, or check that this is its API socket"
+    )]
+    Engine {
+        runtime: &'static str,
+        socket: PathBuf,
+        source: bollard::errors::Error,
+    },
+
+    #[error(
+        "cannot {action} pods from the Kubernetes API server at {url}: {reason}; pods show by UID \
+         until it answers: check the API server and that the service account may list and watch pods"
+    )]
+    Kubernetes {
+        action: &'static str,
+        url: String,
+        reason: String,
     },
 
     #[error(

@@ -1,19 +1,15 @@
 //! trafficd: per-process bandwidth accounting with eBPF.
 
+mod api;
 mod attribution;
-mod cgroups;
 mod cli;
 mod daemon;
 mod drain;
-// The interface and conntrack sources are built; the drain does not call them yet.
-#[allow(dead_code)]
 mod enrich;
 mod error;
 mod fresh_memory;
 mod http;
 mod kernel;
-mod processes;
-mod socket_owners;
 mod stats;
 mod table;
 #[cfg(test)]

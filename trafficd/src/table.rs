@@ -2,25 +2,25 @@
 
 use std::{fmt::Write as _, time::Duration};
 
-use serde_json::Value;
-
-use crate::cli::{By, SortBy, TopArgs, Window};
+use crate::{
+    api::{ContainerItem, ErrorBody, Item, Items, Rates, TopResponse},
+    cli::TopArgs,
+};
 
 /// Fetches /top once and renders it.
 pub fn fetch_and_render(args: &TopArgs) -> Result<String, String> {
     let url = format!(
-        "{}/top?limit={}&by={}&window={}&sort={}",
+        "{}/top?{}",
         args.url.trim_end_matches('/'),
-        args.limit,
-        by_name(args.by),
-        window_name(args.window),
-        sort_name(args.sort),
+        args.query().to_query_string()
     );
     let response = match ureq::get(&url).timeout(Duration::from_secs(5)).call() {
         Ok(response) => response,
         Err(ureq::Error::Status(code, response)) => {
-            let body: Value = response.into_json().unwrap_or_default();
-            let message = body["error"].as_str().unwrap_or("no error message").to_string();
+            let message = match response.into_json::<ErrorBody>() {
+                Ok(body) => body.error,
+                Err(_) => "no error message".to_string(),
+            };
             return Err(format!("{url} answered {code}: {message}"));
         }
         Err(err) => {
@@ -30,64 +30,101 @@ pub fn fetch_and_render(args: &TopArgs) -> Result<String, String> {
             ))
         }
     };
-    let body: Value = response
+    let body: TopResponse = response
         .into_json()
-        .map_err(|e| format!("{url} did not answer JSON: {e}"))?;
-    Ok(render(args.by, &body))
+        .map_err(|e| format!("{url} did not answer a /top response: {e}"))?;
+    Ok(render(&body))
 }
 
-/// The cells that name a row (pid, comm, ...), taken from one JSON item.
-type Identity = fn(&Value) -> Vec<String>;
-
-pub fn render(by: By, body: &Value) -> String {
-    let empty = Vec::new();
-    let items = body["items"].as_array().unwrap_or(&empty);
-    let window = body["window_seconds"].as_u64().unwrap_or(0);
-    let (headers, identity): (&[&str], Identity) = match by {
-        By::Process => (&["PID", "COMM", "USER", "CGROUP"], |i| {
-            vec![
-                num(&i["pid"]),
-                text(&i["comm"]),
-                text(&i["user"]),
-                text(&i["cgroup"]),
-            ]
-        }),
-        By::Cgroup => (&["CGROUP"], |i| vec![text(&i["cgroup"])]),
-        By::Flow => (&["PROTO", "LOCAL", "REMOTE", "PID", "COMM"], |i| {
-            vec![
-                text(&i["protocol"]),
-                text(&i["local"]),
-                text(&i["remote"]),
-                num(&i["pid"]),
-                text(&i["comm"]),
-            ]
-        }),
-        By::Remote => (&["REMOTE"], |i| vec![text(&i["remote"])]),
+pub fn render(top: &TopResponse) -> String {
+    let (headers, mut rows): (&[&str], _) = match &top.items {
+        Items::Process(items) => (
+            &["PID", "COMM", "USER", "CGROUP"],
+            rows(items, |i| {
+                vec![
+                    i.pid.to_string(),
+                    i.comm.clone(),
+                    i.user.clone(),
+                    i.cgroup.clone(),
+                ]
+            }),
+        ),
+        Items::Cgroup(items) => (&["CGROUP"], rows(items, |i| vec![i.cgroup.clone()])),
+        Items::Flow(items) => (
+            &["PROTO", "LOCAL", "REMOTE", "PID", "COMM"],
+            rows(items, |i| {
+                vec![
+                    i.protocol.clone(),
+                    i.local.clone(),
+                    i.remote.clone(),
+                    i.pid.to_string(),
+                    i.comm.clone(),
+                ]
+            }),
+        ),
+        Items::Remote(items) => (&["REMOTE"], rows(items, |i| vec![i.remote.clone()])),
+        Items::Container(items) => (
+            &["CONTAINER", "IMAGE", "RUNTIME", "UNIT", "CGROUP"],
+            rows(items, owner_cells),
+        ),
     };
-    let mut rows: Vec<Vec<String>> = Vec::with_capacity(items.len() + 1);
     let mut header: Vec<String> = headers.iter().map(|h| h.to_string()).collect();
     header.extend(["TX/s", "RX/s", "TX total", "RX total"].map(String::from));
-    rows.push(header);
-    for item in items {
-        let mut row = identity(item);
-        row.push(rate(&item["tx_bytes_per_second"]));
-        row.push(rate(&item["rx_bytes_per_second"]));
-        row.push(bytes(item["lifetime_tx_bytes"].as_u64().unwrap_or(0)));
-        row.push(bytes(item["lifetime_rx_bytes"].as_u64().unwrap_or(0)));
-        rows.push(row);
-    }
+    rows.insert(0, header);
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "top {} by {} over {window}s (TX/s and RX/s: IP bytes, headers included)",
-        items.len(),
-        by_name(by)
+        "top {} by {} over {}s (TX/s and RX/s: IP bytes, headers included)",
+        top.items.len(),
+        top.by,
+        top.window_seconds
     );
     out.push_str(&layout(&rows, headers.len()));
-    if items.is_empty() {
+    if top.items.is_empty() {
         out.push_str("(no traffic in this window)\n");
     }
     out
+}
+
+/// One row per item: the cells that name it (pid, comm, ...), then its rates and totals.
+fn rows<I>(items: &[Item<I>], identity: impl Fn(&I) -> Vec<String>) -> Vec<Vec<String>> {
+    items
+        .iter()
+        .map(|item| {
+            let mut row = identity(&item.identity);
+            row.extend(numbers(&item.rates));
+            row
+        })
+        .collect()
+}
+
+/// A container by name (its short id when unnamed); "-" where the daemon names no owner.
+fn owner_cells(item: &ContainerItem) -> Vec<String> {
+    let or_dash = |s: Option<&str>| s.filter(|s| !s.is_empty()).unwrap_or("-").to_string();
+    let container = item.container.as_ref();
+    let name = container.map(|c| {
+        if c.name.is_empty() {
+            c.id.get(..12).unwrap_or(&c.id)
+        } else {
+            &c.name
+        }
+    });
+    vec![
+        or_dash(name),
+        or_dash(container.map(|c| c.image.as_str())),
+        or_dash(container.map(|c| c.runtime.as_str())),
+        or_dash(item.unit.as_deref()),
+        item.cgroup.clone(),
+    ]
+}
+
+fn numbers(rates: &Rates) -> [String; 4] {
+    [
+        rate(rates.tx_bytes_per_second),
+        rate(rates.rx_bytes_per_second),
+        bytes(rates.lifetime_tx_bytes),
+        bytes(rates.lifetime_rx_bytes),
+    ]
 }
 
 /// Left-aligns identity columns, right-aligns numbers. The last identity column (cgroup,
@@ -141,16 +178,8 @@ fn layout(rows: &[Vec<String>], identity_columns: usize) -> String {
     out
 }
 
-fn text(v: &Value) -> String {
-    v.as_str().unwrap_or("").to_string()
-}
-
-fn num(v: &Value) -> String {
-    v.as_u64().map(|n| n.to_string()).unwrap_or_default()
-}
-
-fn rate(v: &Value) -> String {
-    format!("{}/s", bytes(v.as_f64().unwrap_or(0.0) as u64))
+fn rate(bytes_per_second: f64) -> String {
+    format!("{}/s", bytes(bytes_per_second as u64))
 }
 
 /// Binary units, one decimal: what `ls -lh` and nethogs users read at a glance.
@@ -169,31 +198,6 @@ pub fn bytes(n: u64) -> String {
     }
 }
 
-fn by_name(by: By) -> &'static str {
-    match by {
-        By::Process => "process",
-        By::Cgroup => "cgroup",
-        By::Flow => "flow",
-        By::Remote => "remote",
-    }
-}
-
-fn window_name(window: Window) -> &'static str {
-    match window {
-        Window::W1s => "1s",
-        Window::W10s => "10s",
-        Window::W60s => "60s",
-    }
-}
-
-fn sort_name(sort: SortBy) -> &'static str {
-    match sort {
-        SortBy::Total => "total",
-        SortBy::Tx => "tx",
-        SortBy::Rx => "rx",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -208,13 +212,62 @@ mod tests {
     }
 
     #[test]
+    fn renders_owners_with_dashes_where_none_is_named() {
+        let rates = json!({"tx_bytes": 0, "rx_bytes": 0, "tx_packets": 0, "rx_packets": 0,
+            "tx_bytes_per_second": 2048.0, "rx_bytes_per_second": 0.0,
+            "lifetime_tx_bytes": 4096, "lifetime_rx_bytes": 0,
+            "lifetime_tx_packets": 3, "lifetime_rx_packets": 0});
+        let item = |owner: serde_json::Value| {
+            let mut item = rates.clone();
+            if let (Some(item), Some(owner)) = (item.as_object_mut(), owner.as_object()) {
+                item.extend(owner.clone());
+            }
+            item
+        };
+        let body = json!({"by": "container", "window_seconds": 10, "items": [
+            item(json!({"container": {"id": "0123456789abcdef", "name": "", "image": "local/busybox:1",
+                        "runtime": "docker"}, "unit": null, "cgroup": "/docker/0123456789abcdef"})),
+            item(json!({"container": null, "unit": null, "cgroup": "/user.slice"})),
+        ]});
+        let table = render(&serde_json::from_value(body).unwrap());
+        let lines: Vec<&str> = table.lines().collect();
+        let cells = |line: &str| {
+            line.split_whitespace()
+                .map(String::from)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            cells(lines[1])[..5],
+            ["CONTAINER", "IMAGE", "RUNTIME", "UNIT", "CGROUP"]
+        );
+        assert_eq!(
+            cells(lines[2])[..5],
+            [
+                "0123456789ab",
+                "local/busybox:1",
+                "docker",
+                "-",
+                "/docker/0123456789abcdef"
+            ]
+        );
+        assert_eq!(cells(lines[3])[..4], ["-", "-", "-", "-"]);
+        assert!(
+            lines[3].contains("/user.slice") && lines[3].contains("2.0 KiB/s"),
+            "{table}"
+        );
+    }
+
+    #[test]
     fn renders_a_process_table() {
         let body = json!({"by": "process", "window_seconds": 10, "items": [
             {"pid": 4242, "comm": "iperf3", "user": "root", "cgroup": "/docker/abc",
+             "cmdline": "iperf3 -c 10.0.0.2", "exe": "/usr/bin/iperf3", "uid": 0, "reason": null,
+             "tx_bytes": 10485760, "rx_bytes": 512, "tx_packets": 7000, "rx_packets": 4,
              "tx_bytes_per_second": 1048576.0, "rx_bytes_per_second": 0.0,
-             "lifetime_tx_bytes": 10485760, "lifetime_rx_bytes": 512}
+             "lifetime_tx_bytes": 10485760, "lifetime_rx_bytes": 512,
+             "lifetime_tx_packets": 7000, "lifetime_rx_packets": 4}
         ]});
-        let table = render(By::Process, &body);
+        let table = render(&serde_json::from_value(body).unwrap());
         let lines: Vec<&str> = table.lines().collect();
         assert!(lines[1].starts_with("PID"), "{table}");
         assert!(

@@ -16,6 +16,7 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
+use trafficd_tests::is_root;
 
 /// Developer and CI commands for trafficd.
 #[derive(Parser)]
@@ -37,7 +38,8 @@ enum Cmd {
     },
     /// Set up, then check formatting, build the daemon and run the whole test suite.
     Test,
-    /// Benchmark trafficd against no monitoring and nethogs; writes target/bench/results.{md,json}.
+    /// Benchmark trafficd against no monitoring and nethogs; writes target/bench/results.{md,json}
+    /// and the results section of docs/performance.md.
     Bench(bench::BenchArgs),
 }
 
@@ -121,16 +123,6 @@ fn run_checked(cmd: &mut Command) -> Result<()> {
         bail!("`{line}` failed ({status})");
     }
     Ok(())
-}
-
-/// True when running with effective uid 0. Read from /proc so no unsafe libc call is needed.
-fn is_root() -> bool {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("Uid:"))
-        .and_then(|ids| ids.split_whitespace().nth(1)) // real, effective, saved, fs
-        .is_some_and(|euid| euid == "0")
 }
 
 /// Builds the daemon in release mode (its build script also builds and embeds the eBPF

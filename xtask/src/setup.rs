@@ -31,6 +31,8 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "docker.io",
     "busybox-static",
     "prometheus",
+    // The container tests' second engine.
+    "podman",
 ];
 
 /// bpf-linker must use the same LLVM as rustc; its default (LLVM 23) does not match.

@@ -1,11 +1,9 @@
 //! The HTTP API: /top, /metrics and /healthz.
 
 mod metrics;
-mod query;
 mod top;
 
 use std::{
-    collections::HashMap,
     sync::{Arc, RwLock},
     time::Instant,
 };
@@ -18,9 +16,11 @@ use axum::{
     Json, Router,
 };
 use prometheus_client::registry::Registry;
-use serde_json::json;
 
-use crate::stats::Store;
+use crate::{
+    api::{self, ApiError, ErrorBody, TopQuery},
+    stats::Store,
+};
 
 #[derive(Clone)]
 struct AppState {
@@ -38,29 +38,23 @@ pub fn router(store: Arc<RwLock<Store>>) -> Router {
         .with_state(AppState { store, registry })
 }
 
-fn error(status: StatusCode, message: String) -> Response {
-    (status, Json(json!({ "error": message }))).into_response()
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status =
+            StatusCode::from_u16(self.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (status, Json(ErrorBody::from(&self))).into_response()
+    }
 }
 
-async fn get_top(
-    State(state): State<AppState>,
-    params: Result<Query<HashMap<String, String>>, QueryRejection>,
-) -> Response {
-    let params = match params {
-        Ok(Query(params)) => params,
-        Err(rejection) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("invalid query string: {rejection}"),
-            )
-        }
-    };
-    let query = match query::parse(&params) {
-        Ok(query) => query,
-        Err(message) => return error(StatusCode::BAD_REQUEST, message),
-    };
+/// The query as (name, value) pairs rather than a map, so that a parameter given twice is
+/// seen and refused instead of one of its values silently winning.
+type Pairs = Result<Query<Vec<(String, String)>>, QueryRejection>;
+
+async fn get_top(State(state): State<AppState>, pairs: Pairs) -> Result<Response, ApiError> {
+    let Query(pairs) = pairs.map_err(|rejection| ApiError::QueryString(rejection.to_string()))?;
+    let query = TopQuery::from_pairs(&pairs)?;
     let store = state.store.read().unwrap_or_else(|e| e.into_inner());
-    Json(top::top(&store, &query, Instant::now())).into_response()
+    Ok(Json(top::top(&store, &query, Instant::now())).into_response())
 }
 
 async fn get_metrics(State(state): State<AppState>) -> Response {
@@ -73,29 +67,23 @@ async fn get_metrics(State(state): State<AppState>) -> Response {
             body,
         )
             .into_response(),
-        Err(_) => error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "encoding metrics failed".to_string(),
-        ),
+        Err(_) => ApiError::EncodeMetrics.into_response(),
     }
 }
 
 async fn get_healthz(State(state): State<AppState>) -> Response {
     let store = state.store.read().unwrap_or_else(|e| e.into_inner());
     let health = &store.health;
-    Json(json!({
-        "status": "ok",
-        "drains": health.drains,
-        "uptime_seconds": health.started.elapsed().as_secs(),
-        "last_drain_microseconds": health.last_drain.as_micros() as u64,
-        "longest_drain_microseconds": health.longest_drain.as_micros() as u64,
-    }))
+    Json(api::Health {
+        status: "ok".to_string(),
+        drains: health.drains,
+        uptime_seconds: health.started.elapsed().as_secs(),
+        last_drain_microseconds: health.last_drain.as_micros() as u64,
+        longest_drain_microseconds: health.longest_drain.as_micros() as u64,
+    })
     .into_response()
 }
 
-async fn not_found() -> Response {
-    error(
-        StatusCode::NOT_FOUND,
-        "no such endpoint; try /top, /metrics or /healthz".to_string(),
-    )
+async fn not_found() -> ApiError {
+    ApiError::NotFound
 }

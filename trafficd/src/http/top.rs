@@ -5,143 +5,98 @@ use std::{
     time::{Duration, Instant},
 };
 
-use serde::{Deserialize, Serialize};
 use trafficd_common::Traffic;
 
-use super::query::{By, Sort, TopQuery};
 use crate::{
-    attribution::Unattributed,
-    stats::{local_addr, remote_addr, Dimension, Store, Windowed},
+    api::{
+        By, CgroupItem, ContainerItem, FlowItem, Item, Items, ProcessItem, Rates, RemoteItem, Sort,
+        TopQuery, TopResponse,
+    },
+    stats::{local_addr, remote_addr, CgroupInfo, Dimension, Store, Windowed},
 };
-
-#[derive(Serialize, Deserialize, Debug, Clone)]
-pub struct TopResponse {
-    pub by: String,
-    pub window_seconds: u64,
-    pub items: Vec<serde_json::Value>,
-}
-
-/// Bytes and rates of one group; shared by every kind of item.
-#[derive(Serialize)]
-struct Rates {
-    tx_bytes: u64,
-    rx_bytes: u64,
-    tx_packets: u64,
-    rx_packets: u64,
-    tx_bytes_per_second: f64,
-    rx_bytes_per_second: f64,
-    lifetime_tx_bytes: u64,
-    lifetime_rx_bytes: u64,
-    lifetime_tx_packets: u64,
-    lifetime_rx_packets: u64,
-}
-
-#[derive(Serialize)]
-struct ProcessIdentity<'a> {
-    pid: u32,
-    comm: &'a str,
-    cmdline: &'a str,
-    exe: &'a str,
-    user: &'a str,
-    uid: Option<u32>,
-    cgroup: &'a str,
-    reason: Option<Unattributed>,
-}
-
-#[derive(Serialize)]
-struct CgroupIdentity<'a> {
-    cgroup: &'a str,
-    cgroup_id: u64,
-}
-
-#[derive(Serialize)]
-struct FlowIdentity<'a> {
-    protocol: String,
-    local: String,
-    remote: String,
-    pid: u32,
-    comm: &'a str,
-    cgroup: &'a str,
-}
-
-#[derive(Serialize)]
-struct RemoteIdentity {
-    remote: String,
-}
 
 pub fn top(store: &Store, query: &TopQuery, now: Instant) -> TopResponse {
     let items = match query.by {
-        By::Process => ranked(&store.processes, query, now, |_, meta| {
-            to_value(ProcessIdentity {
+        By::Process => Items::Process(ranked(&store.processes, query, now, |_, meta| {
+            ProcessItem {
                 pid: meta.pid,
-                comm: &meta.comm,
-                cmdline: &meta.cmdline,
-                exe: &meta.exe,
-                user: &meta.user,
+                comm: meta.comm.to_string(),
+                cmdline: meta.cmdline.to_string(),
+                exe: meta.exe.to_string(),
+                user: meta.user.to_string(),
                 uid: meta.uid,
-                cgroup: &meta.cgroup,
+                cgroup: meta.cgroup.to_string(),
                 reason: meta.reason,
-            })
-        }),
-        By::Cgroup => ranked(&store.cgroups, query, now, |id, meta| {
-            to_value(CgroupIdentity {
-                cgroup: &meta.path,
-                cgroup_id: *id,
-            })
-        }),
-        By::Flow => ranked(&store.flows, query, now, |key, meta| {
-            to_value(FlowIdentity {
-                protocol: protocol_name(key.protocol, key.family),
-                local: endpoint(local_addr(key), key.local_port),
-                remote: endpoint(remote_addr(key), key.remote_port),
-                pid: meta.pid,
-                comm: &meta.comm,
-                cgroup: &meta.cgroup,
-            })
-        }),
-        By::Remote => {
-            let (remotes, covered) = store.remotes.window(&store.flows, now, query.window);
-            let mut best = Best::new(query);
-            for remote in &remotes {
-                best.push(Windowed {
-                    key: &remote.remote,
-                    window: remote.window,
-                    lifetime: remote.lifetime,
-                    meta: &(),
-                });
             }
-            render(best.finish(), covered, query, |ip, _| {
-                to_value(RemoteIdentity {
-                    remote: ip.to_string(),
-                })
-            })
+        })),
+        By::Cgroup => Items::Cgroup(ranked(&store.cgroups, query, now, |id, meta| CgroupItem {
+            cgroup: meta.path.to_string(),
+            cgroup_id: *id,
+        })),
+        By::Flow => Items::Flow(ranked(&store.flows, query, now, |key, meta| FlowItem {
+            protocol: protocol_name(key.protocol, key.family),
+            local: endpoint(local_addr(key), key.local_port),
+            remote: endpoint(remote_addr(key), key.remote_port),
+            pid: meta.pid,
+            comm: meta.comm.to_string(),
+            cgroup: meta.cgroup.to_string(),
+        })),
+        By::Remote => Items::Remote(remotes(store, query, now)),
+        By::Container => {
+            Items::Container(ranked(&store.cgroups, query, now, |_, meta| owner(meta)))
         }
     };
     TopResponse {
-        by: query.by.name().to_string(),
-        window_seconds: query.window.as_secs(),
+        by: query.by,
+        window_seconds: query.window.duration().as_secs(),
         items,
     }
 }
 
-fn to_value(identity: impl Serialize) -> serde_json::Value {
-    serde_json::to_value(identity).unwrap_or_default()
+/// Who owns a cgroup. This is the seam the container source fills: until it maps cgroups to
+/// containers and units, the only owner the daemon can name is the cgroup path, so
+/// `container` and `unit` stay null rather than guessed, and the items are the cgroups'.
+fn owner(meta: &CgroupInfo) -> ContainerItem {
+    ContainerItem {
+        container: None,
+        unit: None,
+        cgroup: meta.path.to_string(),
+    }
 }
 
-fn ranked<K, M, F>(
+/// Remotes are sums over flows, expired flows included, rather than a dimension of their own.
+fn remotes(store: &Store, query: &TopQuery, now: Instant) -> Vec<Item<RemoteItem>> {
+    let window = query.window.duration();
+    let (remotes, covered) = store.remotes.window(&store.flows, now, window);
+    let mut best = Best::new(query);
+    for remote in &remotes {
+        best.push(Windowed {
+            key: &remote.remote,
+            window: remote.window,
+            lifetime: remote.lifetime,
+            meta: &(),
+        });
+    }
+    render(best.finish(), covered, window, |ip, _| RemoteItem {
+        remote: ip.to_string(),
+    })
+}
+
+fn ranked<K, M, I, F>(
     dimension: &Dimension<K, M>,
     query: &TopQuery,
     now: Instant,
     identity: F,
-) -> Vec<serde_json::Value>
+) -> Vec<Item<I>>
 where
     K: std::hash::Hash + Eq + Clone,
     M: Default + Clone + PartialEq,
-    F: Fn(&K, &M) -> serde_json::Value,
+    F: Fn(&K, &M) -> I,
 {
+    let window = query.window.duration();
     let mut best = Best::new(query);
-    let covered = dimension.window_each(now, query.window, |item| best.push(item));
-    render(best.finish(), covered, query, identity)
+    let covered = dimension.window_each(now, window, |item| best.push(item));
+    render(best.finish(), covered, window, identity)
 }
 
 /// The best `limit` of a stream of groups, holding at most twice that many (and a few
@@ -156,8 +111,7 @@ impl<'a, K, M> Best<'a, K, M> {
     fn new(query: &TopQuery) -> Self {
         Best {
             items: Vec::new(),
-            // The query allows 1 to MAX_LIMIT.
-            limit: query.limit.max(1),
+            limit: query.limit.get(),
             sort: query.sort,
         }
     }
@@ -198,34 +152,28 @@ fn rank_of<K, M>(sort: Sort, item: &Windowed<'_, K, M>) -> Reverse<(u64, u64)> {
     Reverse((weight(&item.window), weight(&item.lifetime)))
 }
 
-/// The ranked groups as JSON items: identity, bytes and rates.
-fn render<K, M, F>(
+/// The ranked groups as items: identity, bytes and rates.
+fn render<K, M, I, F>(
     items: Vec<Windowed<'_, K, M>>,
     covered: Duration,
-    query: &TopQuery,
+    window: Duration,
     identity: F,
-) -> Vec<serde_json::Value>
+) -> Vec<Item<I>>
 where
-    F: Fn(&K, &M) -> serde_json::Value,
+    F: Fn(&K, &M) -> I,
 {
     // Rates over the time the window really covers: right after start that is less than asked.
     let seconds = if covered.is_zero() {
-        query.window
+        window
     } else {
-        covered.min(query.window).max(Duration::from_millis(1))
+        covered.min(window).max(Duration::from_millis(1))
     }
     .as_secs_f64();
     items
         .into_iter()
-        .map(|w| {
-            let mut item = identity(w.key, w.meta);
-            if let (Some(item), serde_json::Value::Object(rates)) = (
-                item.as_object_mut(),
-                to_value(rates(&w.window, &w.lifetime, seconds)),
-            ) {
-                item.extend(rates);
-            }
-            item
+        .map(|w| Item {
+            identity: identity(w.key, w.meta),
+            rates: rates(&w.window, &w.lifetime, seconds),
         })
         .collect()
 }
@@ -272,10 +220,17 @@ fn endpoint(ip: Option<std::net::IpAddr>, port: u16) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::{Limit, Window};
+    use crate::attribution::Unattributed;
     use crate::stats::{FlowInfo, Talker, TalkerInfo};
     use std::net::{IpAddr, Ipv6Addr};
     use std::sync::Arc;
     use trafficd_common::FlowKey;
+
+    /// The answer as it goes on the wire.
+    fn json(response: TopResponse) -> serde_json::Value {
+        serde_json::to_value(response).unwrap()
+    }
 
     #[test]
     fn endpoints_bracket_ipv6() {
@@ -293,7 +248,7 @@ mod tests {
     fn the_best_of_a_long_stream_are_kept_and_no_more_than_a_few_hundred_held() {
         let keys: Vec<u32> = (0..5000).collect();
         let query = TopQuery {
-            limit: 10,
+            limit: Limit::new(10).unwrap(),
             sort: Sort::Tx,
             ..TopQuery::default()
         };
@@ -347,15 +302,54 @@ mod tests {
             ],
         );
         let query = TopQuery {
-            limit: 1,
+            limit: Limit::new(1).unwrap(),
             ..TopQuery::default()
         };
-        let response = top(&store, &query, now);
-        assert_eq!(response.items.len(), 1);
-        assert_eq!(response.items[0]["comm"], "big");
-        assert_eq!(response.items[0]["tx_bytes"], 5000);
-        assert_eq!(response.items[0]["tx_bytes_per_second"], 500.0);
-        assert_eq!(response.window_seconds, 10);
+        let response = json(top(&store, &query, now));
+        assert_eq!(response["items"].as_array().unwrap().len(), 1);
+        assert_eq!(response["items"][0]["comm"], "big");
+        assert_eq!(response["items"][0]["tx_bytes"], 5000);
+        assert_eq!(response["items"][0]["tx_bytes_per_second"], 500.0);
+        assert_eq!(response["window_seconds"], 10);
+    }
+
+    #[test]
+    fn containers_are_the_cgroups_until_a_source_names_their_owners() {
+        let now = Instant::now();
+        let mut store = Store::new(now);
+        let cgroup = |path: &str| CgroupInfo { path: path.into() };
+        let tx = |b| Traffic {
+            tx_bytes: b,
+            ..Traffic::default()
+        };
+        store.cgroups.record(
+            now,
+            Duration::from_secs(10),
+            vec![
+                (7, tx(300), cgroup("/docker/abc")),
+                (8, tx(100), cgroup("/system.slice/nginx.service")),
+            ],
+        );
+        let ask = |by| {
+            let query = TopQuery {
+                by,
+                ..TopQuery::default()
+            };
+            json(top(&store, &query, now))
+        };
+        let (containers, cgroups) = (ask(By::Container), ask(By::Cgroup));
+        assert_eq!(containers["by"], "container");
+        let items = containers["items"].as_array().unwrap();
+        assert_eq!(items.len(), 2);
+        for (owner, cgroup) in items.iter().zip(cgroups["items"].as_array().unwrap()) {
+            assert_eq!(owner["cgroup"], cgroup["cgroup"]);
+            assert_eq!(owner["tx_bytes"], cgroup["tx_bytes"]);
+            assert!(
+                owner["container"].is_null() && owner["unit"].is_null(),
+                "{owner}"
+            );
+        }
+        assert_eq!(items[0]["cgroup"], "/docker/abc");
     }
 
     #[test]
@@ -395,27 +389,31 @@ mod tests {
         }
         let query = TopQuery {
             by: By::Remote,
-            window: second * 10,
+            window: Window::W10s,
             ..TopQuery::default()
         };
-        let item = |response: &TopResponse, ip: &str| {
-            let found = response.items.iter().find(|i| i["remote"] == ip);
+        let item = |response: &serde_json::Value, ip: &str| {
+            let found = response["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|i| i["remote"] == ip);
             found
                 .cloned()
-                .unwrap_or_else(|| panic!("{ip} missing: {:?}", response.items))
+                .unwrap_or_else(|| panic!("{ip} missing: {:?}", response["items"]))
         };
-        let response = top(&store, &query, start + second * 3);
+        let response = json(top(&store, &query, start + second * 3));
         assert_eq!(item(&response, "10.0.0.1")["tx_bytes"], 330);
         assert_eq!(item(&response, "10.0.0.1")["lifetime_tx_bytes"], 330);
         assert_eq!(item(&response, "10.0.0.2")["tx_bytes"], 150);
-        assert_eq!(response.items[0]["remote"], "10.0.0.1");
+        assert_eq!(response["items"][0]["remote"], "10.0.0.1");
         // The 1 s window is the last drain's.
         let last_second = TopQuery {
-            window: second,
+            window: Window::W1s,
             ..query
         };
-        let last = top(&store, &last_second, start + second * 3);
-        assert_eq!(last.items[0]["tx_bytes"], 110);
+        let last = json(top(&store, &last_second, start + second * 3));
+        assert_eq!(last["items"][0]["tx_bytes"], 110);
 
         // Only a's second flow keeps moving: a minute and a half later the others expire.
         // a's lifetime still counts its expired flow; b, with no flow left, is gone.
@@ -424,8 +422,13 @@ mod tests {
         }
         store.expire(start + second * 100, Duration::from_secs(80));
         assert_eq!(store.flows.entries().count(), 1);
-        let response = top(&store, &query, start + second * 100);
-        assert_eq!(response.items.len(), 1, "{:?}", response.items);
+        let response = json(top(&store, &query, start + second * 100));
+        assert_eq!(
+            response["items"].as_array().unwrap().len(),
+            1,
+            "{:?}",
+            response["items"]
+        );
         assert_eq!(item(&response, "10.0.0.1")["tx_bytes"], 10);
         assert_eq!(item(&response, "10.0.0.1")["lifetime_tx_bytes"], 330 + 97);
     }

@@ -1,0 +1,18 @@
+//! The HTTP API's types, defined once for both ends: the server (`http`) builds and
+//! serializes them, `trafficd top` (`cli`, `table`) parses its flags into them and
+//! deserializes the answers. A field renamed here is renamed on the wire and in the CLI
+//! together.
+
+mod choices;
+mod error;
+mod health;
+mod query;
+mod top;
+
+pub use choices::{By, Sort, Window};
+pub use error::{ApiError, ErrorBody};
+pub use health::Health;
+pub use query::{Limit, TopQuery, MAX_LIMIT};
+pub use top::{
+    CgroupItem, ContainerItem, FlowItem, Item, Items, ProcessItem, Rates, RemoteItem, TopResponse,
+};

@@ -1,0 +1,216 @@
+//! The answer to GET /top: `{"by", "window_seconds", "items": [...]}`, each item one
+//! group's identity (which depends on `by`) followed by its bytes and rates.
+
+use serde::{Deserialize, Serialize};
+
+use super::By;
+use crate::attribution::Unattributed;
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(try_from = "TopWire")]
+pub struct TopResponse {
+    pub by: By,
+    pub window_seconds: u64,
+    pub items: Items,
+}
+
+/// The ranked items, busiest first; the variant is the response's `by`.
+#[derive(Serialize, Debug, Clone, PartialEq)]
+#[serde(untagged)]
+pub enum Items {
+    Process(Vec<Item<ProcessItem>>),
+    Cgroup(Vec<Item<CgroupItem>>),
+    Flow(Vec<Item<FlowItem>>),
+    Remote(Vec<Item<RemoteItem>>),
+    Container(Vec<Item<ContainerItem>>),
+}
+
+impl Items {
+    pub fn len(&self) -> usize {
+        match self {
+            Items::Process(items) => items.len(),
+            Items::Cgroup(items) => items.len(),
+            Items::Flow(items) => items.len(),
+            Items::Remote(items) => items.len(),
+            Items::Container(items) => items.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// One group: who it is, then what it moved. Both flatten into one JSON object.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Item<I> {
+    #[serde(flatten)]
+    pub identity: I,
+    #[serde(flatten)]
+    pub rates: Rates,
+}
+
+/// Bytes and rates of one group; shared by every kind of item. The window's figures, then
+/// the lifetime's (since the daemon started).
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, Default, PartialEq)]
+pub struct Rates {
+    pub tx_bytes: u64,
+    pub rx_bytes: u64,
+    pub tx_packets: u64,
+    pub rx_packets: u64,
+    pub tx_bytes_per_second: f64,
+    pub rx_bytes_per_second: f64,
+    pub lifetime_tx_bytes: u64,
+    pub lifetime_rx_bytes: u64,
+    pub lifetime_tx_packets: u64,
+    pub lifetime_rx_packets: u64,
+}
+
+/// A process, or (pid 0, with a reason) bytes no process owns.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ProcessItem {
+    pub pid: u32,
+    pub comm: String,
+    pub cmdline: String,
+    pub exe: String,
+    pub user: String,
+    pub uid: Option<u32>,
+    pub cgroup: String,
+    pub reason: Option<Unattributed>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct CgroupItem {
+    pub cgroup: String,
+    pub cgroup_id: u64,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct FlowItem {
+    pub protocol: String,
+    /// ip:port, IPv6 in brackets; empty when the address is unknown.
+    pub local: String,
+    pub remote: String,
+    pub pid: u32,
+    pub comm: String,
+    pub cgroup: String,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct RemoteItem {
+    pub remote: String,
+}
+
+/// Who owns a cgroup's bytes. `container` and `unit` are null where the daemon cannot
+/// name them: a host process outside any unit has both null.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ContainerItem {
+    pub container: Option<Container>,
+    /// The systemd unit, e.g. `nginx.service`.
+    pub unit: Option<String>,
+    pub cgroup: String,
+}
+
+/// A container as its runtime names it.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Container {
+    /// The full id, as in the cgroup path.
+    pub id: String,
+    pub name: String,
+    pub image: String,
+    /// docker, podman, containerd or cri-o.
+    pub runtime: String,
+}
+
+/// The response as it reads off the wire: `items` can only be typed once `by` is known.
+#[derive(Deserialize)]
+struct TopWire {
+    by: By,
+    window_seconds: u64,
+    items: serde_json::Value,
+}
+
+impl TryFrom<TopWire> for TopResponse {
+    type Error = serde_json::Error;
+
+    fn try_from(wire: TopWire) -> Result<Self, Self::Error> {
+        let items = match wire.by {
+            By::Process => Items::Process(serde_json::from_value(wire.items)?),
+            By::Cgroup => Items::Cgroup(serde_json::from_value(wire.items)?),
+            By::Flow => Items::Flow(serde_json::from_value(wire.items)?),
+            By::Remote => Items::Remote(serde_json::from_value(wire.items)?),
+            By::Container => Items::Container(serde_json::from_value(wire.items)?),
+        };
+        Ok(TopResponse {
+            by: wire.by,
+            window_seconds: wire.window_seconds,
+            items,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn rates_json() -> serde_json::Value {
+        json!({
+            "tx_bytes": 1, "rx_bytes": 2, "tx_packets": 3, "rx_packets": 4,
+            "tx_bytes_per_second": 0.1, "rx_bytes_per_second": 0.2,
+            "lifetime_tx_bytes": 5, "lifetime_rx_bytes": 6,
+            "lifetime_tx_packets": 7, "lifetime_rx_packets": 8,
+        })
+    }
+
+    fn with_rates(identity: serde_json::Value) -> serde_json::Value {
+        let mut item = rates_json();
+        if let (Some(item), Some(identity)) = (item.as_object_mut(), identity.as_object()) {
+            item.extend(identity.clone());
+        }
+        item
+    }
+
+    /// Today's JSON for each `by` reads into the types and writes back unchanged.
+    #[test]
+    fn every_kind_round_trips_with_todays_field_names() {
+        let identities = [
+            (
+                "process",
+                json!({"pid": 0, "comm": "", "cmdline": "", "exe": "", "user": "",
+                       "uid": null, "cgroup": "", "reason": "owner-unknown"}),
+            ),
+            ("cgroup", json!({"cgroup": "/docker/abc", "cgroup_id": 42})),
+            (
+                "flow",
+                json!({"protocol": "tcp", "local": "127.0.0.1:1", "remote": "[::1]:2",
+                       "pid": 9, "comm": "curl", "cgroup": "/"}),
+            ),
+            ("remote", json!({"remote": "10.0.0.1"})),
+            (
+                "container",
+                json!({"container": null, "unit": null, "cgroup": "/user.slice"}),
+            ),
+            (
+                "container",
+                json!({"container": {"id": "ab12", "name": "openvpn", "image": "local/vpn:1",
+                                     "runtime": "docker"},
+                       "unit": null, "cgroup": "/docker/ab12"}),
+            ),
+        ];
+        for (by, identity) in identities {
+            let wire = json!({"by": by, "window_seconds": 60, "items": [with_rates(identity)]});
+            let typed: TopResponse = serde_json::from_value(wire.clone()).unwrap();
+            assert_eq!(typed.by.to_string(), by);
+            assert_eq!(typed.items.len(), 1);
+            assert_eq!(serde_json::to_value(&typed).unwrap(), wire, "by={by}");
+        }
+    }
+
+    #[test]
+    fn items_of_another_kind_are_refused() {
+        let wire = json!({"by": "process", "window_seconds": 10,
+                          "items": [with_rates(json!({"remote": "10.0.0.1"}))]});
+        assert!(serde_json::from_value::<TopResponse>(wire).is_err());
+    }
+}
