@@ -106,6 +106,39 @@ pub enum Error {
         reason: String,
     },
 
+    #[error(
+        "bad --interface-capacity `{input}`: {reason}; write NAME=RATE with RATE in bits per \
+         second, e.g. eth0=10Gbit or veth0=100Mbit"
+    )]
+    InterfaceCapacity { input: String, reason: &'static str },
+
+    #[error(
+        "cannot {action} over rtnetlink: {reason}; trafficd reads interface counters from the \
+         kernel's NETLINK_ROUTE socket, which needs Linux with netlink (any supported kernel)"
+    )]
+    Rtnetlink {
+        action: &'static str,
+        reason: String,
+    },
+
+    #[error(
+        "conntrack is not available: {reason}; load it with `modprobe nf_conntrack_netlink` \
+         (NAT'd flows are shown without their original tuples until then)"
+    )]
+    ConntrackUnavailable { reason: String },
+
+    #[error(
+        "cannot query conntrack in {namespace}: {reason}; the namespace may have vanished, or \
+         trafficd lacks CAP_SYS_ADMIN and CAP_NET_ADMIN to enter it"
+    )]
+    Conntrack { namespace: String, reason: String },
+
+    #[error(
+        "cannot attach the forwarded-traffic counter to interface {interface}: {reason}; \
+         forwarded traffic on it is not counted (check that it exists: `ip link show {interface}`)"
+    )]
+    TcAttach { interface: String, reason: String },
+
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }

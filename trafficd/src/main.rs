@@ -12,6 +12,8 @@ mod http;
 mod kernel;
 mod stats;
 mod table;
+#[cfg(test)]
+mod testnet;
 mod tracker;
 
 use std::{process::ExitCode, time::Duration};
