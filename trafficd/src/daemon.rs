@@ -31,6 +31,11 @@ pub fn run(args: RunArgs) -> Result<()> {
         socket_processes: args.maps.socket_process_map_size,
         closed: args.maps.closed_map_size,
     };
+    let metrics = http::MetricsConfig {
+        per_pid: args.web.metrics_per_pid,
+        max_series: args.web.metrics_max_series as usize,
+        retention: args.retention,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -64,13 +69,18 @@ pub fn run(args: RunArgs) -> Result<()> {
         let mut due = Instant::now() + interval;
         while drainer.wait_for_drain(due, stopped.as_fd()) {
             drainer.drain(&drain_store);
+            drain_store
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .health
+                .drain_ended(Instant::now());
             due = Instant::now() + interval;
         }
     })?;
 
     info!(listen = %args.listen, interval = ?args.interval, "serving /top, /metrics and /healthz");
     let served = runtime.block_on(async {
-        axum::serve(listener, http::router(store))
+        axum::serve(listener, http::router(store, &metrics))
             .with_graceful_shutdown(shutdown_signal())
             .await
     });

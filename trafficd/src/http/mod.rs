@@ -3,6 +3,8 @@
 mod metrics;
 mod top;
 
+pub use metrics::MetricsConfig;
+
 use std::{
     sync::{Arc, RwLock},
     time::Instant,
@@ -28,8 +30,8 @@ struct AppState {
     registry: Arc<Registry>,
 }
 
-pub fn router(store: Arc<RwLock<Store>>) -> Router {
-    let registry = Arc::new(metrics::registry(store.clone()));
+pub fn router(store: Arc<RwLock<Store>>, metrics: &MetricsConfig) -> Router {
+    let registry = Arc::new(metrics::registry(store.clone(), metrics));
     Router::new()
         .route("/top", get(get_top))
         .route("/metrics", get(get_metrics))
