@@ -1,6 +1,6 @@
 //! Command-line interface.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
 use trafficd_common::defaults;
@@ -84,7 +84,7 @@ pub struct RunArgs {
     pub web: WebArgs,
 }
 
-/// What /metrics exports.
+/// What /metrics exports and how the HTTP server is protected.
 #[derive(Args, Debug, Clone)]
 pub struct WebArgs {
     /// Name per-process series by comm and pid instead of comm alone. Every pid is then its
@@ -99,6 +99,12 @@ pub struct WebArgs {
     /// is still every byte.
     #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(2..=1_000_000))]
     pub metrics_max_series: u32,
+
+    /// Serve over TLS and/or require basic auth, as the Prometheus exporters' web config file
+    /// says (tls_server_config.cert_file/key_file, basic_auth_users with bcrypt hashes).
+    /// Without it, plain HTTP.
+    #[arg(long = "web.config.file", value_name = "FILE")]
+    pub web_config_file: Option<PathBuf>,
 }
 
 /// Entries of each kernel map; the maps are preallocated, so kernel memory is bounded by (and
@@ -216,6 +222,7 @@ mod tests {
         assert!(!args.tcp_per_packet);
         assert_eq!(args.web.metrics_max_series, 500);
         assert!(!args.web.metrics_per_pid);
+        assert!(args.web.web_config_file.is_none());
     }
 
     #[test]

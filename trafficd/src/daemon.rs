@@ -31,6 +31,11 @@ pub fn run(args: RunArgs) -> Result<()> {
         socket_processes: args.maps.socket_process_map_size,
         closed: args.maps.closed_map_size,
     };
+    // A bad web config file stops the start before anything is loaded or bound.
+    let web = match &args.web.web_config_file {
+        Some(path) => http::WebConfig::load(path)?,
+        None => http::WebConfig::default(),
+    };
     let metrics = http::MetricsConfig {
         per_pid: args.web.metrics_per_pid,
         max_series: args.web.metrics_max_series as usize,
@@ -78,12 +83,15 @@ pub fn run(args: RunArgs) -> Result<()> {
         }
     })?;
 
-    info!(listen = %args.listen, interval = ?args.interval, "serving /top, /metrics and /healthz");
-    let served = runtime.block_on(async {
-        axum::serve(listener, http::router(store, &metrics))
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-    });
+    info!(
+        listen = %args.listen,
+        interval = ?args.interval,
+        tls = web.tls.is_some(),
+        basic_auth = !web.users.is_empty(),
+        "serving /top, /metrics and /healthz"
+    );
+    let router = http::router(store, &metrics, &web);
+    let served = runtime.block_on(http::serve(listener, router, &web, shutdown_signal()));
     stop_drain.raise();
     if drain_thread.join().is_err() {
         warn!("the drain thread panicked");

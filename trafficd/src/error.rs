@@ -100,6 +100,13 @@ pub enum Error {
         reason: String,
     },
 
+    #[error(
+        "bad web config file {path}: {problem}; fix the file (the exporter-toolkit format: \
+         tls_server_config.cert_file/key_file, basic_auth_users with bcrypt hashes) or drop \
+         --web.config.file"
+    )]
+    WebConfig { path: PathBuf, problem: String },
+
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }

@@ -1,11 +1,17 @@
-//! The HTTP API: /top, /metrics and /healthz.
+//! The HTTP API: /top, /metrics and /healthz, over plain HTTP or TLS, with basic auth when
+//! the web config file asks for it.
 
+mod auth;
 mod metrics;
+mod tls;
 mod top;
+mod web_config;
 
 pub use metrics::MetricsConfig;
+pub use web_config::WebConfig;
 
 use std::{
+    future::Future,
     sync::{Arc, RwLock},
     time::Instant,
 };
@@ -30,14 +36,41 @@ struct AppState {
     registry: Arc<Registry>,
 }
 
-pub fn router(store: Arc<RwLock<Store>>, metrics: &MetricsConfig) -> Router {
+pub fn router(store: Arc<RwLock<Store>>, metrics: &MetricsConfig, web: &WebConfig) -> Router {
     let registry = Arc::new(metrics::registry(store.clone(), metrics));
-    Router::new()
+    let router = Router::new()
         .route("/top", get(get_top))
         .route("/metrics", get(get_metrics))
         .route("/healthz", get(get_healthz))
         .fallback(not_found)
-        .with_state(AppState { store, registry })
+        .with_state(AppState { store, registry });
+    if web.users.is_empty() {
+        return router;
+    }
+    let users = auth::Users::new(web.users.clone());
+    router.layer(axum::middleware::from_fn_with_state(users, auth::require))
+}
+
+/// Serves `router` on `listener`, over TLS when the web config has it, until `shutdown`.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    web: &WebConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    match &web.tls {
+        None => {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        Some(config) => {
+            let listener = tls::TlsListener::new(listener, config.clone())?;
+            axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    }
 }
 
 impl IntoResponse for ApiError {
