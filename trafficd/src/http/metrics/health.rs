@@ -12,7 +12,7 @@ use trafficd_common::{maps as names, Loss};
 use super::{counters, gauges};
 use crate::stats::{Health, Store, Talker};
 
-/// Bytes no process can be named for, by why.
+/// Bytes no process can be named for, by why and direction.
 pub fn unattributed(encoder: &mut DescriptorEncoder, store: &Store) -> Result<(), std::fmt::Error> {
     let mut by_reason = std::collections::BTreeMap::new();
     for (key, entry) in store.processes.entries() {
@@ -22,24 +22,23 @@ pub fn unattributed(encoder: &mut DescriptorEncoder, store: &Store) -> Result<()
             sum.1 += entry.lifetime.rx_bytes;
         }
     }
-    let series = |pick: fn(&(u64, u64)) -> u64| {
-        by_reason
-            .iter()
-            .map(move |(reason, sum)| (vec![("reason", reason.to_string())], pick(sum)))
-            .collect::<Vec<_>>()
+    let labels = |reason: &str, direction: &str| {
+        vec![
+            ("reason", reason.to_string()),
+            ("direction", direction.to_string()),
+        ]
     };
     counters(
         encoder,
-        "trafficd_unattributed_transmit_bytes",
-        "IP bytes sent that no process can be named for, by reason (held by the store: the \
-         process families include them under comm \"[reason]\")",
-        series(|s| s.0),
-    )?;
-    counters(
-        encoder,
-        "trafficd_unattributed_receive_bytes",
-        "IP bytes received that no process can be named for, by reason",
-        series(|s| s.1),
+        "trafficd_unattributed_bytes",
+        "IP bytes no process can be named for, by reason and direction (the process families \
+         hold them too, under comm \"[reason]\")",
+        by_reason.iter().flat_map(|(reason, (tx, rx))| {
+            [
+                (labels(reason, "transmit"), *tx),
+                (labels(reason, "receive"), *rx),
+            ]
+        }),
     )
 }
 
@@ -163,16 +162,9 @@ pub fn drains(
     )?;
     gauges(
         encoder,
-        "trafficd_drain_duration_microseconds",
-        "How long the last drain of the kernel maps took (deprecated: see \
-         trafficd_drain_duration_seconds)",
-        [(Vec::new(), health.last_drain.as_micros() as i64)],
-    )?;
-    gauges(
-        encoder,
-        "trafficd_drain_duration_max_microseconds",
+        "trafficd_drain_duration_max_seconds",
         "Longest drain of the kernel maps since the daemon started",
-        [(Vec::new(), health.longest_drain.as_micros() as i64)],
+        [(Vec::new(), health.longest_drain.as_secs_f64())],
     )?;
     counters(
         encoder,
