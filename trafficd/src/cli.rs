@@ -100,6 +100,13 @@ pub struct WebArgs {
     #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(2..=1_000_000))]
     pub metrics_max_series: u32,
 
+    /// Export how often each kernel program ran and the CPU time it took
+    /// (trafficd_bpf_program_*). Turns on the kernel's BPF run-time statistics
+    /// (kernel.bpf_stats_enabled) while trafficd runs, which adds a little to every run of
+    /// every BPF program on the host.
+    #[arg(long)]
+    pub bpf_stats: bool,
+
     /// Serve over TLS and/or require basic auth, as the Prometheus exporters' web config file
     /// says (tls_server_config.cert_file/key_file, basic_auth_users with bcrypt hashes).
     /// Without it, plain HTTP.

@@ -36,11 +36,6 @@ pub fn run(args: RunArgs) -> Result<()> {
         Some(path) => http::WebConfig::load(path)?,
         None => http::WebConfig::default(),
     };
-    let metrics = http::MetricsConfig {
-        per_pid: args.web.metrics_per_pid,
-        max_series: args.web.metrics_max_series as usize,
-        retention: args.retention,
-    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -59,6 +54,22 @@ pub fn run(args: RunArgs) -> Result<()> {
         (!args.tcp_per_packet).then_some(args.tcp_sweep_interval),
     )?;
     let maps = kernel.take_maps()?;
+    // Held while running: the kernel keeps counting program runs until it is closed.
+    let bpf_stats = args
+        .web
+        .bpf_stats
+        .then(|| aya::sys::enable_stats(aya::sys::Stats::RunTime))
+        .transpose()
+        .map_err(|e| Error::BpfStats(e.to_string()))?;
+    let metrics = http::MetricsConfig {
+        per_pid: args.web.metrics_per_pid,
+        max_series: args.web.metrics_max_series as usize,
+        retention: args.retention,
+        programs: http::Programs {
+            hooks: kernel.hooks.clone(),
+            stats: bpf_stats.as_ref().map(|_| kernel.program_ids()),
+        },
+    };
     let store = Arc::new(RwLock::new(Store::new(Instant::now())));
     let config = DrainConfig {
         idle_expiry_drains: drains_in(args.idle_expiry, args.interval),
@@ -96,6 +107,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     if drain_thread.join().is_err() {
         warn!("the drain thread panicked");
     }
+    drop(bpf_stats);
     drop(kernel);
     info!("programs detached, exiting");
     served.map_err(Error::Io)

@@ -107,6 +107,12 @@ pub enum Error {
     )]
     WebConfig { path: PathBuf, problem: String },
 
+    #[error(
+        "cannot turn on the kernel's BPF run-time statistics (BPF_ENABLE_STATS): {0}; it needs \
+         CAP_SYS_ADMIN and Linux >= 5.8: grant it or run without --bpf-stats"
+    )]
+    BpfStats(String),
+
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }

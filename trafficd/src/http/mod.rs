@@ -7,7 +7,7 @@ mod tls;
 mod top;
 mod web_config;
 
-pub use metrics::MetricsConfig;
+pub use metrics::{MetricsConfig, Programs};
 pub use web_config::WebConfig;
 
 use std::{

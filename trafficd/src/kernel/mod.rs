@@ -55,8 +55,18 @@ pub struct MapSizes {
 /// Forwards the kernel programs' aya-log records; flushed by the drain.
 pub type KernelLogger = aya_log::EbpfLogger<&'static dyn log::Log>;
 
+/// A program trafficd attaches, and whether this kernel let it: optional hooks may be
+/// refused, and /metrics says which.
+#[derive(Clone, Debug)]
+pub struct Hook {
+    pub program: &'static str,
+    pub hook: &'static str,
+    pub attached: bool,
+}
+
 /// The loaded and attached programs. Dropping it detaches them.
 pub struct Kernel {
+    pub hooks: Vec<Hook>,
     ebpf: Ebpf,
     logger: Option<KernelLogger>,
     hand_back: Option<ProgramFd>,
@@ -132,17 +142,19 @@ impl Kernel {
         attach_sock_length(&mut ebpf, &btf, "trafficd_sock_recv", "sock_recv_length")?;
         // Optional: without it, sockets a process only reads with splice(2) have no owner
         // until the /proc fallback finds one.
-        if let Err(err) = attach_tp_btf(
+        let consume = attach_tp_btf(
             &mut ebpf,
             &btf,
             "trafficd_tcp_consume",
             "tcp_rcv_space_adjust",
             "sockets read only through splice(2) are attributed by the slower /proc scan",
-        ) {
+        );
+        if let Err(err) = &consume {
             warn!("{err}");
         }
         // Optional: without it, closed sockets are cleaned up by idle expiry only.
-        if let Err(err) = attach_sock_release(&mut ebpf, &cgroup) {
+        let release = attach_sock_release(&mut ebpf, &cgroup);
+        if let Err(err) = &release {
             warn!("{err}");
         }
         // Optional: without it, freed flow slots go back to the kernel one syscall each.
@@ -155,7 +167,35 @@ impl Kernel {
                 .map(|link| (link, every))
         });
         info!(cgroup2 = %cgroup_root.display(), "kernel programs attached");
+        let hook = |program, hook, attached| Hook {
+            program,
+            hook,
+            attached,
+        };
+        let hooks = vec![
+            hook("trafficd_egress", "cgroup_skb/egress", true),
+            hook("trafficd_ingress", "cgroup_skb/ingress", true),
+            hook("trafficd_sock_send", "tp_btf/sock_send_length", true),
+            hook("trafficd_sock_recv", "tp_btf/sock_recv_length", true),
+            hook(
+                "trafficd_tcp_consume",
+                "tp_btf/tcp_rcv_space_adjust",
+                consume.is_ok(),
+            ),
+            hook(
+                "trafficd_sock_release",
+                "cgroup/sock_release",
+                release.is_ok(),
+            ),
+            hook(
+                "trafficd_tcp_state",
+                "tp_btf/inet_sock_set_state",
+                tcp_sweep.is_some(),
+            ),
+            hook("trafficd_tcp_sweep", "iter/tcp", tcp_sweep.is_some()),
+        ];
         Ok(Kernel {
+            hooks,
             ebpf,
             logger,
             hand_back,
@@ -163,6 +203,14 @@ impl Kernel {
             sizes: sizes.clone(),
             cgroup_root,
         })
+    }
+
+    /// (name, kernel id) of every loaded program, for their run-time statistics.
+    pub fn program_ids(&self) -> Vec<(String, u32)> {
+        self.ebpf
+            .programs()
+            .filter_map(|(name, program)| Some((name.to_string(), program.info().ok()?.id())))
+            .collect()
     }
 
     /// Takes the kernel log forwarder, if --kernel-log asked for one.

@@ -7,6 +7,9 @@
 mod bounded;
 mod health;
 mod owners;
+mod programs;
+
+pub use programs::Programs;
 
 use std::{
     sync::{Arc, Mutex, RwLock},
@@ -31,10 +34,12 @@ pub struct MetricsConfig {
     pub max_series: usize,
     /// A series whose owners have been idle this long ends.
     pub retention: Duration,
+    pub programs: Programs,
 }
 
 struct StoreCollector {
     store: Arc<RwLock<Store>>,
+    programs: Programs,
     owners: Mutex<owners::Owners>,
     /// How long the previous scrape took to encode, reported by the next.
     last_scrape: Mutex<Duration>,
@@ -50,6 +55,7 @@ pub fn registry(store: Arc<RwLock<Store>>, config: &MetricsConfig) -> Registry {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(StoreCollector {
         store,
+        programs: config.programs.clone(),
         owners: Mutex::new(owners::Owners::new(config)),
         last_scrape: Mutex::new(Duration::ZERO),
     }));
@@ -64,11 +70,11 @@ pub fn encode(registry: &Registry) -> Result<String, std::fmt::Error> {
 
 type Labels = Vec<(&'static str, String)>;
 
-fn counters(
+fn counters<V: prometheus_client::encoding::EncodeCounterValue>(
     encoder: &mut DescriptorEncoder,
     name: &str,
     help: &str,
-    series: impl IntoIterator<Item = (Labels, u64)>,
+    series: impl IntoIterator<Item = (Labels, V)>,
 ) -> Result<(), std::fmt::Error> {
     let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
     for (labels, value) in series {
@@ -104,6 +110,7 @@ impl Collector for StoreCollector {
         health::maps(&mut encoder, &store.health)?;
         health::drains(&mut encoder, &store.health, started)?;
         drop(store);
+        programs::encode(&mut encoder, &self.programs)?;
         let mut last_scrape = self.last_scrape.lock().unwrap_or_else(|e| e.into_inner());
         health::daemon(&mut encoder, *last_scrape)?;
         *last_scrape = started.elapsed();
