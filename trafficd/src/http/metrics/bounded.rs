@@ -87,6 +87,8 @@ impl<O: Hash + Eq> Bounded<O> {
             let delta = self.delta(sighting.owner, sighting.lifetime);
             let target = match self.series.get_mut(&sighting.identity) {
                 Some(series) => series,
+                // An owner without a series that moved nothing has nothing to place.
+                None if delta == Bytes::default() => continue,
                 None => newcomers
                     .entry(sighting.identity)
                     .or_insert_with(|| Series {
