@@ -18,7 +18,7 @@ use std::{
 
 use axum::{
     extract::{rejection::QueryRejection, Query, State},
-    http::{header, StatusCode},
+    http::{header, HeaderMap, StatusCode},
     response::{IntoResponse, Response},
     routing::get,
     Json, Router,
@@ -92,16 +92,27 @@ async fn get_top(State(state): State<AppState>, pairs: Pairs) -> Result<Response
     Ok(Json(top::top(&store, &query, Instant::now())).into_response())
 }
 
-async fn get_metrics(State(state): State<AppState>) -> Response {
-    match metrics::encode(&state.registry) {
-        Ok(body) => (
-            [(
-                header::CONTENT_TYPE,
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            )],
-            body,
+/// OpenMetrics for clients that ask for it (Prometheus does), the classic text format for
+/// the others, as Prometheus' own client libraries negotiate.
+async fn get_metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let openmetrics = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/openmetrics-text"));
+    let (body, content_type) = if openmetrics {
+        (
+            metrics::encode(&state.registry),
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )
-            .into_response(),
+    } else {
+        (
+            metrics::encode_classic(&state.registry),
+            "text/plain; version=0.0.4; charset=utf-8",
+        )
+    };
+    match body {
+        Ok(body) => ([(header::CONTENT_TYPE, content_type)], body).into_response(),
         Err(_) => ApiError::EncodeMetrics.into_response(),
     }
 }

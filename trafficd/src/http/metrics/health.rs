@@ -32,7 +32,7 @@ pub fn unattributed(encoder: &mut DescriptorEncoder, store: &Store) -> Result<()
         encoder,
         "trafficd_unattributed_bytes",
         "IP bytes no process can be named for, by reason and direction (the process families \
-         hold them too, under comm \"[reason]\")",
+         hold them too, under comm [reason])",
         by_reason.iter().flat_map(|(reason, (tx, rx))| {
             [
                 (labels(reason, "transmit"), *tx),

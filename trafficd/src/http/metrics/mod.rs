@@ -5,6 +5,7 @@
 //! daemon's own metrics are in `health`.
 
 mod bounded;
+mod classic;
 mod health;
 mod owners;
 mod programs;
@@ -62,10 +63,16 @@ pub fn registry(store: Arc<RwLock<Store>>, config: &MetricsConfig) -> Registry {
     registry
 }
 
+/// The exposition as OpenMetrics text.
 pub fn encode(registry: &Registry) -> Result<String, std::fmt::Error> {
     let mut out = String::new();
     prometheus_client::encoding::text::encode(&mut out, registry)?;
     Ok(out)
+}
+
+/// The exposition in the classic Prometheus text format.
+pub fn encode_classic(registry: &Registry) -> Result<String, std::fmt::Error> {
+    encode(registry).map(|text| classic::from_openmetrics(&text))
 }
 
 type Labels = Vec<(&'static str, String)>;
