@@ -20,6 +20,7 @@ mod empty_bpf;
 mod gen;
 mod measure;
 mod memory;
+mod metrics_encode;
 mod netns;
 mod proc;
 mod report;
@@ -95,6 +96,8 @@ enum BenchSub {
     /// Traffic generators the bench runs as processes of their own.
     #[command(subcommand, hide = true)]
     Gen(gen::GenCmd),
+    /// CPU time of one /metrics scrape with 10k processes and 100k flows known.
+    MetricsEncode,
 }
 
 /// Everything measured in one run of one scenario under one condition.
@@ -266,8 +269,10 @@ fn capture_figures(
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
-    if let Some(BenchSub::Gen(cmd)) = args.gen {
-        return gen::run(cmd);
+    match args.gen {
+        Some(BenchSub::Gen(cmd)) => return gen::run(cmd),
+        Some(BenchSub::MetricsEncode) => return metrics_encode::run(),
+        None => {}
     }
     if args.report_only {
         let (md, json) = report::rewrite(&target_dir().join("bench"))?;

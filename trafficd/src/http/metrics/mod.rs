@@ -6,6 +6,8 @@
 
 mod bounded;
 mod classic;
+#[cfg(test)]
+mod encode_bench;
 mod health;
 mod owners;
 mod programs;
