@@ -327,3 +327,44 @@ fn default_series_are_per_comm_and_pass_promtool() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn bpf_stats_count_each_program_and_hooks_are_reported() {
+    require_root!();
+    let d = Daemon::builder().arg("--bpf-stats").start();
+    let tg = trafficgen!();
+    let lo: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let t = tcp_transfer(
+        &tg,
+        lo,
+        PAYLOAD,
+        true,
+        Side::named("tg-bs-sink"),
+        Side::named("tg-bs-send"),
+    );
+    d.wait_process(t.sender.pid(), |i| i.tx() >= PAYLOAD);
+    let m = d.metrics();
+    // The transfer alone is at least 32 packets each way through the packet hooks.
+    for program in ["trafficd_egress", "trafficd_ingress"] {
+        let runs = m
+            .value("trafficd_bpf_program_runs_total", &[("program", program)])
+            .unwrap_or_else(|| panic!("no run count for {program}"));
+        let seconds = m
+            .value(
+                "trafficd_bpf_program_run_seconds_total",
+                &[("program", program)],
+            )
+            .unwrap_or_else(|| panic!("no run time for {program}"));
+        assert!(
+            runs >= 32.0 && seconds > 0.0,
+            "{program}: {runs} runs, {seconds} s"
+        );
+        let attached = m.find("trafficd_hook_attached", &[("program", program)]);
+        assert_eq!(attached.len(), 1, "{program}: {attached:?}");
+        assert_eq!(attached[0].value, 1.0, "{:?}", attached[0]);
+    }
+    // Without --bpf-stats there is no run-time family at all.
+    let plain = Daemon::start().metrics();
+    assert_eq!(plain.samples("trafficd_bpf_program_runs_total").count(), 0);
+    assert!(plain.samples("trafficd_hook_attached").count() >= 4);
+}
