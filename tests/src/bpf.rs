@@ -1,26 +1,47 @@
 //! The daemon's kernel maps as bpftool shows them, for tests that check what the kernel
 //! programs recorded before the daemon reads it.
 
-use std::{fs, os::fd::AsRawFd, process::Command};
+use std::{collections::BTreeMap, fs, os::fd::AsRawFd, process::Command};
 
+use nix::sched::{sched_setaffinity, CpuSet};
+use nix::unistd::Pid;
 use serde_json::Value;
 
 /// The id of the map called `name` among those process `pid` holds (from its fdinfo).
 pub fn map_of(pid: u32, name: &str) -> u64 {
-    let ids: Vec<u64> = fs::read_dir(format!("/proc/{pid}/fdinfo"))
-        .expect("the daemon's fdinfo")
-        .filter_map(|entry| fs::read_to_string(entry.ok()?.path()).ok())
-        .filter_map(|info| {
-            info.lines()
-                .find_map(|line| line.strip_prefix("map_id:"))
-                .and_then(|id| id.trim().parse().ok())
-        })
-        .collect();
-    ids.into_iter()
+    object_fdinfos(pid, "bpf-map")
+        .iter()
+        .filter_map(|info| fdinfo_fields(info).get("map_id")?.parse::<u64>().ok())
         .find(|&id| {
             bpftool(&["map", "show", "id", &id.to_string()]).is_some_and(|m| m["name"] == name)
         })
         .unwrap_or_else(|| panic!("the daemon (pid {pid}) holds no map {name}"))
+}
+
+/// The fdinfo text of every BPF object fd of `pid` whose link target contains `kind`
+/// (`bpf-prog`, `bpf-map`, `bpf-link`): the objects that process holds, with their ids and,
+/// for programs, their run-time statistics.
+pub fn object_fdinfos(pid: u32, kind: &str) -> Vec<String> {
+    let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Vec::new();
+    };
+    fds.flatten()
+        .filter(|fd| {
+            fs::read_link(fd.path()).is_ok_and(|target| target.to_string_lossy().contains(kind))
+        })
+        .filter_map(|fd| {
+            let info = format!("/proc/{pid}/fdinfo/{}", fd.file_name().to_string_lossy());
+            fs::read_to_string(info).ok()
+        })
+        .collect()
+}
+
+/// The `key: value` lines of an fdinfo text.
+pub fn fdinfo_fields(text: &str) -> BTreeMap<&str, &str> {
+    text.lines()
+        .filter_map(|line| line.split_once(':'))
+        .map(|(key, value)| (key.trim(), value.trim()))
+        .collect()
 }
 
 /// The value under `key` in map `map`, if any.
@@ -45,7 +66,7 @@ pub fn dump(map: u64) -> Vec<(Vec<u8>, Vec<u8>)> {
         .collect()
 }
 
-/// SO_COOKIE of `socket`: the key the kernel programs know it by.
+/// SO_COOKIE of `socket`: the key the kernel programs know it by (nix has no option for it).
 pub fn cookie_of(socket: &impl AsRawFd) -> u64 {
     let mut cookie = 0u64;
     let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
@@ -65,17 +86,10 @@ pub fn cookie_of(socket: &impl AsRawFd) -> u64 {
 
 /// Pins the calling thread to `cpu`, so that the kernel programs its sends trigger run there.
 pub fn pin_to(cpu: usize) {
-    // SAFETY: a zeroed cpu_set_t is empty; sched_setaffinity(0) is the calling thread.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        assert_eq!(
-            libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set),
-            0,
-            "sched_setaffinity: {}",
-            std::io::Error::last_os_error()
-        );
-    }
+    let mut set = CpuSet::new();
+    set.set(cpu).unwrap_or_else(|e| panic!("CPU {cpu}: {e}"));
+    // Pid 0: the calling thread.
+    sched_setaffinity(Pid::from_raw(0), &set).unwrap_or_else(|e| panic!("sched_setaffinity: {e}"));
 }
 
 fn bpftool(args: &[&str]) -> Option<Value> {

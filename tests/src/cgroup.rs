@@ -1,10 +1,14 @@
 //! A cgroup2 child cgroup that a test creates and removes.
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::io::{self, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use procfs::process::{MountInfos, Process};
 
 /// A child cgroup of the cgroup2 root, named `trafficd-test-<pid>-<n>-<tag>`.
 /// On drop the processes still in it are moved back to the test's own cgroup
@@ -17,12 +21,9 @@ pub struct Cgroup {
 }
 
 impl Cgroup {
-    /// Where cgroup2 is mounted, from /proc/self/mountinfo (hybrid hosts mount
-    /// it at /sys/fs/cgroup/unified, unified hosts at /sys/fs/cgroup).
+    /// Where cgroup2 is mounted (see [`cgroup2_mount`]); panics when there is none.
     pub fn mount_point() -> PathBuf {
-        let info =
-            std::fs::read_to_string("/proc/self/mountinfo").expect("read /proc/self/mountinfo");
-        mount_point_from(&info).expect("no cgroup2 mount in /proc/self/mountinfo")
+        cgroup2_mount().unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Creates the cgroup. `tag` keeps test failures readable.
@@ -92,7 +93,7 @@ impl Cgroup {
         let p = self.dir.join("cgroup.procs");
         OpenOptions::new()
             .write(true)
-            .custom_flags(libc::O_CLOEXEC)
+            .custom_flags(nix::fcntl::OFlag::O_CLOEXEC.bits())
             .open(&p)
             .unwrap_or_else(|e| panic!("open {}: {e}", p.display()))
     }
@@ -108,8 +109,8 @@ impl Drop for Cgroup {
                     .open(self.home.join("cgroup.procs"))
                     .and_then(|mut f| f.write_all(pid.to_string().as_bytes()));
                 if moved.is_err() {
-                    // SAFETY: kill(2) on a pid that is in the cgroup this test created.
-                    unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+                    // A pid in the cgroup this test created.
+                    let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
                 }
             }
             match std::fs::remove_dir(&self.dir) {
@@ -129,21 +130,25 @@ impl Drop for Cgroup {
     }
 }
 
-/// The mount point of the first cgroup2 filesystem in a mountinfo text.
-fn mount_point_from(mountinfo: &str) -> Option<PathBuf> {
-    mountinfo.lines().find_map(|line| {
-        // "36 25 0:31 / /sys/fs/cgroup/unified rw,... shared:9 - cgroup2 cgroup2 rw"
-        let (left, right) = line.split_once(" - ")?;
-        if right.split_whitespace().next()? != "cgroup2" {
-            return None;
-        }
-        left.split_whitespace()
-            .nth(4)
-            .map(|m| PathBuf::from(unescape_mountinfo(m)))
-    })
+/// Where cgroup2 is mounted, from /proc/self/mountinfo: hybrid hosts mount it at
+/// /sys/fs/cgroup/unified, unified hosts at /sys/fs/cgroup.
+pub fn cgroup2_mount() -> io::Result<PathBuf> {
+    let mounts = Process::myself()
+        .and_then(|me| me.mountinfo())
+        .map_err(|e| io::Error::other(format!("read /proc/self/mountinfo: {e}")))?;
+    first_cgroup2(mounts)
+        .ok_or_else(|| io::Error::other("no cgroup2 mount in /proc/self/mountinfo: mount one"))
 }
 
-/// mountinfo escapes space, tab, newline and backslash as \ooo (octal).
+fn first_cgroup2(mounts: MountInfos) -> Option<PathBuf> {
+    mounts
+        .into_iter()
+        .find(|m| m.fs_type == "cgroup2")
+        .map(|m| PathBuf::from(unescape_mountinfo(&m.mount_point.to_string_lossy())))
+}
+
+/// mountinfo escapes space, tab, newline and backslash as \ooo (octal); procfs hands the
+/// mount point over as written, escapes included.
 fn unescape_mountinfo(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
@@ -165,7 +170,13 @@ fn unescape_mountinfo(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use procfs::FromBufRead;
+
     use super::*;
+
+    fn mount_point_from(text: &str) -> Option<PathBuf> {
+        first_cgroup2(MountInfos::from_buf_read(text.as_bytes()).unwrap())
+    }
 
     #[test]
     fn finds_cgroup2_in_hybrid_mountinfo() {

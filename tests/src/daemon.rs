@@ -5,6 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
 use crate::http::{self, Response};
 
 /// How long the daemon may take to load and attach its programs and answer /healthz.
@@ -305,8 +308,8 @@ fn terminate(child: &mut Child) -> Result<ExitStatus, String> {
     if let Some(s) = child.try_wait().map_err(|e| e.to_string())? {
         return Ok(s);
     }
-    // SAFETY: plain kill(2) on our own child's pid, which is not reaped yet.
-    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    // Our own child, not reaped yet: the pid is still its.
+    let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
     let start = Instant::now();
     while start.elapsed() < STOP_WITHIN {
         if let Some(s) = child.try_wait().map_err(|e| e.to_string())? {

@@ -15,18 +15,22 @@ pub mod bpf;
 mod cgroup;
 mod daemon;
 pub mod docker;
+pub mod engine_docker;
 mod http;
+pub mod ip;
 pub mod metrics;
 mod netns;
 pub mod podman;
 mod procs;
+pub mod prometheus;
 mod root;
 mod scenario;
+pub mod tools;
 mod wait;
 pub mod wire;
 
 pub use api::{Item, Top};
-pub use cgroup::Cgroup;
+pub use cgroup::{cgroup2_mount, Cgroup};
 pub use daemon::{Daemon, DaemonBuilder};
 pub use http::{get, get_json, Response};
 pub use netns::{Link, NetNs};
@@ -34,7 +38,7 @@ pub use procs::{Gen, GenCommand, GenReport, TrafficGen};
 #[doc(hidden)]
 pub use root::__skip_or_fail_without_root;
 pub use root::is_root;
-pub use scenario::{assert_transfer, tcp_transfer, udp_transfer, Side, Transfer};
+pub use scenario::{assert_transfer, Sender, Side, Transfer, TransferBuilder};
 pub use wait::{wait_for, wait_some, DEFAULT_POLL, DEFAULT_TIMEOUT};
 
 /// A path for a scratch file unique to this process and call, under the system

@@ -139,27 +139,7 @@ fn parse_sample(line: &str) -> Result<Sample, String> {
             if chars.next().map(|(_, c)| c) != Some('"') {
                 return Err(format!("label {key:?}: value not quoted"));
             }
-            let mut val = String::new();
-            let mut closed = false;
-            while let Some((_, c)) = chars.next() {
-                match c {
-                    '\\' => match chars.next().map(|(_, c)| c) {
-                        Some('n') => val.push('\n'),
-                        Some('\\') => val.push('\\'),
-                        Some('"') => val.push('"'),
-                        Some(o) => return Err(format!("label {key:?}: bad escape \\{o}")),
-                        None => return Err("unterminated label value".into()),
-                    },
-                    '"' => {
-                        closed = true;
-                        break;
-                    }
-                    c => val.push(c),
-                }
-            }
-            if !closed {
-                return Err(format!("label {key:?}: unterminated value"));
-            }
+            let val = label_value(&mut chars, &key)?;
             if labels.insert(key.trim().to_string(), val).is_some() {
                 return Err(format!("label {key:?} twice"));
             }
@@ -182,6 +162,28 @@ fn parse_sample(line: &str) -> Result<Sample, String> {
         labels,
         value,
     })
+}
+
+/// A label's value after its opening quote, escapes undone, up to the closing quote.
+fn label_value(
+    chars: &mut impl Iterator<Item = (usize, char)>,
+    key: &str,
+) -> Result<String, String> {
+    let mut val = String::new();
+    while let Some((_, c)) = chars.next() {
+        match c {
+            '\\' => match chars.next().map(|(_, c)| c) {
+                Some('n') => val.push('\n'),
+                Some('\\') => val.push('\\'),
+                Some('"') => val.push('"'),
+                Some(o) => return Err(format!("label {key:?}: bad escape \\{o}")),
+                None => return Err("unterminated label value".into()),
+            },
+            '"' => return Ok(val),
+            c => val.push(c),
+        }
+    }
+    Err(format!("label {key:?}: unterminated value"))
 }
 
 #[cfg(test)]

@@ -69,27 +69,116 @@ pub struct Transfer {
     pub receiver_expect: (String, String),
 }
 
-/// A TCP transfer of `payload` bytes. The server listens on `listen` (port 0 is
-/// fine) and the client connects; with `client_sends` the client writes
-/// (tcp-send -> tcp-sink), otherwise the server writes and the client receives
-/// (tcp-serve -> tcp-recv).
-pub fn tcp_transfer(
+/// Which end of a TCP transfer writes the payload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sender {
+    /// tcp-send -> tcp-sink: the client connects and writes.
+    Client,
+    /// tcp-serve -> tcp-recv: the server accepts and writes, the client receives.
+    Server,
+}
+
+/// A transfer of a known payload between two trafficgen processes, described by name:
+///
+/// ```ignore
+/// let t = Transfer::tcp(listen, 1 << 20)
+///     .server(Side::named("tg-sink"))
+///     .client(Side::named("tg-send").cgroup(&cg))
+///     .sent_by(Sender::Server)
+///     .run(&tg);
+/// ```
+///
+/// The server listens on `listen` (port 0 is fine) and the client connects. UDP is always
+/// sent by the client, to a sink on the server side.
+#[must_use = "a transfer happens on .run()"]
+pub struct TransferBuilder<'a> {
+    protocol: &'static str,
+    listen: SocketAddr,
+    payload: u64,
+    sent_by: Sender,
+    server: Option<Side<'a>>,
+    client: Option<Side<'a>>,
+}
+
+impl Transfer {
+    /// A TCP transfer of `payload` bytes, by default written by the client.
+    pub fn tcp<'a>(listen: SocketAddr, payload: u64) -> TransferBuilder<'a> {
+        TransferBuilder::new("tcp", listen, payload)
+    }
+
+    /// A UDP transfer of `payload` bytes in 1000-byte datagrams from the client to a sink on
+    /// the server side. The sink must get every datagram (it has an 8 MiB buffer and the
+    /// sender paces itself), or the test fails in `run`.
+    pub fn udp<'a>(listen: SocketAddr, payload: u64) -> TransferBuilder<'a> {
+        TransferBuilder::new("udp", listen, payload)
+    }
+}
+
+impl<'a> TransferBuilder<'a> {
+    fn new(protocol: &'static str, listen: SocketAddr, payload: u64) -> Self {
+        TransferBuilder {
+            protocol,
+            listen,
+            payload,
+            sent_by: Sender::Client,
+            server: None,
+            client: None,
+        }
+    }
+
+    /// The listening end (the sink of a UDP transfer).
+    pub fn server(mut self, side: Side<'a>) -> Self {
+        self.server = Some(side);
+        self
+    }
+
+    /// The connecting end (the sender of a UDP transfer).
+    pub fn client(mut self, side: Side<'a>) -> Self {
+        self.client = Some(side);
+        self
+    }
+
+    /// Which end writes the payload (TCP only; the client unless said otherwise).
+    pub fn sent_by(mut self, sender: Sender) -> Self {
+        assert!(
+            self.protocol == "tcp" || sender == Sender::Client,
+            "a UDP transfer is sent by the client"
+        );
+        self.sent_by = sender;
+        self
+    }
+
+    /// Runs both processes to the end and checks that each moved the whole payload.
+    pub fn run(self, tg: &TrafficGen) -> Transfer {
+        let server = self
+            .server
+            .expect("a transfer needs .server(Side::named(..))");
+        let client = self
+            .client
+            .expect("a transfer needs .client(Side::named(..))");
+        match self.protocol {
+            "tcp" => tcp_transfer(tg, self.listen, self.payload, self.sent_by, server, client),
+            _ => udp_transfer(tg, self.listen, self.payload, server, client),
+        }
+    }
+}
+
+fn tcp_transfer(
     tg: &TrafficGen,
     listen: SocketAddr,
     payload: u64,
-    client_sends: bool,
+    sent_by: Sender,
     server: Side,
     client: Side,
 ) -> Transfer {
     let n = payload.to_string();
     let l = listen.to_string();
-    let (srv_args, cli_args): (Vec<String>, Vec<String>) = if client_sends {
-        (
+    let (srv_args, cli_args): (Vec<String>, Vec<String>) = match sent_by {
+        Sender::Client => (
             vec!["tcp-sink".into(), "--listen".into(), l],
             vec!["tcp-send".into(), "--bytes".into(), n],
-        )
-    } else {
-        (
+        ),
+        Sender::Server => (
             vec![
                 "tcp-serve".into(),
                 "--listen".into(),
@@ -98,17 +187,16 @@ pub fn tcp_transfer(
                 n,
             ],
             vec!["tcp-recv".into()],
-        )
+        ),
     };
     let (srv, addr) = server.cmd(tg, &srv_args).spawn_ready();
     let mut cli_args = cli_args;
     cli_args.extend(["--to".into(), addr.to_string()]);
     let cli = client.cmd(tg, &cli_args).run();
     let srv = srv.finish();
-    let (sender, receiver, s_side, r_side) = if client_sends {
-        (cli, srv, client, server)
-    } else {
-        (srv, cli, server, client)
+    let (sender, receiver, s_side, r_side) = match sent_by {
+        Sender::Client => (cli, srv, client, server),
+        Sender::Server => (srv, cli, server, client),
     };
     assert_eq!(
         sender.bytes_sent(),
@@ -133,10 +221,7 @@ pub fn tcp_transfer(
     )
 }
 
-/// A UDP transfer of `payload` bytes in 1000-byte datagrams from `sender` to a
-/// sink listening on `listen`. The sink must get every datagram (it has an 8
-/// MiB buffer and the sender paces itself), or the test fails here.
-pub fn udp_transfer(
+fn udp_transfer(
     tg: &TrafficGen,
     listen: SocketAddr,
     payload: u64,
@@ -222,8 +307,8 @@ pub fn assert_identity(what: &str, item: &Item, pid: u32, comm: &str, cgroup: &s
     assert_eq!(item.pid(), pid, "{what}: pid: {v:#}");
     assert_eq!(item.comm(), comm, "{what}: comm: {v:#}");
     assert_eq!(item.cgroup(), cgroup, "{what}: cgroup: {v:#}");
-    // SAFETY: geteuid cannot fail. trafficgen runs with the test's uid.
-    let uid = unsafe { libc::geteuid() } as u64;
+    // trafficgen runs with the test's uid.
+    let uid = u64::from(nix::unistd::geteuid().as_raw());
     assert_eq!(item.u64("uid"), uid, "{what}: uid: {v:#}");
     if uid == 0 {
         assert_eq!(item.str("user"), "root", "{what}: user: {v:#}");
@@ -271,57 +356,8 @@ pub fn assert_transfer(d: &Daemon, t: &Transfer, mtu: u64) -> (Item, Item) {
         &t.receiver_expect.1,
     );
     match t.protocol {
-        "tcp" => {
-            let v6 = t.v6;
-            let (stx, rrx) = (
-                what("sender lifetime_tx_bytes"),
-                what("receiver lifetime_rx_bytes"),
-            );
-            // Retransmissions are real bytes on the wire: the sender's TCP_INFO says how many.
-            let sent = wire::Sent::from_report(n, &t.sender);
-            wire::assert_tcp_data(&stx, sent, s.tx(), s.tx_packets(), mtu, v6);
-            wire::assert_tcp_data(&rrx, sent, r.rx(), r.rx_packets(), mtu, v6);
-            let (rtx, srx) = (
-                what("receiver lifetime_tx_bytes (ACKs)"),
-                what("sender lifetime_rx_bytes (ACKs)"),
-            );
-            wire::assert_tcp_acks(&rtx, n, r.tx(), r.tx_packets(), v6);
-            wire::assert_tcp_acks(&srx, n, s.rx(), s.rx_packets(), v6);
-            // Sender and receiver are on this host: the same packets, both ways.
-            let (st, rt) = (s.tx(), s.tx_packets());
-            wire::assert_conserved(&what("data"), sent, st, rt, r.rx(), r.rx_packets(), v6);
-            // GSO may hand the hook 64 KiB super-packets: at least payload / 64 KiB of them.
-            assert!(s.tx_packets() >= n / 65536, "{stx}: {:#}", s.0);
-            assert!(r.rx_packets() >= n / 65536, "{rrx}: {:#}", r.0);
-        }
-        "udp" => {
-            let dgrams = t.sender.u64("datagrams_sent");
-            wire::assert_udp_exact(&what("sender lifetime_tx_bytes"), n, dgrams, s.tx(), t.v6);
-            wire::assert_udp_exact(&what("receiver lifetime_rx_bytes"), n, dgrams, r.rx(), t.v6);
-            assert_eq!(
-                s.tx_packets(),
-                dgrams,
-                "{}: one packet per datagram: {:#}",
-                what("sender"),
-                s.0
-            );
-            assert_eq!(
-                r.rx_packets(),
-                dgrams,
-                "{}: one packet per datagram: {:#}",
-                what("receiver"),
-                r.0
-            );
-            // Nothing flows back on UDP.
-            assert_eq!(s.rx(), 0, "{}: {:#}", what("sender lifetime_rx_bytes"), s.0);
-            assert_eq!(
-                r.tx(),
-                0,
-                "{}: {:#}",
-                what("receiver lifetime_tx_bytes"),
-                r.0
-            );
-        }
+        "tcp" => assert_tcp_processes(t, &s, &r, mtu, &what),
+        "udp" => assert_udp_processes(t, &s, &r, &what),
         p => panic!("unknown protocol {p}"),
     }
     // The sender's side of the connection, by flow.
@@ -355,4 +391,61 @@ pub fn assert_transfer(d: &Daemon, t: &Transfer, mtu: u64) -> (Item, Item) {
         t.sender_expect.0
     );
     (s, r)
+}
+
+/// TCP, by process: the data one way and the ACKs the other, both ends on this host.
+fn assert_tcp_processes(t: &Transfer, s: &Item, r: &Item, mtu: u64, what: &dyn Fn(&str) -> String) {
+    let n = t.payload;
+    let v6 = t.v6;
+    let (stx, rrx) = (
+        what("sender lifetime_tx_bytes"),
+        what("receiver lifetime_rx_bytes"),
+    );
+    // Retransmissions are real bytes on the wire: the sender's TCP_INFO says how many.
+    let sent = wire::Sent::from_report(n, &t.sender);
+    wire::assert_tcp_data(&stx, sent, s.tx(), s.tx_packets(), mtu, v6);
+    wire::assert_tcp_data(&rrx, sent, r.rx(), r.rx_packets(), mtu, v6);
+    let (rtx, srx) = (
+        what("receiver lifetime_tx_bytes (ACKs)"),
+        what("sender lifetime_rx_bytes (ACKs)"),
+    );
+    wire::assert_tcp_acks(&rtx, n, r.tx(), r.tx_packets(), v6);
+    wire::assert_tcp_acks(&srx, n, s.rx(), s.rx_packets(), v6);
+    // Sender and receiver are on this host: the same packets, both ways.
+    let (st, rt) = (s.tx(), s.tx_packets());
+    wire::assert_conserved(&what("data"), sent, st, rt, r.rx(), r.rx_packets(), v6);
+    // GSO may hand the hook 64 KiB super-packets: at least payload / 64 KiB of them.
+    assert!(s.tx_packets() >= n / 65536, "{stx}: {:#}", s.0);
+    assert!(r.rx_packets() >= n / 65536, "{rrx}: {:#}", r.0);
+}
+
+/// UDP, by process: every datagram one packet, nothing back.
+fn assert_udp_processes(t: &Transfer, s: &Item, r: &Item, what: &dyn Fn(&str) -> String) {
+    let n = t.payload;
+    let dgrams = t.sender.u64("datagrams_sent");
+    wire::assert_udp_exact(&what("sender lifetime_tx_bytes"), n, dgrams, s.tx(), t.v6);
+    wire::assert_udp_exact(&what("receiver lifetime_rx_bytes"), n, dgrams, r.rx(), t.v6);
+    assert_eq!(
+        s.tx_packets(),
+        dgrams,
+        "{}: one packet per datagram: {:#}",
+        what("sender"),
+        s.0
+    );
+    assert_eq!(
+        r.rx_packets(),
+        dgrams,
+        "{}: one packet per datagram: {:#}",
+        what("receiver"),
+        r.0
+    );
+    // Nothing flows back on UDP.
+    assert_eq!(s.rx(), 0, "{}: {:#}", what("sender lifetime_rx_bytes"), s.0);
+    assert_eq!(
+        r.tx(),
+        0,
+        "{}: {:#}",
+        what("receiver lifetime_tx_bytes"),
+        r.0
+    );
 }

@@ -21,23 +21,15 @@ fn two_cgroups_get_their_own_bytes() {
     let lo: SocketAddr = "127.0.0.1:0".parse().unwrap();
     let a = std::thread::scope(|s| {
         let a = s.spawn(|| {
-            trafficd_tests::tcp_transfer(
-                &tg,
-                lo,
-                A_BYTES,
-                true,
-                Side::named("tg-cg-sink-a"),
-                Side::named("tg-cg-send-a").cgroup(&cg_a),
-            )
+            trafficd_tests::Transfer::tcp(lo, A_BYTES)
+                .server(Side::named("tg-cg-sink-a"))
+                .client(Side::named("tg-cg-send-a").cgroup(&cg_a))
+                .run(&tg)
         });
-        let b = trafficd_tests::tcp_transfer(
-            &tg,
-            lo,
-            B_BYTES,
-            true,
-            Side::named("tg-cg-sink-b"),
-            Side::named("tg-cg-send-b").cgroup(&cg_b),
-        );
+        let b = trafficd_tests::Transfer::tcp(lo, B_BYTES)
+            .server(Side::named("tg-cg-sink-b"))
+            .client(Side::named("tg-cg-send-b").cgroup(&cg_b))
+            .run(&tg);
         (a.join().unwrap(), b)
     });
     let (ta, tb) = a;

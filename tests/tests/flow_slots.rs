@@ -5,7 +5,7 @@
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 
 use trafficd_tests::wire::{self, LOOPBACK_MTU};
-use trafficd_tests::{bpf, require_root, tcp_transfer, trafficgen, wait_for, Daemon, Side};
+use trafficd_tests::{bpf, require_root, trafficgen, wait_for, Daemon, Side, Transfer};
 
 const SLOTS: u32 = 64;
 /// Each connection makes about three flows (the client, the accepted socket, the listener's
@@ -25,14 +25,10 @@ fn slots_of_closed_sockets_are_reused() {
     let tg = trafficgen!();
     let lo: SocketAddr = "127.0.0.1:0".parse().unwrap();
     for i in 0..CONNECTIONS {
-        let t = tcp_transfer(
-            &tg,
-            lo,
-            PAYLOAD,
-            true,
-            Side::named("tg-slot-sink"),
-            Side::named("tg-slot-send"),
-        );
+        let t = Transfer::tcp(lo, PAYLOAD)
+            .server(Side::named("tg-slot-sink"))
+            .client(Side::named("tg-slot-send"))
+            .run(&tg);
         let (local, peer) = (t.sender.local(), t.sender.peer());
         let flows = d.wait_flow("tcp", local, peer, |tx, _| tx >= PAYLOAD);
         let tx: u64 = flows.iter().map(|f| f.tx()).sum();

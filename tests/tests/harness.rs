@@ -5,9 +5,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
-use trafficd_tests::{
-    require_root, tcp_transfer, trafficgen, udp_transfer, Cgroup, Link, NetNs, Side,
-};
+use trafficd_tests::{require_root, trafficgen, Cgroup, Link, NetNs, Side, Transfer};
 
 fn netns_list() -> String {
     String::from_utf8_lossy(
@@ -36,23 +34,16 @@ fn netns_link_carries_tcp_and_udp_and_is_removed() {
         assert!(netns_list().contains(&name_a));
         assert!(Path::new("/sys/class/net").join(&if_root).exists());
         for v6 in [false, true] {
-            let t = tcp_transfer(
-                &tg,
-                SocketAddr::new(ab.b(v6), 0),
-                1 << 20,
-                true,
-                Side::named("h-sink").netns(&b),
-                Side::named("h-send").netns(&a),
-            );
+            let t = Transfer::tcp(SocketAddr::new(ab.b(v6), 0), 1 << 20)
+                .server(Side::named("h-sink").netns(&b))
+                .client(Side::named("h-send").netns(&a))
+                .run(&tg);
             assert_eq!(t.sender.peer().ip(), ab.b(v6));
             assert_eq!(t.sender.local().ip(), ab.a(v6));
-            let u = udp_transfer(
-                &tg,
-                SocketAddr::new(rb.b(v6), 0),
-                100_000,
-                Side::named("h-usink").netns(&b),
-                Side::named("h-usend"),
-            );
+            let u = Transfer::udp(SocketAddr::new(rb.b(v6), 0), 100_000)
+                .server(Side::named("h-usink").netns(&b))
+                .client(Side::named("h-usend"))
+                .run(&tg);
             assert_eq!(u.receiver.u64("datagrams_received"), 100);
             assert_eq!(u.sender.local().ip(), rb.a(v6));
         }
@@ -98,14 +89,10 @@ fn cgroup_takes_a_process_from_its_first_instruction_and_is_removed() {
         assert!(dir.starts_with(Cgroup::mount_point()));
         assert!(cg.path().starts_with("/trafficd-test-"));
         assert!(cg.id() > 1);
-        let t = tcp_transfer(
-            &tg,
-            "127.0.0.1:0".parse().unwrap(),
-            4096,
-            true,
-            Side::named("h-csink"),
-            Side::named("h-csend").cgroup(&cg),
-        );
+        let t = Transfer::tcp("127.0.0.1:0".parse().unwrap(), 4096)
+            .server(Side::named("h-csink"))
+            .client(Side::named("h-csend").cgroup(&cg))
+            .run(&tg);
         assert_eq!(t.sender_expect.1, cg.path());
         // A process that stays: it is in the cgroup, and Drop moves it out.
         let (hold, _) = tg

@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use trafficd_tests::{require_root, tcp_transfer, trafficgen, Daemon, Side, Top};
+use trafficd_tests::{require_root, trafficgen, Daemon, Sender, Side, Top, Transfer};
 
 /// A raw HTTP/1.1 request, so the client cannot tidy up malformed targets.
 /// Returns the status code (None if the daemon closed without answering).
@@ -52,22 +52,15 @@ fn parameters_are_validated_and_the_daemon_keeps_serving() {
     let mut d = Daemon::start();
     // Some traffic, so the lists are not empty and sorting means something.
     let tg = trafficgen!();
-    tcp_transfer(
-        &tg,
-        "127.0.0.1:0".parse().unwrap(),
-        1 << 20,
-        true,
-        Side::named("tg-hp-sink"),
-        Side::named("tg-hp-send"),
-    );
-    let t = tcp_transfer(
-        &tg,
-        "127.0.0.1:0".parse().unwrap(),
-        1 << 20,
-        false,
-        Side::named("tg-hp-serve"),
-        Side::named("tg-hp-recv"),
-    );
+    Transfer::tcp("127.0.0.1:0".parse().unwrap(), 1 << 20)
+        .server(Side::named("tg-hp-sink"))
+        .client(Side::named("tg-hp-send"))
+        .run(&tg);
+    let t = Transfer::tcp("127.0.0.1:0".parse().unwrap(), 1 << 20)
+        .server(Side::named("tg-hp-serve"))
+        .client(Side::named("tg-hp-recv"))
+        .sent_by(Sender::Server)
+        .run(&tg);
     // Until the daemon has drained it, /top may not list it yet.
     d.wait_process(t.receiver.pid(), |i| i.rx() >= 1 << 20);
 
@@ -270,14 +263,10 @@ fn parameters_are_validated_and_the_daemon_keeps_serving() {
     // Still serving, and still counting.
     assert_eq!(d.get("/healthz").status, 200);
     assert_eq!(d.get("/metrics").status, 200);
-    let send = tcp_transfer(
-        &tg,
-        "127.0.0.1:0".parse().unwrap(),
-        1 << 20,
-        true,
-        Side::named("tg-hp-sink2"),
-        Side::named("tg-hp-after"),
-    );
+    let send = Transfer::tcp("127.0.0.1:0".parse().unwrap(), 1 << 20)
+        .server(Side::named("tg-hp-sink2"))
+        .client(Side::named("tg-hp-after"))
+        .run(&tg);
     let item = d.wait_process(send.sender.pid(), |i| i.tx() >= 1 << 20);
     assert_eq!(item.comm(), "tg-hp-after");
 

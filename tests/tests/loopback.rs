@@ -5,9 +5,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use trafficd_tests::wire::LOOPBACK_MTU;
-use trafficd_tests::{
-    assert_transfer, require_root, tcp_transfer, trafficgen, udp_transfer, Daemon, Side,
-};
+use trafficd_tests::{assert_transfer, require_root, trafficgen, Daemon, Sender, Side, Transfer};
 
 /// 4 MiB: large enough that headers (< 0.1% on loopback) and the handshake
 /// are dwarfed, small enough to take milliseconds.
@@ -23,17 +21,14 @@ fn lo(v6: bool) -> IpAddr {
     }
 }
 
-fn tcp(v6: bool, client_sends: bool, server: &str, client: &str) {
+fn tcp(v6: bool, sender: Sender, server: &str, client: &str) {
     let d = Daemon::start();
     let tg = trafficgen!();
-    let t = tcp_transfer(
-        &tg,
-        SocketAddr::new(lo(v6), 0),
-        TCP_PAYLOAD,
-        client_sends,
-        Side::named(server),
-        Side::named(client),
-    );
+    let t = Transfer::tcp(SocketAddr::new(lo(v6), 0), TCP_PAYLOAD)
+        .server(Side::named(server))
+        .client(Side::named(client))
+        .sent_by(sender)
+        .run(&tg);
     assert_transfer(&d, &t, LOOPBACK_MTU);
     // Every byte here went to and came from the loopback address.
     let r = d.wait_remote(lo(v6), |i| i.tx() >= TCP_PAYLOAD && i.rx() >= TCP_PAYLOAD);
@@ -43,38 +38,35 @@ fn tcp(v6: bool, client_sends: bool, server: &str, client: &str) {
 fn udp(v6: bool, sink: &str, sender: &str) {
     let d = Daemon::start();
     let tg = trafficgen!();
-    let t = udp_transfer(
-        &tg,
-        SocketAddr::new(lo(v6), 0),
-        UDP_PAYLOAD,
-        Side::named(sink),
-        Side::named(sender),
-    );
+    let t = Transfer::udp(SocketAddr::new(lo(v6), 0), UDP_PAYLOAD)
+        .server(Side::named(sink))
+        .client(Side::named(sender))
+        .run(&tg);
     assert_transfer(&d, &t, LOOPBACK_MTU);
 }
 
 #[test]
 fn tcp_ipv4_client_sends() {
     require_root!();
-    tcp(false, true, "tg-l4-sink", "tg-l4-send");
+    tcp(false, Sender::Client, "tg-l4-sink", "tg-l4-send");
 }
 
 #[test]
 fn tcp_ipv4_client_receives() {
     require_root!();
-    tcp(false, false, "tg-l4-serve", "tg-l4-recv");
+    tcp(false, Sender::Server, "tg-l4-serve", "tg-l4-recv");
 }
 
 #[test]
 fn tcp_ipv6_client_sends() {
     require_root!();
-    tcp(true, true, "tg-l6-sink", "tg-l6-send");
+    tcp(true, Sender::Client, "tg-l6-sink", "tg-l6-send");
 }
 
 #[test]
 fn tcp_ipv6_client_receives() {
     require_root!();
-    tcp(true, false, "tg-l6-serve", "tg-l6-recv");
+    tcp(true, Sender::Server, "tg-l6-serve", "tg-l6-recv");
 }
 
 #[test]

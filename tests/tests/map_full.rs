@@ -13,7 +13,7 @@ use std::{
 };
 
 use trafficd_tests::wire::{self, LOOPBACK_MTU};
-use trafficd_tests::{require_root, tcp_transfer, trafficgen, wait_for, Cgroup, Daemon, Side};
+use trafficd_tests::{require_root, trafficgen, wait_for, Cgroup, Daemon, Side, Transfer};
 
 const PAYLOAD: u64 = 2 << 20;
 
@@ -73,14 +73,10 @@ fn a_full_flow_map_keeps_process_and_cgroup_totals_exact() {
     d.wait_flow("udp", pinger.local, pinger.peer, |tx, _| tx > 0);
     let tg = trafficgen!();
     let lo: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let t = tcp_transfer(
-        &tg,
-        lo,
-        PAYLOAD,
-        true,
-        Side::named("tg-full-sink"),
-        Side::named("tg-full-send").cgroup(&cg),
-    );
+    let t = Transfer::tcp(lo, PAYLOAD)
+        .server(Side::named("tg-full-sink"))
+        .client(Side::named("tg-full-send").cgroup(&cg))
+        .run(&tg);
     let sent = wire::Sent::from_report(PAYLOAD, &t.sender);
 
     let sender = d.wait_process(t.sender.pid(), |i| i.tx() >= PAYLOAD);

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use trafficd_common::{FlowKey, FlowSlot, Payload, SocketProcessKey, Traffic};
 use trafficd_tests::metrics::Exposition;
 use trafficd_tests::wire::{self, LOOPBACK_MTU};
-use trafficd_tests::{require_root, tcp_transfer, trafficgen, wait_for, Cgroup, Daemon, Side};
+use trafficd_tests::{require_root, trafficgen, wait_for, Cgroup, Daemon, Side, Transfer};
 
 const PAYLOAD: u64 = 2 << 20;
 
@@ -66,14 +66,10 @@ fn metrics_count_known_traffic_and_expose_self_metrics() {
     let d = Daemon::builder().arg("--metrics-per-pid").start();
     let tg = trafficgen!();
     let lo: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let t = tcp_transfer(
-        &tg,
-        lo,
-        PAYLOAD,
-        true,
-        Side::named("tg-m-sink"),
-        Side::named("tg-m-send").cgroup(&cg),
-    );
+    let t = Transfer::tcp(lo, PAYLOAD)
+        .server(Side::named("tg-m-sink"))
+        .client(Side::named("tg-m-send").cgroup(&cg))
+        .run(&tg);
     let (sp, rp) = (t.sender.pid().to_string(), t.receiver.pid().to_string());
 
     let r = d.get("/metrics");
@@ -254,14 +250,10 @@ fn default_series_are_per_comm_and_pass_promtool() {
     let d = Daemon::start();
     let tg = trafficgen!();
     let lo: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let t = tcp_transfer(
-        &tg,
-        lo,
-        PAYLOAD,
-        true,
-        Side::named("tg-mp-sink"),
-        Side::named("tg-mp-send"),
-    );
+    let t = Transfer::tcp(lo, PAYLOAD)
+        .server(Side::named("tg-mp-sink"))
+        .client(Side::named("tg-mp-send"))
+        .run(&tg);
     let sp_item = d.wait_process(t.sender.pid(), |i| i.tx() >= PAYLOAD);
     // One series per comm by default: no pid label, the sender's bytes under its name.
     let (v, m) = wait_sample(
@@ -334,14 +326,10 @@ fn bpf_stats_count_each_program_and_hooks_are_reported() {
     let d = Daemon::builder().arg("--bpf-stats").start();
     let tg = trafficgen!();
     let lo: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let t = tcp_transfer(
-        &tg,
-        lo,
-        PAYLOAD,
-        true,
-        Side::named("tg-bs-sink"),
-        Side::named("tg-bs-send"),
-    );
+    let t = Transfer::tcp(lo, PAYLOAD)
+        .server(Side::named("tg-bs-sink"))
+        .client(Side::named("tg-bs-send"))
+        .run(&tg);
     d.wait_process(t.sender.pid(), |i| i.tx() >= PAYLOAD);
     let m = d.metrics();
     // The transfer alone is at least 32 packets each way through the packet hooks.

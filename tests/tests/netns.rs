@@ -7,8 +7,7 @@ use std::net::SocketAddr;
 
 use trafficd_tests::wire::VETH_MTU;
 use trafficd_tests::{
-    assert_transfer, require_root, tcp_transfer, trafficgen, udp_transfer, Daemon, Link, NetNs,
-    Side,
+    assert_transfer, require_root, trafficgen, Daemon, Link, NetNs, Sender, Side, Transfer,
 };
 
 /// 2 MiB: about 1450 segments at MSS 1448 (3.6% / 5% of headers if every
@@ -18,23 +17,24 @@ const TCP_PAYLOAD: u64 = 2 << 20;
 const UDP_PAYLOAD: u64 = 500_000;
 
 /// Server in namespace B, client in namespace A.
-fn tcp_ns_to_ns(v6: bool, client_sends: bool, server: &str, client: &str) {
+fn tcp_ns_to_ns(v6: bool, sender: Sender, server: &str, client: &str) {
     let a = NetNs::new("a");
     let b = NetNs::new("b");
     let link = Link::between(&a, &b);
     let d = Daemon::start();
     let tg = trafficgen!();
-    let t = tcp_transfer(
-        &tg,
-        SocketAddr::new(link.b(v6), 0),
-        TCP_PAYLOAD,
-        client_sends,
-        Side::named(server).netns(&b),
-        Side::named(client).netns(&a),
-    );
+    let t = Transfer::tcp(SocketAddr::new(link.b(v6), 0), TCP_PAYLOAD)
+        .server(Side::named(server).netns(&b))
+        .client(Side::named(client).netns(&a))
+        .sent_by(sender)
+        .run(&tg);
     assert_eq!(
         t.sender.peer().ip(),
-        if client_sends { link.b(v6) } else { link.a(v6) },
+        if sender == Sender::Client {
+            link.b(v6)
+        } else {
+            link.a(v6)
+        },
         "{:?}",
         t.sender.json
     );
@@ -44,25 +44,25 @@ fn tcp_ns_to_ns(v6: bool, client_sends: bool, server: &str, client: &str) {
 #[test]
 fn tcp_ipv4_between_namespaces_client_sends() {
     require_root!();
-    tcp_ns_to_ns(false, true, "tg-n4-sink", "tg-n4-send");
+    tcp_ns_to_ns(false, Sender::Client, "tg-n4-sink", "tg-n4-send");
 }
 
 #[test]
 fn tcp_ipv4_between_namespaces_client_receives() {
     require_root!();
-    tcp_ns_to_ns(false, false, "tg-n4-serve", "tg-n4-recv");
+    tcp_ns_to_ns(false, Sender::Server, "tg-n4-serve", "tg-n4-recv");
 }
 
 #[test]
 fn tcp_ipv6_between_namespaces_client_sends() {
     require_root!();
-    tcp_ns_to_ns(true, true, "tg-n6-sink", "tg-n6-send");
+    tcp_ns_to_ns(true, Sender::Client, "tg-n6-sink", "tg-n6-send");
 }
 
 #[test]
 fn tcp_ipv6_between_namespaces_client_receives() {
     require_root!();
-    tcp_ns_to_ns(true, false, "tg-n6-serve", "tg-n6-recv");
+    tcp_ns_to_ns(true, Sender::Server, "tg-n6-serve", "tg-n6-recv");
 }
 
 /// Client in the root namespace, server in a namespace, the client receives.
@@ -73,14 +73,11 @@ fn tcp_ipv4_root_to_namespace() {
     let link = Link::root_to(&ns);
     let d = Daemon::start();
     let tg = trafficgen!();
-    let t = tcp_transfer(
-        &tg,
-        SocketAddr::new(link.b_v4(), 0),
-        TCP_PAYLOAD,
-        false,
-        Side::named("tg-nr4-serve").netns(&ns),
-        Side::named("tg-nr4-recv"),
-    );
+    let t = Transfer::tcp(SocketAddr::new(link.b_v4(), 0), TCP_PAYLOAD)
+        .server(Side::named("tg-nr4-serve").netns(&ns))
+        .client(Side::named("tg-nr4-recv"))
+        .sent_by(Sender::Server)
+        .run(&tg);
     assert_transfer(&d, &t, VETH_MTU);
 }
 
@@ -92,13 +89,10 @@ fn udp_ipv4_root_to_namespace() {
     let link = Link::root_to(&ns);
     let d = Daemon::start();
     let tg = trafficgen!();
-    let t = udp_transfer(
-        &tg,
-        SocketAddr::new(link.b_v4(), 0),
-        UDP_PAYLOAD,
-        Side::named("tg-nu4-sink").netns(&ns),
-        Side::named("tg-nu4-send"),
-    );
+    let t = Transfer::udp(SocketAddr::new(link.b_v4(), 0), UDP_PAYLOAD)
+        .server(Side::named("tg-nu4-sink").netns(&ns))
+        .client(Side::named("tg-nu4-send"))
+        .run(&tg);
     assert_transfer(&d, &t, VETH_MTU);
 }
 
@@ -110,13 +104,10 @@ fn udp_ipv6_namespace_to_root() {
     let link = Link::root_to(&ns);
     let d = Daemon::start();
     let tg = trafficgen!();
-    let t = udp_transfer(
-        &tg,
-        SocketAddr::new(link.a_v6(), 0),
-        UDP_PAYLOAD,
-        Side::named("tg-nu6-sink"),
-        Side::named("tg-nu6-send").netns(&ns),
-    );
+    let t = Transfer::udp(SocketAddr::new(link.a_v6(), 0), UDP_PAYLOAD)
+        .server(Side::named("tg-nu6-sink"))
+        .client(Side::named("tg-nu6-send").netns(&ns))
+        .run(&tg);
     assert_transfer(&d, &t, VETH_MTU);
 }
 
@@ -129,12 +120,9 @@ fn udp_ipv6_between_namespaces() {
     let link = Link::between(&a, &b);
     let d = Daemon::start();
     let tg = trafficgen!();
-    let t = udp_transfer(
-        &tg,
-        SocketAddr::new(link.b_v6(), 0),
-        UDP_PAYLOAD,
-        Side::named("tg-nu6b-sink").netns(&b),
-        Side::named("tg-nu6b-send").netns(&a),
-    );
+    let t = Transfer::udp(SocketAddr::new(link.b_v6(), 0), UDP_PAYLOAD)
+        .server(Side::named("tg-nu6b-sink").netns(&b))
+        .client(Side::named("tg-nu6b-send").netns(&a))
+        .run(&tg);
     assert_transfer(&d, &t, VETH_MTU);
 }

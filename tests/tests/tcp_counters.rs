@@ -12,7 +12,7 @@ use std::{
 
 use trafficd_tests::wire::{self, LOOPBACK_MTU};
 use trafficd_tests::{
-    require_root, scratch_path, tcp_transfer, trafficgen, Daemon, NetNs, RemoveOnDrop, Side,
+    require_root, scratch_path, trafficgen, Daemon, NetNs, RemoveOnDrop, Side, Transfer,
 };
 
 const MB: u64 = 1_000_000;
@@ -230,14 +230,10 @@ fn tcp_per_packet_counts_the_same_bytes() {
     );
     let tg = trafficgen!();
     let lo: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let t = tcp_transfer(
-        &tg,
-        lo,
-        PAYLOAD,
-        true,
-        Side::named("tg-pp-sink"),
-        Side::named("tg-pp-send"),
-    );
+    let t = Transfer::tcp(lo, PAYLOAD)
+        .server(Side::named("tg-pp-sink"))
+        .client(Side::named("tg-pp-send"))
+        .run(&tg);
     let sent = wire::Sent::from_report(PAYLOAD, &t.sender);
     let s = d.wait_process(t.sender.pid(), |i| i.tx() >= PAYLOAD);
     wire::assert_tcp_data(

@@ -396,6 +396,115 @@ impl Loss {
 /// Number of slots in the `LOSSES` array.
 pub const LOSS_SLOTS: u32 = 2 * Loss::ALL.len() as u32;
 
+/// Counting on interfaces (the tc programs): forwarded flows, and every packet's bytes per
+/// interface by kind, so that the parts add up to the interface's own counters.
+pub mod forwarding {
+    /// Map names.
+    pub mod maps {
+        /// Interfaces the tc programs count on: ifindex -> link-layer header length (14 on
+        /// Ethernet, 0 on IP-only links such as WireGuard or tun). Written by the daemon before
+        /// it attaches; packets on other interfaces are not counted.
+        pub const TC_INTERFACES: &str = "TC_INTERFACES";
+        /// [`ForwardKey`](super::ForwardKey) -> [`WireCount`](super::WireCount): packets no
+        /// local socket sent or receives.
+        pub const FORWARDED: &str = "FORWARDED";
+        /// [`InterfaceKindKey`](super::InterfaceKindKey) -> [`WireCount`](super::WireCount),
+        /// per CPU: every packet of every counted interface, once, by [`kind`](super::kind).
+        pub const INTERFACE_KINDS: &str = "INTERFACE_KINDS";
+        /// Per CPU, [`LOSS_SLOTS`](super::LOSS_SLOTS) counters: what did not fit.
+        pub const TC_LOSSES: &str = "TC_LOSSES";
+    }
+
+    /// Entries of FORWARDED the daemon asks for at load time unless told otherwise.
+    pub const DEFAULT_FLOWS: u32 = 65_536;
+    /// Entries of INTERFACE_KINDS: interfaces x 2 directions x 4 kinds.
+    pub const DEFAULT_INTERFACE_KINDS: u32 = 4_096;
+
+    pub const INGRESS: u8 = 0;
+    pub const EGRESS: u8 = 1;
+
+    /// What a packet on an interface was, by how the tc programs tell.
+    pub mod kind {
+        /// Sent by a local socket (egress), or routed to local delivery (ingress): the socket
+        /// hooks own these bytes.
+        pub const LOCAL: u8 = 0;
+        /// No local socket: routed, bridged or NAT'd through this host.
+        pub const FORWARDED: u8 = 1;
+        /// Ingress the kernel will drop: no route (blackhole, unreachable, prohibit) or a frame
+        /// addressed to another host.
+        pub const DROPPED: u8 = 2;
+        /// Not IPv4 or IPv6 (ARP, LLDP, ...).
+        pub const NON_IP: u8 = 3;
+        pub const ALL: [(u8, &str); 4] = [
+            (LOCAL, "local"),
+            (FORWARDED, "forwarded"),
+            (DROPPED, "dropped"),
+            (NON_IP, "non_ip"),
+        ];
+    }
+
+    /// TC_LOSSES slots: events then bytes of FORWARDED being full (the bytes still count in
+    /// INTERFACE_KINDS as forwarded), then of INTERFACE_KINDS being full.
+    pub const FLOWS_FULL: u32 = 0;
+    pub const KINDS_FULL: u32 = 2;
+    pub const LOSS_SLOTS: u32 = 4;
+
+    /// One forwarded flow as one interface saw it, addresses as on the wire (network order,
+    /// IPv4 in the first 4 bytes), ports in host order. Aligned to 8 so the programs can
+    /// zero it with word stores.
+    #[repr(C, align(8))]
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    pub struct ForwardKey {
+        /// The interface counted on.
+        pub ifindex: u32,
+        /// The other end of the hop: on egress the interface the packet came in by, on ingress
+        /// the one the routing lookup sends it out of (0 when unknown).
+        pub other_ifindex: u32,
+        pub src_addr: [u8; 16],
+        pub dst_addr: [u8; 16],
+        pub src_port: u16,
+        pub dst_port: u16,
+        /// [`AF_INET`](super::AF_INET) or [`AF_INET6`](super::AF_INET6).
+        pub family: u8,
+        pub protocol: u8,
+        /// [`INGRESS`] or [`EGRESS`].
+        pub direction: u8,
+        pub _pad: u8,
+    }
+
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    pub struct InterfaceKindKey {
+        pub ifindex: u32,
+        pub direction: u8,
+        pub kind: u8,
+        pub _pad: [u8; 2],
+    }
+
+    /// Bytes and packets as the device's counters may count them: `bytes` and `packets` per
+    /// buffer (what virtual links such as veth count), `wire_bytes` and `segments` as a NIC that
+    /// segments a GSO buffer counts them, each segment with its own headers.
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct WireCount {
+        pub bytes: u64,
+        pub packets: u64,
+        pub wire_bytes: u64,
+        pub segments: u64,
+    }
+
+    impl WireCount {
+        pub fn add(&self, other: &WireCount) -> WireCount {
+            WireCount {
+                bytes: self.bytes.wrapping_add(other.bytes),
+                packets: self.packets.wrapping_add(other.packets),
+                wire_bytes: self.wire_bytes.wrapping_add(other.wire_bytes),
+                segments: self.segments.wrapping_add(other.segments),
+            }
+        }
+    }
+}
+
 #[cfg(feature = "user")]
 mod pod {
     // SAFETY: all of these are repr(C), Copy, have no padding and every bit pattern is valid.
@@ -406,6 +515,9 @@ mod pod {
     unsafe impl aya::Pod for super::SocketProcessKey {}
     unsafe impl aya::Pod for super::Payload {}
     unsafe impl aya::Pod for super::RecentUse {}
+    unsafe impl aya::Pod for super::forwarding::ForwardKey {}
+    unsafe impl aya::Pod for super::forwarding::InterfaceKindKey {}
+    unsafe impl aya::Pod for super::forwarding::WireCount {}
 }
 
 #[cfg(test)]
@@ -421,6 +533,9 @@ mod tests {
         assert_eq!(size_of::<SocketOwner>(), 40);
         assert_eq!(size_of::<SocketProcessKey>(), 16);
         assert_eq!(size_of::<Payload>(), 32);
+        assert_eq!(size_of::<forwarding::ForwardKey>(), 48);
+        assert_eq!(size_of::<forwarding::InterfaceKindKey>(), 8);
+        assert_eq!(size_of::<forwarding::WireCount>(), 32);
     }
 
     #[test]

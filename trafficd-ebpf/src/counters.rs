@@ -87,7 +87,7 @@ pub fn count_loss<C: EbpfContext>(ctx: &C, loss: Loss, bytes: u64) {
 #[inline(always)]
 pub fn zeroed<T>(place: &mut MaybeUninit<T>) -> &mut T {
     const {
-        assert!(size_of::<T>() % 8 == 0 && align_of::<T>() >= 8);
+        assert!(size_of::<T>().is_multiple_of(8) && align_of::<T>() >= 8);
     }
     let words = place.as_mut_ptr() as *mut u64;
     for i in 0..size_of::<T>() / 8 {

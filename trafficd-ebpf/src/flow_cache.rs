@@ -120,7 +120,7 @@ const CGROUP_WORD: usize = offset_of!(FlowKey, cgroup_id) / 8;
 #[inline(always)]
 fn words(key: &FlowKey) -> *const u64 {
     const {
-        assert!(size_of::<FlowKey>() % 8 == 0 && align_of::<FlowKey>() >= 8);
+        assert!(size_of::<FlowKey>().is_multiple_of(8) && align_of::<FlowKey>() >= 8);
         assert!(offset_of!(FlowKey, cgroup_id) % 8 == 0);
     }
     (key as *const FlowKey).cast()

@@ -83,7 +83,7 @@ fn claim_slot(key: &FlowKey) -> Option<u32> {
         Some(slot) => slot,
         None => FREE_FLOW_SLOTS.pop().ok()??,
     };
-    match FLOWS.insert(key, &slot, BPF_NOEXIST) {
+    match FLOWS.insert(key, slot, BPF_NOEXIST) {
         Ok(()) => {}
         Err(err) => {
             // The queue holds every slot, so it has room for this one again.
@@ -105,7 +105,7 @@ fn claim_slot(key: &FlowKey) -> Option<u32> {
     }
     if let Some(claims) = FLOW_CLAIMS.get_ptr_mut(0) {
         let claimed = fetch_add(claims, 1) + 1;
-        if claimed % BURST_FLOWS == 0 {
+        if claimed.is_multiple_of(BURST_FLOWS) {
             // Not lost if the ring is full: the daemon is awake then, and counts FLOW_CLAIMS.
             let _ = FLOW_BURSTS.output::<u64>(claimed, 0);
         }

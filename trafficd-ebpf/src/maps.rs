@@ -16,8 +16,10 @@ use aya_ebpf::{
     maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, Queue, RingBuf},
 };
 use trafficd_common::{
-    control, defaults, FlowKey, FlowSlot, Payload, RecentUse, SocketOwner, SocketProcessKey,
-    Traffic, FLOW_CACHE_ENTRIES, LOSS_SLOTS, RECENT_USES,
+    control, defaults,
+    forwarding::{self, ForwardKey, InterfaceKindKey, WireCount},
+    FlowKey, FlowSlot, Payload, RecentUse, SocketOwner, SocketProcessKey, Traffic,
+    FLOW_CACHE_ENTRIES, LOSS_SLOTS, RECENT_USES,
 };
 
 /// Map flags: none, i.e. preallocated (see above).
@@ -144,3 +146,21 @@ pub struct TcpSocket {
     pub segs_out: u64,
     pub segs_in: u64,
 }
+
+/// Interfaces the tc programs count on, with their link-layer header length.
+#[map]
+pub static TC_INTERFACES: HashMap<u32, u32> = HashMap::with_max_entries(1_024, PREALLOC);
+
+/// Forwarded flows per interface and direction. Preallocated like FLOWS: a new flow takes an
+/// element off the free list; when none is left its bytes still count per interface. Small
+/// here: the daemon sizes it at load when it counts forwarded traffic.
+#[map]
+pub static FORWARDED: HashMap<ForwardKey, WireCount> = HashMap::with_max_entries(1_024, PREALLOC);
+
+/// Every counted packet's bytes per interface, direction and kind.
+#[map]
+pub static INTERFACE_KINDS: PerCpuHashMap<InterfaceKindKey, WireCount> =
+    PerCpuHashMap::with_max_entries(forwarding::DEFAULT_INTERFACE_KINDS, PREALLOC);
+
+#[map]
+pub static TC_LOSSES: PerCpuArray<u64> = PerCpuArray::with_max_entries(forwarding::LOSS_SLOTS, 0);

@@ -33,6 +33,12 @@ pub enum Error {
     NoCgroup2,
 
     #[error(
+        "cannot read /proc/self/mountinfo ({0}); trafficd finds the cgroup2 mount there: \
+         mount procfs at /proc"
+    )]
+    MountInfo(String),
+
+    #[error(
         "cannot read the possible CPUs from /sys/devices/system/cpu/possible; trafficd sizes its \
          per-CPU entries by it: mount sysfs at /sys"
     )]
@@ -112,6 +118,39 @@ pub enum Error {
          CAP_SYS_ADMIN and Linux >= 5.8: grant it or run without --bpf-stats"
     )]
     BpfStats(String),
+
+    #[error(
+        "bad --interface-capacity `{input}`: {reason}; write NAME=RATE with RATE in bits per \
+         second, e.g. eth0=10Gbit or veth0=100Mbit"
+    )]
+    InterfaceCapacity { input: String, reason: &'static str },
+
+    #[error(
+        "cannot {action} over rtnetlink: {reason}; trafficd reads interface counters from the \
+         kernel's NETLINK_ROUTE socket, which needs Linux with netlink (any supported kernel)"
+    )]
+    Rtnetlink {
+        action: &'static str,
+        reason: String,
+    },
+
+    #[error(
+        "conntrack is not available: {reason}; load it with `modprobe nf_conntrack_netlink` \
+         (NAT'd flows are shown without their original tuples until then)"
+    )]
+    ConntrackUnavailable { reason: String },
+
+    #[error(
+        "cannot query conntrack in {namespace}: {reason}; the namespace may have vanished, or \
+         trafficd lacks CAP_SYS_ADMIN and CAP_NET_ADMIN to enter it"
+    )]
+    Conntrack { namespace: String, reason: String },
+
+    #[error(
+        "cannot attach the forwarded-traffic counter to interface {interface}: {reason}; \
+         forwarded traffic on it is not counted (check that it exists: `ip link show {interface}`)"
+    )]
+    TcAttach { interface: String, reason: String },
 
     #[error("{0}")]
     Io(#[from] std::io::Error),

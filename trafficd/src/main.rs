@@ -2,7 +2,6 @@
 
 mod api;
 mod attribution;
-mod cgroups;
 mod cli;
 mod daemon;
 mod drain;
@@ -11,10 +10,10 @@ mod error;
 mod fresh_memory;
 mod http;
 mod kernel;
-mod processes;
-mod socket_owners;
 mod stats;
 mod table;
+#[cfg(test)]
+mod testnet;
 mod tracker;
 
 use std::{process::ExitCode, time::Duration};

@@ -5,6 +5,7 @@
 //! shared by the modules.
 
 mod bench;
+mod image;
 mod run;
 mod setup;
 mod test;
@@ -16,6 +17,7 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
+use trafficd_tests::is_root;
 
 /// Developer and CI commands for trafficd.
 #[derive(Parser)]
@@ -37,8 +39,11 @@ enum Cmd {
     },
     /// Set up, then check formatting, build the daemon and run the whole test suite.
     Test,
-    /// Benchmark trafficd against no monitoring and nethogs; writes target/bench/results.{md,json}.
+    /// Benchmark trafficd against no monitoring and nethogs; writes target/bench/results.{md,json}
+    /// and the results section of docs/performance.md.
     Bench(bench::BenchArgs),
+    /// Build the container image trafficd:dev (and :<version>) offline with docker.
+    Image(image::ImageArgs),
 }
 
 fn main() -> ExitCode {
@@ -47,6 +52,7 @@ fn main() -> ExitCode {
         Cmd::Run { args } => run::run(&args),
         Cmd::Test => test::run(),
         Cmd::Bench(args) => bench::run(args),
+        Cmd::Image(args) => image::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -121,16 +127,6 @@ fn run_checked(cmd: &mut Command) -> Result<()> {
         bail!("`{line}` failed ({status})");
     }
     Ok(())
-}
-
-/// True when running with effective uid 0. Read from /proc so no unsafe libc call is needed.
-fn is_root() -> bool {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("Uid:"))
-        .and_then(|ids| ids.split_whitespace().nth(1)) // real, effective, saved, fs
-        .is_some_and(|euid| euid == "0")
 }
 
 /// Builds the daemon in release mode (its build script also builds and embeds the eBPF

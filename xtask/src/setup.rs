@@ -33,7 +33,12 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "prometheus",
     // The container tests' second engine.
     "podman",
+    // deploy/ tests: systemd-analyze verify of the unit.
+    "systemd",
 ];
+
+/// deploy/ tests: offline checks of the Kubernetes manifests and the YAML files.
+const PIP_PACKAGES: &[&str] = &["kubernetes-validate", "yamllint"];
 
 /// bpf-linker must use the same LLVM as rustc; its default (LLVM 23) does not match.
 const BPF_LINKER_VERSION: &str = "0.13.0";
@@ -44,7 +49,35 @@ pub fn run() -> Result<()> {
     rust_src()?;
     // Before bpf-linker, which builds against llvm-22-dev.
     debian_packages()?;
+    pip_packages()?;
     bpf_linker()
+}
+
+fn pip_packages() -> Result<()> {
+    // `pip show` exits non-zero when any of the named packages is missing.
+    let shown = tool("python3")
+        .args(["-m", "pip", "show", "--quiet"])
+        .args(PIP_PACKAGES)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .context("could not run python3 -m pip (install python3-pip)")?;
+    if shown.success() {
+        println!("ok: {} PyPI packages", PIP_PACKAGES.len());
+        return Ok(());
+    }
+    println!("installing: {}", PIP_PACKAGES.join(" "));
+    let install = || {
+        let mut cmd = tool("python3");
+        cmd.args(["-m", "pip", "install", "--quiet"])
+            .args(PIP_PACKAGES);
+        cmd
+    };
+    // Debian's own python refuses to install into the system (PEP 668) unless told to.
+    run_checked(&mut install()).or_else(|err| {
+        println!("retrying with --break-system-packages after: {err:#}");
+        run_checked(install().arg("--break-system-packages"))
+    })
 }
 
 fn rust_src() -> Result<()> {

@@ -294,7 +294,7 @@ fn seal(cookie: u64, tgid: u32, changes: u64) -> u64 {
 #[inline(always)]
 fn is_owner(cookie: u64, tgid: u32) -> bool {
     // SAFETY: plain lookup; the value is only compared.
-    matches!(unsafe { OWNERS.get(&cookie) }, Some(owner) if owner.tgid == tgid)
+    matches!(unsafe { OWNERS.get(cookie) }, Some(owner) if owner.tgid == tgid)
 }
 
 /// Makes the calling process the socket's owner in OWNERS, and records it in PROCESSES. Out of
@@ -311,12 +311,12 @@ fn write_owner(ctx: &BtfTracePointContext, cookie: u64, tgid: u32, tid: u32) {
         cgroup_id: unsafe { bpf_get_current_cgroup_id() },
         comm: bpf_get_current_comm().unwrap_or([0; COMM_LEN]),
     };
-    if OWNERS.insert(&cookie, &owner, 0).is_err() {
+    if OWNERS.insert(cookie, owner, 0).is_err() {
         count_loss(ctx, Loss::OwnerMapFull, 0);
     }
     // Owners change rarely (once per socket, and on hand-over after fork), so recording the
     // process here keeps the per-call cost flat.
-    if PROCESSES.insert(&tgid, &owner, 0).is_err() {
+    if PROCESSES.insert(tgid, owner, 0).is_err() {
         count_loss(ctx, Loss::OwnerMapFull, 0);
     }
 }

@@ -36,7 +36,7 @@ pub fn trafficd_sock_release(ctx: SockContext) -> i32 {
 pub fn mark_closed<C: aya_ebpf::EbpfContext>(ctx: &C, cookie: u64) {
     // SAFETY: helper without arguments.
     let now = unsafe { bpf_ktime_get_ns() };
-    if CLOSED.insert(&cookie, &now, 0).is_err() {
+    if CLOSED.insert(cookie, now, 0).is_err() {
         count_loss(ctx, Loss::ClosedMapFull, 0);
     }
 }

@@ -1,7 +1,7 @@
 //! Map commands over many entries per syscall.
 //!
 //! aya 0.14 reads maps one key at a time (get_next_key + lookup: two syscalls per entry), which
-//! at 100k flows costs the drain hundreds of milliseconds. A batch lookup returns thousands of
+//! is far too slow for a drain of many flows. A batch lookup returns thousands of
 //! entries per syscall. Kernels without it (< 5.6) fall back to the per-key iterator. A queue
 //! map has no batch command at all: slots go into FREE_FLOW_SLOTS through a program run with
 //! `BPF_PROG_TEST_RUN`, hundreds per syscall.

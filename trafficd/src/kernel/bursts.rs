@@ -3,8 +3,8 @@
 //! Between drains the drain thread sleeps on FLOW_BURSTS, a ring buffer the programs write to
 //! once every [`BURST_FLOWS`] new flows, and on the daemon's stop signal. A burst is drained
 //! before the interval ends, in bites of about that many flows; a host without bursts pays no
-//! wake-up at all (polling the flow count 10 times a second cost an idle daemon 0.1% of a core
-//! here, more than its drains).
+//! wake-up at all (polling the flow count several times a second cost an idle daemon more than
+//! its drains).
 //!
 //! [`BURST_FLOWS`]: trafficd_common::BURST_FLOWS
 

@@ -6,6 +6,8 @@
 
 use std::{fs, path::PathBuf};
 
+use procfs::process::{MountInfos, Process};
+
 use crate::error::{Error, Result};
 
 const CAP_SYS_ADMIN: u32 = 21;
@@ -44,9 +46,8 @@ pub fn can_enter_namespaces() -> bool {
 
 /// The effective capability set of this process, from /proc/self/status.
 fn effective_capabilities() -> Option<u64> {
-    let status = fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("CapEff:"))?;
-    u64::from_str_radix(line.trim_start_matches("CapEff:").trim(), 16).ok()
+    let status = Process::myself().and_then(|me| me.status()).ok()?;
+    Some(status.capeff)
 }
 
 /// One past the highest number of a CPU this host can ever bring online. The programs index
@@ -70,18 +71,17 @@ fn past_highest_cpu(list: &str) -> Option<u32> {
 /// The mount point of the cgroup2 filesystem. Found through mountinfo because hosts differ:
 /// /sys/fs/cgroup on unified hosts, /sys/fs/cgroup/unified on hybrid ones.
 pub fn cgroup2_root() -> Result<PathBuf> {
-    let mountinfo = fs::read_to_string("/proc/self/mountinfo")?;
-    find_cgroup2(&mountinfo).ok_or(Error::NoCgroup2)
+    let mounts = Process::myself()
+        .and_then(|me| me.mountinfo())
+        .map_err(|err| Error::MountInfo(err.to_string()))?;
+    find_cgroup2(&mounts).ok_or(Error::NoCgroup2)
 }
 
-fn find_cgroup2(mountinfo: &str) -> Option<PathBuf> {
-    mountinfo.lines().find_map(|line| {
-        // "<id> <parent> <maj:min> <root> <mount point> <options> [optional...] - <fstype> ..."
-        let (left, right) = line.split_once(" - ")?;
-        let fstype = right.split_whitespace().next()?;
-        let mount_point = left.split_whitespace().nth(4)?;
-        (fstype == "cgroup2").then(|| PathBuf::from(unescape_octal(mount_point)))
-    })
+fn find_cgroup2(mounts: &MountInfos) -> Option<PathBuf> {
+    let cgroup2 = mounts.into_iter().find(|m| m.fs_type == "cgroup2")?;
+    // procfs hands the mount point over as mountinfo writes it, escapes included.
+    let written = cgroup2.mount_point.to_string_lossy();
+    Some(PathBuf::from(unescape_octal(&written)))
 }
 
 /// mountinfo escapes spaces and a few other bytes as `\ooo`.
@@ -119,6 +119,10 @@ mod tests {
         assert_eq!(past_highest_cpu("4294967295"), None);
     }
 
+    fn mounts(mountinfo: &str) -> MountInfos {
+        procfs::FromBufRead::from_buf_read(mountinfo.as_bytes()).unwrap()
+    }
+
     #[test]
     fn finds_cgroup2_in_hybrid_hierarchy() {
         let mountinfo = "\
@@ -126,18 +130,30 @@ mod tests {
 26 25 0:23 / /sys/fs/cgroup/unified rw,nosuid,nodev - cgroup2 cgroup2 rw,nsdelegate
 27 25 0:24 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu";
         assert_eq!(
-            find_cgroup2(mountinfo),
+            find_cgroup2(&mounts(mountinfo)),
             Some(PathBuf::from("/sys/fs/cgroup/unified"))
         );
     }
 
     #[test]
     fn no_cgroup2_is_none() {
-        assert_eq!(find_cgroup2("25 30 0:22 / /sys rw - sysfs sysfs rw"), None);
+        let sysfs_only = mounts("25 30 0:22 / /sys rw - sysfs sysfs rw");
+        assert_eq!(find_cgroup2(&sysfs_only), None);
     }
 
     #[test]
     fn unescapes_spaces() {
         assert_eq!(unescape_octal(r"/mnt/a\040b"), "/mnt/a b");
+        let spaced = mounts(r"26 25 0:23 / /mnt/cgroup\040two rw - cgroup2 cgroup2 rw");
+        assert_eq!(
+            find_cgroup2(&spaced),
+            Some(PathBuf::from("/mnt/cgroup two"))
+        );
+    }
+
+    #[test]
+    fn reads_this_process_capabilities() {
+        // Whatever this process holds, /proc/self/status names a set.
+        assert!(effective_capabilities().is_some());
     }
 }

@@ -1,8 +1,8 @@
 //! The flow counters, read through shared memory.
 //!
 //! The kernel programs count each flow in a slot of FLOW_COUNTERS, an array the daemon maps
-//! into its own memory: a drain reads 100k flows with plain loads in a few milliseconds, where
-//! a syscall-based read of a hash map cost about a microsecond per entry. Each counter is taken
+//! into its own memory: a drain reads its flows with plain loads, where a syscall-based read of
+//! a hash map costs a syscall per entry. Each counter is taken
 //! with an atomic swap to 0, so the kernel's atomic adds are never lost and no per-flow "already
 //! read" state is kept here.
 //!
@@ -232,8 +232,8 @@ impl FlowSlots {
     }
 
     /// Maps at least the first `used` slots, and returns how many of them are mapped. The
-    /// kernel maps every page of a mapping at once: mapping the whole array (131k slots by
-    /// default, 12 MB) would make it all resident in the daemon however few flows there are.
+    /// kernel maps every page of a mapping at once: mapping the whole array (all of its
+    /// slots) would make it all resident in the daemon however few flows there are.
     /// So only the slots handed out so far are mapped, and the mapping grows with them. Should
     /// growing fail, the slots past the mapping wait in the kernel, counting, for a later drain.
     fn map_slots(&mut self, used: usize) -> usize {
@@ -393,6 +393,8 @@ struct Mapping {
 // while the kernel does not write the slot (see `SlotRef`). Only the drain thread rewrites a
 // slot, and only one that no `MovedFlows` names.
 unsafe impl Send for Mapping {}
+// SAFETY: as for `Send`: shared references only read through atomics or read slots the kernel
+// no longer writes.
 unsafe impl Sync for Mapping {}
 
 impl Mapping {
@@ -424,8 +426,8 @@ impl Mapping {
 
     fn slot(&self, slot: usize) -> SlotRef<'_> {
         assert!(slot < self.len, "flow slot {slot} out of {}", self.len);
-        // SAFETY: in bounds of the mapping.
         SlotRef {
+            // SAFETY: in bounds of the mapping, as asserted above.
             slot: unsafe { self.base.add(slot) },
             _mapping: self,
         }

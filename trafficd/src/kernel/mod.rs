@@ -11,6 +11,9 @@ mod flow_slots;
 mod maps;
 mod namespaces;
 mod recent_use;
+// Built and tested; the daemon attaches it once the drain reads interfaces.
+#[allow(dead_code)]
+mod tc;
 mod tcp_sockets;
 
 use std::{fs::File, os::fd::OwnedFd, path::PathBuf, time::Duration};
@@ -95,28 +98,10 @@ impl Kernel {
             source,
         })?;
 
-        // aya-log's level global: 0 turns every kernel log statement into one untaken branch.
-        let log_level: u8 = if kernel_log { 0xff } else { 0 };
         // The kernel's BTF, parsed once: the loader and every tp_btf program need it, and each
-        // parse of its 5+ MB was a tenth of a second of CPU here.
+        // parse of its megabytes is a noticeable cost at start.
         let btf = aya::Btf::from_sys_fs().map_err(|_| Error::NoBtf)?;
-        let cpus = cpu_number_limit()?;
-        let object = offsets.patch(OBJECT)?;
-        let mut ebpf = EbpfLoader::new()
-            .btf(Some(&btf))
-            .override_global(aya_log::LEVEL, &log_level, false)
-            .map_max_entries(names::SOCKETS, sizes.sockets)
-            .map_max_entries(names::FLOWS, sizes.flows)
-            .map_max_entries(names::FLOW_COUNTERS, sizes.flows)
-            .map_max_entries(names::FREE_FLOW_SLOTS, sizes.flows)
-            .map_max_entries(names::CGROUPS, sizes.cgroups)
-            .map_max_entries(names::OWNERS, sizes.owners)
-            .map_max_entries(names::PROCESSES, sizes.processes)
-            .map_max_entries(names::SOCKET_PROCESSES, sizes.socket_processes)
-            .map_max_entries(names::CLOSED, sizes.closed)
-            .map_max_entries(names::RECENT_USE, cpus * RECENT_USES)
-            .map_max_entries(names::FLOW_CACHE, cpus * FLOW_CACHE_ENTRIES)
-            .load(object.bytes())?;
+        let mut ebpf = load(sizes, kernel_log, &btf, &offsets)?;
 
         let logger = if kernel_log {
             aya_log::EbpfLogger::init(&mut ebpf)
@@ -140,60 +125,15 @@ impl Kernel {
         )?;
         attach_sock_length(&mut ebpf, &btf, "trafficd_sock_send", "sock_send_length")?;
         attach_sock_length(&mut ebpf, &btf, "trafficd_sock_recv", "sock_recv_length")?;
-        // Optional: without it, sockets a process only reads with splice(2) have no owner
-        // until the /proc fallback finds one.
-        let consume = attach_tp_btf(
-            &mut ebpf,
-            &btf,
-            "trafficd_tcp_consume",
-            "tcp_rcv_space_adjust",
-            "sockets read only through splice(2) are attributed by the slower /proc scan",
-        );
-        if let Err(err) = &consume {
-            warn!("{err}");
-        }
-        // Optional: without it, closed sockets are cleaned up by idle expiry only.
-        let release = attach_sock_release(&mut ebpf, &cgroup);
-        if let Err(err) = &release {
-            warn!("{err}");
-        }
-        // Optional: without it, freed flow slots go back to the kernel one syscall each.
-        let hand_back = load_hand_back(&mut ebpf).map_err(|err| warn!("{err}")).ok();
-        // Optional: without it, every TCP packet is counted by the packet hooks.
-        let tcp_sweep = tcp_sweep.and_then(|every| {
-            attach_tcp_counting(&mut ebpf, &btf)
-                .map_err(|err| warn!("{err}"))
-                .ok()
-                .map(|link| (link, every))
-        });
-        info!(cgroup2 = %cgroup_root.display(), "kernel programs attached");
-        let hook = |program, hook, attached| Hook {
-            program,
-            hook,
-            attached,
-        };
-        let hooks = vec![
+        let mut hooks = vec![
             hook("trafficd_egress", "cgroup_skb/egress", true),
             hook("trafficd_ingress", "cgroup_skb/ingress", true),
             hook("trafficd_sock_send", "tp_btf/sock_send_length", true),
             hook("trafficd_sock_recv", "tp_btf/sock_recv_length", true),
-            hook(
-                "trafficd_tcp_consume",
-                "tp_btf/tcp_rcv_space_adjust",
-                consume.is_ok(),
-            ),
-            hook(
-                "trafficd_sock_release",
-                "cgroup/sock_release",
-                release.is_ok(),
-            ),
-            hook(
-                "trafficd_tcp_state",
-                "tp_btf/inet_sock_set_state",
-                tcp_sweep.is_some(),
-            ),
-            hook("trafficd_tcp_sweep", "iter/tcp", tcp_sweep.is_some()),
         ];
+        let (hand_back, tcp_sweep) =
+            attach_optional(&mut ebpf, &btf, &cgroup, tcp_sweep, &mut hooks);
+        info!(cgroup2 = %cgroup_root.display(), "kernel programs attached");
         Ok(Kernel {
             hooks,
             ebpf,
@@ -226,6 +166,97 @@ impl Kernel {
             self.hand_back.take(),
             self.tcp_sweep.take(),
         )
+    }
+}
+
+/// Loads the object with the configured map sizes, patched for this kernel.
+fn load(
+    sizes: &MapSizes,
+    kernel_log: bool,
+    btf: &aya::Btf,
+    offsets: &btf::Offsets,
+) -> Result<Ebpf> {
+    // aya-log's level global: 0 turns every kernel log statement into one untaken branch.
+    let log_level: u8 = if kernel_log { 0xff } else { 0 };
+    let cpus = cpu_number_limit()?;
+    let object = offsets.patch(OBJECT)?;
+    let ebpf = EbpfLoader::new()
+        .btf(Some(btf))
+        .override_global(aya_log::LEVEL, &log_level, false)
+        .map_max_entries(names::SOCKETS, sizes.sockets)
+        .map_max_entries(names::FLOWS, sizes.flows)
+        .map_max_entries(names::FLOW_COUNTERS, sizes.flows)
+        .map_max_entries(names::FREE_FLOW_SLOTS, sizes.flows)
+        .map_max_entries(names::CGROUPS, sizes.cgroups)
+        .map_max_entries(names::OWNERS, sizes.owners)
+        .map_max_entries(names::PROCESSES, sizes.processes)
+        .map_max_entries(names::SOCKET_PROCESSES, sizes.socket_processes)
+        .map_max_entries(names::CLOSED, sizes.closed)
+        .map_max_entries(names::RECENT_USE, cpus * RECENT_USES)
+        .map_max_entries(names::FLOW_CACHE, cpus * FLOW_CACHE_ENTRIES)
+        .load(object.bytes())?;
+    Ok(ebpf)
+}
+
+/// Attaches the programs each of which only one feature needs: a program that fails to load
+/// or attach costs its feature, with a warning that says what is lost. Returns the hand-back
+/// program and the TCP sweep's link with its period, when they loaded.
+fn attach_optional(
+    ebpf: &mut Ebpf,
+    btf: &aya::Btf,
+    cgroup: &File,
+    tcp_sweep: Option<Duration>,
+    hooks: &mut Vec<Hook>,
+) -> (Option<ProgramFd>, Option<(OwnedFd, Duration)>) {
+    // Optional: without it, sockets a process only reads with splice(2) have no owner
+    // until the /proc fallback finds one.
+    let consume = attach_tp_btf(
+        ebpf,
+        btf,
+        "trafficd_tcp_consume",
+        "tcp_rcv_space_adjust",
+        "sockets read only through splice(2) are attributed by the slower /proc scan",
+    );
+    if let Err(err) = &consume {
+        warn!("{err}");
+    }
+    // Optional: without it, closed sockets are cleaned up by idle expiry only.
+    let release = attach_sock_release(ebpf, cgroup);
+    if let Err(err) = &release {
+        warn!("{err}");
+    }
+    // Optional: without it, freed flow slots go back to the kernel one syscall each.
+    let hand_back = load_hand_back(ebpf).map_err(|err| warn!("{err}")).ok();
+    // Optional: without it, every TCP packet is counted by the packet hooks.
+    let tcp_sweep = tcp_sweep.and_then(|every| {
+        attach_tcp_counting(ebpf, btf)
+            .map_err(|err| warn!("{err}"))
+            .ok()
+            .map(|link| (link, every))
+    });
+    let counting = tcp_sweep.is_some();
+    hooks.extend([
+        hook(
+            "trafficd_tcp_consume",
+            "tp_btf/tcp_rcv_space_adjust",
+            consume.is_ok(),
+        ),
+        hook(
+            "trafficd_sock_release",
+            "cgroup/sock_release",
+            release.is_ok(),
+        ),
+        hook("trafficd_tcp_state", "tp_btf/inet_sock_set_state", counting),
+        hook("trafficd_tcp_sweep", "iter/tcp", counting),
+    ]);
+    (hand_back, tcp_sweep)
+}
+
+fn hook(program: &'static str, hook: &'static str, attached: bool) -> Hook {
+    Hook {
+        program,
+        hook,
+        attached,
     }
 }
 

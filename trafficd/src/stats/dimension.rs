@@ -3,14 +3,13 @@
 //!
 //! Each drain appends one tick holding only the groups that moved bytes, so memory follows
 //! activity rather than the number of groups ever seen. A window is the sum of the ticks that
-//! end inside it. Ticks older than [`FINE_SPAN`] are merged into buckets of [`BUCKET`]: a group
+//! end inside it. Older ticks are merged into buckets (see `history`): a group
 //! busy for a whole minute then takes 10 tick entries and at most 6 bucket entries instead of 60,
 //! each packed in a few bytes (see `packed`), and the 60 s window is measured at 10 s
 //! granularity: it covers between 50 and 60 s, and says so.
 
 use std::{
     borrow::Borrow,
-    collections::VecDeque,
     hash::{BuildHasher, Hash},
     time::{Duration, Instant},
 };
@@ -20,17 +19,16 @@ use rustc_hash::FxBuildHasher;
 
 use trafficd_common::Traffic;
 
-use super::packed::PackedDeltas;
+use super::{
+    history::{History, SlotSums, BUCKET},
+    packed::PackedDeltas,
+};
 
 /// A hint for [`Dimension::record_hinted`] that names no slot.
 pub const NO_HINT: u32 = u32::MAX;
 
 /// Longest window served; older ticks are dropped.
 pub const LONGEST_WINDOW: Duration = Duration::from_secs(60);
-/// Ticks this recent are kept one per drain: the 1 s and 10 s windows are exact.
-const FINE_SPAN: Duration = Duration::from_secs(10);
-/// Length of the buckets older ticks are merged into.
-const BUCKET: Duration = Duration::from_secs(10);
 /// Shortest retention: no tick or bucket may refer to a freed slot.
 const MIN_RETENTION: Duration = LONGEST_WINDOW.saturating_add(BUCKET);
 
@@ -39,98 +37,6 @@ pub struct Entry<M> {
     pub lifetime: Traffic,
     pub last_active: Instant,
     pub meta: M,
-}
-
-/// One drain's deltas, by slot: a slot number is 4 bytes where a flow key is 56, and a tick
-/// holds one entry per group that moved in that drain, for a minute.
-struct Tick {
-    at: Instant,
-    length: Duration,
-    deltas: PackedDeltas,
-}
-
-/// Ticks merged: the deltas of up to [`BUCKET`] of drains ending at `at`.
-struct Bucket {
-    at: Instant,
-    length: Duration,
-    deltas: PackedDeltas,
-}
-
-/// Traffic summed by slot number in a dense array, with the slots touched: adding a drain's
-/// 200k deltas is 200k additions, no hashing. Taking the sums leaves it empty, its memory kept.
-#[derive(Default)]
-struct SlotSums {
-    sums: Vec<Traffic>,
-    touched: Vec<u32>,
-}
-
-impl SlotSums {
-    pub fn add(&mut self, id: u32, delta: &Traffic) {
-        let i = id as usize;
-        if i >= self.sums.len() {
-            self.sums.resize(i + 1, Traffic::default());
-        }
-        if self.sums[i].is_zero() {
-            self.touched.push(id);
-        }
-        self.sums[i] = self.sums[i].add(delta);
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = (u32, &Traffic)> {
-        self.touched
-            .iter()
-            .map(|&id| (id, &self.sums[id as usize]))
-            .filter(|(_, sum)| !sum.is_zero())
-    }
-
-    /// The non-zero sums, each slot once, packed; `self` is left empty.
-    fn take_packed(&mut self) -> PackedDeltas {
-        let mut packed = PackedDeltas::with_capacity(self.touched.len());
-        for (id, sum) in self.drain() {
-            packed.push(id, &sum);
-        }
-        packed.shrink_to_fit();
-        packed
-    }
-
-    fn drain(&mut self) -> impl Iterator<Item = (u32, Traffic)> + '_ {
-        let sums = &mut self.sums;
-        self.touched
-            .drain(..)
-            .map(|id| (id, std::mem::take(&mut sums[id as usize])))
-            .filter(|(_, sum)| !sum.is_zero())
-    }
-}
-
-/// The bucket being filled.
-#[derive(Default)]
-struct OpenBucket {
-    at: Option<Instant>,
-    length: Duration,
-    sums: SlotSums,
-}
-
-impl OpenBucket {
-    fn merge(&mut self, tick: &Tick) {
-        self.at = Some(tick.at);
-        self.length += tick.length;
-        for (id, delta) in tick.deltas.iter() {
-            self.sums.add(id, &delta);
-        }
-    }
-
-    /// The merged deltas as a closed bucket; `self` is empty again, its memory kept.
-    fn close(&mut self) -> Option<Bucket> {
-        Some(Bucket {
-            at: self.at.take()?,
-            length: std::mem::take(&mut self.length),
-            deltas: self.sums.take_packed(),
-        })
-    }
-}
-
-fn start_of(at: Instant, length: Duration) -> Instant {
-    at.checked_sub(length).unwrap_or(at)
 }
 
 /// A group [`Dimension::expire`] forgot, and the slot it had.
@@ -161,12 +67,8 @@ pub struct Dimension<K, M> {
     slots: Vec<Option<Slot<K, M>>>,
     /// Slots of expired groups, for reuse. A slot is freed only when no tick refers to it.
     free: Vec<u32>,
-    ticks: VecDeque<Tick>,
-    /// Older than the ticks: the bucket being filled, then the closed ones, oldest first.
-    open: OpenBucket,
-    buckets: VecDeque<Bucket>,
-    /// The memory of the last tick merged, for the next.
-    spare: PackedDeltas,
+    /// Each drain's deltas by slot, for the windows.
+    history: History,
 }
 
 impl<K, M> Default for Dimension<K, M> {
@@ -175,10 +77,7 @@ impl<K, M> Default for Dimension<K, M> {
             ids: HashTable::new(),
             slots: Vec::new(),
             free: Vec::new(),
-            ticks: VecDeque::new(),
-            open: OpenBucket::default(),
-            buckets: VecDeque::new(),
-            spare: PackedDeltas::default(),
+            history: History::default(),
         }
     }
 }
@@ -195,12 +94,12 @@ pub struct Windowed<'a, K, M> {
 impl<K: Hash + Eq + Clone, M: Clone + PartialEq> Dimension<K, M> {
     /// Adds one drain's deltas, which cover the `length` before `at`.
     pub fn record(&mut self, at: Instant, length: Duration, deltas: Vec<(K, Traffic, M)>) {
-        let mut tick = self.new_tick(deltas.len());
+        let mut tick = self.history.new_tick(deltas.len());
         for (key, delta, meta) in deltas {
             let id = self.slot_of(NO_HINT, || key, &meta, at);
             self.add(id, delta, meta, at, &mut tick);
         }
-        self.push_tick(at, length, tick);
+        self.history.push(at, length, tick);
     }
 
     /// [`record`](Self::record) for many groups seen before. `hints` has an entry per delta:
@@ -221,7 +120,7 @@ impl<K: Hash + Eq + Clone, M: Clone + PartialEq> Dimension<K, M> {
         key_of: impl Fn(usize) -> K,
     ) {
         let deltas = deltas.into_iter();
-        let mut tick = self.new_tick(hints.len());
+        let mut tick = self.history.new_tick(hints.len());
         // Room for every group without a hint at once: when 100k flows appear in one drain,
         // growing the table step by step rehashed it several times, each a cache miss per key.
         self.reserve(hints.iter().filter(|&&hint| hint == NO_HINT).count());
@@ -230,7 +129,7 @@ impl<K: Hash + Eq + Clone, M: Clone + PartialEq> Dimension<K, M> {
             *hint = id;
             self.add(id, delta, meta, at, &mut tick);
         }
-        self.push_tick(at, length, tick);
+        self.history.push(at, length, tick);
     }
 
     /// The slot of a group: `hint` when it names a taken slot, else the slot of `key()`, taken
@@ -287,49 +186,6 @@ impl<K: Hash + Eq + Clone, M: Clone + PartialEq> Dimension<K, M> {
         tick.push(id, &delta);
     }
 
-    /// An empty tick for about `entries` entries, in the memory of the last tick merged into a
-    /// bucket when there is one: a tick of 100k flows is a megabyte, and fresh pages each drain
-    /// cost more than filling them.
-    fn new_tick(&mut self, entries: usize) -> PackedDeltas {
-        let mut tick = std::mem::take(&mut self.spare);
-        tick.clear();
-        tick.reserve(entries);
-        tick
-    }
-
-    fn push_tick(&mut self, at: Instant, length: Duration, deltas: PackedDeltas) {
-        self.ticks.push_back(Tick { at, length, deltas });
-        self.age(at);
-    }
-
-    /// Merges ticks older than [`FINE_SPAN`] into buckets, and drops buckets that started
-    /// before the longest window.
-    fn age(&mut self, now: Instant) {
-        while self
-            .ticks
-            .front()
-            .is_some_and(|t| now.duration_since(t.at) >= FINE_SPAN)
-        {
-            let Some(tick) = self.ticks.pop_front() else {
-                break;
-            };
-            if self.open.length + tick.length > BUCKET {
-                if let Some(closed) = self.open.close() {
-                    self.buckets.push_back(closed);
-                }
-            }
-            self.open.merge(&tick);
-            self.spare = tick.deltas;
-        }
-        while self
-            .buckets
-            .front()
-            .is_some_and(|b| now.duration_since(start_of(b.at, b.length)) > LONGEST_WINDOW)
-        {
-            self.buckets.pop_front();
-        }
-    }
-
     /// Every group's traffic in the last `window` before `now`, with the time really covered.
     #[cfg(test)]
     pub fn window(&self, now: Instant, window: Duration) -> (Vec<Windowed<'_, K, M>>, Duration) {
@@ -348,37 +204,7 @@ impl<K: Hash + Eq + Clone, M: Clone + PartialEq> Dimension<K, M> {
         mut each: impl FnMut(Windowed<'a, K, M>),
     ) -> Duration {
         let mut sums = SlotSums::default();
-        let mut covered = Duration::ZERO;
-        // A tick belongs to the window when it ended within it: a 1 s window right after a
-        // drain, or half a second later, is the last complete second.
-        for tick in self.ticks.iter().rev() {
-            if now.duration_since(tick.at) >= window {
-                break;
-            }
-            covered += tick.length;
-            for (id, delta) in tick.deltas.iter() {
-                sums.add(id, &delta);
-            }
-        }
-        // A bucket belongs to the window when it started within it: the window then covers
-        // less than asked, never more, and `covered` says how much.
-        let within = |at: Instant, length| now.duration_since(start_of(at, length)) <= window;
-        // The open bucket is the newest: when it is outside the window, so are the closed ones.
-        if self.open.at.is_some_and(|at| within(at, self.open.length)) {
-            covered += self.open.length;
-            for (id, delta) in self.open.sums.iter() {
-                sums.add(id, delta);
-            }
-            for bucket in self.buckets.iter().rev() {
-                if !within(bucket.at, bucket.length) {
-                    break;
-                }
-                covered += bucket.length;
-                for (id, delta) in bucket.deltas.iter() {
-                    sums.add(id, &delta);
-                }
-            }
-        }
+        let covered = self.history.sum_window(now, window, &mut sums);
         for (id, window) in sums.drain() {
             if let Some(slot) = self.slots.get(id as usize).and_then(Option::as_ref) {
                 each(Windowed {
@@ -662,24 +488,10 @@ mod tests {
         // than asked.
         assert_eq!(window_of(&d, now, 60), ((21..=75u64).sum(), second * 55));
         // A group busy all along holds 10 tick entries and 5 bucket entries, not 60.
-        assert_eq!(d.ticks.len(), 10);
-        assert_eq!(d.buckets.len() + 1, 5);
-        assert!(d.buckets.iter().all(|b| b.deltas.len() == 1));
-        assert_eq!(d.open.sums.iter().count(), 1);
-    }
-
-    #[test]
-    fn slot_sums_add_by_slot_and_empty_when_taken() {
-        let mut sums = SlotSums::default();
-        sums.add(3, &tx(5));
-        sums.add(0, &tx(1));
-        sums.add(3, &tx(7));
-        assert_eq!(
-            sums.drain().collect::<Vec<_>>(),
-            vec![(3, tx(12)), (0, tx(1))]
-        );
-        assert_eq!(sums.iter().count(), 0);
-        sums.add(3, &tx(2));
-        assert_eq!(sums.drain().collect::<Vec<_>>(), vec![(3, tx(2))]);
+        let history = &d.history;
+        assert_eq!(history.ticks.len(), 10);
+        assert_eq!(history.buckets.len() + 1, 5);
+        assert!(history.buckets.iter().all(|b| b.deltas.len() == 1));
+        assert_eq!(history.open.sums.iter().count(), 1);
     }
 }

@@ -3,6 +3,7 @@
 //! HTTP API and the metrics encoder.
 
 mod dimension;
+mod history;
 mod packed;
 mod remotes;
 
@@ -19,8 +20,8 @@ use trafficd_common::{FlowKey, Loss, Traffic};
 
 use crate::{
     attribution::Unattributed,
+    enrich::processes::ProcessKey,
     kernel::{MapFill, MapMemory},
-    processes::ProcessKey,
 };
 
 /// Whom bytes are attributed to in the per-process view.

@@ -1,6 +1,6 @@
 //! One tick's or bucket's deltas, packed. A window's history holds an entry per busy group per
-//! tick: at 100k busy flows that is millions of entries, and at 40 bytes each (slot + four
-//! u64 counters) it was most of the daemon's memory. Packed as varints, the counters of a
+//! tick: at many busy flows that is millions of entries, and unpacked (slot + four u64
+//! counters) they were most of the daemon's memory. Packed as varints, the counters of a
 //! flow moving a packet a second take a byte each, and the slot, stored as its distance from
 //! the previous entry's (entries mostly come in slot order), a byte or two. A direction that
 //! moved nothing is left out (two flag bits beside the slot step say which are there): a flow

@@ -1,6 +1,6 @@
 //! Remote addresses. A remote's traffic is the sum of its flows', worked out when asked: the
-//! drain does no per-remote work (at 100k remotes keeping their own totals was a sixth of its
-//! time and 12 MB). What the flows that already expired had moved is kept here, so that a
+//! drain does no per-remote work (keeping each remote's own totals cost the drain a large share
+//! of its time and memory at many remotes). What the flows that already expired had moved is kept here, so that a
 //! remote's lifetime totals outlive its short connections.
 
 use std::{

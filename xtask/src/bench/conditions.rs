@@ -180,98 +180,127 @@ pub fn start(
     stats: &BpfStatsSysctl,
 ) -> Result<Option<Monitor>> {
     stats.set(condition.bpf_stats())?;
-    let (ns, ifname) = env.interface(scenario);
-    let output = env.work.join(format!("{}.out", condition.name()));
-    let stderr = output.with_extension("err");
-    let started = Instant::now();
+    let files = Files {
+        output: env.work.join(format!("{}.out", condition.name())),
+        stderr: env.work.join(format!("{}.err", condition.name())),
+    };
     let monitor = match condition {
         Condition::Baseline | Condition::EmptyBpf | Condition::EmptyBpfNoStats => return Ok(None),
         Condition::Trafficd | Condition::TrafficdBpfStats | Condition::TrafficdSampled => {
-            let port = free_loopback_port()?;
-            let api = SocketAddr::from(([127, 0, 0, 1], port));
-            let mut cmd = Command::new(&tools.trafficd);
-            cmd.args(["run", "--listen", &api.to_string(), "--interval", "1s"])
-                .args(["--log-level", "warn"]);
-            if let Some(size) = scenario.flow_map_size() {
-                cmd.args(["--flow-map-size", &size.to_string()]);
-            }
-            let mut proc = Proc::spawn(condition.name(), &mut cmd, &output, &stderr)?;
-            let mut client = Api::new(api);
-            let ready = wait_for("trafficd's first drain", Duration::from_secs(30), || {
-                if proc.try_status().is_some() {
-                    return Some(false);
-                }
-                client
-                    .healthz()
-                    .ok()
-                    .filter(|h| h.drains >= 1)
-                    .map(|_| true)
-            })?;
-            if !ready {
-                bail!(
-                    "trafficd exited at start: {}",
-                    super::scenarios::read_tail(&stderr)
-                );
-            }
-            Monitor {
-                condition,
-                proc,
-                api: Some(api),
-                output,
-                startup: started.elapsed(),
-            }
+            start_trafficd(condition, scenario, tools, files)?
         }
         Condition::Nethogs | Condition::Bandwhich => {
-            let tool = if condition == Condition::Nethogs {
-                &tools.nethogs
-            } else {
-                &tools.bandwhich
-            };
-            let tool = tool
-                .as_ref()
-                .with_context(|| format!("{} is not available", condition.name()))?;
-            let mut argv = vec![tool.to_string_lossy().to_string()];
-            if condition == Condition::Nethogs {
-                // -t text mode, -v 2 cumulative bytes, -C TCP and UDP, -a allows lo.
-                argv.extend(["-a", "-t", "-v", "2", "-C", "-d", "1"].map(String::from));
-                argv.push(ifname);
-            } else {
-                // --raw text, -t cumulative totals, -p the process table only.
-                argv.extend(["--raw", "--no-resolve", "-t", "-p", "-i"].map(String::from));
-                argv.push(ifname);
-            }
-            let mut cmd = match &ns {
-                Some(ns) => {
-                    // In the client's namespace: its sockets are the ones /proc/net shows there.
-                    let mut cmd = Command::new("ip");
-                    cmd.args(["netns", "exec", ns]).args(&argv);
-                    cmd
-                }
-                None => {
-                    let mut cmd = Command::new(&argv[0]);
-                    cmd.args(&argv[1..]);
-                    cmd
-                }
-            };
-            let mut proc = Proc::spawn(condition.name(), &mut cmd, &output, &stderr)?;
-            proc::sleep(Duration::from_secs(1))?;
-            if let Some(status) = proc.try_status() {
-                bail!(
-                    "{} exited at start ({status}): {}",
-                    condition.name(),
-                    super::scenarios::read_tail(&stderr)
-                );
-            }
-            Monitor {
-                condition,
-                proc,
-                api: None,
-                output,
-                startup: started.elapsed(),
-            }
+            start_capture_tool(condition, scenario, env, tools, files)?
         }
     };
     Ok(Some(monitor))
+}
+
+/// Where a monitor's stdout and stderr go.
+struct Files {
+    output: PathBuf,
+    stderr: PathBuf,
+}
+
+/// trafficd with its API on a free loopback port, once it finished its first drain.
+fn start_trafficd(
+    condition: Condition,
+    scenario: &Scenario,
+    tools: &Tools,
+    Files { output, stderr }: Files,
+) -> Result<Monitor> {
+    let started = Instant::now();
+    let port = free_loopback_port()?;
+    let api = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut cmd = Command::new(&tools.trafficd);
+    cmd.args(["run", "--listen", &api.to_string(), "--interval", "1s"])
+        .args(["--log-level", "warn"]);
+    if let Some(size) = scenario.flow_map_size() {
+        cmd.args(["--flow-map-size", &size.to_string()]);
+    }
+    let mut proc = Proc::spawn(condition.name(), &mut cmd, &output, &stderr)?;
+    let mut client = Api::new(api);
+    let ready = wait_for("trafficd's first drain", Duration::from_secs(30), || {
+        if proc.try_status().is_some() {
+            return Some(false);
+        }
+        client
+            .healthz()
+            .ok()
+            .filter(|h| h.drains >= 1)
+            .map(|_| true)
+    })?;
+    if !ready {
+        bail!(
+            "trafficd exited at start: {}",
+            super::scenarios::read_tail(&stderr)
+        );
+    }
+    Ok(Monitor {
+        condition,
+        proc,
+        api: Some(api),
+        output,
+        startup: started.elapsed(),
+    })
+}
+
+/// nethogs or bandwhich on the scenario's interface, in the client's namespace for veth (its
+/// sockets are the ones /proc/net shows there), given a second to start.
+fn start_capture_tool(
+    condition: Condition,
+    scenario: &Scenario,
+    env: &Env,
+    tools: &Tools,
+    Files { output, stderr }: Files,
+) -> Result<Monitor> {
+    let started = Instant::now();
+    let (ns, ifname) = env.interface(scenario);
+    let tool = if condition == Condition::Nethogs {
+        &tools.nethogs
+    } else {
+        &tools.bandwhich
+    };
+    let tool = tool
+        .as_ref()
+        .with_context(|| format!("{} is not available", condition.name()))?;
+    let mut argv = vec![tool.to_string_lossy().to_string()];
+    if condition == Condition::Nethogs {
+        // -t text mode, -v 2 cumulative bytes, -C TCP and UDP, -a allows lo.
+        argv.extend(["-a", "-t", "-v", "2", "-C", "-d", "1"].map(String::from));
+    } else {
+        // --raw text, -t cumulative totals, -p the process table only.
+        argv.extend(["--raw", "--no-resolve", "-t", "-p", "-i"].map(String::from));
+    }
+    argv.push(ifname);
+    let mut cmd = match &ns {
+        Some(ns) => {
+            let mut cmd = Command::new("ip");
+            cmd.args(["netns", "exec", ns]).args(&argv);
+            cmd
+        }
+        None => {
+            let mut cmd = Command::new(&argv[0]);
+            cmd.args(&argv[1..]);
+            cmd
+        }
+    };
+    let mut proc = Proc::spawn(condition.name(), &mut cmd, &output, &stderr)?;
+    proc::sleep(Duration::from_secs(1))?;
+    if let Some(status) = proc.try_status() {
+        bail!(
+            "{} exited at start ({status}): {}",
+            condition.name(),
+            super::scenarios::read_tail(&stderr)
+        );
+    }
+    Ok(Monitor {
+        condition,
+        proc,
+        api: None,
+        output,
+        startup: started.elapsed(),
+    })
 }
 
 fn free_loopback_port() -> Result<u16> {

@@ -282,9 +282,10 @@ fn trace_btf_id(tracepoint: &str) -> Result<u32> {
 
 fn prog_id(prog: &OwnedFd) -> Option<u32> {
     let text = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", prog.as_raw_fd())).ok()?;
-    text.lines()
-        .find_map(|line| line.strip_prefix("prog_id:"))
-        .and_then(|id| id.trim().parse().ok())
+    trafficd_tests::bpf::fdinfo_fields(&text)
+        .get("prog_id")?
+        .parse()
+        .ok()
 }
 
 /// The part of union bpf_attr that BPF_PROG_LOAD reads, up to attach_btf_obj_fd (the kernel

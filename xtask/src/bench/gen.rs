@@ -11,7 +11,7 @@ use std::collections::HashSet;
 use std::ffi::CString;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -20,6 +20,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
+use nix::sys::signal::{kill, Signal};
+use nix::sys::socket::{
+    bind, listen, setsockopt, socket, sockopt, AddressFamily, Backlog, SockFlag, SockType,
+    SockaddrIn,
+};
+use nix::sys::time::TimeVal;
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{fork, ForkResult, Pid};
 use serde_json::json;
 
 /// Comm of the churn client's processes (the parent and every child).
@@ -103,56 +111,27 @@ pub fn run(cmd: GenCmd) -> Result<()> {
     }
 }
 
-/// prctl(PR_SET_NAME): the comm trafficd reports for this process.
+/// prctl(PR_SET_NAME): the comm trafficd reports for this process (longer names are cut).
 fn set_comm(name: &str) {
-    let Ok(name) = CString::new(name) else {
-        return;
-    };
-    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes (longer is cut).
-    unsafe {
-        libc::prctl(libc::PR_SET_NAME, name.as_ptr() as libc::c_ulong, 0, 0, 0);
+    if let Ok(name) = CString::new(name) {
+        let _ = nix::sys::prctl::set_name(&name);
     }
-}
-
-fn check(ret: libc::c_int, what: &str) -> Result<libc::c_int> {
-    if ret < 0 {
-        bail!("{what}: {}", std::io::Error::last_os_error());
-    }
-    Ok(ret)
 }
 
 /// An IPv4 TCP listener with a deep backlog (std's is 128, too short for bursts of connects).
 fn deep_listener(addr: SocketAddrV4) -> Result<TcpListener> {
-    // SAFETY: plain socket calls on a fd this function owns; the sockaddr outlives the calls.
-    unsafe {
-        let fd = check(
-            libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0),
-            "socket",
-        )?;
-        let listener = TcpListener::from_raw_fd(fd);
-        let one: libc::c_int = 1;
-        check(
-            libc::setsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                libc::SO_REUSEADDR,
-                &one as *const _ as *const libc::c_void,
-                std::mem::size_of_val(&one) as libc::socklen_t,
-            ),
-            "SO_REUSEADDR",
-        )?;
-        let sa = sockaddr_in(addr);
-        check(
-            libc::bind(
-                fd,
-                &sa as *const _ as *const libc::sockaddr,
-                std::mem::size_of_val(&sa) as libc::socklen_t,
-            ),
-            "bind",
-        )?;
-        check(libc::listen(fd, 4096), "listen")?;
-        Ok(listener)
-    }
+    let fd = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .context("socket")?;
+    setsockopt(&fd, sockopt::ReuseAddr, &true).context("SO_REUSEADDR")?;
+    bind(fd.as_raw_fd(), &SockaddrIn::from(addr)).with_context(|| format!("bind {addr}"))?;
+    let backlog = Backlog::new(4096).context("backlog")?;
+    listen(&fd, backlog).context("listen")?;
+    Ok(TcpListener::from(fd))
 }
 
 fn sockaddr_in(addr: SocketAddrV4) -> libc::sockaddr_in {
@@ -182,23 +161,8 @@ fn churn_server(
     set_comm(CHURN_SERVER_COMM);
     let listener = deep_listener(v4(listen)?)?;
     // accept(2) honours SO_RCVTIMEO: the accept loops wake up to check the deadline.
-    let timeout = libc::timeval {
-        tv_sec: 0,
-        tv_usec: 200_000,
-    };
-    // SAFETY: setsockopt on the listener's own fd with a timeval that outlives the call.
-    check(
-        unsafe {
-            libc::setsockopt(
-                listener.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                &timeout as *const _ as *const libc::c_void,
-                std::mem::size_of_val(&timeout) as libc::socklen_t,
-            )
-        },
-        "SO_RCVTIMEO",
-    )?;
+    let timeout = TimeVal::new(0, 200_000);
+    setsockopt(&listener, sockopt::ReceiveTimeout, &timeout).context("SO_RCVTIMEO")?;
     std::fs::write(ready_file, listener.local_addr()?.to_string())?;
     let deadline = Instant::now() + Duration::from_secs(max_seconds);
     let served = Arc::new(AtomicU64::new(0));
@@ -250,7 +214,7 @@ fn churn_child(to: SocketAddr, payload: usize) -> i32 {
 /// Children of the churn client that are still running, and how the finished ones ended.
 #[derive(Default)]
 struct Children {
-    running: HashSet<libc::pid_t>,
+    running: HashSet<Pid>,
     ok: u64,
     failed: u64,
 }
@@ -258,15 +222,15 @@ struct Children {
 impl Children {
     /// Reaps one finished child; with `block`, waits for one. False when none was reaped.
     fn reap(&mut self, block: bool) -> bool {
-        let mut status = 0;
-        let flags = if block { 0 } else { libc::WNOHANG };
-        // SAFETY: waitpid on our own children; status is a valid out-pointer.
-        let pid = unsafe { libc::waitpid(-1, &mut status, flags) };
-        if pid <= 0 {
-            return false;
-        }
+        let flags = (!block).then_some(WaitPidFlag::WNOHANG);
+        let (pid, ok) = match waitpid(None, flags) {
+            Ok(WaitStatus::Exited(pid, code)) => (pid, code == 0),
+            Ok(WaitStatus::Signaled(pid, ..)) => (pid, false),
+            // Nothing finished yet (WNOHANG), no children left, or a stop we did not ask for.
+            _ => return false,
+        };
         self.running.remove(&pid);
-        if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 {
+        if ok {
             self.ok += 1;
         } else {
             self.failed += 1;
@@ -295,16 +259,16 @@ fn churn_client(
         }
         // SAFETY: this process is single-threaded, so the child may run arbitrary code; it
         // leaves through _exit and never returns into the parent's loop.
-        match unsafe { libc::fork() } {
-            -1 => bail!("fork: {}", std::io::Error::last_os_error()),
-            0 => {
+        match unsafe { fork() }.context("fork")? {
+            ForkResult::Child => {
                 let code = churn_child(to, payload);
-                // SAFETY: ends the child without running the parent's exit handlers.
+                // SAFETY: ends the child at once (nix does not wrap _exit), without running
+                // the parent's exit handlers.
                 unsafe { libc::_exit(code) }
             }
-            pid => {
+            ForkResult::Parent { child } => {
                 forked += 1;
-                children.running.insert(pid);
+                children.running.insert(child);
             }
         }
         while children.reap(false) {}
@@ -313,10 +277,8 @@ fn churn_client(
     while !children.running.is_empty() {
         if Instant::now() >= hard_deadline {
             for pid in &children.running {
-                // SAFETY: signals a child of ours that has not been reaped (its pid is ours).
-                unsafe {
-                    libc::kill(*pid, libc::SIGKILL);
-                }
+                // A child of ours that has not been reaped: the pid is still its.
+                let _ = kill(*pid, Signal::SIGKILL);
             }
         }
         if !children.reap(false) {
@@ -377,10 +339,46 @@ fn flows(
         Some(_) => UdpSocket::bind("0.0.0.0:0")?,
         None => UdpSocket::bind("127.0.0.1:0")?,
     };
-    raise_buffer(&sender, libc::SO_SNDBUFFORCE, 8 << 20);
+    // Best effort: without the larger buffers the generator is only slower.
+    let _ = setsockopt(&sender, sockopt::SndBufForce, &(8 << 20));
     let destinations: Vec<libc::sockaddr_in> = (0..count)
         .map(|i| sockaddr_in(flow_destination(first, i, port)))
         .collect();
+    let run_for = Duration::from_secs_f64(seconds);
+    let (sent, elapsed) = send_flows(&sender, &destinations, rate, run_for, max_seconds)?;
+    // Let the reader take what is queued, then stop it.
+    if let Some(reader) = reader {
+        thread::sleep(Duration::from_millis(300));
+        stop.store(true, Ordering::Relaxed);
+        let _ = reader.join();
+    }
+    println!(
+        "{}",
+        json!({
+            "pid": std::process::id(),
+            "count": count,
+            "sent": sent,
+            "received": received.load(Ordering::Relaxed),
+            "rounds": sent as f64 / count as f64,
+            "complete": sent >= count,
+            "seconds": elapsed,
+            "payload": FLOW_PAYLOAD,
+        })
+    );
+    Ok(())
+}
+
+/// Sends one datagram to each destination in turn, `rate` a second (0: as fast as it goes),
+/// in batches of sendmmsg, until every flow got one and `run_for` passed, or `max_seconds`.
+/// Returns the datagrams sent and the seconds it took.
+fn send_flows(
+    sender: &UdpSocket,
+    destinations: &[libc::sockaddr_in],
+    rate: u64,
+    run_for: Duration,
+    max_seconds: u64,
+) -> Result<(u64, f64)> {
+    let count = destinations.len() as u64;
     let payload = [b'f'; FLOW_PAYLOAD];
     const BATCH: usize = 512;
     let mut iov = libc::iovec {
@@ -388,7 +386,6 @@ fn flows(
         iov_len: payload.len(),
     };
     let started = Instant::now();
-    let run_for = Duration::from_secs_f64(seconds);
     let hard_deadline = started + run_for.max(Duration::from_secs(max_seconds));
     let (mut sent, mut next) = (0u64, 0usize);
     // SAFETY: mmsghdr is plain data; zeroed is a valid "no name, no control" header.
@@ -436,27 +433,7 @@ fn flows(
         sent += done as u64;
         next = (next + done as usize) % destinations.len();
     }
-    let elapsed = started.elapsed().as_secs_f64();
-    // Let the reader take what is queued, then stop it.
-    if let Some(reader) = reader {
-        thread::sleep(Duration::from_millis(300));
-        stop.store(true, Ordering::Relaxed);
-        let _ = reader.join();
-    }
-    println!(
-        "{}",
-        json!({
-            "pid": std::process::id(),
-            "count": count,
-            "sent": sent,
-            "received": received.load(Ordering::Relaxed),
-            "rounds": sent as f64 / count as f64,
-            "complete": sent >= count,
-            "seconds": elapsed,
-            "payload": FLOW_PAYLOAD,
-        })
-    );
-    Ok(())
+    Ok((sent, started.elapsed().as_secs_f64()))
 }
 
 /// Receives datagrams for every 127.x.y.z on one wildcard socket (kernel-chosen port), counting
@@ -467,7 +444,8 @@ fn receive_flows(
 ) -> Result<(u16, thread::JoinHandle<()>)> {
     let receiver = UdpSocket::bind("0.0.0.0:0")?;
     let port = receiver.local_addr()?.port();
-    raise_buffer(&receiver, libc::SO_RCVBUFFORCE, 32 << 20);
+    // SO_RCVBUFFORCE: root may exceed the sysctl limit; best effort, like the sender's.
+    let _ = setsockopt(&receiver, sockopt::RcvBufForce, &(32 << 20));
     receiver.set_read_timeout(Some(Duration::from_millis(100)))?;
     let reader = thread::spawn(move || {
         let mut buf = [0u8; 2048];
@@ -482,18 +460,4 @@ fn receive_flows(
         }
     });
     Ok((port, reader))
-}
-
-/// Sets SO_RCVBUFFORCE / SO_SNDBUFFORCE (root may exceed the sysctl limits); best effort.
-fn raise_buffer(socket: &UdpSocket, option: libc::c_int, bytes: libc::c_int) {
-    // SAFETY: setsockopt on the socket's own fd with an int that outlives the call.
-    unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            option,
-            &bytes as *const _ as *const libc::c_void,
-            std::mem::size_of_val(&bytes) as libc::socklen_t,
-        );
-    }
 }

@@ -10,15 +10,14 @@ use std::process::Command;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use trafficd_tests::bpf::{fdinfo_fields, object_fdinfos};
 
 /// Clock ticks per second of utime/stime in /proc/<pid>/stat.
 fn ticks_per_second() -> f64 {
-    // SAFETY: sysconf has no memory effects.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if ticks > 0 {
-        ticks as f64
-    } else {
-        100.0
+    match nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK) {
+        Ok(Some(ticks)) if ticks > 0 => ticks as f64,
+        // The value Linux has used on every architecture for decades.
+        _ => 100.0,
     }
 }
 
@@ -88,33 +87,6 @@ pub struct MapInfo {
     pub memlock_bytes: u64,
 }
 
-fn fdinfo_fields(text: &str) -> BTreeMap<&str, &str> {
-    text.lines()
-        .filter_map(|line| line.split_once(':'))
-        .map(|(key, value)| (key.trim(), value.trim()))
-        .collect()
-}
-
-/// The fdinfo text of every BPF object fd of `pid` whose link target contains `kind`
-/// (`bpf-prog` or `bpf-map`).
-fn bpf_fdinfos(pid: u32, kind: &str) -> Vec<String> {
-    let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
-        return Vec::new();
-    };
-    let mut infos = Vec::new();
-    for fd in fds.flatten() {
-        let target = fs::read_link(fd.path()).unwrap_or_default();
-        if !target.to_string_lossy().contains(kind) {
-            continue;
-        }
-        let info = format!("/proc/{pid}/fdinfo/{}", fd.file_name().to_string_lossy());
-        if let Ok(text) = fs::read_to_string(info) {
-            infos.push(text);
-        }
-    }
-    infos
-}
-
 /// Names of BPF objects by id, from `bpftool <prog|map> show --json` (fdinfo has no names).
 pub fn bpf_names(object: &str) -> BTreeMap<u32, String> {
     let Ok(out) = Command::new("bpftool")
@@ -135,7 +107,7 @@ pub fn bpf_names(object: &str) -> BTreeMap<u32, String> {
 
 /// The BPF programs `pid` holds, with their run-time statistics, named from `names`.
 pub fn prog_stats(pid: u32, names: &BTreeMap<u32, String>) -> Vec<ProgStats> {
-    let mut progs: Vec<ProgStats> = bpf_fdinfos(pid, "bpf-prog")
+    let mut progs: Vec<ProgStats> = object_fdinfos(pid, "bpf-prog")
         .iter()
         .filter_map(|text| {
             let fields = fdinfo_fields(text);
@@ -158,7 +130,7 @@ pub fn prog_stats(pid: u32, names: &BTreeMap<u32, String>) -> Vec<ProgStats> {
 
 /// The BPF maps `pid` holds, named from `names`.
 pub fn map_infos(pid: u32, names: &BTreeMap<u32, String>) -> Vec<MapInfo> {
-    let mut maps: Vec<MapInfo> = bpf_fdinfos(pid, "bpf-map")
+    let mut maps: Vec<MapInfo> = object_fdinfos(pid, "bpf-map")
         .iter()
         .filter_map(|text| {
             let fields = fdinfo_fields(text);
@@ -204,15 +176,10 @@ pub fn cgroup_root_programs(root: &str) -> Vec<(u32, String)> {
         .collect()
 }
 
-/// The cgroup2 mount point, from /proc/self/mountinfo (it is not always /sys/fs/cgroup).
+/// The cgroup2 mount point (it is not always /sys/fs/cgroup).
 pub fn cgroup2_root() -> Option<String> {
-    let mountinfo = fs::read_to_string("/proc/self/mountinfo").ok()?;
-    mountinfo.lines().find_map(|line| {
-        let (left, right) = line.split_once(" - ")?;
-        (right.split_whitespace().next()? == "cgroup2")
-            .then(|| left.split_whitespace().nth(4).map(str::to_string))
-            .flatten()
-    })
+    let mount = trafficd_tests::cgroup2_mount().ok()?;
+    Some(mount.to_string_lossy().into_owned())
 }
 
 /// Packet and byte counters of one interface (both directions).

@@ -14,6 +14,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use nix::sys::signal::{killpg, sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+use nix::unistd::Pid;
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
@@ -24,14 +26,14 @@ extern "C" fn on_signal(_: libc::c_int) {
 /// SIGINT, SIGTERM and SIGHUP set a flag that every wait of the bench checks; the bench then
 /// unwinds through its guards instead of dying with namespaces and processes left behind.
 pub fn install_signal_handlers() {
-    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+    let action = SigAction::new(
+        SigHandler::Handler(on_signal),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
+    for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
         // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-        unsafe {
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = on_signal as *const () as usize;
-            libc::sigemptyset(&mut action.sa_mask);
-            libc::sigaction(signal, &action, std::ptr::null_mut());
-        }
+        let _ = unsafe { sigaction(signal, &action) };
     }
 }
 
@@ -117,7 +119,7 @@ impl Proc {
         if self.status.is_none() {
             self.status = self.child.try_wait().ok().flatten();
             if self.status.is_some() {
-                self.kill_group(libc::SIGKILL);
+                self.kill_group(Signal::SIGKILL);
             }
         }
         self.status
@@ -150,7 +152,7 @@ impl Proc {
             return None;
         }
         let started = Instant::now();
-        self.kill_group(libc::SIGTERM);
+        self.kill_group(Signal::SIGTERM);
         while started.elapsed() < grace {
             if self.try_status().is_some() {
                 return Some(started.elapsed());
@@ -162,17 +164,14 @@ impl Proc {
             self.name,
             self.pid()
         );
-        self.kill_group(libc::SIGKILL);
+        self.kill_group(Signal::SIGKILL);
         self.status = self.child.wait().ok();
         Some(started.elapsed())
     }
 
-    fn kill_group(&self, signal: libc::c_int) {
+    fn kill_group(&self, signal: Signal) {
         // The child leads its own group (process_group(0)), so its pid is the group id.
-        // SAFETY: kill(2) with a negative pid signals that group only; no memory is shared.
-        unsafe {
-            libc::kill(-(self.child.id() as libc::pid_t), signal);
-        }
+        let _ = killpg(Pid::from_raw(self.child.id() as i32), signal);
     }
 }
 

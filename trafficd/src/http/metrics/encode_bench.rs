@@ -11,7 +11,7 @@ use trafficd_common::{FlowKey, Traffic};
 
 use super::{encode, registry, MetricsConfig, Programs};
 use crate::{
-    processes::ProcessKey,
+    enrich::processes::ProcessKey,
     stats::{CgroupInfo, FlowInfo, Store, Talker, TalkerInfo},
 };
 

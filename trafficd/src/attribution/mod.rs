@@ -6,7 +6,9 @@
 //! transmitted wire bytes are split in proportion to the payload each process sent, its received
 //! wire bytes in proportion to what each process received. A socket used by one process gives
 //! it all of its bytes; with no payload in the interval (retransmits, pure ACKs, FIN) the bytes
-//! go to the socket's owner.
+//! go to the socket's owner, found by [`owners`].
+
+pub mod owners;
 
 use serde::{Deserialize, Serialize};
 use trafficd_common::{Payload, Traffic};
@@ -55,73 +57,75 @@ pub fn split(
     let sent: Vec<u64> = payloads.iter().map(|(_, p)| p.sent_bytes).collect();
     let received: Vec<u64> = payloads.iter().map(|(_, p)| p.received_bytes).collect();
     // Transmitted bytes follow senders; a receive-only socket's ACKs follow its receivers.
-    let tx_weights = first_nonzero(&sent, &received);
-    let rx_weights = first_nonzero(&received, &sent);
-
-    let mut out: Vec<(Claimant, Traffic)> = Vec::with_capacity(payloads.len() + 1);
-    let mut give = |claimant: Claimant, part: Traffic| {
-        if part.is_zero() {
-            return;
-        }
-        match out.iter_mut().find(|(c, _)| *c == claimant) {
-            Some((_, t)) => *t = t.add(&part),
-            None => out.push((claimant, part)),
-        }
+    let transmitted = Direction {
+        weights: first_nonzero(&sent, &received),
+        bytes: wire.tx_bytes,
+        packets: wire.tx_packets,
+        traffic: |tx_bytes, tx_packets| Traffic {
+            tx_bytes,
+            tx_packets,
+            ..Traffic::default()
+        },
     };
-    let claimants: Vec<Claimant> = payloads
-        .iter()
-        .map(|(t, _)| Claimant::Process(*t))
-        .collect();
-
-    match tx_weights {
-        Some(weights) => {
-            let bytes = shares(wire.tx_bytes, weights);
-            let packets = shares(wire.tx_packets, weights);
-            for (i, claimant) in claimants.iter().enumerate() {
-                give(
-                    *claimant,
-                    Traffic {
-                        tx_bytes: bytes[i],
-                        tx_packets: packets[i],
-                        ..Traffic::default()
-                    },
-                );
-            }
+    let incoming = Direction {
+        weights: first_nonzero(&received, &sent),
+        bytes: wire.rx_bytes,
+        packets: wire.rx_packets,
+        traffic: |rx_bytes, rx_packets| Traffic {
+            rx_bytes,
+            rx_packets,
+            ..Traffic::default()
+        },
+    };
+    let mut out: Vec<(Claimant, Traffic)> = Vec::with_capacity(payloads.len() + 1);
+    for direction in [transmitted, incoming] {
+        for (claimant, part) in direction.shares(payloads, fallback) {
+            give(&mut out, claimant, part);
         }
-        None => give(
-            fallback,
-            Traffic {
-                tx_bytes: wire.tx_bytes,
-                tx_packets: wire.tx_packets,
-                ..Traffic::default()
-            },
-        ),
-    }
-    match rx_weights {
-        Some(weights) => {
-            let bytes = shares(wire.rx_bytes, weights);
-            let packets = shares(wire.rx_packets, weights);
-            for (i, claimant) in claimants.iter().enumerate() {
-                give(
-                    *claimant,
-                    Traffic {
-                        rx_bytes: bytes[i],
-                        rx_packets: packets[i],
-                        ..Traffic::default()
-                    },
-                );
-            }
-        }
-        None => give(
-            fallback,
-            Traffic {
-                rx_bytes: wire.rx_bytes,
-                rx_packets: wire.rx_packets,
-                ..Traffic::default()
-            },
-        ),
     }
     out
+}
+
+/// One direction of a socket's wire bytes, and the payload weights that split it.
+struct Direction<'a> {
+    /// Per process of the payloads, its weight; `None` when no process moved payload.
+    weights: Option<&'a [u64]>,
+    bytes: u64,
+    packets: u64,
+    /// The traffic of this direction for (bytes, packets).
+    traffic: fn(u64, u64) -> Traffic,
+}
+
+impl Direction<'_> {
+    /// Each process's share, in the order of `payloads`, or everything to `fallback`.
+    fn shares(&self, payloads: &[(u32, Payload)], fallback: Claimant) -> Vec<(Claimant, Traffic)> {
+        let Some(weights) = self.weights else {
+            return vec![(fallback, (self.traffic)(self.bytes, self.packets))];
+        };
+        let bytes = shares(self.bytes, weights);
+        let packets = shares(self.packets, weights);
+        payloads
+            .iter()
+            .enumerate()
+            .map(|(i, (tgid, _))| {
+                (
+                    Claimant::Process(*tgid),
+                    (self.traffic)(bytes[i], packets[i]),
+                )
+            })
+            .collect()
+    }
+}
+
+/// Adds `part` to `claimant`'s entry of `out`, keeping the order claimants first appear in.
+fn give(out: &mut Vec<(Claimant, Traffic)>, claimant: Claimant, part: Traffic) {
+    if part.is_zero() {
+        return;
+    }
+    match out.iter_mut().find(|(c, _)| *c == claimant) {
+        Some((_, t)) => *t = t.add(&part),
+        None => out.push((claimant, part)),
+    }
 }
 
 /// The claimant that moved the most payload, for labelling a socket's flows.

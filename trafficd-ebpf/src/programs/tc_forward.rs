@@ -1,0 +1,312 @@
+//! tc ingress and egress (TCX or clsact) on the interfaces the daemon picks: the packets that
+//! no local socket sends or receives (routed, bridged, NAT'd through this host), per
+//! interface, direction and 5-tuple; and every packet's bytes per interface by kind, so that
+//! the parts add up to the interface's own counters. Local sockets' packets are left to the
+//! cgroup_skb hooks, which attribute them to processes: here they only count as "local".
+//!
+//! How a packet is told forwarded, O(1) either way:
+//! - Egress: it carries no socket. A local socket's packets keep theirs down to the device; a
+//!   received packet loses any when IP takes it in (`ip_rcv` orphans every packet), so what
+//!   leaves without one came in from elsewhere. This holds after routing and after NAT. The
+//!   packet's `ingress_ifindex` names the interface it came in by.
+//! - Ingress: no packet has a socket yet, so the kernel is asked where it would route it
+//!   (`bpf_fib_lookup`, the lookup `ip_forward` makes): unicast to another host is forwarded
+//!   (its output interface recorded); a local address, broadcast, multicast, or forwarding off
+//!   on the interface is local; no route is dropped. DNAT runs after tc ingress, so a packet to
+//!   a published port counts as local here; the egress of the interface it leaves by counts it
+//!   as forwarded with this interface as its other end, which the daemon uses to reconcile.
+//!
+//! A veth keeps a packet's socket when it crosses into another namespace (since Linux 4.19),
+//! so a frame a bridge passes from one container to another leaves the host's bridge port
+//! with the sending container's socket: local on that egress, since a socket of this host
+//! owns it and the socket hooks count it. Routed container traffic loses its socket in the
+//! host's `ip_rcv` and counts as forwarded on the way out.
+
+use core::mem::{size_of, MaybeUninit};
+
+use aya_ebpf::{
+    bindings::{
+        __sk_buff, bpf_fib_lookup as FibParams, BPF_FIB_LKUP_RET_BLACKHOLE,
+        BPF_FIB_LKUP_RET_FWD_DISABLED, BPF_FIB_LKUP_RET_NOT_FWDED, BPF_FIB_LKUP_RET_PROHIBIT,
+        BPF_FIB_LKUP_RET_UNREACHABLE, TC_ACT_UNSPEC,
+    },
+    helpers::generated::{bpf_fib_lookup, bpf_skb_load_bytes},
+    macros::classifier,
+    programs::TcContext,
+};
+use trafficd_common::{
+    forwarding::{
+        kind, ForwardKey, InterfaceKindKey, WireCount, EGRESS, FLOWS_FULL, INGRESS, KINDS_FULL,
+    },
+    AF_INET, AF_INET6,
+};
+
+use crate::{
+    counters::{add, add_to_slot, entry, zeroed, BPF_NOEXIST, EEXIST},
+    maps::{FORWARDED, INTERFACE_KINDS, TC_INTERFACES, TC_LOSSES},
+};
+
+/// `ETH_P_IP` and `ETH_P_IPV6` as `__sk_buff.protocol` holds them (network order).
+const ETH_P_IP: u32 = 0x0800u16.to_be() as u32;
+const ETH_P_IPV6: u32 = 0x86ddu16.to_be() as u32;
+/// `PACKET_OTHERHOST`: a frame for another MAC address, which IP drops.
+const PACKET_OTHERHOST: u32 = 3;
+/// Longest link-layer header accepted from TC_INTERFACES; bounds the loads for the verifier.
+const MAX_L2_LEN: u32 = 32;
+
+#[classifier]
+pub fn trafficd_tc_ingress(ctx: TcContext) -> i32 {
+    count(&ctx, INGRESS);
+    TC_ACT_UNSPEC
+}
+
+#[classifier]
+pub fn trafficd_tc_egress(ctx: TcContext) -> i32 {
+    count(&ctx, EGRESS);
+    TC_ACT_UNSPEC
+}
+
+#[inline(always)]
+fn count(ctx: &TcContext, direction: u8) {
+    let skb = ctx.skb.skb;
+    // SAFETY: fields a tc program may read from its own context.
+    let (ifindex, protocol, segments) =
+        unsafe { ((*skb).ifindex, (*skb).protocol, (*skb).gso_segs) };
+    // SAFETY: a plain lookup; the value is copied out at once.
+    let Some(l2_len) = (unsafe { TC_INTERFACES.get(&ifindex) }).copied() else {
+        return;
+    };
+    let bytes = u64::from(ctx.len());
+    let segments = u64::from(segments).max(1);
+    if protocol != ETH_P_IP && protocol != ETH_P_IPV6 || l2_len > MAX_L2_LEN {
+        let moved = wire(bytes, segments, 0);
+        add_kind(ifindex, direction, kind::NON_IP, &moved);
+        return;
+    }
+
+    let mut place = MaybeUninit::<ForwardKey>::uninit();
+    let key = zeroed(&mut place);
+    key.ifindex = ifindex;
+    key.direction = direction;
+    let headers = parse(ctx, key, l2_len, protocol == ETH_P_IPV6);
+    let moved = wire(bytes, segments, u64::from(l2_len) + u64::from(headers));
+    let verdict = if direction == EGRESS {
+        egress_verdict(skb, key)
+    } else {
+        ingress_verdict(ctx, key)
+    };
+    add_kind(ifindex, direction, verdict, &moved);
+    if verdict == kind::FORWARDED {
+        add_flow(key, &moved);
+    }
+}
+
+/// Counts as a NIC does for a GSO buffer: every segment carries the headers again.
+#[inline(always)]
+fn wire(bytes: u64, segments: u64, header_len: u64) -> WireCount {
+    WireCount {
+        bytes,
+        packets: 1,
+        wire_bytes: bytes + (segments - 1) * header_len,
+        segments,
+    }
+}
+
+#[inline(always)]
+fn egress_verdict(skb: *mut __sk_buff, key: &mut ForwardKey) -> u8 {
+    // SAFETY: context fields a tc program may read; `sk` is only compared with null.
+    let (sk, came_in_by) = unsafe { ((*skb).__bindgen_anon_2.sk, (*skb).ingress_ifindex) };
+    if !sk.is_null() {
+        return kind::LOCAL;
+    }
+    key.other_ifindex = came_in_by;
+    kind::FORWARDED
+}
+
+#[inline(always)]
+fn ingress_verdict(ctx: &TcContext, key: &mut ForwardKey) -> u8 {
+    let skb = ctx.skb.skb;
+    // SAFETY: a context field a tc program may read.
+    if unsafe { (*skb).pkt_type } == PACKET_OTHERHOST {
+        return kind::DROPPED;
+    }
+    let mut place = MaybeUninit::<FibParams>::uninit();
+    let params = zeroed_fib(&mut place);
+    params.family = key.family;
+    params.l4_protocol = key.protocol;
+    params.sport = key.src_port.to_be();
+    params.dport = key.dst_port.to_be();
+    params.ifindex = key.ifindex;
+    // SAFETY: writing plain bytes into the address unions.
+    unsafe {
+        let (src, dst) = (
+            &mut params.__bindgen_anon_3.ipv6_src,
+            &mut params.__bindgen_anon_4.ipv6_dst,
+        );
+        for word in 0..4 {
+            src[word] = u32::from_ne_bytes(word_of(&key.src_addr, word));
+            dst[word] = u32::from_ne_bytes(word_of(&key.dst_addr, word));
+        }
+    }
+    // SAFETY: the helper reads and writes `params`, a stack buffer of its exact size.
+    let result = unsafe { bpf_fib_lookup(skb.cast(), params, size_of::<FibParams>() as i32, 0) };
+    if result < 0 {
+        // No answer (a header that could not be read): the socket hooks see it if it is local.
+        return kind::LOCAL;
+    }
+    match result as u32 {
+        BPF_FIB_LKUP_RET_NOT_FWDED | BPF_FIB_LKUP_RET_FWD_DISABLED => kind::LOCAL,
+        BPF_FIB_LKUP_RET_BLACKHOLE | BPF_FIB_LKUP_RET_UNREACHABLE | BPF_FIB_LKUP_RET_PROHIBIT => {
+            kind::DROPPED
+        }
+        // Routed to another host: success, no neighbour entry yet, or too large to pass
+        // unfragmented (the kernel fragments or answers, and either way it is not local).
+        _ => {
+            key.other_ifindex = params.ifindex;
+            kind::FORWARDED
+        }
+    }
+}
+
+#[inline(always)]
+fn word_of(addr: &[u8; 16], word: usize) -> [u8; 4] {
+    [
+        addr[word * 4],
+        addr[word * 4 + 1],
+        addr[word * 4 + 2],
+        addr[word * 4 + 3],
+    ]
+}
+
+/// The fib parameters zeroed; their size (64 bytes) is a multiple of 8, as `zeroed` needs, but
+/// their alignment is 4, so they are zeroed as bytes of an aligned buffer.
+#[inline(always)]
+fn zeroed_fib(place: &mut MaybeUninit<FibParams>) -> &mut FibParams {
+    let words = place.as_mut_ptr() as *mut u32;
+    for i in 0..size_of::<FibParams>() / 4 {
+        // SAFETY: in bounds of `place`, which is aligned for u32.
+        unsafe { words.add(i).write_volatile(0) };
+    }
+    // SAFETY: every byte was written; all-zero is valid for these plain integers.
+    unsafe { place.assume_init_mut() }
+}
+
+/// `N` packet bytes at `offset` from the start of the link-layer header.
+#[inline(always)]
+fn load<const N: usize>(ctx: &TcContext, offset: u32) -> Option<[u8; N]> {
+    let mut buf = MaybeUninit::<[u8; N]>::uninit();
+    // SAFETY: the helper writes exactly N bytes into `buf` or fails.
+    let ret = unsafe {
+        bpf_skb_load_bytes(
+            ctx.skb.skb.cast(),
+            offset,
+            buf.as_mut_ptr().cast(),
+            N as u32,
+        )
+    };
+    // SAFETY: written by the helper when it returns 0.
+    (ret == 0).then(|| unsafe { buf.assume_init() })
+}
+
+/// Fills the family, protocol, addresses and ports; returns the IP plus transport header
+/// length (0 when unreadable: the packet still counts, without its tuple). IPv6 extension
+/// headers are not walked: such packets count with the extension as their protocol.
+#[inline(always)]
+fn parse(ctx: &TcContext, key: &mut ForwardKey, l2_len: u32, v6: bool) -> u32 {
+    let (ip_len, protocol) = if v6 {
+        let Some(header) = load::<40>(ctx, l2_len) else {
+            return 0;
+        };
+        key.family = AF_INET6;
+        key.src_addr.copy_from_slice(&header[8..24]);
+        key.dst_addr.copy_from_slice(&header[24..40]);
+        (40, header[6])
+    } else {
+        let Some(header) = load::<20>(ctx, l2_len) else {
+            return 0;
+        };
+        key.family = AF_INET;
+        key.src_addr[..4].copy_from_slice(&header[12..16]);
+        key.dst_addr[..4].copy_from_slice(&header[16..20]);
+        let later_fragment = u16::from_be_bytes([header[6] & 0x1f, header[7]]) != 0;
+        key.protocol = header[9];
+        if later_fragment {
+            return 20;
+        }
+        (u32::from(header[0] & 0x0f) * 4, header[9])
+    };
+    key.protocol = protocol;
+    let transport = l2_len + ip_len;
+    let transport_len = match protocol {
+        6 => match load::<13>(ctx, transport) {
+            Some(tcp) => {
+                key.src_port = u16::from_be_bytes([tcp[0], tcp[1]]);
+                key.dst_port = u16::from_be_bytes([tcp[2], tcp[3]]);
+                u32::from(tcp[12] >> 4) * 4
+            }
+            None => 0,
+        },
+        // UDP, SCTP, UDP-Lite: ports first.
+        17 | 132 | 136 => match load::<4>(ctx, transport) {
+            Some(ports) => {
+                key.src_port = u16::from_be_bytes([ports[0], ports[1]]);
+                key.dst_port = u16::from_be_bytes([ports[2], ports[3]]);
+                8
+            }
+            None => 0,
+        },
+        _ => 0,
+    };
+    ip_len + transport_len
+}
+
+#[inline(always)]
+fn add_counts(counts: *mut WireCount, moved: &WireCount) {
+    // SAFETY: `counts` points into a map value the kernel keeps alive for this run.
+    unsafe {
+        add(&raw mut (*counts).bytes, moved.bytes);
+        add(&raw mut (*counts).packets, moved.packets);
+        add(&raw mut (*counts).wire_bytes, moved.wire_bytes);
+        add(&raw mut (*counts).segments, moved.segments);
+    }
+}
+
+#[inline(always)]
+fn add_kind(ifindex: u32, direction: u8, kind: u8, moved: &WireCount) {
+    let key = InterfaceKindKey {
+        ifindex,
+        direction,
+        kind,
+        _pad: [0; 2],
+    };
+    match entry(&INTERFACE_KINDS, &key) {
+        Some(counts) => add_counts(counts, moved),
+        None => lose(KINDS_FULL, moved.bytes),
+    }
+}
+
+/// Adds to the flow's counts, creating its entry; when FORWARDED is full the loss is counted
+/// (the bytes are in INTERFACE_KINDS already).
+#[inline(never)]
+fn add_flow(key: &ForwardKey, moved: &WireCount) {
+    if let Some(counts) = FORWARDED.get_ptr_mut(key) {
+        add_counts(counts, moved);
+        return;
+    }
+    let counts = match FORWARDED.insert(key, moved, BPF_NOEXIST) {
+        Ok(()) => return,
+        // Another CPU created it between our lookup and insert: add to that one.
+        Err(err) if err == -EEXIST => FORWARDED.get_ptr_mut(key),
+        Err(_) => None,
+    };
+    match counts {
+        Some(counts) => add_counts(counts, moved),
+        None => lose(FLOWS_FULL, moved.bytes),
+    }
+}
+
+#[inline(never)]
+fn lose(slot: u32, bytes: u64) {
+    add_to_slot(&TC_LOSSES, slot, 1);
+    add_to_slot(&TC_LOSSES, slot + 1, bytes);
+}

@@ -1,0 +1,371 @@
+//! Interface counters: every interface's own transmit and receive totals, as the kernel keeps
+//! them, and its capacity, so that "the uplink is above 90%" has an answer that does not depend
+//! on any trafficd hook having seen the packets.
+//!
+//! The counters come from one rtnetlink link dump (RTM_GETLINK, IFLA_STATS64), the figures
+//! `ip -s link` prints; capacity from `--interface-capacity` or else the driver's speed in
+//! sysfs. [`LinkEvents`] follows interfaces that appear and vanish (a container's veth) without
+//! polling.
+
+use std::{collections::HashMap, io::ErrorKind, path::Path};
+
+use netlink_packet_core::{
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_DUMP, NLM_F_REQUEST,
+};
+use netlink_packet_route::{
+    link::{LinkAttribute, LinkLayerType, LinkMessage, State},
+    RouteNetlinkMessage,
+};
+use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
+
+use crate::error::{Error, Result};
+
+/// Longest interface name the kernel accepts (IFNAMSIZ less the NUL).
+const MAX_NAME_LEN: usize = 15;
+
+/// One interface at one poll: the kernel's counters since the interface was created.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InterfaceSample {
+    pub name: String,
+    pub ifindex: u32,
+    /// RFC 2863 operational state: true when the kernel says it is up (or, for drivers that do
+    /// not report one, such as `lo`, unknown but administratively up).
+    pub up: bool,
+    pub tx_bytes: u64,
+    pub rx_bytes: u64,
+    pub tx_packets: u64,
+    pub rx_packets: u64,
+    /// From `--interface-capacity`, else from the driver's link speed; `None` for virtual links
+    /// without either.
+    pub capacity_bytes_per_sec: Option<u64>,
+    /// Bytes of link-layer header before the IP header, for the tc programs: 14 on Ethernet,
+    /// 0 on IP-only links (WireGuard, tun); `None` for link types they do not parse.
+    pub link_header_len: Option<u32>,
+}
+
+/// Reads every interface's counters in the daemon's network namespace.
+pub struct Interfaces {
+    socket: Socket,
+    /// `--interface-capacity`, bytes per second by interface name.
+    capacities: HashMap<String, u64>,
+    /// Driver speeds read from sysfs, by ifindex and name: read once, not at every poll of
+    /// a host with many container veths. A link event says when to read one again.
+    speeds: HashMap<(u32, String), Option<u64>>,
+    sequence: u32,
+}
+
+impl Interfaces {
+    /// Opens the rtnetlink socket. `capacities` override the driver's speed, by name.
+    pub fn new(capacities: impl IntoIterator<Item = (String, u64)>) -> Result<Interfaces> {
+        let fail = |reason: std::io::Error| Error::Rtnetlink {
+            action: "open a socket",
+            reason: reason.to_string(),
+        };
+        let mut socket = Socket::new(NETLINK_ROUTE).map_err(fail)?;
+        socket.bind_auto().map_err(fail)?;
+        socket.connect(&SocketAddr::new(0, 0)).map_err(fail)?;
+        Ok(Interfaces {
+            socket,
+            capacities: capacities.into_iter().collect(),
+            speeds: HashMap::new(),
+            sequence: 0,
+        })
+    }
+
+    /// Every interface's counters now, in ifindex order.
+    pub fn poll(&mut self) -> Result<Vec<InterfaceSample>> {
+        self.sequence = self.sequence.wrapping_add(1);
+        let links = dump_links(&mut self.socket, self.sequence)?;
+        let mut samples: Vec<InterfaceSample> = links.iter().filter_map(sample).collect();
+        // Rebuilt at every poll, so interfaces that are gone or were renamed are forgotten.
+        let mut speeds = HashMap::with_capacity(samples.len());
+        for sample in &mut samples {
+            let key = (sample.ifindex, sample.name.clone());
+            let speed = match self.speeds.remove(&key) {
+                Some(speed) => speed,
+                None => driver_speed(Path::new("/sys/class/net"), &sample.name),
+            };
+            speeds.insert(key, speed);
+            sample.capacity_bytes_per_sec = self.capacities.get(&sample.name).copied().or(speed);
+        }
+        self.speeds = speeds;
+        samples.sort_by_key(|s| s.ifindex);
+        Ok(samples)
+    }
+
+    /// Reads interface `ifindex`'s driver speed again at the next poll: call it on a
+    /// [`LinkEvent::New`], which is also how a renegotiated speed is announced.
+    pub fn refresh(&mut self, ifindex: u32) {
+        self.speeds.retain(|(i, _), _| *i != ifindex);
+    }
+}
+
+/// Sends one RTM_GETLINK dump request and collects the links of every reply part.
+fn dump_links(socket: &mut Socket, sequence: u32) -> Result<Vec<LinkMessage>> {
+    let fail = |action, reason: String| Error::Rtnetlink { action, reason };
+    let mut header = NetlinkHeader::default();
+    header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+    header.sequence_number = sequence;
+    let mut request = NetlinkMessage::new(
+        header,
+        RouteNetlinkMessage::GetLink(LinkMessage::default()).into(),
+    );
+    request.finalize();
+    let mut buf = vec![0; request.buffer_len()];
+    request.serialize(&mut buf);
+    socket
+        .send(&buf, 0)
+        .map_err(|e| fail("request the link dump", e.to_string()))?;
+
+    let mut links = Vec::new();
+    let mut receive = vec![0u8; 1 << 16];
+    loop {
+        let size = socket
+            .recv(&mut &mut receive[..], 0)
+            .map_err(|e| fail("read the link dump", e.to_string()))?;
+        let mut offset = 0;
+        while offset < size {
+            let message =
+                <NetlinkMessage<RouteNetlinkMessage>>::deserialize(&receive[offset..size])
+                    .map_err(|e| fail("parse the link dump", e.to_string()))?;
+            let length = message.header.length as usize;
+            // Replies to an earlier, abandoned request (an error midway) are not ours.
+            let ours = message.header.sequence_number == sequence;
+            match message.payload {
+                NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(link)) if ours => {
+                    links.push(link)
+                }
+                NetlinkPayload::Done(_) if ours => return Ok(links),
+                NetlinkPayload::Error(err) if ours => {
+                    return Err(fail("dump the links", format!("{err:?}")))
+                }
+                _ => {}
+            }
+            if length == 0 {
+                break;
+            }
+            offset += length;
+        }
+    }
+}
+
+/// The counters of one link message; `None` when it lacks a name or 64-bit stats.
+fn sample(link: &LinkMessage) -> Option<InterfaceSample> {
+    let mut name = None;
+    let mut stats = None;
+    let mut state = None;
+    for attribute in &link.attributes {
+        match attribute {
+            LinkAttribute::IfName(n) => name = Some(n.clone()),
+            LinkAttribute::Stats64(s) => stats = Some(s),
+            LinkAttribute::OperState(s) => state = Some(*s),
+            _ => {}
+        }
+    }
+    let stats = stats?;
+    let admin_up = link
+        .header
+        .flags
+        .contains(netlink_packet_route::link::LinkFlags::Up);
+    Some(InterfaceSample {
+        name: name?,
+        ifindex: link.header.index,
+        up: match state {
+            Some(State::Up) => true,
+            Some(State::Unknown) | None => admin_up,
+            Some(_) => false,
+        },
+        tx_bytes: stats.tx_bytes,
+        rx_bytes: stats.rx_bytes,
+        tx_packets: stats.tx_packets,
+        rx_packets: stats.rx_packets,
+        capacity_bytes_per_sec: None,
+        link_header_len: link_header_len(link.header.link_layer_type),
+    })
+}
+
+fn link_header_len(link_type: LinkLayerType) -> Option<u32> {
+    match link_type {
+        LinkLayerType::Ether | LinkLayerType::Loopback => Some(14),
+        LinkLayerType::None | LinkLayerType::Rawip => Some(0),
+        _ => None,
+    }
+}
+
+/// The driver's link speed in bytes per second, from `<class_net>/<name>/speed` (Mbit/s).
+/// Virtual links have none: the read fails (EINVAL) or says -1.
+fn driver_speed(class_net: &Path, name: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(class_net.join(name).join("speed")).ok()?;
+    let mbits: i64 = text.trim().parse().ok()?;
+    (mbits > 0).then(|| mbits as u64 * 1_000_000 / 8)
+}
+
+/// Parses one `--interface-capacity NAME=RATE`: RATE in bits per second with an optional
+/// decimal prefix (`bit`, `Kbit`, `Mbit`, `Gbit`, `Tbit`, as tc(8) spells them, any case; a
+/// fraction such as `2.5Gbit` is fine). Returns the name and the rate in bytes per second.
+pub fn parse_capacity(input: &str) -> Result<(String, u64)> {
+    let bad = |reason| Error::InterfaceCapacity {
+        input: input.to_string(),
+        reason,
+    };
+    let (name, rate) = input.split_once('=').ok_or_else(|| bad("no `=`"))?;
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(bad("the interface name is empty"));
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(bad("interface names are at most 15 characters"));
+    }
+    if name.contains(['/', ' ', '\t']) {
+        return Err(bad("interface names contain no `/` or spaces"));
+    }
+    let bits = parse_bits(rate.trim()).map_err(bad)?;
+    let bytes = bits / 8;
+    if bytes == 0 {
+        return Err(bad("the rate must be at least 8bit (one byte per second)"));
+    }
+    Ok((name.to_string(), bytes))
+}
+
+/// `10Gbit` -> 10_000_000_000. Decimal prefixes, as link speeds are quoted.
+fn parse_bits(rate: &str) -> std::result::Result<u64, &'static str> {
+    let lower = rate.to_ascii_lowercase();
+    let number = lower
+        .strip_suffix("bit")
+        .ok_or("the rate needs a unit: bit, Kbit, Mbit, Gbit or Tbit")?;
+    let (number, scale) = match number.chars().last() {
+        Some('k') => (&number[..number.len() - 1], 1_000u64),
+        Some('m') => (&number[..number.len() - 1], 1_000_000),
+        Some('g') => (&number[..number.len() - 1], 1_000_000_000),
+        Some('t') => (&number[..number.len() - 1], 1_000_000_000_000),
+        _ => (number, 1),
+    };
+    let (whole, fraction) = match number.split_once('.') {
+        Some((whole, fraction)) => (whole, Some(fraction)),
+        None => (number, None),
+    };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(whole) || !fraction.is_none_or(digits) {
+        return Err("the rate is not a number followed by a unit");
+    }
+    let too_large = "the rate is too large";
+    let whole: u64 = whole.parse().map_err(|_| too_large)?;
+    let mut bits = whole.checked_mul(scale).ok_or(too_large)?;
+    // The fraction digit by digit, so 2.5Gbit is exact; digits below one bit are dropped.
+    let mut unit = scale;
+    for digit in fraction.unwrap_or_default().bytes() {
+        unit /= 10;
+        bits = bits
+            .checked_add(u64::from(digit - b'0') * unit)
+            .ok_or(too_large)?;
+    }
+    if bits == 0 {
+        return Err("the rate must be above zero");
+    }
+    Ok(bits)
+}
+
+/// An interface that appeared, changed or vanished.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LinkEvent {
+    /// RTM_NEWLINK: created, or its state changed (e.g. set up).
+    New {
+        ifindex: u32,
+        name: String,
+        up: bool,
+    },
+    /// RTM_DELLINK: deleted, or moved to another network namespace.
+    Gone { ifindex: u32, name: String },
+}
+
+/// Subscription to the kernel's link notifications (the RTMGRP_LINK group).
+pub struct LinkEvents {
+    socket: Socket,
+    receive: Vec<u8>,
+}
+
+impl LinkEvents {
+    pub fn subscribe() -> Result<LinkEvents> {
+        let fail = |reason: std::io::Error| Error::Rtnetlink {
+            action: "subscribe to link events",
+            reason: reason.to_string(),
+        };
+        let mut socket = Socket::new(NETLINK_ROUTE).map_err(fail)?;
+        socket
+            .bind(&SocketAddr::new(0, libc::RTMGRP_LINK as u32))
+            .map_err(fail)?;
+        socket.set_non_blocking(true).map_err(fail)?;
+        Ok(LinkEvents {
+            socket,
+            receive: vec![0; 1 << 16],
+        })
+    }
+
+    /// The events since the last call, oldest first; never blocks. When the kernel dropped
+    /// notifications because they were not read fast enough (ENOBUFS), the caller should
+    /// compare a fresh [`Interfaces::poll`] with what it knows: that is reported as an error.
+    pub fn pending(&mut self) -> Result<Vec<LinkEvent>> {
+        let mut events = Vec::new();
+        loop {
+            let size = match self.socket.recv(&mut &mut self.receive[..], 0) {
+                Ok(size) => size,
+                Err(err) if err.kind() == ErrorKind::WouldBlock => return Ok(events),
+                Err(err) => {
+                    return Err(Error::Rtnetlink {
+                        action: "read link events",
+                        reason: err.to_string(),
+                    })
+                }
+            };
+            parse_events(&self.receive[..size], &mut events);
+        }
+    }
+}
+
+/// The socket, for a caller that waits on it with poll(2) or tokio's `AsyncFd`.
+impl std::os::fd::AsFd for LinkEvents {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.socket.as_fd()
+    }
+}
+
+fn parse_events(mut buf: &[u8], events: &mut Vec<LinkEvent>) {
+    while !buf.is_empty() {
+        let Ok(message) = <NetlinkMessage<RouteNetlinkMessage>>::deserialize(buf) else {
+            return;
+        };
+        let length = message.header.length as usize;
+        let name_of = |link: &LinkMessage| {
+            link.attributes.iter().find_map(|a| match a {
+                LinkAttribute::IfName(n) => Some(n.clone()),
+                _ => None,
+            })
+        };
+        match message.payload {
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(link)) => {
+                if let Some(name) = name_of(&link) {
+                    let up = sample(&link).is_some_and(|s| s.up);
+                    events.push(LinkEvent::New {
+                        ifindex: link.header.index,
+                        name,
+                        up,
+                    });
+                }
+            }
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(link)) => {
+                events.push(LinkEvent::Gone {
+                    ifindex: link.header.index,
+                    name: name_of(&link).unwrap_or_default(),
+                });
+            }
+            _ => {}
+        }
+        if length == 0 || length > buf.len() {
+            return;
+        }
+        buf = &buf[length..];
+    }
+}
+
+#[cfg(test)]
+mod tests;

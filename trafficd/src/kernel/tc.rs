@@ -1,0 +1,247 @@
+//! The forwarded-traffic counters (`programs/tc_forward.rs`): attaching them to interfaces,
+//! letting go of interfaces that vanish, and reading what they counted.
+//!
+//! TCX links (Linux >= 6.6) run beside other tc programs without a qdisc and vanish with their
+//! interface; older kernels get a clsact qdisc and a classifier on it. Either way the links are
+//! owned here: dropping [`TcCounters`] detaches every one. Attach, detach and drop in the
+//! network namespace of the interfaces: a clsact filter is removed over netlink by ifindex,
+//! which the kernel resolves in the caller's namespace.
+
+use std::collections::HashMap as StdHashMap;
+
+use aya::{
+    maps::{HashMap, MapData, PerCpuArray, PerCpuHashMap},
+    programs::{
+        tc::{self, NlOptions, SchedClassifierLink, TcAttachOptions},
+        LinkOrder, SchedClassifier, TcAttachType,
+    },
+    util::KernelVersion,
+    Ebpf,
+};
+use trafficd_common::forwarding::{
+    maps as names, ForwardKey, InterfaceKindKey, WireCount, FLOWS_FULL, KINDS_FULL,
+};
+
+use super::{program_mut, summarize};
+use crate::error::{Error, Result};
+
+const INGRESS: &str = "trafficd_tc_ingress";
+const EGRESS: &str = "trafficd_tc_egress";
+
+/// What the tc programs could not record: (events, bytes).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TcLosses {
+    /// FORWARDED was full: flows without per-flow detail (their bytes still count per
+    /// interface as forwarded).
+    pub flows_full: (u64, u64),
+    /// INTERFACE_KINDS was full: bytes missing from the per-interface split.
+    pub kinds_full: (u64, u64),
+}
+
+/// How classifiers are attached: TCX links (Linux >= 6.6), else on a clsact qdisc.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttachMode {
+    Tcx,
+    Clsact,
+}
+
+impl AttachMode {
+    fn of_this_kernel() -> AttachMode {
+        match KernelVersion::current() {
+            Ok(v) if v >= KernelVersion::new(6, 6, 0) => AttachMode::Tcx,
+            _ => AttachMode::Clsact,
+        }
+    }
+}
+
+struct Attached {
+    name: String,
+    /// Ingress and egress; dropping them detaches.
+    _links: [SchedClassifierLink; 2],
+}
+
+/// The loaded tc programs, their maps, and the interfaces they are attached to.
+pub struct TcCounters {
+    interfaces: HashMap<MapData, u32, u32>,
+    forwarded: HashMap<MapData, ForwardKey, WireCount>,
+    kinds: PerCpuHashMap<MapData, InterfaceKindKey, WireCount>,
+    losses: PerCpuArray<MapData, u64>,
+    attached: StdHashMap<u32, Attached>,
+    mode: AttachMode,
+}
+
+impl TcCounters {
+    /// Loads both programs and takes their maps out of `ebpf`. Call once.
+    pub fn load(ebpf: &mut Ebpf) -> Result<TcCounters> {
+        for program in [INGRESS, EGRESS] {
+            let fail = |action, source| Error::Program {
+                action,
+                program,
+                hook: "tc (sched_cls)",
+                consequence: "forwarded traffic is not counted",
+                reason: summarize(&source),
+            };
+            let prog: &mut SchedClassifier =
+                program_mut(ebpf, program).map_err(|e| fail("find", e))?;
+            prog.load().map_err(|e| fail("load", e))?;
+        }
+        Ok(TcCounters {
+            interfaces: take(ebpf, names::TC_INTERFACES)?,
+            forwarded: take(ebpf, names::FORWARDED)?,
+            kinds: take(ebpf, names::INTERFACE_KINDS)?,
+            losses: take(ebpf, names::TC_LOSSES)?,
+            attached: StdHashMap::new(),
+            mode: AttachMode::of_this_kernel(),
+        })
+    }
+
+    /// Attaches the way `mode` says from now on, instead of the way this kernel prefers.
+    pub fn set_mode(&mut self, mode: AttachMode) {
+        self.mode = mode;
+    }
+
+    /// Counts on `name` (in the calling thread's network namespace) from now on, in both
+    /// directions. `link_header_len`: bytes before the IP header (14 on Ethernet, 0 on IP-only
+    /// links). Attaching an interface already counted does nothing.
+    pub fn attach(&mut self, ebpf: &mut Ebpf, name: &str, link_header_len: u32) -> Result<()> {
+        let fail = |reason: String| Error::TcAttach {
+            interface: name.to_string(),
+            reason,
+        };
+        let ifindex = ifindex_of(name).map_err(|e| fail(e.to_string()))?;
+        if self.attached.contains_key(&ifindex) {
+            return Ok(());
+        }
+        // The interface is configured before the programs see it, so no packet is counted
+        // with a wrong header length.
+        self.interfaces
+            .insert(ifindex, link_header_len, 0)
+            .map_err(|e| fail(format!("cannot configure it: {e}")))?;
+        let links = attach_both(ebpf, name, self.mode).map_err(|reason| {
+            let _ = self.interfaces.remove(&ifindex);
+            fail(reason)
+        });
+        self.attached.insert(
+            ifindex,
+            Attached {
+                name: name.to_string(),
+                _links: links?,
+            },
+        );
+        Ok(())
+    }
+
+    /// Stops counting on interface `ifindex` (it vanished, or is no longer wanted). Its
+    /// counts stay in the maps until the caller forgets them.
+    pub fn detach(&mut self, ifindex: u32) {
+        // Dropping the links detaches them; a vanished interface took its links along.
+        self.attached.remove(&ifindex);
+        let _ = self.interfaces.remove(&ifindex);
+    }
+
+    /// The interfaces counted on: (ifindex, name).
+    pub fn attached(&self) -> impl Iterator<Item = (u32, &str)> {
+        self.attached.iter().map(|(i, a)| (*i, a.name.as_str()))
+    }
+
+    /// Every forwarded flow's counts since it was first seen.
+    pub fn forwarded(&self) -> Vec<(ForwardKey, WireCount)> {
+        self.forwarded
+            .iter()
+            .filter_map(|entry| entry.ok())
+            .collect()
+    }
+
+    /// Deletes flows the caller has read for the last time (idle ones), so the map has room.
+    pub fn forget(&mut self, keys: &[ForwardKey]) {
+        for key in keys {
+            let _ = self.forwarded.remove(key);
+        }
+    }
+
+    /// Every interface's counts by direction and kind, summed over CPUs.
+    pub fn kinds(&self) -> Vec<(InterfaceKindKey, WireCount)> {
+        self.kinds
+            .iter()
+            .filter_map(|entry| entry.ok())
+            .map(|(key, values)| {
+                let total = values
+                    .iter()
+                    .fold(WireCount::default(), |sum, v| sum.add(v));
+                (key, total)
+            })
+            .collect()
+    }
+
+    pub fn losses(&self) -> TcLosses {
+        let slot = |index: u32| {
+            self.losses
+                .get(&index, 0)
+                .map(|values| values.iter().sum::<u64>())
+                .unwrap_or(0)
+        };
+        TcLosses {
+            flows_full: (slot(FLOWS_FULL), slot(FLOWS_FULL + 1)),
+            kinds_full: (slot(KINDS_FULL), slot(KINDS_FULL + 1)),
+        }
+    }
+}
+
+fn take<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T>
+where
+    T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>,
+{
+    let map = ebpf.take_map(name).ok_or(Error::MissingMap(name))?;
+    T::try_from(map).map_err(|source| Error::Map { name, source })
+}
+
+/// Attaches ingress then egress; on failure nothing stays attached. A clsact qdisc this adds
+/// stays when the classifiers go: other tools' filters may hang off it by then.
+fn attach_both(
+    ebpf: &mut Ebpf,
+    name: &str,
+    mode: AttachMode,
+) -> std::result::Result<[SchedClassifierLink; 2], String> {
+    let options = || match mode {
+        AttachMode::Tcx => TcAttachOptions::TcxOrder(LinkOrder::default()),
+        AttachMode::Clsact => TcAttachOptions::Netlink(NlOptions::default()),
+    };
+    if mode == AttachMode::Clsact {
+        if let Err(err) = tc::qdisc_add_clsact(name) {
+            let exists = matches!(&err, tc::TcError::NetlinkError(e)
+                if e.raw_os_error() == Some(libc::EEXIST));
+            if !exists {
+                return Err(format!("cannot add a clsact qdisc: {err}"));
+            }
+        }
+    }
+    let ingress = attach_one(ebpf, INGRESS, name, TcAttachType::Ingress, options())?;
+    let egress = attach_one(ebpf, EGRESS, name, TcAttachType::Egress, options())?;
+    Ok([ingress, egress])
+}
+
+fn attach_one(
+    ebpf: &mut Ebpf,
+    program: &str,
+    name: &str,
+    direction: TcAttachType,
+    options: TcAttachOptions,
+) -> std::result::Result<SchedClassifierLink, String> {
+    let prog: &mut SchedClassifier = program_mut(ebpf, program).map_err(|e| summarize(&e))?;
+    let id = prog
+        .attach_with_options(name, direction, options)
+        .map_err(|e| summarize(&e))?;
+    prog.take_link(id).map_err(|e| summarize(&e))
+}
+
+fn ifindex_of(name: &str) -> std::io::Result<u32> {
+    let name = std::ffi::CString::new(name).map_err(std::io::Error::other)?;
+    // SAFETY: `name` is a valid NUL-terminated string for the call's duration.
+    match unsafe { libc::if_nametoindex(name.as_ptr()) } {
+        0 => Err(std::io::Error::last_os_error()),
+        index => Ok(index),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,361 @@
+//! Namespaces A and C routed through a router namespace B that the test creates; the tc
+//! programs on B's two interfaces. IPv6 is off and every neighbour entry is permanent, so the
+//! links carry only what the test sends, and the counts can be exact.
+
+use std::{net::UdpSocket, time::Duration};
+
+use aya::{Ebpf, EbpfLoader};
+use trafficd_common::{
+    forwarding::{kind, DEFAULT_FLOWS, EGRESS, INGRESS},
+    AF_INET, AF_INET6,
+};
+
+use super::*;
+use crate::{
+    enrich::interfaces::{InterfaceSample, Interfaces},
+    testnet::{require_root, Routed},
+};
+
+const DATAGRAMS: u64 = 200;
+const PAYLOAD: usize = 1000;
+/// Ethernet 14 + IPv4 20 + UDP 8 + payload: what each datagram is on a veth.
+const FRAME: u64 = 14 + 20 + 8 + PAYLOAD as u64;
+
+fn load_object() -> Ebpf {
+    let object = super::super::btf::offsets()
+        .and_then(|offsets| offsets.patch(super::super::OBJECT))
+        .expect("the embedded object");
+    let btf = aya::Btf::from_sys_fs().expect("kernel BTF");
+    EbpfLoader::new()
+        .btf(Some(&btf))
+        .map_max_entries(names::FORWARDED, DEFAULT_FLOWS)
+        .load(object.bytes())
+        .expect("load the object")
+}
+
+/// Sends `count` datagrams from `sender` to the receiver at 10.1.2.2:5000 in C, each received
+/// before the next is sent (a burst would overflow the receiver's buffer).
+fn udp_to_c(sender: &UdpSocket, receiver: &UdpSocket, count: u64) {
+    receiver
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let mut buf = [0u8; 2048];
+    for i in 0..count {
+        sender.send_to(&[1u8; PAYLOAD], "10.1.2.2:5000").unwrap();
+        let (n, _) = receiver
+            .recv_from(&mut buf)
+            .unwrap_or_else(|e| panic!("datagram {i} of {count}: {e}"));
+        assert_eq!(n, PAYLOAD);
+    }
+}
+
+fn kind_bytes(tc: &TcCounters, ifindex: u32, direction: u8, of: u8) -> u64 {
+    tc.kinds()
+        .iter()
+        .filter(|(k, _)| k.ifindex == ifindex && k.direction == direction && k.kind == of)
+        .map(|(_, c)| c.bytes)
+        .sum()
+}
+
+fn sample(samples: &[InterfaceSample], ifindex: u32) -> InterfaceSample {
+    samples
+        .iter()
+        .find(|s| s.ifindex == ifindex)
+        .cloned()
+        .expect("the interface in B's dump")
+}
+
+#[test]
+fn forwarded_udp_is_counted_per_flow_and_local_sockets_are_not() {
+    require_root!();
+    forwarded_udp(AttachMode::of_this_kernel());
+}
+
+/// The same through a clsact qdisc, as on kernels before TCX.
+#[test]
+fn forwarded_udp_is_counted_on_clsact_too() {
+    require_root!();
+    forwarded_udp(AttachMode::Clsact);
+}
+
+fn forwarded_udp(mode: AttachMode) {
+    let net = Routed::new();
+    let (ebpf, mut tc, mut interfaces, b_in, b_out) = net.b.enter(|| {
+        let mut ebpf = load_object();
+        let mut tc = TcCounters::load(&mut ebpf).unwrap();
+        tc.set_mode(mode);
+        tc.attach(&mut ebpf, &net.ab.b, 14).unwrap();
+        tc.attach(&mut ebpf, &net.bc.a, 14).unwrap();
+        let interfaces = Interfaces::new([]).unwrap();
+        let b_in = ifindex_of(&net.ab.b).unwrap();
+        let b_out = ifindex_of(&net.bc.a).unwrap();
+        (ebpf, tc, interfaces, b_in, b_out)
+    });
+    if mode == AttachMode::Clsact {
+        let filters = net
+            .b
+            .exec("tc", &["filter", "show", "dev", &net.ab.b, "ingress"]);
+        assert!(filters.contains("trafficd_tc_ingress"), "{filters}");
+    }
+    let before = interfaces.poll().unwrap();
+    let receiver = net.c.enter(|| UdpSocket::bind("10.1.2.2:5000").unwrap());
+    let sender = net.a.enter(|| UdpSocket::bind("10.1.1.1:0").unwrap());
+    udp_to_c(&sender, &receiver, DATAGRAMS);
+
+    let flows = tc.forwarded();
+    let flow = |ifindex: u32, direction: u8| {
+        flows
+            .iter()
+            .find(|(k, _)| k.ifindex == ifindex && k.direction == direction)
+            .unwrap_or_else(|| panic!("no forwarded flow on {ifindex}/{direction}: {flows:?}"))
+    };
+    for (ifindex, direction, other) in [(b_in, INGRESS, b_out), (b_out, EGRESS, b_in)] {
+        let (key, counts) = flow(ifindex, direction);
+        assert_eq!(
+            (key.family, key.protocol, key.other_ifindex),
+            (AF_INET, 17, other)
+        );
+        assert_eq!(key.src_addr[..4], [10, 1, 1, 1]);
+        assert_eq!(key.dst_addr[..4], [10, 1, 2, 2]);
+        assert_eq!(key.dst_port, 5000);
+        assert_eq!(key.src_port, sender.local_addr().unwrap().port());
+        assert_eq!(
+            (counts.packets, counts.bytes),
+            (DATAGRAMS, DATAGRAMS * FRAME)
+        );
+        assert_eq!(
+            counts.wire_bytes, counts.bytes,
+            "UDP is never a GSO buffer here"
+        );
+    }
+    assert_eq!(flows.len(), 2, "{flows:?}");
+
+    // Every byte on B's interfaces is in one kind, and here all of them are forwarded.
+    let after = interfaces.poll().unwrap();
+    let rx = sample(&after, b_in).rx_bytes - sample(&before, b_in).rx_bytes;
+    let tx = sample(&after, b_out).tx_bytes - sample(&before, b_out).tx_bytes;
+    assert_eq!(rx, DATAGRAMS * FRAME);
+    assert_eq!(tx, DATAGRAMS * FRAME);
+    assert_eq!(kind_bytes(&tc, b_in, INGRESS, kind::FORWARDED), rx);
+    assert_eq!(kind_bytes(&tc, b_out, EGRESS, kind::FORWARDED), tx);
+    for ifindex in [b_in, b_out] {
+        for direction in [INGRESS, EGRESS] {
+            assert_eq!(kind_bytes(&tc, ifindex, direction, kind::LOCAL), 0);
+        }
+    }
+
+    // B's own socket: local on the way out, no forwarded flow.
+    let local = net.b.enter(|| UdpSocket::bind("10.1.2.1:0").unwrap());
+    udp_to_c(&local, &receiver, 50);
+    assert_eq!(kind_bytes(&tc, b_out, EGRESS, kind::LOCAL), 50 * FRAME);
+    assert_eq!(
+        tc.forwarded().len(),
+        2,
+        "B's own datagrams are not forwarded"
+    );
+    assert_eq!(tc.losses(), TcLosses::default());
+
+    // Detached: nothing more is counted.
+    // In B: a clsact filter is removed over netlink, by ifindex in the caller's namespace.
+    net.b.enter(|| tc.detach(b_out));
+    if mode == AttachMode::Clsact {
+        let filters = net
+            .b
+            .exec("tc", &["filter", "show", "dev", &net.bc.a, "egress"]);
+        assert!(!filters.contains("trafficd"), "{filters}");
+    }
+    udp_to_c(&local, &receiver, 10);
+    assert_eq!(kind_bytes(&tc, b_out, EGRESS, kind::LOCAL), 50 * FRAME);
+    assert_eq!(tc.attached().count(), 1);
+    net.b.enter(|| drop((tc, ebpf)));
+}
+
+const TCP_PAYLOAD: u64 = 4 << 20;
+
+/// A bulk TCP transfer A -> C: its GSO buffers cross B whole, so `bytes` is what the veths
+/// count and `wire_bytes` what a NIC that segments them would.
+#[test]
+fn forwarded_tcp_matches_the_interface_counters() {
+    require_root!();
+    let net = Routed::new();
+    let (ebpf, tc, mut interfaces, b_in, b_out) = net.b.enter(|| {
+        let mut ebpf = load_object();
+        let mut tc = TcCounters::load(&mut ebpf).unwrap();
+        tc.attach(&mut ebpf, &net.ab.b, 14).unwrap();
+        tc.attach(&mut ebpf, &net.bc.a, 14).unwrap();
+        let interfaces = Interfaces::new([]).unwrap();
+        (
+            ebpf,
+            tc,
+            interfaces,
+            ifindex_of(&net.ab.b).unwrap(),
+            ifindex_of(&net.bc.a).unwrap(),
+        )
+    });
+    let before = interfaces.poll().unwrap();
+    let listener = net
+        .c
+        .enter(|| std::net::TcpListener::bind("10.1.2.2:5001").unwrap());
+    let client = net
+        .a
+        .enter(|| std::net::TcpStream::connect("10.1.2.2:5001").unwrap());
+    let server = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        std::io::copy(&mut stream, &mut std::io::sink()).unwrap()
+    });
+    let mut client = client;
+    std::io::copy(
+        &mut std::io::Read::take(std::io::repeat(7), TCP_PAYLOAD),
+        &mut client,
+    )
+    .unwrap();
+    drop(client);
+    assert_eq!(server.join().unwrap(), TCP_PAYLOAD);
+    // The last FIN-ACK may still be on its way back.
+    std::thread::sleep(Duration::from_millis(200));
+
+    let after = interfaces.poll().unwrap();
+    let delta = |ifindex, rx: bool| {
+        let (a, b) = (sample(&after, ifindex), sample(&before, ifindex));
+        if rx {
+            a.rx_bytes - b.rx_bytes
+        } else {
+            a.tx_bytes - b.tx_bytes
+        }
+    };
+    // Both directions of the connection cross both interfaces, all of it forwarded.
+    for (ifindex, direction, rx) in [
+        (b_in, INGRESS, true),
+        (b_in, EGRESS, false),
+        (b_out, INGRESS, true),
+        (b_out, EGRESS, false),
+    ] {
+        assert_eq!(
+            kind_bytes(&tc, ifindex, direction, kind::FORWARDED),
+            delta(ifindex, rx),
+            "{ifindex}/{direction}"
+        );
+        assert_eq!(kind_bytes(&tc, ifindex, direction, kind::LOCAL), 0);
+    }
+    let data = tc
+        .forwarded()
+        .into_iter()
+        .find(|(k, _)| k.ifindex == b_out && k.direction == EGRESS && k.dst_port == 5001)
+        .expect("the data direction on B's way out")
+        .1;
+    // Every segment of a GSO buffer carries Ethernet, IPv4 and TCP with timestamps again:
+    // 14 + 20 + 32 bytes; the handshake and the FIN add a few small packets.
+    assert_eq!(
+        data.wire_bytes - data.bytes,
+        (data.segments - data.packets) * 66
+    );
+    let bound = TCP_PAYLOAD + data.segments * 66 + 1024;
+    assert!(data.bytes > TCP_PAYLOAD, "{data:?}");
+    assert!(data.wire_bytes <= bound, "{data:?} above {bound}");
+    net.b.enter(|| drop((tc, ebpf)));
+}
+
+/// Turns IPv6 on along A - B - C: fd00:1:1::/64 between A and B, fd00:1:2::/64 between B and
+/// C, B forwarding. The links then also carry IPv6's own chatter (MLD, router solicitations),
+/// which B does not forward; the flow's own counts stay exact.
+fn with_ipv6(net: &Routed) {
+    let ends = [
+        (&net.a, &net.ab.a, "fd00:1:1::1/64"),
+        (&net.b, &net.ab.b, "fd00:1:1::2/64"),
+        (&net.b, &net.bc.a, "fd00:1:2::1/64"),
+        (&net.c, &net.bc.b, "fd00:1:2::2/64"),
+    ];
+    for (ns, dev, addr) in ends {
+        ns.sysctl(&format!("net.ipv6.conf.{dev}.disable_ipv6=0"));
+        ns.ip(&["-6", "addr", "add", addr, "dev", dev, "nodad"]);
+    }
+    net.a
+        .ip(&["-6", "route", "add", "default", "via", "fd00:1:1::2"]);
+    net.c
+        .ip(&["-6", "route", "add", "default", "via", "fd00:1:2::1"]);
+    net.b.sysctl("net.ipv6.conf.all.forwarding=1");
+    let neighbours = [
+        (&net.a, &net.ab.a, "fd00:1:1::2", net.b.mac(&net.ab.b)),
+        (&net.b, &net.ab.b, "fd00:1:1::1", net.a.mac(&net.ab.a)),
+        (&net.b, &net.bc.a, "fd00:1:2::2", net.c.mac(&net.bc.b)),
+        (&net.c, &net.bc.b, "fd00:1:2::1", net.b.mac(&net.bc.a)),
+    ];
+    for (ns, dev, addr, mac) in neighbours {
+        ns.ip(&[
+            "-6",
+            "neigh",
+            "replace",
+            addr,
+            "lladdr",
+            &mac,
+            "dev",
+            dev,
+            "nud",
+            "permanent",
+        ]);
+    }
+}
+
+#[test]
+fn forwarded_udp_over_ipv6_is_counted_per_flow() {
+    require_root!();
+    let net = Routed::new();
+    with_ipv6(&net);
+    let (ebpf, tc, b_in, b_out) = net.b.enter(|| {
+        let mut ebpf = load_object();
+        let mut tc = TcCounters::load(&mut ebpf).unwrap();
+        tc.attach(&mut ebpf, &net.ab.b, 14).unwrap();
+        tc.attach(&mut ebpf, &net.bc.a, 14).unwrap();
+        (
+            ebpf,
+            tc,
+            ifindex_of(&net.ab.b).unwrap(),
+            ifindex_of(&net.bc.a).unwrap(),
+        )
+    });
+    let receiver = net
+        .c
+        .enter(|| UdpSocket::bind("[fd00:1:2::2]:5000").unwrap());
+    let sender = net.a.enter(|| UdpSocket::bind("[fd00:1:1::1]:0").unwrap());
+    receiver
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    for _ in 0..DATAGRAMS {
+        sender
+            .send_to(&[1u8; PAYLOAD], "[fd00:1:2::2]:5000")
+            .unwrap();
+        receiver.recv_from(&mut [0u8; 2048]).unwrap();
+    }
+    // Ethernet 14 + IPv6 40 + UDP 8 + payload.
+    let frame = 14 + 40 + 8 + PAYLOAD as u64;
+    let flows = tc.forwarded();
+    for (ifindex, direction, other) in [(b_in, INGRESS, b_out), (b_out, EGRESS, b_in)] {
+        let (key, counts) = flows
+            .iter()
+            .find(|(k, _)| k.ifindex == ifindex && k.direction == direction && k.family == AF_INET6)
+            .unwrap_or_else(|| panic!("no IPv6 flow on {ifindex}/{direction}: {flows:?}"));
+        assert_eq!(
+            (key.protocol, key.other_ifindex, key.dst_port),
+            (17, other, 5000)
+        );
+        assert_eq!(
+            key.src_addr,
+            "fd00:1:1::1"
+                .parse::<std::net::Ipv6Addr>()
+                .unwrap()
+                .octets()
+        );
+        assert_eq!(
+            key.dst_addr,
+            "fd00:1:2::2"
+                .parse::<std::net::Ipv6Addr>()
+                .unwrap()
+                .octets()
+        );
+        assert_eq!(
+            (counts.packets, counts.bytes),
+            (DATAGRAMS, DATAGRAMS * frame)
+        );
+    }
+    net.b.enter(|| drop((tc, ebpf)));
+}
