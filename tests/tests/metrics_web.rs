@@ -155,7 +155,13 @@ fn tls_and_basic_auth_refuse_a_scrape_without_credentials() {
     let wrong_credentials = format!("{USER}:wrong");
     let wrong = [&cacert[..], &["-u", &wrong_credentials]].concat();
     assert_eq!(curl(&url, &wrong).0, 401, "with a wrong password");
-    let (status, body) = curl(&url, &with_auth);
+    // As Prometheus asks: OpenMetrics, whole.
+    let as_prometheus = [
+        &with_auth[..],
+        &["-H", "Accept: application/openmetrics-text; version=1.0.0"],
+    ]
+    .concat();
+    let (status, body) = curl(&url, &as_prometheus);
     assert_eq!(status, 200, "with credentials: {body}");
     assert!(body.contains("trafficd_build_info"), "{body}");
     assert!(body.trim_end().ends_with("# EOF"), "{body}");
