@@ -54,22 +54,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         (!args.tcp_per_packet).then_some(args.tcp_sweep_interval),
     )?;
     let maps = kernel.take_maps()?;
-    // Held while running: the kernel keeps counting program runs until it is closed.
-    let bpf_stats = args
-        .web
-        .bpf_stats
-        .then(|| aya::sys::enable_stats(aya::sys::Stats::RunTime))
-        .transpose()
-        .map_err(|e| Error::BpfStats(e.to_string()))?;
-    let metrics = http::MetricsConfig {
-        per_pid: args.web.metrics_per_pid,
-        max_series: args.web.metrics_max_series as usize,
-        retention: args.retention,
-        programs: http::Programs {
-            hooks: kernel.hooks.clone(),
-            stats: bpf_stats.as_ref().map(|_| kernel.program_ids()),
-        },
-    };
+    let (metrics, bpf_stats) = metrics_config(&args, &kernel)?;
     let store = Arc::new(RwLock::new(Store::new(Instant::now())));
     let config = DrainConfig {
         idle_expiry_drains: drains_in(args.idle_expiry, args.interval),
@@ -111,6 +96,30 @@ pub fn run(args: RunArgs) -> Result<()> {
     drop(kernel);
     info!("programs detached, exiting");
     served.map_err(Error::Io)
+}
+
+/// What /metrics exports, and with --bpf-stats the descriptor that keeps the kernel's
+/// run-time statistics on: they stay on until it is closed, so it is held while running.
+fn metrics_config(
+    args: &RunArgs,
+    kernel: &Kernel,
+) -> Result<(http::MetricsConfig, Option<OwnedFd>)> {
+    let bpf_stats = args
+        .web
+        .bpf_stats
+        .then(|| aya::sys::enable_stats(aya::sys::Stats::RunTime))
+        .transpose()
+        .map_err(|e| Error::BpfStats(e.to_string()))?;
+    let config = http::MetricsConfig {
+        per_pid: args.web.metrics_per_pid,
+        max_series: args.web.metrics_max_series as usize,
+        retention: args.retention,
+        programs: http::Programs {
+            hooks: kernel.hooks.clone(),
+            stats: bpf_stats.as_ref().map(|_| kernel.program_ids()),
+        },
+    };
+    Ok((config, bpf_stats))
 }
 
 /// Tells the drain thread to stop: an eventfd it sleeps on beside the kernel's burst reports.
