@@ -15,7 +15,9 @@
 //! text), [`api`] (trafficd's HTTP API on one kept-alive connection), [`drains`] (trafficd's
 //! drains through /healthz), [`netns`] (the namespaces), [`proc`] (child processes and Ctrl-C),
 //! [`sampling`] (the programs' share of the traffic's CPU by perf, statistics off), [`memory`]
-//! (the machine's memory latency), [`report`] (figures, targets, markdown and JSON).
+//! (the machine's memory latency), [`report`] (figures, targets, markdown and JSON);
+//! [`metrics_encode`] (`bench metrics-encode`: one /metrics scrape at scale, apart from the
+//! runs).
 
 mod api;
 mod conditions;
