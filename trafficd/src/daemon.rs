@@ -167,8 +167,8 @@ async fn shutdown_signal() {
 
 /// Pins glibc's mmap threshold. By default it rises to the size of the largest buffer freed (up
 /// to 32 MiB), after which the drain's megabyte buffers come from the heap, where freed space
-/// between live allocations is never given back: at 100k flows that was 38 MB of the daemon's
-/// 126 MB of heap. A fixed threshold keeps every large buffer in its own mapping.
+/// between live allocations is never given back, a large share of the heap at many flows. A fixed
+/// threshold keeps every large buffer in its own mapping.
 fn keep_large_buffers_returnable() {
     #[cfg(target_env = "gnu")]
     // SAFETY: mallopt only changes allocator tuning; called before any other thread exists.

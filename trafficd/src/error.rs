@@ -7,7 +7,7 @@ use std::path::PathBuf;
 pub enum Error {
     #[error(
         "trafficd needs root or the capabilities {missing} to load its BPF programs; run it with sudo \
-         or grant them (e.g. `setcap cap_bpf,cap_perfmon,cap_net_admin,cap_sys_admin+ep trafficd`)"
+         or grant them (e.g. `setcap cap_bpf,cap_perfmon,cap_net_admin,cap_sys_admin,cap_sys_ptrace+ep trafficd`)"
     )]
     MissingPrivileges { missing: String },
 

@@ -91,6 +91,7 @@ impl Kernel {
         tcp_sweep: Option<Duration>,
     ) -> Result<Kernel> {
         check_privileges()?;
+        compat::warn_about_optional_capabilities();
         let offsets = btf::offsets()?;
         let cgroup_root = cgroup2_root()?;
         let cgroup = File::open(&cgroup_root).map_err(|source| Error::OpenCgroup {
