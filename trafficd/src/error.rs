@@ -107,6 +107,19 @@ pub enum Error {
     },
 
     #[error(
+        "bad web config file {path}: {problem}; fix the file (the exporter-toolkit format: \
+         tls_server_config.cert_file/key_file, basic_auth_users with bcrypt hashes) or drop \
+         --web.config.file"
+    )]
+    WebConfig { path: PathBuf, problem: String },
+
+    #[error(
+        "cannot turn on the kernel's BPF run-time statistics (BPF_ENABLE_STATS): {0}; it needs \
+         CAP_SYS_ADMIN and Linux >= 5.8: grant it or run without --bpf-stats"
+    )]
+    BpfStats(String),
+
+    #[error(
         "bad --interface-capacity `{input}`: {reason}; write NAME=RATE with RATE in bits per \
          second, e.g. eth0=10Gbit or veth0=100Mbit"
     )]
