@@ -152,16 +152,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         memory_reads,
         began,
     };
-    let net = netns::VethPair::create()?;
-    println!(
-        "bench: namespaces {} and {} joined by {} ({}) <-> {} ({})",
-        net.ns_a(),
-        net.ns_b(),
-        net.if_a,
-        net.addr_a,
-        net.if_b,
-        net.addr_b
-    );
+    let net = create_veth_pair()?;
     let bench = Bench {
         tools: &tools,
         stats: &stats,
@@ -185,6 +176,22 @@ pub fn run(args: BenchArgs) -> Result<()> {
     );
     println!("bench: {}", report::publish_tables(&md, &meta));
     outcome
+}
+
+/// The namespaces and veth pair the veth scenarios run between, announced so that a person
+/// watching knows what the bench created.
+fn create_veth_pair() -> Result<netns::VethPair> {
+    let net = netns::VethPair::create()?;
+    println!(
+        "bench: namespaces {} and {} joined by {} ({}) <-> {} ({})",
+        net.ns_a(),
+        net.ns_b(),
+        net.if_a,
+        net.addr_a,
+        net.if_b,
+        net.addr_b
+    );
+    Ok(net)
 }
 
 /// The tools the conditions need; a condition whose tool is missing is dropped with a note,
