@@ -6,5 +6,7 @@
 //! gets its [`AddressClass`].
 
 pub mod address_class;
+pub mod labels;
+pub mod openvpn;
 
 pub use address_class::{is_external, AddressClass};
