@@ -141,6 +141,22 @@ pub enum Error {
 
     #[error("{0}")]
     Io(#[from] std::io::Error),
+
+    #[error(
+        "reverse DNS for {ip} failed ({reason}); addresses show without DNS names until the name \
+         server answers: check {server}, or run without --reverse-dns"
+    )]
+    ReverseDns {
+        ip: std::net::IpAddr,
+        server: String,
+        reason: String,
+    },
+
+    #[error(
+        "cannot set up reverse DNS: {reason}; give a name server with --dns-server or fix \
+         /etc/resolv.conf, or run without --reverse-dns"
+    )]
+    ResolverConfig { reason: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

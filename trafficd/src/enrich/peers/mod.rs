@@ -8,5 +8,6 @@
 pub mod address_class;
 pub mod labels;
 pub mod openvpn;
+pub mod reverse_dns;
 
 pub use address_class::{is_external, AddressClass};
