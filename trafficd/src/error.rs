@@ -143,6 +143,32 @@ pub enum Error {
     Io(#[from] std::io::Error),
 
     #[error(
+        "line {line} of the labels file {path}: {reason}; fix that line (`CIDR-or-address name`, \
+         `#` starts a comment): the labels read before stay in use until the file parses"
+    )]
+    LabelsLine {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
+
+    #[error(
+        "the OpenVPN status file {path} is not usable: {reason}; its clients keep the names \
+         last read until OpenVPN writes it whole again (check `status` and `status-version` in \
+         the server's configuration)"
+    )]
+    OpenvpnStatus { path: PathBuf, reason: String },
+
+    #[error(
+        "cannot read {path}: {source}; the names last read from it stay in use until it is \
+         readable again: check the path and its permissions"
+    )]
+    PeerFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+
+    #[error(
         "reverse DNS for {ip} failed ({reason}); addresses show without DNS names until the name \
          server answers: check {server}, or run without --reverse-dns"
     )]

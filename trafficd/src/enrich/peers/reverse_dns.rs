@@ -278,4 +278,4 @@ impl Lookups {
 }
 
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;

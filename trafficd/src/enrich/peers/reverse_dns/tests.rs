@@ -68,7 +68,7 @@ fn a_silent_server_costs_one_log_line_and_never_blocks() {
 }
 
 /// Answers every query with one PTR record naming `name`, TTL 300 s.
-fn answering_server(name: &'static str) -> SocketAddr {
+pub fn answering_server(name: &'static str) -> SocketAddr {
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     let address = socket.local_addr().unwrap();
     thread::spawn(move || {
