@@ -183,6 +183,12 @@ pub enum Error {
          /etc/resolv.conf, or run without --reverse-dns"
     )]
     ResolverConfig { reason: String },
+
+    #[error(
+        "cannot list listening sockets over sock_diag: {reason}; exposure stays unknown until \
+         it works: load the kernel's socket diagnostics (`modprobe inet_diag tcp_diag udp_diag`)"
+    )]
+    ListenerDump { reason: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

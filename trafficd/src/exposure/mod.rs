@@ -7,6 +7,8 @@
 //! flags the ones on ports the operator declared internal (`--internal-ports`). Pure logic:
 //! the caller gathers the sockets and flows, so this is tested with plain values.
 
+pub mod listeners;
+
 use std::{
     collections::{BTreeSet, HashMap},
     net::{IpAddr, SocketAddr},
