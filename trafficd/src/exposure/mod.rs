@@ -7,6 +7,7 @@
 //! flags the ones on ports the operator declared internal (`--internal-ports`). Pure logic:
 //! the caller gathers the sockets and flows, so this is tested with plain values.
 
+mod args;
 pub mod listeners;
 
 use std::{
@@ -19,6 +20,7 @@ use ipnet::IpNet;
 use serde::Serialize;
 
 use crate::enrich::peers::{is_external, AddressClass};
+pub use args::ExposureArgs;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]

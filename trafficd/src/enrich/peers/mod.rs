@@ -10,6 +10,7 @@
 //! here reads a file or waits for the network on the caller's thread.
 
 pub mod address_class;
+mod args;
 pub mod labels;
 pub mod openvpn;
 mod reload;
@@ -21,6 +22,7 @@ use arc_swap::ArcSwap;
 use serde::Serialize;
 
 pub use address_class::{is_external, AddressClass};
+pub use args::PeerArgs;
 use labels::Labels;
 use openvpn::{VpnClient, VpnClients};
 use reload::Reloader;
