@@ -138,4 +138,6 @@ impl PeerNames {
 }
 
 #[cfg(test)]
+mod bench;
+#[cfg(test)]
 mod tests;
