@@ -1,12 +1,14 @@
 //! The host's listening sockets, from sock_diag: TCP sockets in LISTEN and UDP sockets bound
 //! to a port without a peer, each with the process holding it.
 //!
-//! sock_diag answers for the daemon's network namespace; a listener inside a container is
-//! found by running the same dump inside its namespace. The owner comes from /proc/<pid>/fd
-//! (socket inode to pid), the same walk the socket owners source does, once for all
-//! listeners of a dump.
+//! sock_diag answers for the namespace of the socket asking; a listener inside a container or
+//! another namespace is found by asking from a thread that entered it. The owner comes from
+//! /proc/<pid>/fd (socket inode to pid), the same walk the socket owners source does, once for
+//! all listeners of a dump.
 
-use std::{collections::HashMap, net::SocketAddr, sync::Arc};
+use std::{
+    collections::HashMap, fs::File, net::SocketAddr, os::fd::AsRawFd, path::Path, sync::Arc,
+};
 
 use netlink_packet_core::{
     NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_DUMP, NLM_F_REQUEST,
@@ -29,24 +31,17 @@ struct Bound {
     inode: u64,
 }
 
-/// Every listening socket of the current network namespace, with its owner where /proc
-/// tells (a socket passed to a process that exited stays ownerless).
-pub fn listeners() -> Result<Vec<Listener>> {
-    let fail = |e: std::io::Error| Error::ListenerDump {
-        reason: e.to_string(),
-    };
-    let mut bound = Vec::new();
-    for family in [AF_INET, AF_INET6] {
-        let tcp = dump(family, IPPROTO_TCP, StateFlags::LISTEN).map_err(fail)?;
-        bound.extend(tcp.iter().map(|h| to_bound(Protocol::Tcp, h)));
-        // An unconnected UDP socket is in TCP_CLOSE; a connected one has a peer port.
-        let udp = dump(family, IPPROTO_UDP, StateFlags::CLOSE).map_err(fail)?;
-        bound.extend(
-            udp.iter()
-                .filter(|h| h.socket_id.destination_port == 0 && h.socket_id.source_port != 0)
-                .map(|h| to_bound(Protocol::Udp, h)),
-        );
+/// Every listening socket of network namespace `namespace` (a /proc/<pid>/ns/net or
+/// /run/netns/<name> path; `None` for the daemon's own), with its owner where /proc tells (a
+/// socket passed to a process that exited stays ownerless).
+pub fn listeners(namespace: Option<&Path>) -> Result<Vec<Listener>> {
+    let bound = match namespace {
+        None => bound_sockets(),
+        Some(path) => in_namespace(path, bound_sockets),
     }
+    .map_err(|e| Error::ListenerDump {
+        reason: e.to_string(),
+    })?;
     let owners = owners(bound.iter().map(|b| b.inode).collect());
     Ok(bound
         .into_iter()
@@ -61,6 +56,47 @@ pub fn listeners() -> Result<Vec<Listener>> {
             }
         })
         .collect())
+}
+
+/// TCP sockets in LISTEN and UDP sockets bound without a peer, of the calling thread's
+/// namespace.
+fn bound_sockets() -> std::io::Result<Vec<Bound>> {
+    let mut bound = Vec::new();
+    for family in [AF_INET, AF_INET6] {
+        let tcp = dump(family, IPPROTO_TCP, StateFlags::LISTEN)?;
+        bound.extend(tcp.iter().map(|h| to_bound(Protocol::Tcp, h)));
+        // An unconnected UDP socket is in TCP_CLOSE; a connected one has a peer port.
+        let udp = dump(family, IPPROTO_UDP, StateFlags::CLOSE)?;
+        bound.extend(
+            udp.iter()
+                .filter(|h| h.socket_id.destination_port == 0 && h.socket_id.source_port != 0)
+                .map(|h| to_bound(Protocol::Udp, h)),
+        );
+    }
+    Ok(bound)
+}
+
+/// Runs `f` on a short-lived thread that entered network namespace `path`: sock_diag answers
+/// for the namespace of the socket asking, and the daemon's own threads must stay where they
+/// are.
+fn in_namespace<T: Send>(
+    path: &Path,
+    f: impl FnOnce() -> std::io::Result<T> + Send,
+) -> std::io::Result<T> {
+    let file = File::open(path)?;
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                // SAFETY: setns changes only this thread, which ends with the scope; `file`
+                // is an open namespace descriptor.
+                if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                f()
+            })
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the namespace thread panicked")))
+    })
 }
 
 fn to_bound(protocol: Protocol, header: &InetResponseHeader) -> Bound {
@@ -165,7 +201,7 @@ mod tests {
         let connected = UdpSocket::bind("127.0.0.1:0").unwrap();
         connected.connect(udp.local_addr().unwrap()).unwrap();
 
-        let found = listeners().unwrap();
+        let found = listeners(None).unwrap();
         let find = |protocol, addr: SocketAddr| {
             found
                 .iter()
@@ -190,5 +226,31 @@ mod tests {
             None,
             "a connected UDP socket listens to nobody"
         );
+    }
+
+    #[test]
+    fn finds_a_listener_inside_another_namespace_only_there() {
+        crate::testnet::require_root!();
+        let ns = crate::testnet::Netns::new();
+        ns.ip(&["addr", "add", "192.0.2.77/32", "dev", "lo"]);
+        let inside = ns.enter(|| TcpListener::bind("192.0.2.77:0").unwrap());
+        let addr = inside.local_addr().unwrap();
+
+        let path = std::path::PathBuf::from(format!("/run/netns/{}", ns.name));
+        let there = listeners(Some(&path)).unwrap();
+        let found = there
+            .iter()
+            .find(|l| l.protocol == Protocol::Tcp && l.addr == addr)
+            .expect("the listener in its namespace");
+        assert_eq!(found.pid, Some(std::process::id()));
+        let here = listeners(None).unwrap();
+        assert!(
+            !here.iter().any(|l| l.addr == addr),
+            "not in the host's namespace"
+        );
+
+        let missing = listeners(Some(Path::new("/run/netns/trafficd-no-such-namespace")));
+        let err = missing.expect_err("a namespace that does not exist");
+        assert!(err.to_string().contains("sock_diag"), "{err}");
     }
 }
