@@ -1,6 +1,6 @@
 //! Command-line interface.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
 use trafficd_common::defaults;
@@ -79,6 +79,39 @@ pub struct RunArgs {
     /// network namespace, a few milliseconds each on a large host.
     #[arg(long, default_value = "30s", value_parser = parse_sweep_interval)]
     pub tcp_sweep_interval: Duration,
+
+    #[command(flatten)]
+    pub web: WebArgs,
+}
+
+/// What /metrics exports and how the HTTP server is protected.
+#[derive(Args, Debug, Clone)]
+pub struct WebArgs {
+    /// Name per-process series by comm and pid instead of comm alone. Every pid is then its
+    /// own series (still at most --metrics-max-series): for hosts with few, long-lived
+    /// processes.
+    #[arg(long)]
+    pub metrics_per_pid: bool,
+
+    /// Series per family at most (per process, per cgroup), an `[other]` series included: a
+    /// series, once exported, keeps its place until its processes have been idle past
+    /// --retention; newcomers beyond the bound are summed into `[other]`, so the family's sum
+    /// is still every byte.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(2..=1_000_000))]
+    pub metrics_max_series: u32,
+
+    /// Export how often each kernel program ran and the CPU time it took
+    /// (trafficd_bpf_program_*). Turns on the kernel's BPF run-time statistics
+    /// (kernel.bpf_stats_enabled) while trafficd runs, which adds a little to every run of
+    /// every BPF program on the host.
+    #[arg(long)]
+    pub bpf_stats: bool,
+
+    /// Serve over TLS and/or require basic auth, as the Prometheus exporters' web config file
+    /// says (tls_server_config.cert_file/key_file, basic_auth_users with bcrypt hashes).
+    /// Without it, plain HTTP.
+    #[arg(long = "web.config.file", value_name = "FILE")]
+    pub web_config_file: Option<PathBuf>,
 }
 
 /// Entries of each kernel map; the maps are preallocated, so kernel memory is bounded by (and
@@ -194,6 +227,9 @@ mod tests {
         assert_eq!(args.interval, Duration::from_secs(1));
         assert_eq!(args.tcp_sweep_interval, Duration::from_secs(30));
         assert!(!args.tcp_per_packet);
+        assert_eq!(args.web.metrics_max_series, 500);
+        assert!(!args.web.metrics_per_pid);
+        assert!(args.web.web_config_file.is_none());
     }
 
     #[test]
@@ -205,6 +241,7 @@ mod tests {
             &["trafficd", "run", "--flow-map-size", "0"],
             &["trafficd", "run", "--tcp-sweep-interval", "10ms"],
             &["trafficd", "run", "--tcp-sweep-interval", "2h"],
+            &["trafficd", "run", "--metrics-max-series", "1"],
             &["trafficd", "top", "--limit", "0"],
             &["trafficd", "top", "--limit", "1001"],
             &["trafficd", "top", "--by", "foo"],

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 pub enum Error {
     #[error(
         "trafficd needs root or the capabilities {missing} to load its BPF programs; run it with sudo \
-         or grant them (e.g. `setcap cap_bpf,cap_perfmon,cap_net_admin,cap_sys_admin+ep trafficd`)"
+         or grant them (e.g. `setcap cap_bpf,cap_perfmon,cap_net_admin,cap_sys_admin,cap_sys_ptrace+ep trafficd`)"
     )]
     MissingPrivileges { missing: String },
 
@@ -105,6 +105,19 @@ pub enum Error {
         url: String,
         reason: String,
     },
+
+    #[error(
+        "bad web config file {path}: {problem}; fix the file (the exporter-toolkit format: \
+         tls_server_config.cert_file/key_file, basic_auth_users with bcrypt hashes) or drop \
+         --web.config.file"
+    )]
+    WebConfig { path: PathBuf, problem: String },
+
+    #[error(
+        "cannot turn on the kernel's BPF run-time statistics (BPF_ENABLE_STATS): {0}; it needs \
+         CAP_SYS_ADMIN and Linux >= 5.8: grant it or run without --bpf-stats"
+    )]
+    BpfStats(String),
 
     #[error(
         "bad --interface-capacity `{input}`: {reason}; write NAME=RATE with RATE in bits per \

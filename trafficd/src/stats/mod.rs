@@ -12,6 +12,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use prometheus_client::metrics::histogram::Histogram;
+
 pub use dimension::{Dimension, Expired, Windowed, NO_HINT};
 pub use remotes::{local_addr, remote_addr, Remotes};
 use trafficd_common::{FlowKey, Loss, Traffic};
@@ -73,6 +75,26 @@ pub struct Health {
     /// Network namespaces the last TCP sweep ran in, or `None` when every TCP packet is
     /// counted by the packet hooks.
     pub tcp_swept_namespaces: Option<usize>,
+    /// How long each drain took, for /metrics.
+    pub drain_seconds: Histogram,
+    /// Drains already in `drain_seconds`.
+    pub drains_timed: u64,
+    /// When the last drain ended.
+    pub last_drain_end: Option<Instant>,
+}
+
+impl Health {
+    /// Drain-time buckets: a drain is normally a few milliseconds; seconds mean trouble.
+    const DRAIN_BUCKETS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0];
+
+    /// Called after each drain attempt: records the drain that just ended, once.
+    pub fn drain_ended(&mut self, now: Instant) {
+        if self.drains != self.drains_timed {
+            self.drains_timed = self.drains;
+            self.drain_seconds.observe(self.last_drain.as_secs_f64());
+            self.last_drain_end = Some(now);
+        }
+    }
 }
 
 /// What [`Store::expire`] dropped that the drain keeps references to.
@@ -110,6 +132,9 @@ impl Store {
                 kernel_totals: Traffic::default(),
                 sockets_forgotten: 0,
                 tcp_swept_namespaces: None,
+                drain_seconds: Histogram::new(Health::DRAIN_BUCKETS),
+                drains_timed: 0,
+                last_drain_end: None,
             },
         }
     }

@@ -15,7 +15,9 @@
 //! text), [`api`] (trafficd's HTTP API on one kept-alive connection), [`drains`] (trafficd's
 //! drains through /healthz), [`netns`] (the namespaces), [`proc`] (child processes and Ctrl-C),
 //! [`sampling`] (the programs' share of the traffic's CPU by perf, statistics off), [`memory`]
-//! (the machine's memory latency), [`report`] (figures, targets, markdown and JSON).
+//! (the machine's memory latency), [`report`] (figures, targets, markdown and JSON);
+//! [`metrics_encode`] (`bench metrics-encode`: one /metrics scrape at scale, apart from the
+//! runs).
 
 mod api;
 mod conditions;
@@ -24,6 +26,7 @@ mod empty_bpf;
 mod gen;
 mod measure;
 mod memory;
+mod metrics_encode;
 mod netns;
 mod one_run;
 mod plan;
@@ -98,11 +101,15 @@ enum BenchSub {
     /// Traffic generators the bench runs as processes of their own.
     #[command(subcommand, hide = true)]
     Gen(gen::GenCmd),
+    /// CPU time of one /metrics scrape with 10k processes and 100k flows known.
+    MetricsEncode,
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
-    if let Some(BenchSub::Gen(cmd)) = args.gen {
-        return gen::run(cmd);
+    match args.gen {
+        Some(BenchSub::Gen(cmd)) => return gen::run(cmd),
+        Some(BenchSub::MetricsEncode) => return metrics_encode::run(),
+        None => {}
     }
     if args.report_only {
         let (md, json) = report::rewrite(&target_dir().join("bench"))?;
