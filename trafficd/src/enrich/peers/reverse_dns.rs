@@ -79,6 +79,11 @@ enum Entry {
     Unnamed {
         until: Instant,
     },
+    /// A name past its TTL, still shown while it is looked up again, so that names do not
+    /// blink out of /top every TTL.
+    Refreshing {
+        name: Arc<str>,
+    },
 }
 
 struct Shared {
@@ -129,22 +134,29 @@ impl ReverseDns {
     }
 
     /// The PTR name of `ip` if already known. Never waits: an address not asked about yet (or
-    /// whose answer expired) is queued for the background task.
+    /// whose answer expired) is queued for the background task; an expired name is still
+    /// given meanwhile.
     pub fn name(&self, ip: IpAddr) -> Option<Arc<str>> {
         let now = Instant::now();
         let mut cache = self.shared.cache();
-        match cache.get(&ip) {
+        let stale = match cache.get(&ip) {
             Some(Entry::Pending) => return None,
+            Some(Entry::Refreshing { name }) => return Some(name.clone()),
             Some(Entry::Named { name, until }) if *until > now => return Some(name.clone()),
             Some(Entry::Unnamed { until }) if *until > now => return None,
-            _ => {}
-        }
+            Some(Entry::Named { name, .. }) => Some(name.clone()),
+            _ => None,
+        };
         if self.queue.try_send(ip).is_ok() {
-            cache.put(ip, Entry::Pending);
+            let waiting = match &stale {
+                Some(name) => Entry::Refreshing { name: name.clone() },
+                None => Entry::Pending,
+            };
+            cache.put(ip, waiting);
         } else {
             self.shared.dropped.fetch_add(1, Ordering::Relaxed);
         }
-        None
+        stale
     }
 
     /// How many times a failing name server was logged.
@@ -205,14 +217,30 @@ impl Lookups {
             };
             let this = this.clone();
             tokio::spawn(async move {
-                let entry = this.lookup(ip).await;
-                this.shared.cache().put(ip, entry);
+                let answer = this.lookup(ip).await;
+                this.settle(ip, answer);
                 drop(slot);
             });
         }
     }
 
-    async fn lookup(&self, ip: IpAddr) -> Entry {
+    /// Caches the answer. Without one (the server failed), a name being refreshed is kept
+    /// for another `negative_ttl`: a flaky server must not unname known peers.
+    fn settle(&self, ip: IpAddr, answer: Option<Entry>) {
+        let until = Instant::now() + self.config.negative_ttl;
+        let mut cache = self.shared.cache();
+        let entry = answer.unwrap_or_else(|| match cache.peek(&ip) {
+            Some(Entry::Refreshing { name }) => Entry::Named {
+                name: name.clone(),
+                until,
+            },
+            _ => Entry::Unnamed { until },
+        });
+        cache.put(ip, entry);
+    }
+
+    /// What the server says of `ip`; `None` when it did not answer.
+    async fn lookup(&self, ip: IpAddr) -> Option<Entry> {
         // The resolver has its own timeout; this one bounds the whole call whatever it does.
         let deadline = self.config.timeout + self.config.timeout / 2;
         let answer = tokio::time::timeout(deadline, self.resolver.reverse_lookup(ip)).await;
@@ -224,15 +252,15 @@ impl Lookups {
             Ok(Ok(lookup)) => lookup,
             Ok(Err(err)) if err.is_no_records_found() || err.is_nx_domain() => {
                 self.answered();
-                return unnamed;
+                return Some(unnamed);
             }
             Ok(Err(err)) => {
                 self.failed(ip, err.to_string());
-                return unnamed;
+                return None;
             }
             Err(_) => {
                 self.failed(ip, format!("no answer within {deadline:?}"));
-                return unnamed;
+                return None;
             }
         };
         self.answered();
@@ -243,7 +271,7 @@ impl Lookups {
                 RData::PTR(ptr) => Some((ptr.0.to_utf8(), record.ttl)),
                 _ => None,
             });
-        match found {
+        Some(match found {
             Some((name, ttl)) => {
                 let ttl = Duration::from_secs(u64::from(ttl))
                     .clamp(self.config.min_ttl, self.config.max_ttl);
@@ -253,7 +281,7 @@ impl Lookups {
                 }
             }
             None => unnamed,
-        }
+        })
     }
 
     /// The server answered: if it was failing, say once that it is back.

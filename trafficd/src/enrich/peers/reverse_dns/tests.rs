@@ -115,3 +115,40 @@ fn names_an_address_once_the_server_answered() {
     assert_eq!(name.as_deref(), Some("squid-3.example.net"));
     assert_eq!(dns.failures_logged(), 0);
 }
+
+#[test]
+fn an_expired_name_stays_while_it_is_looked_up_again() {
+    // A server that answers once, then falls silent.
+    let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let server = silent.local_addr().unwrap();
+    let once = silent.try_clone().unwrap();
+    thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        if let Ok((len, from)) = once.recv_from(&mut buf) {
+            let _ = once.send_to(&ptr_answer(&buf[..len], "old.example.net"), from);
+        }
+    });
+    let runtime = runtime();
+    let ttl = Duration::from_millis(100);
+    let dns = ReverseDns::start(
+        DnsConfig {
+            min_ttl: ttl,
+            max_ttl: ttl,
+            ..config(server)
+        },
+        runtime.handle(),
+    )
+    .unwrap();
+    let ip: IpAddr = "10.8.1.3".parse().unwrap();
+    dns.name(ip);
+    let name = eventually(Duration::from_secs(3), || dns.name(ip));
+    assert_eq!(name.as_deref(), Some("old.example.net"));
+
+    // Past its TTL, through the refresh that times out and after it: never unnamed.
+    let until = Instant::now() + Duration::from_millis(700);
+    while Instant::now() < until {
+        assert_eq!(dns.name(ip).as_deref(), Some("old.example.net"));
+        thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(dns.failures_logged(), 1);
+}
