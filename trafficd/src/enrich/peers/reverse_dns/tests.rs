@@ -37,7 +37,14 @@ fn eventually<T>(limit: Duration, mut check: impl FnMut() -> Option<T>) -> Optio
 fn a_silent_server_costs_one_log_line_and_never_blocks() {
     let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
     let runtime = runtime();
-    let dns = ReverseDns::start(config(silent.local_addr().unwrap()), runtime.handle()).unwrap();
+    let dns = ReverseDns::start(
+        DnsConfig {
+            concurrency: 1,
+            ..config(silent.local_addr().unwrap())
+        },
+        runtime.handle(),
+    )
+    .unwrap();
 
     let asked = Instant::now();
     for i in 1..=20u8 {
@@ -48,8 +55,9 @@ fn a_silent_server_costs_one_log_line_and_never_blocks() {
         "asking must not wait for the server: {:?}",
         asked.elapsed()
     );
+    // 8 queued, one in flight and one taken off the queue waiting for a slot: 10 dropped.
     assert!(
-        dns.dropped() >= 12,
+        dns.dropped() >= 10,
         "a queue of 8 drops the rest: {}",
         dns.dropped()
     );
