@@ -154,6 +154,54 @@ pub enum Error {
 
     #[error("{0}")]
     Io(#[from] std::io::Error),
+
+    #[error(
+        "line {line} of the labels file {path}: {reason}; fix that line (`CIDR-or-address name`, \
+         `#` starts a comment): the labels read before stay in use until the file parses"
+    )]
+    LabelsLine {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
+
+    #[error(
+        "the OpenVPN status file {path} is not usable: {reason}; its clients keep the names \
+         last read until OpenVPN writes it whole again (check `status` and `status-version` in \
+         the server's configuration)"
+    )]
+    OpenvpnStatus { path: PathBuf, reason: String },
+
+    #[error(
+        "cannot read {path}: {source}; the names last read from it stay in use until it is \
+         readable again: check the path and its permissions"
+    )]
+    PeerFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+
+    #[error(
+        "reverse DNS for {ip} failed ({reason}); addresses show without DNS names until the name \
+         server answers: check {server}, or run without --reverse-dns"
+    )]
+    ReverseDns {
+        ip: std::net::IpAddr,
+        server: String,
+        reason: String,
+    },
+
+    #[error(
+        "cannot set up reverse DNS: {reason}; give a name server with --dns-server or fix \
+         /etc/resolv.conf, or run without --reverse-dns"
+    )]
+    ResolverConfig { reason: String },
+
+    #[error(
+        "cannot list listening sockets over sock_diag: {reason}; exposure stays unknown until \
+         it works: load the kernel's socket diagnostics (`modprobe inet_diag tcp_diag udp_diag`)"
+    )]
+    ListenerDump { reason: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

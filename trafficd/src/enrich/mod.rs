@@ -19,6 +19,8 @@ pub mod conntrack;
 pub mod containers;
 #[allow(dead_code)]
 pub mod interfaces;
+#[allow(dead_code, unused_imports)]
+pub mod peers;
 pub mod processes;
 mod socket_owners;
 
