@@ -25,7 +25,7 @@ use trafficd_common::BURST_FLOWS;
 
 use self::{attribute::Attributed, counters::Counters, record::FlowHints, retire::Retirement};
 use crate::{
-    enrich::Sources,
+    enrich::{containers::ContainerDirectory, Sources},
     kernel::{KernelLogger, KernelMaps, Woken},
     stats::{FlowInfo, Store},
 };
@@ -57,6 +57,7 @@ impl Drainer {
         maps: KernelMaps,
         kernel_logger: Option<KernelLogger>,
         cgroup_root: PathBuf,
+        containers: ContainerDirectory,
         config: DrainConfig,
     ) -> Drainer {
         let now = Instant::now();
@@ -64,7 +65,7 @@ impl Drainer {
             maps,
             config,
             counters: Counters::default(),
-            sources: Sources::new(cgroup_root),
+            sources: Sources::new(cgroup_root, containers),
             flow_infos: HashMap::default(),
             hints: FlowHints::default(),
             retirement: Retirement::new(now),

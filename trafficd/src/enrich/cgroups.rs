@@ -53,6 +53,11 @@ impl Cgroups {
         }
     }
 
+    /// Whether `path` (from [`Cgroups::path`]) names a cgroup rather than standing in for one.
+    pub fn is_known(&self, path: &str) -> bool {
+        path.starts_with('/')
+    }
+
     fn may_rewalk(&self, id: u64) -> bool {
         let gap = if self.missing.contains(&id) {
             REWALK_EVERY

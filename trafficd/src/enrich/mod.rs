@@ -2,7 +2,7 @@
 //!
 //! The kernel records numbers: a tgid, a cgroup id, a socket cookie. A source is one module here
 //! that turns one kind of number into a description from outside the kernel maps (/proc, the
-//! cgroup2 tree, sock_diag; next a container engine, interfaces, conntrack, peer names). A
+//! cgroup2 tree, sock_diag, the container engines; next interfaces, conntrack, peer names). A
 //! source caches what it learnt, bounds how often it looks again, and never fails the drain:
 //! what it cannot find it names as unknown.
 //!
@@ -11,8 +11,6 @@
 //! source is adding its file here and consulting it in `Sources`: the drain does not change.
 
 mod cgroups;
-// Built and tested on its own; the drain starts reading it when it is wired into Sources.
-#[allow(dead_code, unused_imports)]
 pub mod containers;
 pub mod processes;
 mod socket_owners;
@@ -23,6 +21,7 @@ use crate::stats::TalkerInfo;
 
 use self::{
     cgroups::Cgroups,
+    containers::{ContainerDirectory, Owner},
     processes::{KernelView, ProcessKey, Processes},
     socket_owners::SocketOwners,
 };
@@ -32,23 +31,40 @@ pub struct Sources {
     processes: Processes,
     cgroups: Cgroups,
     socket_owners: SocketOwners,
+    containers: ContainerDirectory,
+}
+
+/// How a cgroup is shown beside its bytes: its path, and who owns it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CgroupName {
+    /// Relative to the cgroup2 mount; "cgroup-id:<id>" for a cgroup gone before it was seen.
+    pub path: Arc<str>,
+    pub owner: Arc<Owner>,
 }
 
 impl Sources {
-    /// `cgroup_root`: the cgroup2 mount, whose tree names cgroup ids.
-    pub fn new(cgroup_root: PathBuf) -> Sources {
+    /// `cgroup_root`: the cgroup2 mount, whose tree names cgroup ids. `containers`: the
+    /// owners the container engines and the Kubernetes API name, read without waiting.
+    pub fn new(cgroup_root: PathBuf, containers: ContainerDirectory) -> Sources {
         Sources {
             processes: Processes::default(),
             cgroups: Cgroups::new(cgroup_root),
             socket_owners: SocketOwners::default(),
+            containers,
         }
     }
 
     /// How cgroup `id` is shown beside its bytes, for the cgroup itself and for the processes
-    /// and flows in it. Every name of a cgroup comes from here, so that a richer owner (the
-    /// container a cgroup belongs to) is a change in this folder only.
-    pub fn cgroup_owner(&mut self, id: u64) -> Arc<str> {
-        self.cgroups.path(id)
+    /// and flows in it: cgroup id -> path -> owner. Every name of a cgroup comes from here.
+    pub fn cgroup_owner(&mut self, id: u64) -> CgroupName {
+        let path = self.cgroups.path(id);
+        let owner = if self.cgroups.is_known(&path) {
+            self.containers.owner(&path)
+        } else {
+            // No path, no owner: a guess from a placeholder would name the host.
+            Arc::default()
+        };
+        CgroupName { path, owner }
     }
 
     /// The identity of process `tgid` now, and its description. `kernel` is what the kernel
@@ -60,14 +76,17 @@ impl Sources {
     ) -> (ProcessKey, TalkerInfo) {
         let key = self.processes.identify(tgid, kernel);
         let info = self.processes.info(&key).cloned().unwrap_or_default();
+        let cgroup = self.cgroup_owner(info.cgroup_id);
         let described = TalkerInfo {
             pid: tgid,
+            pid_in_namespace: info.pid_in_namespace,
             comm: Arc::from(info.comm),
             cmdline: info.cmdline,
             exe: info.exe,
             user: info.user,
             uid: info.uid,
-            cgroup: self.cgroup_owner(info.cgroup_id),
+            cgroup: cgroup.path,
+            owner: cgroup.owner,
             reason: None,
         };
         (key, described)
