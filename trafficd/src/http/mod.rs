@@ -1,5 +1,6 @@
 //! The HTTP API: /top, /metrics and /healthz.
 
+mod by_owner;
 mod metrics;
 mod top;
 
