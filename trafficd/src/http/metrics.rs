@@ -15,6 +15,9 @@ use prometheus_client::{
     registry::Registry,
 };
 
+use super::container_series::{
+    container_series, ContainerLabels, DEFAULT_LIMIT as CONTAINER_SERIES,
+};
 use crate::stats::{Health, Store};
 
 struct StoreCollector {
@@ -72,6 +75,7 @@ impl Collector for StoreCollector {
         let store = self.store.read().unwrap_or_else(|e| e.into_inner());
         processes(&mut encoder, &store)?;
         cgroups(&mut encoder, &store)?;
+        containers(&mut encoder, &store)?;
         kernel(&mut encoder, &store.health)?;
         maps(&mut encoder, &store.health)?;
         daemon(&mut encoder, &store.health)
@@ -131,6 +135,29 @@ fn cgroups(encoder: &mut DescriptorEncoder, store: &Store) -> Result<(), std::fm
             .map(|(k, v)| (vec![("cgroup", k.to_string())], v.1)),
     )?;
     Ok(())
+}
+
+/// Bytes per container, by name, image, runtime and pod; bounded as `container_series` says.
+fn containers(encoder: &mut DescriptorEncoder, store: &Store) -> Result<(), std::fmt::Error> {
+    let series = container_series(store, CONTAINER_SERIES);
+    let labels = |l: &ContainerLabels| -> Labels {
+        ["container", "image", "runtime", "pod", "namespace"]
+            .into_iter()
+            .zip(l.iter().cloned())
+            .collect()
+    };
+    counters(
+        encoder,
+        "trafficd_container_transmit_bytes",
+        "IP bytes (headers included) sent by the sockets of a container's processes",
+        series.iter().map(|(l, tx, _)| (labels(l), *tx)),
+    )?;
+    counters(
+        encoder,
+        "trafficd_container_receive_bytes",
+        "IP bytes (headers included) received by the sockets of a container's processes",
+        series.iter().map(|(l, _, rx)| (labels(l), *rx)),
+    )
 }
 
 /// What the kernel programs saw in all, and what they could not record.

@@ -1,6 +1,7 @@
 //! The HTTP API: /top, /metrics and /healthz.
 
 mod by_owner;
+mod container_series;
 mod metrics;
 mod top;
 
