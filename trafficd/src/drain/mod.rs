@@ -4,11 +4,13 @@
 //!
 //! [`Drainer::drain`] runs the phases in order, one module each: `counters` (read the maps,
 //! take deltas), owner resolution (`attribution::owners`), `attribute` (split and describe),
-//! `retire` (delete what the kernel no longer needs) and `record` (write the store).
+//! `retire` (delete what the kernel no longer needs) and `record` (write the store, with the
+//! names engines gave since, `rename`).
 
 mod attribute;
 mod counters;
 mod record;
+mod rename;
 mod retire;
 
 use std::{

@@ -17,6 +17,8 @@ mod socket_owners;
 
 use std::{path::PathBuf, sync::Arc};
 
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+
 use crate::stats::TalkerInfo;
 
 use self::{
@@ -26,12 +28,20 @@ use self::{
     socket_owners::SocketOwners,
 };
 
+/// Bounds the cgroups waiting for a name (ids of containers no engine knows, on a host without
+/// engine access): past it, late names reach only the cgroups that move bytes again.
+const MAX_UNNAMED: usize = 4096;
+
 /// Every source the drain consults, and the one place it asks them.
 pub struct Sources {
     processes: Processes,
     cgroups: Cgroups,
     socket_owners: SocketOwners,
     containers: ContainerDirectory,
+    /// Cgroups whose owner was shown before it was named, and the directory's generation
+    /// when they were last looked at.
+    unnamed: HashSet<Arc<str>>,
+    unnamed_generation: u64,
 }
 
 /// How a cgroup is shown beside its bytes: its path, and who owns it.
@@ -51,6 +61,8 @@ impl Sources {
             cgroups: Cgroups::new(cgroup_root),
             socket_owners: SocketOwners::default(),
             containers,
+            unnamed: HashSet::default(),
+            unnamed_generation: 0,
         }
     }
 
@@ -64,7 +76,31 @@ impl Sources {
             // No path, no owner: a guess from a placeholder would name the host.
             Arc::default()
         };
+        if owner.awaits_names() && self.unnamed.len() < MAX_UNNAMED {
+            self.unnamed.insert(path.clone());
+        }
         CgroupName { path, owner }
+    }
+
+    /// Owners named since they were recorded by id alone (a container met before its engine's
+    /// event was read, or while its engine was down): cgroup path -> its owner now. Looks
+    /// only when the engines told something new.
+    pub fn renamed_owners(&mut self) -> HashMap<Arc<str>, Arc<Owner>> {
+        let generation = self.containers.generation();
+        if self.unnamed.is_empty() || generation == self.unnamed_generation {
+            return HashMap::default();
+        }
+        self.unnamed_generation = generation;
+        let mut renamed = HashMap::default();
+        self.unnamed.retain(|path| {
+            let owner = self.containers.owner(path);
+            if owner.awaits_names() {
+                return true;
+            }
+            renamed.insert(path.clone(), owner);
+            false
+        });
+        renamed
     }
 
     /// The identity of process `tgid` now, and its description. `kernel` is what the kernel

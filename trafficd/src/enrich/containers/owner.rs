@@ -134,6 +134,13 @@ impl Owner {
         }
     }
 
+    /// Whether an engine or the API server may still name it: a container known by its id
+    /// only, a pod by its UID only.
+    pub fn awaits_names(&self) -> bool {
+        (self.kind == OwnerKind::Container && self.container_name.is_none())
+            || (self.pod_uid.is_some() && self.pod_name.is_none())
+    }
+
     /// The key `/top?by=container` groups by: the container, pod or unit, "host"; `None` for
     /// an unknown layout, grouped by its cgroup path instead.
     pub fn group_key(&self) -> Option<&str> {
