@@ -69,7 +69,12 @@ impl Sources {
     /// How cgroup `id` is shown beside its bytes, for the cgroup itself and for the processes
     /// and flows in it: cgroup id -> path -> owner. Every name of a cgroup comes from here.
     pub fn cgroup_owner(&mut self, id: u64) -> CgroupName {
-        let path = self.cgroups.path(id);
+        let mut path = self.cgroups.path(id);
+        if !self.cgroups.is_known(&path) {
+            if let Some(captured) = self.containers.cgroup_path(id) {
+                path = captured;
+            }
+        }
         let owner = if self.cgroups.is_known(&path) {
             self.containers.owner(&path)
         } else {
