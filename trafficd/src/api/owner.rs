@@ -99,3 +99,50 @@ impl Owner {
         self.name.as_deref().unwrap_or(cgroup)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::enrich::containers::{ContainerDirectory, PodMeta, Writer};
+
+    const UID: &str = "0b4d2c6e-8f1a-4b3c-9d7e-5a6f1e2d3c4b";
+    const ID: &str = "3f4e1c2b9a8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f";
+
+    /// A kubepods cgroup path names the pod by UID only; the API server's pod joins by it and
+    /// the answer carries the pod's name and namespace beside the container.
+    #[test]
+    fn a_kubepods_container_carries_its_pod() {
+        let writer = Writer::default();
+        writer.upsert_pod(PodMeta {
+            uid: UID.into(),
+            name: "openvpn-7d9f".into(),
+            namespace: "edge".into(),
+            labels: Arc::default(),
+        });
+        let mut directory = ContainerDirectory::new(&writer, vec![]);
+        let path = format!(
+            "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{}.slice/\
+             cri-containerd-{ID}.scope",
+            UID.replace('-', "_")
+        );
+        let owner = Owner::from(&*directory.owner(&path));
+        assert_eq!(owner.kind, OwnerKind::Container);
+        let pod = owner.pod.expect("a pod");
+        assert_eq!(
+            (
+                pod.uid.as_str(),
+                pod.name.as_deref(),
+                pod.namespace.as_deref()
+            ),
+            (UID, Some("openvpn-7d9f"), Some("edge"))
+        );
+        let container = owner.container.expect("a container");
+        assert_eq!(container.id, ID);
+        assert_eq!(container.short_id, &ID[..12]);
+        assert_eq!(container.runtime.as_deref(), Some("containerd"));
+        // No engine named it: the short id stands in for its name.
+        assert_eq!(owner.name.as_deref(), Some(&ID[..12]));
+    }
+}
