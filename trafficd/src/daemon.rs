@@ -56,7 +56,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         retention: args.retention,
     };
     let logger = kernel.take_logger();
-    let owners = start_containers(runtime.handle(), &args.containers, &kernel.cgroup_root);
+    let owners = start_containers(runtime.handle(), &args.containers);
     let mut drainer = Drainer::new(maps, logger, kernel.cgroup_root.clone(), owners, config);
     let stop_drain = Arc::new(StopSignal::new()?);
     let stopped = stop_drain.clone();
@@ -87,11 +87,7 @@ pub fn run(args: RunArgs) -> Result<()> {
 
 /// Starts the container engines' and the Kubernetes API's watchers on `runtime`; the drain
 /// reads what they learn through the returned directory, never waiting on them.
-fn start_containers(
-    runtime: &tokio::runtime::Handle,
-    args: &ContainerArgs,
-    cgroup_root: &std::path::Path,
-) -> ContainerDirectory {
+fn start_containers(runtime: &tokio::runtime::Handle, args: &ContainerArgs) -> ContainerDirectory {
     let sources = if args.no_containers {
         containers::Sources::none()
     } else {
@@ -102,7 +98,7 @@ fn start_containers(
             None => detected,
         }
     };
-    containers::start(runtime, sources, cgroup_root)
+    containers::start(runtime, sources)
 }
 
 /// Tells the drain thread to stop: an eventfd it sleeps on beside the kernel's burst reports.

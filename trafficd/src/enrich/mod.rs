@@ -10,6 +10,7 @@
 //! moved bytes in the interval, and hands the answers to the store with the deltas. Adding a
 //! source is adding its file here and consulting it in `Sources`: the drain does not change.
 
+mod cgroup_watch;
 mod cgroups;
 pub mod containers;
 pub mod processes;
@@ -58,7 +59,7 @@ impl Sources {
     pub fn new(cgroup_root: PathBuf, containers: ContainerDirectory) -> Sources {
         Sources {
             processes: Processes::default(),
-            cgroups: Cgroups::new(cgroup_root),
+            cgroups: Cgroups::watched(cgroup_root),
             socket_owners: SocketOwners::default(),
             containers,
             unnamed: HashSet::default(),
@@ -69,12 +70,7 @@ impl Sources {
     /// How cgroup `id` is shown beside its bytes, for the cgroup itself and for the processes
     /// and flows in it: cgroup id -> path -> owner. Every name of a cgroup comes from here.
     pub fn cgroup_owner(&mut self, id: u64) -> CgroupName {
-        let mut path = self.cgroups.path(id);
-        if !self.cgroups.is_known(&path) {
-            if let Some(captured) = self.containers.cgroup_path(id) {
-                path = captured;
-            }
-        }
+        let path = self.cgroups.path(id);
         let owner = if self.cgroups.is_known(&path) {
             self.containers.owner(&path)
         } else {

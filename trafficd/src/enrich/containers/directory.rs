@@ -5,7 +5,6 @@
 
 use std::{
     collections::HashMap,
-    path::Path,
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc, RwLock, RwLockReadGuard, RwLockWriteGuard,
@@ -17,7 +16,7 @@ use tokio::sync::mpsc;
 
 use super::{
     cgroup_path::{self, PathOwner},
-    started, ContainerMeta, Owner, OwnerKind, PodMeta, Runtime,
+    ContainerMeta, Owner, OwnerKind, PodMeta, Runtime,
 };
 
 /// How long the name of a removed container is kept: its last counters are drained and shown
@@ -37,8 +36,6 @@ struct Entry {
 #[derive(Default)]
 struct Store {
     containers: RwLock<HashMap<Arc<str>, Entry>>,
-    /// Cgroup id -> path of containers' cgroups, captured when they started.
-    cgroups: RwLock<HashMap<u64, Arc<str>>>,
     pods: RwLock<HashMap<Arc<str>, Arc<PodMeta>>>,
     /// Bumped on every change, so readers know when their cached owners are stale.
     generation: AtomicU64,
@@ -62,40 +59,9 @@ pub type Lookup = Arc<str>;
 #[derive(Clone, Default)]
 pub struct Writer {
     store: Arc<Store>,
-    /// The cgroup2 mount, where a started container's cgroup is looked up; `None`: not at all.
-    cgroup_root: Option<Arc<Path>>,
 }
 
 impl Writer {
-    /// A writer that also captures started containers' cgroups under `cgroup_root`.
-    pub fn with_cgroup_root(cgroup_root: &Path) -> Writer {
-        Writer {
-            cgroup_root: Some(Arc::from(cgroup_root)),
-            ..Writer::default()
-        }
-    }
-
-    /// Records the cgroup of a container's first process, `pid`, while it runs: see
-    /// `started`.
-    pub fn container_started(&self, pid: u32) {
-        let Some(root) = &self.cgroup_root else {
-            return;
-        };
-        if let Some((id, path)) = started::cgroup_of(root, pid) {
-            let mut cgroups = write(&self.store.cgroups);
-            if cgroups.len() >= MAX_CACHED_PATHS {
-                // Rare and harmless: the drain's own walk names the cgroups still there.
-                cgroups.clear();
-            }
-            cgroups.insert(id, Arc::from(path));
-        }
-    }
-
-    /// Whether started containers' cgroups are captured.
-    pub fn captures_cgroups(&self) -> bool {
-        self.cgroup_root.is_some()
-    }
-
     /// Adds or updates a container. Fields the new record lacks keep their known value: a
     /// `rename` event, say, may carry less than the `create` before it.
     pub fn upsert_container(&self, meta: ContainerMeta) {
@@ -222,12 +188,6 @@ impl ContainerDirectory {
             cached_generation: 0,
             asked: Default::default(),
         }
-    }
-
-    /// The path of cgroup `id` if it belonged to a container seen starting: for a cgroup gone
-    /// before the drain's walk could see it.
-    pub fn cgroup_path(&self, id: u64) -> Option<Arc<str>> {
-        read(&self.store.cgroups).get(&id).cloned()
     }
 
     /// Bumped whenever an engine or the API server told something new.

@@ -21,10 +21,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// What a container event means for the directory.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ContainerEvent {
-    /// Created or renamed: its metadata as the event carried it.
+    /// Created, started or renamed: its metadata as the event carried it.
     Appeared(ContainerMeta),
-    /// Started: its metadata, and its processes now run in its cgroup.
-    Started(ContainerMeta),
     Removed(Arc<str>),
 }
 
@@ -65,22 +63,6 @@ impl EngineClient {
     pub async fn inspect(&self, id: &str) -> Result<Option<ContainerMeta>, BollardError> {
         match self.docker.inspect_container(id, None).await {
             Ok(found) => Ok(from_inspect(found, self.runtime)),
-            Err(BollardError::DockerResponseServerError {
-                status_code: 404, ..
-            }) => Ok(None),
-            Err(err) => Err(err),
-        }
-    }
-
-    /// The host pid of a running container's first process; `None` when it is not running
-    /// (any more) or unknown.
-    pub async fn pid(&self, id: &str) -> Result<Option<u32>, BollardError> {
-        match self.docker.inspect_container(id, None).await {
-            Ok(found) => Ok(found
-                .state
-                .and_then(|state| state.pid)
-                .and_then(|pid| u32::try_from(pid).ok())
-                .filter(|&pid| pid != 0)),
             Err(BollardError::DockerResponseServerError {
                 status_code: 404, ..
             }) => Ok(None),
@@ -137,17 +119,13 @@ fn from_event(e: EventMessage, runtime: Runtime) -> Option<ContainerEvent> {
     let id = actor.id.filter(|id| is_container_id(id))?;
     // Docker says `destroy`; Podman's compatible API says `remove` for the same step.
     match e.action.as_deref()? {
-        action @ ("create" | "start" | "rename") => {
+        "create" | "start" | "rename" => {
             let attributes = actor.attributes.unwrap_or_default();
             let name = attributes.get("name").cloned();
             let image = attributes.get("image").cloned();
             let meta = meta(id, name, image, runtime)
                 .with_labels(attributes.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-            Some(if action == "start" {
-                ContainerEvent::Started(meta)
-            } else {
-                ContainerEvent::Appeared(meta)
-            })
+            Some(ContainerEvent::Appeared(meta))
         }
         "destroy" | "remove" => Some(ContainerEvent::Removed(Arc::from(id))),
         _ => None,

@@ -110,17 +110,6 @@ async fn session(engine: &Engine, writer: &Writer, lookups: &mut mpsc::Receiver<
         tokio::select! {
             event = events.next() => match event {
                 Some(Ok(Some(ContainerEvent::Appeared(meta)))) => writer.upsert_container(meta),
-                Some(Ok(Some(ContainerEvent::Started(meta)))) => {
-                    let id = meta.id.clone();
-                    writer.upsert_container(meta);
-                    if writer.captures_cgroups() {
-                        match client.pid(&id).await {
-                            Ok(Some(pid)) => writer.container_started(pid),
-                            Ok(None) => {}
-                            Err(err) => return lost(err),
-                        }
-                    }
-                }
                 Some(Ok(Some(ContainerEvent::Removed(id)))) => writer.container_removed(&id),
                 Some(Ok(None)) => {}
                 Some(Err(err)) => return lost(err),

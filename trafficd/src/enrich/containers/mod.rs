@@ -12,9 +12,8 @@ mod docker;
 mod engine;
 mod kubernetes;
 mod owner;
-mod started;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 pub use directory::{ContainerDirectory, Writer};
 pub use engine::Engine;
@@ -62,13 +61,8 @@ impl Sources {
 }
 
 /// Starts the enrichment tasks on `runtime` and returns the drain's read handle.
-/// `cgroup_root`: the cgroup2 mount, where started containers' cgroups are captured.
-pub fn start(
-    runtime: &tokio::runtime::Handle,
-    sources: Sources,
-    cgroup_root: &Path,
-) -> ContainerDirectory {
-    let writer = Writer::with_cgroup_root(cgroup_root);
+pub fn start(runtime: &tokio::runtime::Handle, sources: Sources) -> ContainerDirectory {
+    let writer = Writer::default();
     let mut lookups = Vec::new();
     for engine in sources.engines {
         let (sender, receiver) = tokio::sync::mpsc::channel(LOOKUP_QUEUE);
