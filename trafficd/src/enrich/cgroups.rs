@@ -1,8 +1,8 @@
 //! Cgroup id -> cgroup path. A cgroup2 id is the inode number of its directory, so walking the
-//! cgroup2 mount once gives the whole table. An id never seen before triggers a re-walk at once
-//! (a container that just started, and may be gone in a second); an id a walk could not find
-//! (the cgroup is already gone) is taken from the cgroups seen appearing (`cgroup_watch`), else
-//! retried at most once per `REWALK_EVERY`.
+//! cgroup2 mount once gives the whole table. An id never seen before is taken from the cgroups
+//! seen appearing (`cgroup_watch`), else triggers a re-walk at once (a container that just
+//! started, and may be gone in a second); an id a walk could not find (the cgroup is already
+//! gone) is retried at most once per `REWALK_EVERY`.
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
@@ -55,15 +55,20 @@ impl Cgroups {
         if id == 0 {
             return Arc::from("");
         }
-        if !self.paths.contains_key(&id) && self.may_rewalk(id) {
-            self.walk();
-        }
         if let Some(path) = self.paths.get(&id) {
             return path.clone();
         }
+        // A cgroup seen appearing needs no walk: with many containers starting, a walk of
+        // the whole tree per new id was most of the drain.
         if let Some(path) = self.appeared.as_ref().and_then(|a| a.path(id)) {
             self.paths.insert(id, path.clone());
             return path;
+        }
+        if self.may_rewalk(id) {
+            self.walk();
+            if let Some(path) = self.paths.get(&id) {
+                return path.clone();
+            }
         }
         self.missing.insert(id);
         Arc::from(format!("cgroup-id:{id}"))
