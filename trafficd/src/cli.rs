@@ -57,6 +57,9 @@ pub struct RunArgs {
     #[command(flatten)]
     pub maps: MapSizeArgs,
 
+    #[command(flatten)]
+    pub containers: ContainerArgs,
+
     /// Log level (error, warn, info, debug, trace) or a tracing filter such as
     /// `trafficd=debug`. RUST_LOG overrides it.
     #[arg(long, default_value = "info")]
@@ -143,6 +146,23 @@ pub struct MapSizeArgs {
     /// Closed sockets waiting for their last read.
     #[arg(long, default_value_t = defaults::CLOSED, value_parser = map_size)]
     pub closed_map_size: u32,
+}
+
+/// Where the container engines listen. An engine that is absent costs one log line; one that
+/// comes later is found by a retry with backoff.
+#[derive(Args, Debug, Clone)]
+pub struct ContainerArgs {
+    /// Docker's API socket, for container names and images [default: DOCKER_HOST's unix
+    /// socket, else /var/run/docker.sock].
+    #[arg(long, value_name = "PATH")]
+    pub docker_socket: Option<PathBuf>,
+    /// Podman's Docker-compatible API socket (`podman system service`).
+    #[arg(long, value_name = "PATH", default_value = "/run/podman/podman.sock")]
+    pub podman_socket: PathBuf,
+    /// Name no containers from engines or the Kubernetes API: owners come from cgroup paths
+    /// alone (a container shows its short id).
+    #[arg(long)]
+    pub no_containers: bool,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -12,8 +12,9 @@ use tokio::signal::unix::{signal, SignalKind};
 use tracing::{info, warn};
 
 use crate::{
-    cli::RunArgs,
+    cli::{ContainerArgs, RunArgs},
     drain::{DrainConfig, Drainer},
+    enrich::containers::{self, ContainerDirectory, Runtime},
     error::{Error, Result},
     http,
     kernel::{Kernel, MapSizes},
@@ -61,7 +62,8 @@ pub fn run(args: RunArgs) -> Result<()> {
         retention: args.retention,
     };
     let logger = kernel.take_logger();
-    let mut drainer = Drainer::new(maps, logger, kernel.cgroup_root.clone(), config);
+    let owners = start_containers(runtime.handle(), &args.containers);
+    let mut drainer = Drainer::new(maps, logger, kernel.cgroup_root.clone(), owners, config);
     let stop_drain = Arc::new(StopSignal::new()?);
     let stopped = stop_drain.clone();
     let drain_store = store.clone();
@@ -120,6 +122,22 @@ fn metrics_config(
         },
     };
     Ok((config, bpf_stats))
+}
+
+/// Starts the container engines' and the Kubernetes API's watchers on `runtime`; the drain
+/// reads what they learn through the returned directory, never waiting on them.
+fn start_containers(runtime: &tokio::runtime::Handle, args: &ContainerArgs) -> ContainerDirectory {
+    let sources = if args.no_containers {
+        containers::Sources::none()
+    } else {
+        let detected =
+            containers::Sources::detect().with_socket(Runtime::Podman, args.podman_socket.clone());
+        match &args.docker_socket {
+            Some(socket) => detected.with_socket(Runtime::Docker, socket.clone()),
+            None => detected,
+        }
+    };
+    containers::start(runtime, sources)
 }
 
 /// Tells the drain thread to stop: an eventfd it sleeps on beside the kernel's burst reports.

@@ -6,12 +6,14 @@
 mod choices;
 mod error;
 mod health;
+mod owner;
 mod query;
 mod top;
 
 pub use choices::{By, Sort, Window};
 pub use error::{ApiError, ErrorBody};
 pub use health::Health;
+pub use owner::Owner;
 pub use query::{Limit, TopQuery, MAX_LIMIT};
 pub use top::{
     CgroupItem, ContainerItem, FlowItem, Item, Items, ProcessItem, Rates, RemoteItem, TopResponse,

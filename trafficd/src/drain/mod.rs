@@ -4,11 +4,13 @@
 //!
 //! [`Drainer::drain`] runs the phases in order, one module each: `counters` (read the maps,
 //! take deltas), owner resolution (`attribution::owners`), `attribute` (split and describe),
-//! `retire` (delete what the kernel no longer needs) and `record` (write the store).
+//! `retire` (delete what the kernel no longer needs) and `record` (write the store, with the
+//! names engines gave since, `rename`).
 
 mod attribute;
 mod counters;
 mod record;
+mod rename;
 mod retire;
 
 use std::{
@@ -25,7 +27,7 @@ use trafficd_common::BURST_FLOWS;
 
 use self::{attribute::Attributed, counters::Counters, record::FlowHints, retire::Retirement};
 use crate::{
-    enrich::Sources,
+    enrich::{containers::ContainerDirectory, Sources},
     kernel::{KernelLogger, KernelMaps, Woken},
     stats::{FlowInfo, Store},
 };
@@ -57,6 +59,7 @@ impl Drainer {
         maps: KernelMaps,
         kernel_logger: Option<KernelLogger>,
         cgroup_root: PathBuf,
+        containers: ContainerDirectory,
         config: DrainConfig,
     ) -> Drainer {
         let now = Instant::now();
@@ -64,7 +67,7 @@ impl Drainer {
             maps,
             config,
             counters: Counters::default(),
-            sources: Sources::new(cgroup_root),
+            sources: Sources::new(cgroup_root, containers),
             flow_infos: HashMap::default(),
             hints: FlowHints::default(),
             retirement: Retirement::new(now),

@@ -2,6 +2,7 @@
 //! the web config file asks for it.
 
 mod auth;
+mod by_owner;
 mod metrics;
 mod tls;
 mod top;

@@ -20,7 +20,7 @@ use trafficd_common::{FlowKey, Loss, Traffic};
 
 use crate::{
     attribution::Unattributed,
-    enrich::processes::ProcessKey,
+    enrich::{containers::Owner, processes::ProcessKey},
     kernel::{MapFill, MapMemory},
 };
 
@@ -34,18 +34,22 @@ pub enum Talker {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct TalkerInfo {
     pub pid: u32,
+    /// The pid inside its own pid namespace, where /proc told it.
+    pub pid_in_namespace: Option<u32>,
     pub comm: Arc<str>,
     pub cmdline: String,
     pub exe: String,
     pub user: String,
     pub uid: Option<u32>,
     pub cgroup: Arc<str>,
+    pub owner: Arc<Owner>,
     pub reason: Option<Unattributed>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct CgroupInfo {
     pub path: Arc<str>,
+    pub owner: Arc<Owner>,
 }
 
 /// Flows are many: their names are shared with the process and cgroup they belong to, and each
@@ -55,6 +59,7 @@ pub struct FlowInfo {
     pub pid: u32,
     pub comm: Arc<str>,
     pub cgroup: Arc<str>,
+    pub owner: Arc<Owner>,
 }
 
 /// The daemon's view of itself, for /metrics and /healthz.

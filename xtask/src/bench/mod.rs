@@ -17,10 +17,11 @@
 //! [`sampling`] (the programs' share of the traffic's CPU by perf, statistics off), [`memory`]
 //! (the machine's memory latency), [`report`] (figures, targets, markdown and JSON);
 //! [`metrics_encode`] (`bench metrics-encode`: one /metrics scrape at scale, apart from the
-//! runs).
+//! runs) and [`containers`] (`bench containers`: trafficd beside many and churning containers).
 
 mod api;
 mod conditions;
+mod containers;
 mod drains;
 mod empty_bpf;
 mod gen;
@@ -103,12 +104,15 @@ enum BenchSub {
     Gen(gen::GenCmd),
     /// CPU time of one /metrics scrape with 10k processes and 100k flows known.
     MetricsEncode,
+    /// trafficd's CPU and drain with many running containers and with containers churning.
+    Containers(containers::ContainerArgs),
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
     match args.gen {
         Some(BenchSub::Gen(cmd)) => return gen::run(cmd),
         Some(BenchSub::MetricsEncode) => return metrics_encode::run(),
+        Some(BenchSub::Containers(args)) => return containers::run(args),
         None => {}
     }
     if args.report_only {

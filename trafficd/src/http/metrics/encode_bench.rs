@@ -56,7 +56,14 @@ fn store(now: Instant) -> Store {
     let cgroups = (0..CGROUPS)
         .map(|id| {
             let path = Arc::from(format!("/bench/{id}"));
-            (id, traffic(id), CgroupInfo { path })
+            (
+                id,
+                traffic(id),
+                CgroupInfo {
+                    path,
+                    ..CgroupInfo::default()
+                },
+            )
         })
         .collect();
     store.cgroups.record(now, tick, cgroups);
@@ -77,6 +84,7 @@ fn store(now: Instant) -> Store {
                 pid: n % PROCESSES,
                 comm: Arc::from("worker"),
                 cgroup: Arc::from("/bench"),
+                ..FlowInfo::default()
             });
             (key, traffic(u64::from(n)), info)
         })

@@ -1,8 +1,11 @@
-//! Per-process and per-cgroup byte counters, each family bounded by [`Bounded`].
+//! Per-process, per-container and per-cgroup byte counters, each family bounded by
+//! [`Bounded`].
 //!
-//! A process is named by a label set, its identity: comm by default (a host that forks
-//! thousands of workers of one program exports one series), comm and pid with
-//! `--metrics-per-pid`. Another label is one more line in [`process_identity`].
+//! A process is named by a label set, its identity: comm and container by default (a host that
+//! forks thousands of workers of one program exports one series per container it runs in),
+//! with pid too under `--metrics-per-pid`. Another label is one more line in
+//! [`process_identity`]. A container is named by what a dashboard filters on: its name, image,
+//! runtime, and pod and namespace where it belongs to one.
 
 use std::{sync::Arc, time::Instant};
 
@@ -12,7 +15,10 @@ use super::{
     bounded::{Bounded, Bytes, Identity, Sighting},
     counters, Labels, MetricsConfig,
 };
-use crate::stats::{Store, Talker, TalkerInfo};
+use crate::{
+    enrich::containers::{Owner, OwnerKind},
+    stats::{Store, Talker, TalkerInfo},
+};
 
 /// The label value of the series that holds every owner without a series of its own.
 const OTHER: &str = "[other]";
@@ -20,6 +26,7 @@ const OTHER: &str = "[other]";
 pub struct Owners {
     per_pid: bool,
     processes: Bounded<Talker>,
+    containers: Bounded<u64>,
     cgroups: Bounded<u64>,
 }
 
@@ -30,11 +37,31 @@ fn process_identity(info: &TalkerInfo, per_pid: bool) -> Identity {
     } else {
         info.comm.clone()
     };
-    let mut identity: Identity = vec![("comm", comm)];
+    let mut identity: Identity = vec![("comm", comm), ("container", container_label(&info.owner))];
     if per_pid {
         identity.push(("pid", Arc::from(info.pid.to_string())));
     }
     identity
+}
+
+/// The container a series belongs to, "" for host processes and units.
+fn container_label(owner: &Owner) -> Arc<str> {
+    match owner.kind {
+        OwnerKind::Container => Arc::from(owner.display_name().unwrap_or_default()),
+        _ => Arc::from(""),
+    }
+}
+
+/// A container's series labels; "" where a label does not apply (no pod, say).
+fn container_identity(owner: &Owner) -> Identity {
+    let text = |value: Option<&str>| Arc::from(value.unwrap_or_default());
+    vec![
+        ("container", container_label(owner)),
+        ("image", text(owner.image.as_deref())),
+        ("runtime", text(owner.runtime.map(|r| r.as_str()))),
+        ("pod", text(owner.pod_name.as_deref())),
+        ("namespace", text(owner.namespace.as_deref())),
+    ]
 }
 
 impl Owners {
@@ -42,6 +69,7 @@ impl Owners {
         Owners {
             per_pid: config.per_pid,
             processes: Bounded::new(config.max_series, config.retention),
+            containers: Bounded::new(config.max_series, config.retention),
             cgroups: Bounded::new(config.max_series, config.retention),
         }
     }
@@ -60,6 +88,23 @@ impl Owners {
                 },
                 last_active: entry.last_active,
             }),
+        );
+        // A container's bytes are its cgroups': the containers family sums them by identity.
+        self.containers.update(
+            now,
+            store
+                .cgroups
+                .entries()
+                .filter(|(_, entry)| entry.meta.owner.kind == OwnerKind::Container)
+                .map(|(key, entry)| Sighting {
+                    owner: *key,
+                    identity: container_identity(&entry.meta.owner),
+                    lifetime: Bytes {
+                        tx: entry.lifetime.tx_bytes,
+                        rx: entry.lifetime.rx_bytes,
+                    },
+                    last_active: entry.last_active,
+                }),
         );
         self.cgroups.update(
             now,
@@ -88,6 +133,19 @@ impl Owners {
             "trafficd_process_receive_bytes",
             "IP bytes (headers included) received by the sockets of the processes of this identity",
             processes.iter().map(|(l, b)| (l.clone(), b.rx)),
+        )?;
+        let containers = series(&self.containers, "container");
+        counters(
+            encoder,
+            "trafficd_container_transmit_bytes",
+            "IP bytes (headers included) sent by the sockets of a container's processes",
+            containers.iter().map(|(l, b)| (l.clone(), b.tx)),
+        )?;
+        counters(
+            encoder,
+            "trafficd_container_receive_bytes",
+            "IP bytes (headers included) received by the sockets of a container's processes",
+            containers.iter().map(|(l, b)| (l.clone(), b.rx)),
         )?;
         let cgroups = series(&self.cgroups, "cgroup");
         counters(
