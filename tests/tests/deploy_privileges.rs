@@ -208,8 +208,14 @@ fn required_capabilities_alone_count_with_a_warning_per_missing_one() {
     let log = d.log_text();
     let warnings: Vec<&str> = log.lines().filter(|l| l.contains("WARN")).collect();
     assert_eq!(warnings.len(), 2, "{log}");
-    assert!(warnings.iter().any(|w| w.contains("CAP_SYS_PTRACE")), "{log}");
-    assert!(warnings.iter().any(|w| w.contains("CAP_SYS_ADMIN")), "{log}");
+    assert!(
+        warnings.iter().any(|w| w.contains("CAP_SYS_PTRACE")),
+        "{log}"
+    );
+    assert!(
+        warnings.iter().any(|w| w.contains("CAP_SYS_ADMIN")),
+        "{log}"
+    );
 }
 
 #[test]

@@ -23,8 +23,20 @@ pub enum ApiError {
     #[error("parameter {name} is given {count} times: give it once")]
     Duplicate { name: &'static str, count: usize },
 
-    #[error("no such endpoint; try /top, /metrics or /healthz")]
+    #[error("no such endpoint; try /top, /explain, /exposure, /metrics or /healthz")]
     NotFound,
+
+    #[error(
+        "flow {flow} is not known: it is gone (idle past --retention) or never was; \
+         /top?by=flow lists the current flows and their ids"
+    )]
+    FlowGone { flow: String },
+
+    #[error(
+        "invalid /explain parameters: {0}; give flow=ID (an id from /top?by=flow) or \
+         local=IP:PORT&remote=IP:PORT&protocol=tcp|udp"
+    )]
+    ExplainParams(String),
 
     #[error("encoding metrics failed")]
     EncodeMetrics,
@@ -37,8 +49,9 @@ impl ApiError {
             ApiError::QueryString(_)
             | ApiError::Limit { .. }
             | ApiError::Choice { .. }
-            | ApiError::Duplicate { .. } => 400,
-            ApiError::NotFound => 404,
+            | ApiError::Duplicate { .. }
+            | ApiError::ExplainParams(_) => 400,
+            ApiError::NotFound | ApiError::FlowGone { .. } => 404,
             ApiError::EncodeMetrics => 500,
         }
     }

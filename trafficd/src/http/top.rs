@@ -2,6 +2,9 @@
 
 use std::{
     cmp::Reverse,
+    collections::HashMap,
+    net::IpAddr,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -9,13 +12,15 @@ use trafficd_common::Traffic;
 
 use crate::{
     api::{
-        By, CgroupItem, ContainerItem, FlowItem, Item, Items, ProcessItem, Rates, RemoteItem, Sort,
-        TopQuery, TopResponse,
+        By, CgroupItem, ContainerItem, FlowItem, Item, Items, PeerItem, ProcessItem, Rates,
+        RemoteItem, Sort, TopQuery, TopResponse,
     },
+    enrich::peers::{AddressClass, PeerNames, PeerSource},
     stats::{local_addr, remote_addr, CgroupInfo, Dimension, Store, Windowed},
 };
 
-pub fn top(store: &Store, query: &TopQuery, now: Instant) -> TopResponse {
+/// Names are looked up here, for the items shown, rather than by the drain for every flow.
+pub fn top(store: &Store, query: &TopQuery, now: Instant, peers: &PeerNames) -> TopResponse {
     let items = match query.by {
         By::Process => Items::Process(ranked(&store.processes, query, now, |_, meta| {
             ProcessItem {
@@ -40,8 +45,10 @@ pub fn top(store: &Store, query: &TopQuery, now: Instant) -> TopResponse {
             pid: meta.pid,
             comm: meta.comm.to_string(),
             cgroup: meta.cgroup.to_string(),
+            id: super::explain::flow_id(key),
+            peer: remote_addr(key).map(|ip| PeerItem::from(&peers.lookup(ip))),
         })),
-        By::Remote => Items::Remote(remotes(store, query, now)),
+        By::Remote => Items::Remote(remotes(store, query, now, peers)),
         By::Container => {
             Items::Container(ranked(&store.cgroups, query, now, |_, meta| owner(meta)))
         }
@@ -65,21 +72,89 @@ fn owner(meta: &CgroupInfo) -> ContainerItem {
 }
 
 /// Remotes are sums over flows, expired flows included, rather than a dimension of their own.
-fn remotes(store: &Store, query: &TopQuery, now: Instant) -> Vec<Item<RemoteItem>> {
+/// Remotes sharing a name are one item; an unnamed remote is one item per address.
+fn remotes(
+    store: &Store,
+    query: &TopQuery,
+    now: Instant,
+    peers: &PeerNames,
+) -> Vec<Item<RemoteItem>> {
     let window = query.window.duration();
     let (remotes, covered) = store.remotes.window(&store.flows, now, window);
+    let mut groups: Vec<RemoteGroup> = Vec::new();
+    let mut named: HashMap<Arc<str>, usize> = HashMap::new();
+    for remote in remotes {
+        let peer = peers.lookup(remote.remote);
+        let index = match &peer.name {
+            Some(name) => *named.entry(name.clone()).or_insert_with(|| {
+                groups.push(RemoteGroup::new(peer.name.clone(), peer.source, peer.class));
+                groups.len() - 1
+            }),
+            None => {
+                groups.push(RemoteGroup::new(None, None, peer.class));
+                groups.len() - 1
+            }
+        };
+        let group = &mut groups[index];
+        group.window = group.window.add(&remote.window);
+        group.lifetime = group.lifetime.add(&remote.lifetime);
+        group.ips.push((remote.remote, remote.window));
+    }
     let mut best = Best::new(query);
-    for remote in &remotes {
+    for group in &groups {
         best.push(Windowed {
-            key: &remote.remote,
-            window: remote.window,
-            lifetime: remote.lifetime,
+            key: group,
+            window: group.window,
+            lifetime: group.lifetime,
             meta: &(),
         });
     }
-    render(best.finish(), covered, window, |ip, _| RemoteItem {
-        remote: ip.to_string(),
+    render(best.finish(), covered, window, |group, _| {
+        group.item(query.sort)
     })
+}
+
+/// Remotes summed into one /top item.
+struct RemoteGroup {
+    name: Option<Arc<str>>,
+    source: Option<PeerSource>,
+    class: AddressClass,
+    ips: Vec<(IpAddr, Traffic)>,
+    window: Traffic,
+    lifetime: Traffic,
+}
+
+impl RemoteGroup {
+    fn new(name: Option<Arc<str>>, source: Option<PeerSource>, class: AddressClass) -> Self {
+        RemoteGroup {
+            name,
+            source,
+            class,
+            ips: Vec::new(),
+            window: Traffic::default(),
+            lifetime: Traffic::default(),
+        }
+    }
+
+    /// The item: `remote` is the name, or the address of an unnamed remote.
+    fn item(&self, sort: Sort) -> RemoteItem {
+        let mut ips = self.ips.clone();
+        ips.sort_by_key(|(ip, traffic)| (Reverse(weight(sort, traffic)), *ip));
+        let remote = match &self.name {
+            Some(name) => name.to_string(),
+            None => ips
+                .first()
+                .map(|(ip, _)| ip.to_string())
+                .unwrap_or_default(),
+        };
+        RemoteItem {
+            remote,
+            name: self.name.as_deref().map(str::to_string),
+            source: self.source,
+            class: Some(self.class),
+            ips: ips.into_iter().map(|(ip, _)| ip).collect(),
+        }
+    }
 }
 
 fn ranked<K, M, I, F>(
@@ -144,12 +219,15 @@ impl<'a, K, M> Best<'a, K, M> {
 
 /// Busiest first: by the window's bytes, then the lifetime's.
 fn rank_of<K, M>(sort: Sort, item: &Windowed<'_, K, M>) -> Reverse<(u64, u64)> {
-    let weight = |t: &Traffic| match sort {
+    Reverse((weight(sort, &item.window), weight(sort, &item.lifetime)))
+}
+
+fn weight(sort: Sort, t: &Traffic) -> u64 {
+    match sort {
         Sort::Total => t.tx_bytes + t.rx_bytes,
         Sort::Tx => t.tx_bytes,
         Sort::Rx => t.rx_bytes,
-    };
-    Reverse((weight(&item.window), weight(&item.lifetime)))
+    }
 }
 
 /// The ranked groups as items: identity, bytes and rates.
@@ -162,13 +240,7 @@ fn render<K, M, I, F>(
 where
     F: Fn(&K, &M) -> I,
 {
-    // Rates over the time the window really covers: right after start that is less than asked.
-    let seconds = if covered.is_zero() {
-        window
-    } else {
-        covered.min(window).max(Duration::from_millis(1))
-    }
-    .as_secs_f64();
+    let seconds = seconds(covered, window);
     items
         .into_iter()
         .map(|w| Item {
@@ -178,7 +250,17 @@ where
         .collect()
 }
 
-fn rates(window: &Traffic, lifetime: &Traffic, seconds: f64) -> Rates {
+/// Rates are over the time the window really covers: right after start that is less than asked.
+pub(super) fn seconds(covered: Duration, window: Duration) -> f64 {
+    if covered.is_zero() {
+        window
+    } else {
+        covered.min(window).max(Duration::from_millis(1))
+    }
+    .as_secs_f64()
+}
+
+pub(super) fn rates(window: &Traffic, lifetime: &Traffic, seconds: f64) -> Rates {
     Rates {
         tx_bytes: window.tx_bytes,
         rx_bytes: window.rx_bytes,
@@ -210,7 +292,7 @@ pub fn protocol_name(protocol: u8, family: u8) -> String {
     }
 }
 
-fn endpoint(ip: Option<std::net::IpAddr>, port: u16) -> String {
+pub(super) fn endpoint(ip: Option<std::net::IpAddr>, port: u16) -> String {
     match ip {
         Some(ip) => std::net::SocketAddr::new(ip, port).to_string(),
         None => String::new(),
@@ -305,7 +387,7 @@ mod tests {
             limit: Limit::new(1).unwrap(),
             ..TopQuery::default()
         };
-        let response = json(top(&store, &query, now));
+        let response = json(top(&store, &query, now, &PeerNames::classes_only()));
         assert_eq!(response["items"].as_array().unwrap().len(), 1);
         assert_eq!(response["items"][0]["comm"], "big");
         assert_eq!(response["items"][0]["tx_bytes"], 5000);
@@ -335,7 +417,7 @@ mod tests {
                 by,
                 ..TopQuery::default()
             };
-            json(top(&store, &query, now))
+            json(top(&store, &query, now, &PeerNames::classes_only()))
         };
         let (containers, cgroups) = (ask(By::Container), ask(By::Cgroup));
         assert_eq!(containers["by"], "container");
@@ -402,7 +484,12 @@ mod tests {
                 .cloned()
                 .unwrap_or_else(|| panic!("{ip} missing: {:?}", response["items"]))
         };
-        let response = json(top(&store, &query, start + second * 3));
+        let response = json(top(
+            &store,
+            &query,
+            start + second * 3,
+            &PeerNames::classes_only(),
+        ));
         assert_eq!(item(&response, "10.0.0.1")["tx_bytes"], 330);
         assert_eq!(item(&response, "10.0.0.1")["lifetime_tx_bytes"], 330);
         assert_eq!(item(&response, "10.0.0.2")["tx_bytes"], 150);
@@ -412,7 +499,12 @@ mod tests {
             window: Window::W1s,
             ..query
         };
-        let last = json(top(&store, &last_second, start + second * 3));
+        let last = json(top(
+            &store,
+            &last_second,
+            start + second * 3,
+            &PeerNames::classes_only(),
+        ));
         assert_eq!(last["items"][0]["tx_bytes"], 110);
 
         // Only a's second flow keeps moving: a minute and a half later the others expire.
@@ -422,7 +514,12 @@ mod tests {
         }
         store.expire(start + second * 100, Duration::from_secs(80));
         assert_eq!(store.flows.entries().count(), 1);
-        let response = json(top(&store, &query, start + second * 100));
+        let response = json(top(
+            &store,
+            &query,
+            start + second * 100,
+            &PeerNames::classes_only(),
+        ));
         assert_eq!(
             response["items"].as_array().unwrap().len(),
             1,
