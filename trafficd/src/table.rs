@@ -3,7 +3,7 @@
 use std::{fmt::Write as _, time::Duration};
 
 use crate::{
-    api::{ContainerItem, ErrorBody, Item, Items, Rates, TopResponse},
+    api::{ContainerItem, ErrorBody, Item, Items, Rates, RemoteItem, TopResponse},
     cli::TopArgs,
 };
 
@@ -51,9 +51,10 @@ pub fn render(top: &TopResponse) -> String {
         ),
         Items::Cgroup(items) => (&["CGROUP"], rows(items, |i| vec![i.cgroup.clone()])),
         Items::Flow(items) => (
-            &["PROTO", "LOCAL", "REMOTE", "PID", "COMM"],
+            &["ID", "PROTO", "LOCAL", "REMOTE", "PID", "COMM"],
             rows(items, |i| {
                 vec![
+                    i.id.clone(),
                     i.protocol.clone(),
                     i.local.clone(),
                     i.remote.clone(),
@@ -62,7 +63,7 @@ pub fn render(top: &TopResponse) -> String {
                 ]
             }),
         ),
-        Items::Remote(items) => (&["REMOTE"], rows(items, |i| vec![i.remote.clone()])),
+        Items::Remote(items) => (&["REMOTE", "CLASS", "ADDRESSES"], rows(items, remote_cells)),
         Items::Container(items) => (
             &["CONTAINER", "IMAGE", "RUNTIME", "UNIT", "CGROUP"],
             rows(items, owner_cells),
@@ -96,6 +97,22 @@ fn rows<I>(items: &[Item<I>], identity: impl Fn(&I) -> Vec<String>) -> Vec<Vec<S
             row
         })
         .collect()
+}
+
+/// A remote by name where it has one, with its class and addresses (the busiest, and how
+/// many more).
+fn remote_cells(item: &RemoteItem) -> Vec<String> {
+    let class = item
+        .class
+        .and_then(|c| serde_json::to_value(c).ok())
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_else(|| "-".to_string());
+    let addresses = match item.ips.as_slice() {
+        [] => "-".to_string(),
+        [one] => one.to_string(),
+        [first, rest @ ..] => format!("{first} +{}", rest.len()),
+    };
+    vec![item.remote.clone(), class, addresses]
 }
 
 /// A container by name (its short id when unnamed); "-" where the daemon names no owner.

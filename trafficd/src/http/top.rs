@@ -529,4 +529,77 @@ mod tests {
         assert_eq!(item(&response, "10.0.0.1")["tx_bytes"], 10);
         assert_eq!(item(&response, "10.0.0.1")["lifetime_tx_bytes"], 330 + 97);
     }
+
+    #[test]
+    fn remotes_sharing_a_name_are_one_item_and_flows_carry_their_peer() {
+        let now = Instant::now();
+        let mut store = Store::new(now);
+        let flow = |remote: [u8; 4]| FlowKey {
+            cookie: u64::from(remote[3]),
+            cgroup_id: 1,
+            local_addr: [0; 16],
+            remote_addr: {
+                let mut a = [0; 16];
+                a[..4].copy_from_slice(&remote);
+                a
+            },
+            local_port: 5000,
+            remote_port: 443,
+            family: trafficd_common::AF_INET,
+            protocol: 6,
+            _pad: [0; 2],
+        };
+        let tx = |b| Traffic {
+            tx_bytes: b,
+            ..Traffic::default()
+        };
+        let info = Arc::new(FlowInfo::default());
+        let moved = [
+            (flow([10, 8, 1, 3]), 100),
+            (flow([10, 8, 1, 4]), 300),
+            (flow([203, 0, 113, 5]), 50),
+        ];
+        let deltas = moved.iter().map(|(k, n)| (*k, tx(*n), info.clone()));
+        store
+            .flows
+            .record(now, Duration::from_secs(1), deltas.collect());
+        let peers = PeerNames::with_labels("10.8.1.0/24 squid-proxies\n");
+        let ask = |by| {
+            let query = TopQuery {
+                by,
+                ..TopQuery::default()
+            };
+            json(top(&store, &query, now, &peers))
+        };
+        let remotes = ask(By::Remote);
+        assert_eq!(
+            remotes["items"][0],
+            serde_json::json!({
+                "remote": "squid-proxies", "name": "squid-proxies", "source": "labels",
+                "class": "private", "ips": ["10.8.1.4", "10.8.1.3"],
+                "tx_bytes": 400, "rx_bytes": 0, "tx_packets": 0, "rx_packets": 0,
+                "tx_bytes_per_second": 400.0, "rx_bytes_per_second": 0.0,
+                "lifetime_tx_bytes": 400, "lifetime_rx_bytes": 0,
+                "lifetime_tx_packets": 0, "lifetime_rx_packets": 0,
+            })
+        );
+        let stranger = &remotes["items"][1];
+        assert_eq!(stranger["remote"], "203.0.113.5");
+        assert!(stranger["name"].is_null());
+        assert_eq!(stranger["class"], "documentation");
+        assert_eq!(remotes["items"].as_array().unwrap().len(), 2);
+
+        let flows = ask(By::Flow);
+        let first = &flows["items"][0];
+        assert_eq!(first["remote"], "10.8.1.4:443");
+        assert_eq!(
+            first["peer"],
+            serde_json::json!({"ip": "10.8.1.4", "name": "squid-proxies",
+                               "source": "labels", "class": "private"})
+        );
+        assert_eq!(
+            first["id"],
+            super::super::explain::flow_id(&flow([10, 8, 1, 4]))
+        );
+    }
 }

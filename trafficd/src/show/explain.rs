@@ -85,3 +85,55 @@ pub fn render(e: &Explanation) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_forwarders_flow_reads_as_a_chain() {
+        let rates = |tx: u64| {
+            json!({"tx_bytes": tx, "rx_bytes": 0, "tx_packets": 1, "rx_packets": 0,
+                   "tx_bytes_per_second": tx as f64, "rx_bytes_per_second": 0.0,
+                   "lifetime_tx_bytes": 2_097_152, "lifetime_rx_bytes": 0,
+                   "lifetime_tx_packets": 1, "lifetime_rx_packets": 0})
+        };
+        let mut windows = Vec::new();
+        for (seconds, tx) in [(1, 1024), (10, 2048), (60, 4096)] {
+            let mut w = rates(tx);
+            w["window_seconds"] = json!(seconds);
+            windows.push(w);
+        }
+        let body = json!({
+            "flow": {"id": "00ab", "protocol": "tcp", "local": "10.0.7.248:40142",
+                     "remote": "10.8.1.3:3129", "direction": "outbound", "cgroup": "/"},
+            "interface": null, "nat": null,
+            "process": {"pid": 42, "comm": "haproxy", "cmdline": "haproxy -f /etc/h.cfg",
+                        "exe": "/usr/sbin/haproxy", "user": "haproxy", "uid": 99, "cgroup": "/"},
+            "peer": {"ip": "10.8.1.3", "name": "squid-proxies", "source": "labels",
+                     "class": "private"},
+            "windows": windows,
+            "inbound_peers": [{"ip": "203.0.113.5", "name": null, "source": null,
+                               "class": "documentation", "local": "172.16.248.22:3129",
+                               "rx_bytes": 2_097_152, "tx_bytes": 1024}],
+        });
+        let text = render(&serde_json::from_value(body).unwrap());
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            "flow 00ab tcp 10.0.7.248:40142 -> 10.8.1.3:3129 (outbound)"
+        );
+        assert_eq!(
+            lines[1],
+            "  peer      squid-proxies (10.8.1.3, private, from labels)"
+        );
+        assert_eq!(lines[2], "  process   haproxy pid 42 user haproxy");
+        assert!(text.contains("   60s     tx 4.0 KiB/s rx 0 B/s"), "{text}");
+        assert!(text.contains("  lifetime  tx 2.0 MiB rx 0 B"), "{text}");
+        assert_eq!(
+            lines.last().copied(),
+            Some("    203.0.113.5 (documentation) to 172.16.248.22:3129: rx 2.0 MiB tx 1.0 KiB")
+        );
+    }
+}

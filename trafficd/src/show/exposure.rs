@@ -61,3 +61,29 @@ pub fn render(response: &ExposureResponse) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn an_internal_port_is_flagged_with_its_strangers() {
+        let body = json!({"age_seconds": 3, "listeners": [{
+            "protocol": "tcp", "listen": "0.0.0.0:3129", "pid": 42, "comm": "haproxy",
+            "container": null, "internal_port": true, "rx_bytes": 2048,
+            "peers": [{"ip": "203.0.113.5", "name": null, "source": null,
+                       "class": "documentation", "rx_bytes": 2048,
+                       "first_seen": 1, "last_seen": 2}]}]});
+        let text = render(&serde_json::from_value(body).unwrap());
+        assert_eq!(
+            text,
+            "1 listeners receive from external peers (listed 3s ago)\n\
+             tcp 0.0.0.0:3129 haproxy pid 42: rx 2.0 KiB  INTERNAL PORT\n  \
+             203.0.113.5 (documentation): rx 2.0 KiB\n"
+        );
+        let empty = json!({"age_seconds": null, "listeners": []});
+        let text = render(&serde_json::from_value(empty).unwrap());
+        assert!(text.starts_with("listeners not listed yet"), "{text}");
+    }
+}

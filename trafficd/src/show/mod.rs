@@ -12,6 +12,7 @@ pub use explain::ExplainArgs;
 pub use exposure::ExposureArgs;
 
 use crate::api::ErrorBody;
+use crate::table::bytes;
 
 /// Prints the text or the error of a subcommand named `name`.
 pub fn print(text: Result<String, String>, name: &str) -> ExitCode {
@@ -66,21 +67,5 @@ fn peer(peer: &crate::api::PeerItem) -> String {
             format!("{name} ({}, {class}, from {source})", peer.ip)
         }
         _ => format!("{} ({class})", peer.ip),
-    }
-}
-
-/// Bytes in powers of 1024, as the table does.
-fn bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
     }
 }

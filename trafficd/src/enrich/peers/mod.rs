@@ -103,6 +103,19 @@ impl PeerNames {
         }
     }
 
+    /// Names from a labels file's text only, for tests of what shows the names.
+    #[cfg(test)]
+    pub fn with_labels(text: &str) -> PeerNames {
+        let labels = Labels::parse(text).expect("test labels parse");
+        PeerNames {
+            files: Arc::new(ArcSwap::from_pointee(Snapshot {
+                labels: Some(Arc::new(labels)),
+                openvpn: Vec::new(),
+            })),
+            dns: None,
+        }
+    }
+
     /// Everything known about `ip` now. Precedence: the labels file (the operator's own
     /// words), then OpenVPN (who holds the address now), then DNS.
     pub fn lookup(&self, ip: IpAddr) -> Peer {
