@@ -5,6 +5,7 @@ mod auth;
 mod explain;
 mod exposure;
 mod metrics;
+mod remotes;
 mod tls;
 mod top;
 mod web_config;

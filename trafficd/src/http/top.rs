@@ -2,9 +2,6 @@
 
 use std::{
     cmp::Reverse,
-    collections::HashMap,
-    net::IpAddr,
-    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -12,10 +9,10 @@ use trafficd_common::Traffic;
 
 use crate::{
     api::{
-        By, CgroupItem, ContainerItem, FlowItem, Item, Items, PeerItem, ProcessItem, Rates,
-        RemoteItem, Sort, TopQuery, TopResponse,
+        By, CgroupItem, ContainerItem, FlowItem, Item, Items, PeerItem, ProcessItem, Rates, Sort,
+        TopQuery, TopResponse,
     },
-    enrich::peers::{AddressClass, PeerNames, PeerSource},
+    enrich::peers::PeerNames,
     stats::{local_addr, remote_addr, CgroupInfo, Dimension, Store, Windowed},
 };
 
@@ -48,7 +45,7 @@ pub fn top(store: &Store, query: &TopQuery, now: Instant, peers: &PeerNames) -> 
             id: super::explain::flow_id(key),
             peer: remote_addr(key).map(|ip| PeerItem::from(&peers.lookup(ip))),
         })),
-        By::Remote => Items::Remote(remotes(store, query, now, peers)),
+        By::Remote => Items::Remote(super::remotes::remotes(store, query, now, peers)),
         By::Container => {
             Items::Container(ranked(&store.cgroups, query, now, |_, meta| owner(meta)))
         }
@@ -71,92 +68,6 @@ fn owner(meta: &CgroupInfo) -> ContainerItem {
     }
 }
 
-/// Remotes are sums over flows, expired flows included, rather than a dimension of their own.
-/// Remotes sharing a name are one item; an unnamed remote is one item per address.
-fn remotes(
-    store: &Store,
-    query: &TopQuery,
-    now: Instant,
-    peers: &PeerNames,
-) -> Vec<Item<RemoteItem>> {
-    let window = query.window.duration();
-    let (remotes, covered) = store.remotes.window(&store.flows, now, window);
-    let mut groups: Vec<RemoteGroup> = Vec::new();
-    let mut named: HashMap<Arc<str>, usize> = HashMap::new();
-    for remote in remotes {
-        let peer = peers.lookup(remote.remote);
-        let index = match &peer.name {
-            Some(name) => *named.entry(name.clone()).or_insert_with(|| {
-                groups.push(RemoteGroup::new(peer.name.clone(), peer.source, peer.class));
-                groups.len() - 1
-            }),
-            None => {
-                groups.push(RemoteGroup::new(None, None, peer.class));
-                groups.len() - 1
-            }
-        };
-        let group = &mut groups[index];
-        group.window = group.window.add(&remote.window);
-        group.lifetime = group.lifetime.add(&remote.lifetime);
-        group.ips.push((remote.remote, remote.window));
-    }
-    let mut best = Best::new(query);
-    for group in &groups {
-        best.push(Windowed {
-            key: group,
-            window: group.window,
-            lifetime: group.lifetime,
-            meta: &(),
-        });
-    }
-    render(best.finish(), covered, window, |group, _| {
-        group.item(query.sort)
-    })
-}
-
-/// Remotes summed into one /top item.
-struct RemoteGroup {
-    name: Option<Arc<str>>,
-    source: Option<PeerSource>,
-    class: AddressClass,
-    ips: Vec<(IpAddr, Traffic)>,
-    window: Traffic,
-    lifetime: Traffic,
-}
-
-impl RemoteGroup {
-    fn new(name: Option<Arc<str>>, source: Option<PeerSource>, class: AddressClass) -> Self {
-        RemoteGroup {
-            name,
-            source,
-            class,
-            ips: Vec::new(),
-            window: Traffic::default(),
-            lifetime: Traffic::default(),
-        }
-    }
-
-    /// The item: `remote` is the name, or the address of an unnamed remote.
-    fn item(&self, sort: Sort) -> RemoteItem {
-        let mut ips = self.ips.clone();
-        ips.sort_by_key(|(ip, traffic)| (Reverse(weight(sort, traffic)), *ip));
-        let remote = match &self.name {
-            Some(name) => name.to_string(),
-            None => ips
-                .first()
-                .map(|(ip, _)| ip.to_string())
-                .unwrap_or_default(),
-        };
-        RemoteItem {
-            remote,
-            name: self.name.as_deref().map(str::to_string),
-            source: self.source,
-            class: Some(self.class),
-            ips: ips.into_iter().map(|(ip, _)| ip).collect(),
-        }
-    }
-}
-
 fn ranked<K, M, I, F>(
     dimension: &Dimension<K, M>,
     query: &TopQuery,
@@ -176,14 +87,14 @@ where
 
 /// The best `limit` of a stream of groups, holding at most twice that many (and a few
 /// hundred) at a time: the top 10 of 100k flows must not need a list of 100k.
-struct Best<'a, K, M> {
+pub(super) struct Best<'a, K, M> {
     items: Vec<Windowed<'a, K, M>>,
     limit: usize,
     sort: Sort,
 }
 
 impl<'a, K, M> Best<'a, K, M> {
-    fn new(query: &TopQuery) -> Self {
+    pub(super) fn new(query: &TopQuery) -> Self {
         Best {
             items: Vec::new(),
             limit: query.limit.get(),
@@ -191,7 +102,7 @@ impl<'a, K, M> Best<'a, K, M> {
         }
     }
 
-    fn push(&mut self, item: Windowed<'a, K, M>) {
+    pub(super) fn push(&mut self, item: Windowed<'a, K, M>) {
         self.items.push(item);
         if self.items.len() >= (2 * self.limit).max(512) {
             self.keep_best();
@@ -199,7 +110,7 @@ impl<'a, K, M> Best<'a, K, M> {
     }
 
     /// The best, busiest first.
-    fn finish(mut self) -> Vec<Windowed<'a, K, M>> {
+    pub(super) fn finish(mut self) -> Vec<Windowed<'a, K, M>> {
         self.keep_best();
         let sort = self.sort;
         self.items.sort_by_key(|w| rank_of(sort, w));
@@ -222,7 +133,7 @@ fn rank_of<K, M>(sort: Sort, item: &Windowed<'_, K, M>) -> Reverse<(u64, u64)> {
     Reverse((weight(sort, &item.window), weight(sort, &item.lifetime)))
 }
 
-fn weight(sort: Sort, t: &Traffic) -> u64 {
+pub(super) fn weight(sort: Sort, t: &Traffic) -> u64 {
     match sort {
         Sort::Total => t.tx_bytes + t.rx_bytes,
         Sort::Tx => t.tx_bytes,
@@ -231,7 +142,7 @@ fn weight(sort: Sort, t: &Traffic) -> u64 {
 }
 
 /// The ranked groups as items: identity, bytes and rates.
-fn render<K, M, I, F>(
+pub(super) fn render<K, M, I, F>(
     items: Vec<Windowed<'_, K, M>>,
     covered: Duration,
     window: Duration,
@@ -528,78 +439,5 @@ mod tests {
         );
         assert_eq!(item(&response, "10.0.0.1")["tx_bytes"], 10);
         assert_eq!(item(&response, "10.0.0.1")["lifetime_tx_bytes"], 330 + 97);
-    }
-
-    #[test]
-    fn remotes_sharing_a_name_are_one_item_and_flows_carry_their_peer() {
-        let now = Instant::now();
-        let mut store = Store::new(now);
-        let flow = |remote: [u8; 4]| FlowKey {
-            cookie: u64::from(remote[3]),
-            cgroup_id: 1,
-            local_addr: [0; 16],
-            remote_addr: {
-                let mut a = [0; 16];
-                a[..4].copy_from_slice(&remote);
-                a
-            },
-            local_port: 5000,
-            remote_port: 443,
-            family: trafficd_common::AF_INET,
-            protocol: 6,
-            _pad: [0; 2],
-        };
-        let tx = |b| Traffic {
-            tx_bytes: b,
-            ..Traffic::default()
-        };
-        let info = Arc::new(FlowInfo::default());
-        let moved = [
-            (flow([10, 8, 1, 3]), 100),
-            (flow([10, 8, 1, 4]), 300),
-            (flow([203, 0, 113, 5]), 50),
-        ];
-        let deltas = moved.iter().map(|(k, n)| (*k, tx(*n), info.clone()));
-        store
-            .flows
-            .record(now, Duration::from_secs(1), deltas.collect());
-        let peers = PeerNames::with_labels("10.8.1.0/24 squid-proxies\n");
-        let ask = |by| {
-            let query = TopQuery {
-                by,
-                ..TopQuery::default()
-            };
-            json(top(&store, &query, now, &peers))
-        };
-        let remotes = ask(By::Remote);
-        assert_eq!(
-            remotes["items"][0],
-            serde_json::json!({
-                "remote": "squid-proxies", "name": "squid-proxies", "source": "labels",
-                "class": "private", "ips": ["10.8.1.4", "10.8.1.3"],
-                "tx_bytes": 400, "rx_bytes": 0, "tx_packets": 0, "rx_packets": 0,
-                "tx_bytes_per_second": 400.0, "rx_bytes_per_second": 0.0,
-                "lifetime_tx_bytes": 400, "lifetime_rx_bytes": 0,
-                "lifetime_tx_packets": 0, "lifetime_rx_packets": 0,
-            })
-        );
-        let stranger = &remotes["items"][1];
-        assert_eq!(stranger["remote"], "203.0.113.5");
-        assert!(stranger["name"].is_null());
-        assert_eq!(stranger["class"], "documentation");
-        assert_eq!(remotes["items"].as_array().unwrap().len(), 2);
-
-        let flows = ask(By::Flow);
-        let first = &flows["items"][0];
-        assert_eq!(first["remote"], "10.8.1.4:443");
-        assert_eq!(
-            first["peer"],
-            serde_json::json!({"ip": "10.8.1.4", "name": "squid-proxies",
-                               "source": "labels", "class": "private"})
-        );
-        assert_eq!(
-            first["id"],
-            super::super::explain::flow_id(&flow([10, 8, 1, 4]))
-        );
     }
 }
