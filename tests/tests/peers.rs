@@ -381,6 +381,26 @@ fn exposure_lists_a_listener_a_stranger_sends_to() {
     assert!((PAYLOAD..=at_most(PAYLOAD)).contains(&rx), "{listener}");
     assert!(peers[0]["first_seen"].as_u64() <= peers[0]["last_seen"].as_u64());
 
+    let out = std::process::Command::new(Daemon::binary())
+        .args(["exposure", "--url", &d.url("")])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = format!("tcp 0.0.0.0:{PROXY_PORT} haproxy pid {pid}");
+    assert!(
+        text.contains(&line) && text.contains("INTERNAL PORT"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("{STRANGER} (documentation)")),
+        "{text}"
+    );
+
     let metric = wait_for("the exposed listener's metric", || {
         let value = d.metrics().value(
             "trafficd_exposed_listener_receive_bytes_total",
