@@ -248,3 +248,87 @@ fn epoch_seconds() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flow(remote: [u8; 4], local_port: u16) -> FlowKey {
+        let mut remote_addr = [0; 16];
+        remote_addr[..4].copy_from_slice(&remote);
+        let mut local_addr = [0; 16];
+        local_addr[..4].copy_from_slice(&[10, 0, 0, 1]);
+        FlowKey {
+            cookie: 1,
+            cgroup_id: 1,
+            local_addr,
+            remote_addr,
+            local_port,
+            remote_port: 40_000,
+            family: trafficd_common::AF_INET,
+            protocol: 6,
+            _pad: [0; 2],
+        }
+    }
+
+    fn watch() -> Watch {
+        Watch {
+            store: Arc::new(RwLock::new(Store::new(Instant::now()))),
+            policy: ExposurePolicy::default(),
+            report: Report::default(),
+            seen: HashMap::new(),
+            own_namespace: 0,
+            warned: false,
+        }
+    }
+
+    /// The report gets lifetime bytes; the metric only what arrived since the last pass, so
+    /// its counter grows by each byte once.
+    #[test]
+    fn each_pass_counts_what_arrived_since_the_last() {
+        let mut watch = watch();
+        let key = flow([203, 0, 113, 5], 3129);
+        let seen = |rx_bytes, last_seen| Candidate {
+            key,
+            pid: 7,
+            rx_bytes,
+            last_seen,
+        };
+        let (lifetime, since) = watch.inbound(&[seen(1000, 100)]);
+        assert_eq!((lifetime[0].bytes, since[0].bytes), (1000, 1000));
+        assert_eq!(lifetime[0].local, "10.0.0.1:3129".parse().unwrap());
+        let (lifetime, since) = watch.inbound(&[seen(1500, 110)]);
+        assert_eq!((lifetime[0].bytes, since[0].bytes), (1500, 500));
+        assert_eq!((lifetime[0].first_seen, lifetime[0].last_seen), (100, 110));
+        let (_, since) = watch.inbound(&[seen(1500, 110)]);
+        assert_eq!(since[0].bytes, 0);
+    }
+
+    #[test]
+    fn listener_totals_only_grow() {
+        let watch = watch();
+        let listener = super::super::Listener {
+            protocol: Protocol::Tcp,
+            addr: "0.0.0.0:3129".parse().unwrap(),
+            pid: Some(7),
+            comm: Some(Arc::from("haproxy")),
+            container: None,
+        };
+        let exposure = |bytes| Exposure {
+            listener: listener.clone(),
+            internal_port: true,
+            bytes,
+            peers: Vec::new(),
+        };
+        watch.publish(vec![exposure(1000)], vec![(9, exposure(1000))]);
+        watch.publish(vec![exposure(1500)], vec![(9, exposure(500))]);
+        let latest = watch.report.read();
+        let total = &latest.totals[&(9, Protocol::Tcp, listener.addr)];
+        assert_eq!(
+            (total.rx_bytes, &*total.comm, total.port),
+            (1500, "haproxy", 3129)
+        );
+        assert_eq!(latest.exposures[0].bytes, 1500);
+        assert!(latest.at.is_some());
+    }
+}
