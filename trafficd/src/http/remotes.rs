@@ -183,4 +183,60 @@ mod tests {
             crate::http::explain::flow_id(&flow([10, 8, 1, 4]))
         );
     }
+
+    /// /top?by=remote over 100k remotes, with 10k labelled networks and without: the names
+    /// are looked up here, at query time, so this is what they cost.
+    /// `cargo test --release -p trafficd --bins remotes -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "a benchmark: run it in release with --ignored --nocapture"]
+    fn top_remotes_of_a_hundred_thousand_flows() {
+        use crate::enrich::peers::bench::{labels_file, next};
+        let now = Instant::now();
+        let mut store = Store::new(now);
+        let mut state = 0x5eed_1234;
+        let info = Arc::new(FlowInfo::default());
+        let deltas = (0..100_000u64)
+            .map(|cookie| {
+                let mut remote_addr = [0; 16];
+                remote_addr[..4].copy_from_slice(&next(&mut state).to_be_bytes());
+                let key = FlowKey {
+                    cookie,
+                    cgroup_id: 1,
+                    local_addr: [0; 16],
+                    remote_addr,
+                    local_port: 5000,
+                    remote_port: 443,
+                    family: trafficd_common::AF_INET,
+                    protocol: 6,
+                    _pad: [0; 2],
+                };
+                let traffic = Traffic {
+                    tx_bytes: cookie,
+                    ..Traffic::default()
+                };
+                (key, traffic, info.clone())
+            })
+            .collect();
+        store.flows.record(now, Duration::from_secs(1), deltas);
+        let query = TopQuery {
+            by: By::Remote,
+            ..TopQuery::default()
+        };
+        for (what, peers) in [
+            ("no labels", PeerNames::with_labels("")),
+            (
+                "10k labelled networks",
+                PeerNames::with_labels(&labels_file()),
+            ),
+        ] {
+            let mut best = Duration::MAX;
+            for _ in 0..5 {
+                let started = Instant::now();
+                let response = top(&store, &query, now, &peers);
+                best = best.min(started.elapsed());
+                assert_eq!(response.items.len(), 10);
+            }
+            println!("/top?by=remote, 100k remotes, {what}: {best:?} (best of 5)");
+        }
+    }
 }

@@ -152,6 +152,6 @@ impl PeerNames {
 }
 
 #[cfg(test)]
-mod bench;
+pub mod bench;
 #[cfg(test)]
 mod tests;
