@@ -89,4 +89,16 @@ mod tests {
         assert_eq!(err.status(), 400);
         assert_eq!(ApiError::NotFound.status(), 404);
     }
+
+    #[test]
+    fn a_gone_flow_is_not_found_and_says_where_the_ids_are() {
+        let gone = ApiError::FlowGone {
+            flow: "00ab".into(),
+        };
+        assert_eq!(gone.status(), 404);
+        assert!(gone.to_string().contains("/top?by=flow"), "{gone}");
+        let bad = ApiError::ExplainParams("no flow given".into());
+        assert_eq!(bad.status(), 400);
+        assert!(bad.to_string().contains("flow=ID"), "{bad}");
+    }
 }
