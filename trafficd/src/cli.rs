@@ -27,9 +27,14 @@ pub struct Cli {
 pub enum Command {
     /// Load the kernel programs and serve /top, /metrics and /healthz (needs root or CAP_BPF,
     /// CAP_PERFMON and CAP_NET_ADMIN).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print the top talkers of a running daemon as a table.
     Top(TopArgs),
+    /// Explain one flow of a running daemon: process, peer, bytes, and for a forwarder the
+    /// peers sending to it.
+    Explain(crate::show::ExplainArgs),
+    /// List the listening sockets of a running daemon's host that external peers send to.
+    Exposure(crate::show::ExposureArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -85,6 +90,12 @@ pub struct RunArgs {
 
     #[command(flatten)]
     pub web: WebArgs,
+
+    #[command(flatten)]
+    pub peers: crate::enrich::peers::PeerArgs,
+
+    #[command(flatten)]
+    pub exposure: crate::exposure::ExposureArgs,
 }
 
 /// What /metrics exports and how the HTTP server is protected.

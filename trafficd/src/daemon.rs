@@ -15,8 +15,9 @@ use crate::{
     cli::{ContainerArgs, RunArgs},
     drain::{DrainConfig, Drainer},
     enrich::containers::{self, ContainerDirectory, Runtime},
+    enrich::peers::PeerNames,
     error::{Error, Result},
-    http,
+    exposure, http,
     kernel::{Kernel, MapSizes},
     stats::Store,
 };
@@ -86,9 +87,15 @@ pub fn run(args: RunArgs) -> Result<()> {
         interval = ?args.interval,
         tls = web.tls.is_some(),
         basic_auth = !web.users.is_empty(),
-        "serving /top, /metrics and /healthz"
+        "serving /top, /explain, /exposure, /metrics and /healthz"
     );
-    let router = http::router(store, &metrics, &web);
+    let report = exposure::Report::default();
+    exposure::spawn(store.clone(), args.exposure.policy(), report.clone())?;
+    let sources = http::Sources {
+        peers: PeerNames::start(args.peers.settings(), runtime.handle())?,
+        exposure: report,
+    };
+    let router = http::router(store, &metrics, &web, sources);
     let served = runtime.block_on(http::serve(listener, router, &web, shutdown_signal()));
     stop_drain.raise();
     if drain_thread.join().is_err() {

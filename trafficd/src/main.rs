@@ -7,12 +7,11 @@ mod daemon;
 mod drain;
 mod enrich;
 mod error;
-// Built and tested on its own; /exposure starts using it when it is wired in.
-#[allow(dead_code, unused_imports)]
 mod exposure;
 mod fresh_memory;
 mod http;
 mod kernel;
+mod show;
 mod stats;
 mod table;
 #[cfg(test)]
@@ -35,7 +34,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Run(args) => {
             init_logging(&args.log_level);
-            match daemon::run(args) {
+            match daemon::run(*args) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => {
                     eprintln!("trafficd: {err}");
@@ -44,6 +43,8 @@ fn main() -> ExitCode {
             }
         }
         Command::Top(args) => top(&args),
+        Command::Explain(args) => show::print(args.fetch(), "explain"),
+        Command::Exposure(args) => show::print(args.fetch(), "exposure"),
     }
 }
 

@@ -3,7 +3,7 @@
 use std::{fmt::Write as _, time::Duration};
 
 use crate::{
-    api::{ContainerItem, ErrorBody, Item, Items, Rates, TopResponse},
+    api::{ContainerItem, ErrorBody, Item, Items, Rates, RemoteItem, TopResponse},
     cli::TopArgs,
 };
 
@@ -56,9 +56,10 @@ pub fn render(top: &TopResponse) -> String {
             }),
         ),
         Items::Flow(items) => (
-            &["PROTO", "LOCAL", "REMOTE", "PID", "COMM", "OWNER"],
+            &["ID", "PROTO", "LOCAL", "REMOTE", "PID", "COMM", "OWNER"],
             rows(items, |i| {
                 vec![
+                    i.id.clone(),
                     i.protocol.clone(),
                     i.local.clone(),
                     i.remote.clone(),
@@ -68,7 +69,7 @@ pub fn render(top: &TopResponse) -> String {
                 ]
             }),
         ),
-        Items::Remote(items) => (&["REMOTE"], rows(items, |i| vec![i.remote.clone()])),
+        Items::Remote(items) => (&["REMOTE", "CLASS", "ADDRESSES"], rows(items, remote_cells)),
         Items::Container(items) => (
             &["OWNER", "KIND", "IMAGE", "RUNTIME", "POD", "CGROUP"],
             rows(items, owner_cells),
@@ -110,6 +111,22 @@ fn pids(pid: u32, in_namespace: Option<u32>) -> String {
         Some(inner) if inner != pid => format!("{pid}({inner})"),
         _ => pid.to_string(),
     }
+}
+
+/// A remote by name where it has one, with its class and addresses (the busiest, and how
+/// many more).
+fn remote_cells(item: &RemoteItem) -> Vec<String> {
+    let class = item
+        .class
+        .and_then(|c| serde_json::to_value(c).ok())
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_else(|| "-".to_string());
+    let addresses = match item.ips.as_slice() {
+        [] => "-".to_string(),
+        [one] => one.to_string(),
+        [first, rest @ ..] => format!("{first} +{}", rest.len()),
+    };
+    vec![item.remote.clone(), class, addresses]
 }
 
 /// An owner by name (a container's short id until its engine named it); "-" where a column

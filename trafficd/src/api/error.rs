@@ -23,8 +23,20 @@ pub enum ApiError {
     #[error("parameter {name} is given {count} times: give it once")]
     Duplicate { name: &'static str, count: usize },
 
-    #[error("no such endpoint; try /top, /metrics or /healthz")]
+    #[error("no such endpoint; try /top, /explain, /exposure, /metrics or /healthz")]
     NotFound,
+
+    #[error(
+        "flow {flow} is not known: it is gone (idle past --retention) or never was; \
+         /top?by=flow lists the current flows and their ids"
+    )]
+    FlowGone { flow: String },
+
+    #[error(
+        "invalid /explain parameters: {0}; give flow=ID (an id from /top?by=flow) or \
+         local=IP:PORT&remote=IP:PORT&protocol=tcp|udp"
+    )]
+    ExplainParams(String),
 
     #[error("encoding metrics failed")]
     EncodeMetrics,
@@ -37,8 +49,9 @@ impl ApiError {
             ApiError::QueryString(_)
             | ApiError::Limit { .. }
             | ApiError::Choice { .. }
-            | ApiError::Duplicate { .. } => 400,
-            ApiError::NotFound => 404,
+            | ApiError::Duplicate { .. }
+            | ApiError::ExplainParams(_) => 400,
+            ApiError::NotFound | ApiError::FlowGone { .. } => 404,
             ApiError::EncodeMetrics => 500,
         }
     }
@@ -75,5 +88,17 @@ mod tests {
         );
         assert_eq!(err.status(), 400);
         assert_eq!(ApiError::NotFound.status(), 404);
+    }
+
+    #[test]
+    fn a_gone_flow_is_not_found_and_says_where_the_ids_are() {
+        let gone = ApiError::FlowGone {
+            flow: "00ab".into(),
+        };
+        assert_eq!(gone.status(), 404);
+        assert!(gone.to_string().contains("/top?by=flow"), "{gone}");
+        let bad = ApiError::ExplainParams("no flow given".into());
+        assert_eq!(bad.status(), 400);
+        assert!(bad.to_string().contains("flow=ID"), "{bad}");
     }
 }

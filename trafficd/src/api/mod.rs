@@ -5,6 +5,8 @@
 
 mod choices;
 mod error;
+mod explain;
+mod exposure;
 mod health;
 mod owner;
 mod query;
@@ -12,9 +14,12 @@ mod top;
 
 pub use choices::{By, Sort, Window};
 pub use error::{ApiError, ErrorBody};
+pub use explain::{ExplainedFlow, ExplainedProcess, Explanation, InboundPeer, WindowRates};
+pub use exposure::{ExposedListener, ExposedPeer, ExposureResponse};
 pub use health::Health;
 pub use owner::Owner;
 pub use query::{Limit, TopQuery, MAX_LIMIT};
 pub use top::{
-    CgroupItem, ContainerItem, FlowItem, Item, Items, ProcessItem, Rates, RemoteItem, TopResponse,
+    CgroupItem, ContainerItem, FlowItem, Item, Items, PeerItem, ProcessItem, Rates, RemoteItem,
+    TopResponse,
 };

@@ -4,7 +4,10 @@
 use serde::{Deserialize, Serialize};
 
 use super::{By, Owner};
-use crate::attribution::Unattributed;
+use crate::{
+    attribution::Unattributed,
+    enrich::peers::{AddressClass, Peer, PeerSource},
+};
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 #[serde(try_from = "TopWire")]
@@ -101,11 +104,49 @@ pub struct FlowItem {
     pub comm: String,
     pub cgroup: String,
     pub owner: Owner,
+    /// Stable while the flow lives: what GET /explain?flow= takes.
+    #[serde(default)]
+    pub id: String,
+    /// Who the remote address is, as far as the daemon can name it now.
+    #[serde(default)]
+    pub peer: Option<PeerItem>,
 }
 
+/// A remote address and its name: `{"ip", "name", "source", "class"}`.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct PeerItem {
+    pub ip: std::net::IpAddr,
+    pub name: Option<String>,
+    pub source: Option<PeerSource>,
+    pub class: AddressClass,
+}
+
+impl From<&Peer> for PeerItem {
+    fn from(peer: &Peer) -> PeerItem {
+        PeerItem {
+            ip: peer.ip,
+            name: peer.name.as_deref().map(str::to_string),
+            source: peer.source,
+            class: peer.class,
+        }
+    }
+}
+
+/// A remote peer: the remotes sharing a name are one item (`remote` is then the name), an
+/// unnamed remote is one item per address.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct RemoteItem {
     pub remote: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub source: Option<PeerSource>,
+    /// The class of the busiest address.
+    #[serde(default)]
+    pub class: Option<AddressClass>,
+    /// The addresses summed into this item, busiest first.
+    #[serde(default)]
+    pub ips: Vec<std::net::IpAddr>,
 }
 
 /// One owner's bytes: a container, pod, unit or the host, the sum of its cgroups. Cgroups of
@@ -200,9 +241,14 @@ mod tests {
             (
                 "flow",
                 json!({"protocol": "tcp", "local": "127.0.0.1:1", "remote": "[::1]:2",
-                       "pid": 9, "comm": "curl", "cgroup": "/", "owner": host}),
+                       "pid": 9, "comm": "curl", "cgroup": "/", "owner": host, "id": "00ab",
+                       "peer": {"ip": "::1", "name": null, "source": null, "class": "loopback"}}),
             ),
-            ("remote", json!({"remote": "10.0.0.1"})),
+            (
+                "remote",
+                json!({"remote": "tke-xxx", "name": "tke-xxx", "source": "openvpn",
+                       "class": "private", "ips": ["172.16.248.22"]}),
+            ),
             ("container", by_container),
         ];
         for (by, identity) in identities {

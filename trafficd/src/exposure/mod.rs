@@ -9,6 +9,7 @@
 
 mod args;
 pub mod listeners;
+mod watch;
 
 use std::{
     collections::{BTreeSet, HashMap},
@@ -21,6 +22,7 @@ use serde::Serialize;
 
 use crate::enrich::peers::{is_external, AddressClass};
 pub use args::ExposureArgs;
+pub use watch::{spawn, ListenerKey, Report};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -138,12 +140,17 @@ pub fn exposures(
             }
         })
         .collect();
+    sort(&mut found);
+    found
+}
+
+/// Listeners on internal ports first, then by bytes.
+fn sort(found: &mut [Exposure]) {
     found.sort_by(|a, b| {
         (b.internal_port, b.bytes)
             .cmp(&(a.internal_port, a.bytes))
             .then(a.listener.addr.cmp(&b.listener.addr))
     });
-    found
 }
 
 /// The listener the kernel delivers to for local address `local`: one bound to that exact

@@ -115,7 +115,8 @@ mod tests {
             by: By::Container,
             ..TopQuery::default()
         };
-        let items = containers(crate::http::top::top(&store, &query, now));
+        let peers = crate::enrich::peers::PeerNames::classes_only();
+        let items = containers(crate::http::top::top(&store, &query, now, &peers));
         let named: Vec<(Option<&str>, &str, u64, u32)> = items
             .iter()
             .map(|i| {

@@ -1,9 +1,12 @@
-//! The HTTP API: /top, /metrics and /healthz, over plain HTTP or TLS, with basic auth when
+//! The HTTP API: /top, /explain, /exposure, /metrics and /healthz, over plain HTTP or TLS, with basic auth when
 //! the web config file asks for it.
 
 mod auth;
 mod by_owner;
+mod explain;
+mod exposure;
 mod metrics;
+mod remotes;
 mod tls;
 mod top;
 mod web_config;
@@ -28,23 +31,49 @@ use prometheus_client::registry::Registry;
 
 use crate::{
     api::{self, ApiError, ErrorBody, TopQuery},
+    enrich::peers::PeerNames,
+    exposure::Report,
     stats::Store,
 };
+
+/// What the daemon knows besides the store: peer names and the exposure pass's findings.
+#[derive(Clone)]
+pub struct Sources {
+    pub peers: PeerNames,
+    pub exposure: Report,
+}
 
 #[derive(Clone)]
 struct AppState {
     store: Arc<RwLock<Store>>,
     registry: Arc<Registry>,
+    sources: Sources,
 }
 
-pub fn router(store: Arc<RwLock<Store>>, metrics: &MetricsConfig, web: &WebConfig) -> Router {
-    let registry = Arc::new(metrics::registry(store.clone(), metrics));
+pub fn router(
+    store: Arc<RwLock<Store>>,
+    metrics: &MetricsConfig,
+    web: &WebConfig,
+    sources: Sources,
+) -> Router {
+    let mut registry = metrics::registry(store.clone(), metrics);
+    registry.register_collector(Box::new(metrics::ExposureCollector::new(
+        sources.exposure.clone(),
+        metrics,
+    )));
+    let registry = Arc::new(registry);
     let router = Router::new()
         .route("/top", get(get_top))
+        .route("/explain", get(get_explain))
+        .route("/exposure", get(get_exposure))
         .route("/metrics", get(get_metrics))
         .route("/healthz", get(get_healthz))
         .fallback(not_found)
-        .with_state(AppState { store, registry });
+        .with_state(AppState {
+            store,
+            registry,
+            sources,
+        });
     if web.users.is_empty() {
         return router;
     }
@@ -90,7 +119,20 @@ async fn get_top(State(state): State<AppState>, pairs: Pairs) -> Result<Response
     let Query(pairs) = pairs.map_err(|rejection| ApiError::QueryString(rejection.to_string()))?;
     let query = TopQuery::from_pairs(&pairs)?;
     let store = state.store.read().unwrap_or_else(|e| e.into_inner());
-    Ok(Json(top::top(&store, &query, Instant::now())).into_response())
+    let top = top::top(&store, &query, Instant::now(), &state.sources.peers);
+    Ok(Json(top).into_response())
+}
+
+async fn get_explain(State(state): State<AppState>, pairs: Pairs) -> Result<Response, ApiError> {
+    let Query(pairs) = pairs.map_err(|rejection| ApiError::QueryString(rejection.to_string()))?;
+    let target = explain::Target::from_pairs(&pairs)?;
+    let explanation = explain::explain(&state.store, &state.sources.peers, &target).await?;
+    Ok(Json(explanation).into_response())
+}
+
+async fn get_exposure(State(state): State<AppState>) -> Response {
+    let sources = &state.sources;
+    Json(exposure::exposure(&sources.exposure, &sources.peers)).into_response()
 }
 
 /// OpenMetrics for clients that ask for it (Prometheus does), the classic text format for

@@ -10,13 +10,15 @@ use trafficd_common::Traffic;
 use super::by_owner;
 use crate::{
     api::{
-        By, CgroupItem, FlowItem, Item, Items, Owner, ProcessItem, Rates, RemoteItem, Sort,
-        TopQuery, TopResponse,
+        By, CgroupItem, FlowItem, Item, Items, Owner, PeerItem, ProcessItem, Rates, Sort, TopQuery,
+        TopResponse,
     },
+    enrich::peers::PeerNames,
     stats::{local_addr, remote_addr, Dimension, Store, Windowed},
 };
 
-pub fn top(store: &Store, query: &TopQuery, now: Instant) -> TopResponse {
+/// Names are looked up here, for the items shown, rather than by the drain for every flow.
+pub fn top(store: &Store, query: &TopQuery, now: Instant, peers: &PeerNames) -> TopResponse {
     let items = match query.by {
         By::Process => Items::Process(ranked(&store.processes, query, now, |_, meta| {
             ProcessItem {
@@ -45,8 +47,10 @@ pub fn top(store: &Store, query: &TopQuery, now: Instant) -> TopResponse {
             comm: meta.comm.to_string(),
             cgroup: meta.cgroup.to_string(),
             owner: Owner::from(&*meta.owner),
+            id: super::explain::flow_id(key),
+            peer: remote_addr(key).map(|ip| PeerItem::from(&peers.lookup(ip))),
         })),
-        By::Remote => Items::Remote(remotes(store, query, now)),
+        By::Remote => Items::Remote(super::remotes::remotes(store, query, now, peers)),
         By::Container => Items::Container(by_owner::top(store, query, now)),
     };
     TopResponse {
@@ -54,24 +58,6 @@ pub fn top(store: &Store, query: &TopQuery, now: Instant) -> TopResponse {
         window_seconds: query.window.duration().as_secs(),
         items,
     }
-}
-
-/// Remotes are sums over flows, expired flows included, rather than a dimension of their own.
-fn remotes(store: &Store, query: &TopQuery, now: Instant) -> Vec<Item<RemoteItem>> {
-    let window = query.window.duration();
-    let (remotes, covered) = store.remotes.window(&store.flows, now, window);
-    let mut best = Best::new(query);
-    for remote in &remotes {
-        best.push(Windowed {
-            key: &remote.remote,
-            window: remote.window,
-            lifetime: remote.lifetime,
-            meta: &(),
-        });
-    }
-    render(best.finish(), covered, window, |ip, _| RemoteItem {
-        remote: ip.to_string(),
-    })
 }
 
 fn ranked<K, M, I, F>(
@@ -136,12 +122,15 @@ impl<'a, K, M> Best<'a, K, M> {
 
 /// Busiest first: by the window's bytes, then the lifetime's.
 fn rank_of<K, M>(sort: Sort, item: &Windowed<'_, K, M>) -> Reverse<(u64, u64)> {
-    let weight = |t: &Traffic| match sort {
+    Reverse((weight(sort, &item.window), weight(sort, &item.lifetime)))
+}
+
+pub(super) fn weight(sort: Sort, t: &Traffic) -> u64 {
+    match sort {
         Sort::Total => t.tx_bytes + t.rx_bytes,
         Sort::Tx => t.tx_bytes,
         Sort::Rx => t.rx_bytes,
-    };
-    Reverse((weight(&item.window), weight(&item.lifetime)))
+    }
 }
 
 /// The ranked groups as items: identity, bytes and rates.
@@ -154,13 +143,7 @@ pub(super) fn render<K, M, I, F>(
 where
     F: Fn(&K, &M) -> I,
 {
-    // Rates over the time the window really covers: right after start that is less than asked.
-    let seconds = if covered.is_zero() {
-        window
-    } else {
-        covered.min(window).max(Duration::from_millis(1))
-    }
-    .as_secs_f64();
+    let seconds = seconds(covered, window);
     items
         .into_iter()
         .map(|w| Item {
@@ -170,7 +153,17 @@ where
         .collect()
 }
 
-fn rates(window: &Traffic, lifetime: &Traffic, seconds: f64) -> Rates {
+/// Rates are over the time the window really covers: right after start that is less than asked.
+pub(super) fn seconds(covered: Duration, window: Duration) -> f64 {
+    if covered.is_zero() {
+        window
+    } else {
+        covered.min(window).max(Duration::from_millis(1))
+    }
+    .as_secs_f64()
+}
+
+pub(super) fn rates(window: &Traffic, lifetime: &Traffic, seconds: f64) -> Rates {
     Rates {
         tx_bytes: window.tx_bytes,
         rx_bytes: window.rx_bytes,
@@ -202,7 +195,7 @@ pub fn protocol_name(protocol: u8, family: u8) -> String {
     }
 }
 
-fn endpoint(ip: Option<std::net::IpAddr>, port: u16) -> String {
+pub(super) fn endpoint(ip: Option<std::net::IpAddr>, port: u16) -> String {
     match ip {
         Some(ip) => std::net::SocketAddr::new(ip, port).to_string(),
         None => String::new(),
@@ -297,7 +290,7 @@ mod tests {
             limit: Limit::new(1).unwrap(),
             ..TopQuery::default()
         };
-        let response = json(top(&store, &query, now));
+        let response = json(top(&store, &query, now, &PeerNames::classes_only()));
         assert_eq!(response["items"].as_array().unwrap().len(), 1);
         assert_eq!(response["items"][0]["comm"], "big");
         assert_eq!(response["items"][0]["tx_bytes"], 5000);
@@ -355,7 +348,12 @@ mod tests {
                 .cloned()
                 .unwrap_or_else(|| panic!("{ip} missing: {:?}", response["items"]))
         };
-        let response = json(top(&store, &query, start + second * 3));
+        let response = json(top(
+            &store,
+            &query,
+            start + second * 3,
+            &PeerNames::classes_only(),
+        ));
         assert_eq!(item(&response, "10.0.0.1")["tx_bytes"], 330);
         assert_eq!(item(&response, "10.0.0.1")["lifetime_tx_bytes"], 330);
         assert_eq!(item(&response, "10.0.0.2")["tx_bytes"], 150);
@@ -365,7 +363,12 @@ mod tests {
             window: Window::W1s,
             ..query
         };
-        let last = json(top(&store, &last_second, start + second * 3));
+        let last = json(top(
+            &store,
+            &last_second,
+            start + second * 3,
+            &PeerNames::classes_only(),
+        ));
         assert_eq!(last["items"][0]["tx_bytes"], 110);
 
         // Only a's second flow keeps moving: a minute and a half later the others expire.
@@ -375,7 +378,12 @@ mod tests {
         }
         store.expire(start + second * 100, Duration::from_secs(80));
         assert_eq!(store.flows.entries().count(), 1);
-        let response = json(top(&store, &query, start + second * 100));
+        let response = json(top(
+            &store,
+            &query,
+            start + second * 100,
+            &PeerNames::classes_only(),
+        ));
         assert_eq!(
             response["items"].as_array().unwrap().len(),
             1,

@@ -115,6 +115,17 @@ enum Cmd {
         #[arg(long)]
         wait_file: PathBuf,
     },
+    /// A forwarder, as a proxy is: listen (write --ready-file), accept one connection,
+    /// connect to --to and copy what arrives there until EOF; then keep listening until
+    /// --wait-file exists, so the process is still a listener when it is looked at.
+    TcpForward {
+        #[arg(long)]
+        listen: SocketAddr,
+        #[arg(long)]
+        to: SocketAddr,
+        #[arg(long)]
+        wait_file: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -223,6 +234,11 @@ fn run(cli: &Cli) -> Res<Map<String, Value>> {
             wait_file,
         } => tcp::hold(&ctx, *to, *bytes, wait_file, &mut r)?,
         Cmd::HoldRecv { listen, wait_file } => tcp::hold_recv(&ctx, *listen, wait_file, &mut r)?,
+        Cmd::TcpForward {
+            listen,
+            to,
+            wait_file,
+        } => tcp::forward(&ctx, (*listen, *to), wait_file, &mut r)?,
     }
     Ok(r)
 }

@@ -141,6 +141,39 @@ pub fn hold_recv(ctx: &Ctx, listen: SocketAddr, wait_file: &Path, r: &mut Report
     Ok(())
 }
 
+/// Accept one connection, copy it to a new connection to `to` until EOF, then hold the
+/// listener until `wait_file` exists.
+pub fn forward(
+    ctx: &Ctx,
+    (listen, to): (SocketAddr, SocketAddr),
+    wait_file: &Path,
+    r: &mut Report,
+) -> Res<()> {
+    r.insert("op".into(), json!("tcp-forward"));
+    let l = TcpListener::bind(listen).map_err(|e| format!("bind {listen}: {e}"))?;
+    ctx.ready(l.local_addr().map_err(|e| e.to_string())?)?;
+    let mut inbound = accept(&l, ctx.timeout)?;
+    inbound
+        .set_read_timeout(Some(ctx.timeout))
+        .map_err(|e| e.to_string())?;
+    let mut upstream = connect(to, ctx.timeout)?;
+    let copied = std::io::copy(&mut inbound, &mut upstream).map_err(|e| format!("copy: {e}"))?;
+    shutdown(&upstream)?;
+    shutdown(&inbound)?;
+    read_to_eof(&mut upstream, ctx.timeout)?;
+    r.insert(
+        "upstream_local".into(),
+        json!(upstream
+            .local_addr()
+            .map_err(|e| e.to_string())?
+            .to_string()),
+    );
+    addrs(r, &inbound);
+    finish(r, &inbound, copied, copied);
+    wait_for_file(wait_file, ctx.timeout)?;
+    Ok(())
+}
+
 /// Bind, write the ready file with the bound address (port 0 resolved), accept one connection.
 fn listen_and_accept(ctx: &Ctx, listen: SocketAddr) -> Res<TcpStream> {
     let l = TcpListener::bind(listen).map_err(|e| format!("bind {listen}: {e}"))?;

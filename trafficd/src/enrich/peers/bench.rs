@@ -20,7 +20,7 @@ const NETWORKS: u32 = 10_000;
 const LOOKUPS: u32 = 1_000_000;
 
 /// xorshift32: reproducible addresses without a random-number crate.
-fn next(state: &mut u32) -> u32 {
+pub fn next(state: &mut u32) -> u32 {
     *state ^= *state << 13;
     *state ^= *state >> 17;
     *state ^= *state << 5;
@@ -28,7 +28,7 @@ fn next(state: &mut u32) -> u32 {
 }
 
 /// 10k networks of /16 to /30 at scattered addresses, as a labels file.
-fn labels_file() -> String {
+pub fn labels_file() -> String {
     let mut state = 0x9e37_79b9;
     let mut text = String::new();
     for i in 0..NETWORKS {

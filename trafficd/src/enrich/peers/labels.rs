@@ -54,12 +54,9 @@ impl Labels {
         self.networks.get_lpm(&host).map(|(_, name)| name)
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.networks.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.networks.len() == 0
     }
 }
 

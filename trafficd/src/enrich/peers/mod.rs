@@ -19,7 +19,7 @@ pub mod reverse_dns;
 use std::{net::IpAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use arc_swap::ArcSwap;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use address_class::{is_external, AddressClass};
 pub use args::PeerArgs;
@@ -31,7 +31,7 @@ use reverse_dns::{DnsConfig, ReverseDns};
 use crate::error::Result;
 
 /// Where a peer's name came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PeerSource {
     Labels,
@@ -94,10 +94,24 @@ impl PeerNames {
         Ok(PeerNames { files, dns })
     }
 
+    #[cfg(test)]
     /// Address classes only, no names: for a daemon started without any name source.
     pub fn classes_only() -> PeerNames {
         PeerNames {
             files: Arc::new(ArcSwap::from_pointee(Snapshot::default())),
+            dns: None,
+        }
+    }
+
+    /// Names from a labels file's text only, for tests of what shows the names.
+    #[cfg(test)]
+    pub fn with_labels(text: &str) -> PeerNames {
+        let labels = Labels::parse(text).expect("test labels parse");
+        PeerNames {
+            files: Arc::new(ArcSwap::from_pointee(Snapshot {
+                labels: Some(Arc::new(labels)),
+                openvpn: Vec::new(),
+            })),
             dns: None,
         }
     }
@@ -138,6 +152,6 @@ impl PeerNames {
 }
 
 #[cfg(test)]
-mod bench;
+pub mod bench;
 #[cfg(test)]
 mod tests;

@@ -105,14 +105,6 @@ impl VpnClients {
         let host = IpNet::from(ip.to_canonical());
         self.routes.get_lpm(&host).map(|(_, client)| client)
     }
-
-    pub fn len(&self) -> usize {
-        self.routes.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.routes.len() == 0
-    }
 }
 
 /// status-version 1: sections introduced by a title line, each with a header line.

@@ -159,11 +159,13 @@ impl ReverseDns {
         stale
     }
 
+    #[cfg(test)]
     /// How many times a failing name server was logged.
     pub fn failures_logged(&self) -> u64 {
         self.shared.failures_logged.load(Ordering::Relaxed)
     }
 
+    #[cfg(test)]
     /// Requests dropped because the queue was full.
     pub fn dropped(&self) -> u64 {
         self.shared.dropped.load(Ordering::Relaxed)

@@ -8,10 +8,12 @@ mod bounded;
 mod classic;
 #[cfg(test)]
 mod encode_bench;
+mod exposure;
 mod health;
 mod owners;
 mod programs;
 
+pub use exposure::ExposureCollector;
 pub use programs::Programs;
 
 use std::{

@@ -1,0 +1,139 @@
+//! `trafficd explain ID`: GET /explain as a chain from the wire to the process.
+
+use std::fmt::Write as _;
+
+use clap::Args;
+
+use super::{bytes, fetch, peer};
+use crate::api::Explanation;
+
+#[derive(Args, Debug, Clone)]
+pub struct ExplainArgs {
+    /// The flow's id, from `trafficd top --by flow` or /top?by=flow.
+    pub id: String,
+    /// Base URL of the daemon.
+    #[arg(long, default_value = "http://127.0.0.1:9464", env = "TRAFFICD_URL")]
+    pub url: String,
+}
+
+impl ExplainArgs {
+    pub fn fetch(&self) -> Result<String, String> {
+        let id: String = self
+            .id
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .collect();
+        let explanation: Explanation = fetch(&self.url, &format!("/explain?flow={id}"))?;
+        Ok(render(&explanation))
+    }
+}
+
+pub fn render(e: &Explanation) -> String {
+    let mut out = String::new();
+    let flow = &e.flow;
+    let _ = writeln!(
+        out,
+        "flow {} {} {} -> {} ({})",
+        flow.id, flow.protocol, flow.local, flow.remote, flow.direction
+    );
+    let _ = writeln!(out, "  peer      {}", peer(&e.peer));
+    if let Some(interface) = &e.interface {
+        let _ = writeln!(out, "  interface {interface}");
+    }
+    if let Some(nat) = &e.nat {
+        let _ = writeln!(out, "  nat       {nat}");
+    }
+    match &e.process {
+        Some(p) => {
+            let _ = writeln!(out, "  process   {} pid {} user {}", p.comm, p.pid, p.user);
+            let _ = writeln!(out, "    cmdline {}", p.cmdline);
+            let _ = writeln!(out, "    cgroup  {}", p.cgroup);
+        }
+        None => {
+            let _ = writeln!(out, "  process   unknown (cgroup {})", flow.cgroup);
+        }
+    }
+    for w in &e.windows {
+        let _ = writeln!(
+            out,
+            "  {:>3}s     tx {}/s rx {}/s",
+            w.window_seconds,
+            bytes(w.rates.tx_bytes_per_second as u64),
+            bytes(w.rates.rx_bytes_per_second as u64)
+        );
+    }
+    if let Some(w) = e.windows.last() {
+        let _ = writeln!(
+            out,
+            "  lifetime  tx {} rx {}",
+            bytes(w.rates.lifetime_tx_bytes),
+            bytes(w.rates.lifetime_rx_bytes)
+        );
+    }
+    if !e.inbound_peers.is_empty() {
+        let _ = writeln!(out, "  fed by (peers sending to this process):");
+        for p in &e.inbound_peers {
+            let _ = writeln!(
+                out,
+                "    {} to {}: rx {} tx {}",
+                peer(&p.peer),
+                p.local,
+                bytes(p.rx_bytes),
+                bytes(p.tx_bytes)
+            );
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_forwarders_flow_reads_as_a_chain() {
+        let rates = |tx: u64| {
+            json!({"tx_bytes": tx, "rx_bytes": 0, "tx_packets": 1, "rx_packets": 0,
+                   "tx_bytes_per_second": tx as f64, "rx_bytes_per_second": 0.0,
+                   "lifetime_tx_bytes": 2_097_152, "lifetime_rx_bytes": 0,
+                   "lifetime_tx_packets": 1, "lifetime_rx_packets": 0})
+        };
+        let mut windows = Vec::new();
+        for (seconds, tx) in [(1, 1024), (10, 2048), (60, 4096)] {
+            let mut w = rates(tx);
+            w["window_seconds"] = json!(seconds);
+            windows.push(w);
+        }
+        let body = json!({
+            "flow": {"id": "00ab", "protocol": "tcp", "local": "10.0.7.248:40142",
+                     "remote": "10.8.1.3:3129", "direction": "outbound", "cgroup": "/"},
+            "interface": null, "nat": null,
+            "process": {"pid": 42, "comm": "haproxy", "cmdline": "haproxy -f /etc/h.cfg",
+                        "exe": "/usr/sbin/haproxy", "user": "haproxy", "uid": 99, "cgroup": "/"},
+            "peer": {"ip": "10.8.1.3", "name": "squid-proxies", "source": "labels",
+                     "class": "private"},
+            "windows": windows,
+            "inbound_peers": [{"ip": "203.0.113.5", "name": null, "source": null,
+                               "class": "documentation", "local": "172.16.248.22:3129",
+                               "rx_bytes": 2_097_152, "tx_bytes": 1024}],
+        });
+        let text = render(&serde_json::from_value(body).unwrap());
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            "flow 00ab tcp 10.0.7.248:40142 -> 10.8.1.3:3129 (outbound)"
+        );
+        assert_eq!(
+            lines[1],
+            "  peer      squid-proxies (10.8.1.3, private, from labels)"
+        );
+        assert_eq!(lines[2], "  process   haproxy pid 42 user haproxy");
+        assert!(text.contains("   60s     tx 4.0 KiB/s rx 0 B/s"), "{text}");
+        assert!(text.contains("  lifetime  tx 2.0 MiB rx 0 B"), "{text}");
+        assert_eq!(
+            lines.last().copied(),
+            Some("    203.0.113.5 (documentation) to 172.16.248.22:3129: rx 2.0 MiB tx 1.0 KiB")
+        );
+    }
+}
