@@ -13,7 +13,7 @@ use tracing::{info, warn};
 
 use crate::{
     cli::RunArgs,
-    drain::{DrainConfig, Drainer},
+    drain::{DrainConfig, Drainer, InterfaceConfig, InterfacePhase},
     error::{Error, Result},
     http,
     kernel::{Kernel, MapSizes},
@@ -30,6 +30,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         processes: args.maps.process_map_size,
         socket_processes: args.maps.socket_process_map_size,
         closed: args.maps.closed_map_size,
+        forwarded: args.interfaces.forwarded_flows,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -56,6 +57,16 @@ pub fn run(args: RunArgs) -> Result<()> {
     };
     let logger = kernel.take_logger();
     let mut drainer = Drainer::new(maps, logger, kernel.cgroup_root.clone(), config);
+    let interfaces = InterfaceConfig {
+        names: args.interfaces.interfaces.clone(),
+        capacities: args.interfaces.interface_capacity.clone(),
+        conntrack_cache: args.interfaces.conntrack_cache as usize,
+        idle_drains: drains_in(args.idle_expiry, args.interval),
+    };
+    match InterfacePhase::new(interfaces, kernel.take_forwarding()) {
+        Ok(phase) => drainer.count_interfaces(phase),
+        Err(err) => warn!("{err}; interfaces are not counted"),
+    }
     let stop_drain = Arc::new(StopSignal::new()?);
     let stopped = stop_drain.clone();
     let drain_store = store.clone();

@@ -67,6 +67,10 @@ pub fn render(top: &TopResponse) -> String {
             &["CONTAINER", "IMAGE", "RUNTIME", "UNIT", "CGROUP"],
             rows(items, owner_cells),
         ),
+        Items::Interface(items) => (
+            &["INTERFACE", "UP", "CAPACITY/s", "UTIL", "FORWARDED"],
+            rows(items, interface_cells),
+        ),
     };
     let mut header: Vec<String> = headers.iter().map(|h| h.to_string()).collect();
     header.extend(["TX/s", "RX/s", "TX total", "RX total"].map(String::from));
@@ -84,6 +88,21 @@ pub fn render(top: &TopResponse) -> String {
         out.push_str("(no traffic in this window)\n");
     }
     out
+}
+
+/// An interface's name, state, capacity, utilization, and the forwarded share of its window.
+fn interface_cells(item: &crate::api::InterfaceItem) -> Vec<String> {
+    let forwarded = item.split.map_or("-".to_string(), |s| {
+        bytes(s.transmit.forwarded + s.receive.forwarded)
+    });
+    vec![
+        item.interface.clone(),
+        if item.up { "up" } else { "down" }.to_string(),
+        item.capacity_bytes_per_sec.map_or("-".to_string(), bytes),
+        item.utilization
+            .map_or("-".to_string(), |u| format!("{:.1}%", u * 100.0)),
+        forwarded,
+    ]
 }
 
 /// One row per item: the cells that name it (pid, comm, ...), then its rates and totals.

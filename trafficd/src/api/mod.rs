@@ -6,12 +6,14 @@
 mod choices;
 mod error;
 mod health;
+mod interface;
 mod query;
 mod top;
 
 pub use choices::{By, Sort, Window};
 pub use error::{ApiError, ErrorBody};
 pub use health::Health;
+pub use interface::{FlowPath, InterfaceItem, NatHop, Parts, Split, Tuple, UnattributedParts};
 pub use query::{Limit, TopQuery, MAX_LIMIT};
 pub use top::{
     CgroupItem, ContainerItem, FlowItem, Item, Items, ProcessItem, Rates, RemoteItem, TopResponse,

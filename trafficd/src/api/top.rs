@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::By;
+use super::{By, FlowPath, InterfaceItem};
 use crate::attribution::Unattributed;
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -23,6 +23,7 @@ pub enum Items {
     Flow(Vec<Item<FlowItem>>),
     Remote(Vec<Item<RemoteItem>>),
     Container(Vec<Item<ContainerItem>>),
+    Interface(Vec<Item<InterfaceItem>>),
 }
 
 impl Items {
@@ -33,6 +34,7 @@ impl Items {
             Items::Flow(items) => items.len(),
             Items::Remote(items) => items.len(),
             Items::Container(items) => items.len(),
+            Items::Interface(items) => items.len(),
         }
     }
 
@@ -94,6 +96,8 @@ pub struct FlowItem {
     pub pid: u32,
     pub comm: String,
     pub cgroup: String,
+    #[serde(flatten)]
+    pub path: FlowPath,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -140,6 +144,7 @@ impl TryFrom<TopWire> for TopResponse {
             By::Flow => Items::Flow(serde_json::from_value(wire.items)?),
             By::Remote => Items::Remote(serde_json::from_value(wire.items)?),
             By::Container => Items::Container(serde_json::from_value(wire.items)?),
+            By::Interface => Items::Interface(serde_json::from_value(wire.items)?),
         };
         Ok(TopResponse {
             by: wire.by,
@@ -184,7 +189,34 @@ mod tests {
             (
                 "flow",
                 json!({"protocol": "tcp", "local": "127.0.0.1:1", "remote": "[::1]:2",
-                       "pid": 9, "comm": "curl", "cgroup": "/"}),
+                       "pid": 9, "comm": "curl", "cgroup": "/", "interface": null,
+                       "direction": null, "nat": [], "container": null, "namespace": null,
+                       "local_socket": true}),
+            ),
+            (
+                "flow",
+                json!({"protocol": "tcp", "local": "10.8.1.1:40142", "remote": "10.8.1.3:3129",
+                       "pid": 0, "comm": "", "cgroup": "", "interface": "veth0",
+                       "direction": "egress",
+                       "nat": [{"original": {"protocol": "tcp", "src": "172.17.0.2:53312",
+                                             "dst": "10.8.1.3:3129"},
+                                "reply": {"protocol": "tcp", "src": "10.8.1.3:3129",
+                                          "dst": "10.8.1.1:40142"},
+                                "seen_in": "host"}],
+                       "container": "/docker/ab12", "namespace": "/docker/ab12",
+                       "local_socket": false}),
+            ),
+            (
+                "interface",
+                json!({"interface": "eth0", "ifindex": 2, "up": true,
+                       "capacity_bytes_per_sec": 1250000000u64, "utilization": 0.5,
+                       "split": {"transmit": {"local": 1, "forwarded": 2,
+                                              "unattributed": {"dropped": 0, "non_ip": 3,
+                                                               "not_seen": 4}},
+                                 "receive": {"local": 1, "forwarded": 2,
+                                             "unattributed": {"dropped": 5, "non_ip": 3,
+                                                              "not_seen": 0}}},
+                       "lifetime_split": null}),
             ),
             ("remote", json!({"remote": "10.0.0.1"})),
             (

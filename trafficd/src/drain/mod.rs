@@ -8,6 +8,8 @@
 
 mod attribute;
 mod counters;
+mod forwarded;
+mod interfaces;
 mod record;
 mod retire;
 
@@ -23,6 +25,7 @@ use std::{
 use rustc_hash::FxHashMap as HashMap;
 use trafficd_common::BURST_FLOWS;
 
+pub use self::interfaces::{InterfaceConfig, InterfacePhase};
 use self::{attribute::Attributed, counters::Counters, record::FlowHints, retire::Retirement};
 use crate::{
     enrich::Sources,
@@ -50,6 +53,8 @@ pub struct Drainer {
     retirement: Retirement,
     last_drain: Instant,
     kernel_logger: Option<KernelLogger>,
+    /// Links and forwarded traffic, when the daemon counts them.
+    interfaces: Option<InterfacePhase>,
 }
 
 impl Drainer {
@@ -70,7 +75,13 @@ impl Drainer {
             retirement: Retirement::new(now),
             last_drain: now,
             kernel_logger,
+            interfaces: None,
         }
+    }
+
+    /// Counts interfaces and forwarded traffic at every drain from now on.
+    pub fn count_interfaces(&mut self, phase: InterfacePhase) {
+        self.interfaces = Some(phase);
     }
 
     /// Sleeps until the next drain is due: at `due`, or sooner when a burst of new flows
@@ -131,6 +142,9 @@ impl Drainer {
         };
         let expired = self.record(store, started, length, &counts, attributed_deltas, &retired);
         self.counters.moved = counts.moved;
+        if let Some(interfaces) = &mut self.interfaces {
+            interfaces.drain(store, started, length);
+        }
         // CPU time beside the wall time: on a busy host the drain thread waits for a CPU, and
         // only the CPU time says what the drain itself cost.
         if let Some(cpu_started) = cpu_started {

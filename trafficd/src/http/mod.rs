@@ -1,5 +1,6 @@
 //! The HTTP API: /top, /metrics and /healthz.
 
+mod links;
 mod metrics;
 mod top;
 

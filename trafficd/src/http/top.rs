@@ -7,10 +7,11 @@ use std::{
 
 use trafficd_common::Traffic;
 
+use super::links;
 use crate::{
     api::{
-        By, CgroupItem, ContainerItem, FlowItem, Item, Items, ProcessItem, Rates, RemoteItem, Sort,
-        TopQuery, TopResponse,
+        By, CgroupItem, ContainerItem, FlowItem, FlowPath, Item, Items, ProcessItem, Rates,
+        RemoteItem, Sort, TopQuery, TopResponse,
     },
     stats::{local_addr, remote_addr, CgroupInfo, Dimension, Store, Windowed},
 };
@@ -33,18 +34,24 @@ pub fn top(store: &Store, query: &TopQuery, now: Instant) -> TopResponse {
             cgroup: meta.path.to_string(),
             cgroup_id: *id,
         })),
-        By::Flow => Items::Flow(ranked(&store.flows, query, now, |key, meta| FlowItem {
-            protocol: protocol_name(key.protocol, key.family),
-            local: endpoint(local_addr(key), key.local_port),
-            remote: endpoint(remote_addr(key), key.remote_port),
-            pid: meta.pid,
-            comm: meta.comm.to_string(),
-            cgroup: meta.cgroup.to_string(),
-        })),
+        By::Flow => Items::Flow(links::merge(
+            ranked(&store.flows, query, now, |key, meta| FlowItem {
+                protocol: protocol_name(key.protocol, key.family),
+                local: endpoint(local_addr(key), key.local_port),
+                remote: endpoint(remote_addr(key), key.remote_port),
+                pid: meta.pid,
+                comm: meta.comm.to_string(),
+                cgroup: meta.cgroup.to_string(),
+                path: FlowPath::of_local_socket(),
+            }),
+            links::forwarded_flows(store, query, now),
+            query,
+        )),
         By::Remote => Items::Remote(remotes(store, query, now)),
         By::Container => {
             Items::Container(ranked(&store.cgroups, query, now, |_, meta| owner(meta)))
         }
+        By::Interface => Items::Interface(links::interfaces(store, query, now)),
     };
     TopResponse {
         by: query.by,
@@ -82,7 +89,7 @@ fn remotes(store: &Store, query: &TopQuery, now: Instant) -> Vec<Item<RemoteItem
     })
 }
 
-fn ranked<K, M, I, F>(
+pub(super) fn ranked<K, M, I, F>(
     dimension: &Dimension<K, M>,
     query: &TopQuery,
     now: Instant,
@@ -101,14 +108,14 @@ where
 
 /// The best `limit` of a stream of groups, holding at most twice that many (and a few
 /// hundred) at a time: the top 10 of 100k flows must not need a list of 100k.
-struct Best<'a, K, M> {
+pub(super) struct Best<'a, K, M> {
     items: Vec<Windowed<'a, K, M>>,
     limit: usize,
     sort: Sort,
 }
 
 impl<'a, K, M> Best<'a, K, M> {
-    fn new(query: &TopQuery) -> Self {
+    pub(super) fn new(query: &TopQuery) -> Self {
         Best {
             items: Vec::new(),
             limit: query.limit.get(),
@@ -116,7 +123,7 @@ impl<'a, K, M> Best<'a, K, M> {
         }
     }
 
-    fn push(&mut self, item: Windowed<'a, K, M>) {
+    pub(super) fn push(&mut self, item: Windowed<'a, K, M>) {
         self.items.push(item);
         if self.items.len() >= (2 * self.limit).max(512) {
             self.keep_best();
@@ -124,7 +131,7 @@ impl<'a, K, M> Best<'a, K, M> {
     }
 
     /// The best, busiest first.
-    fn finish(mut self) -> Vec<Windowed<'a, K, M>> {
+    pub(super) fn finish(mut self) -> Vec<Windowed<'a, K, M>> {
         self.keep_best();
         let sort = self.sort;
         self.items.sort_by_key(|w| rank_of(sort, w));
@@ -153,7 +160,7 @@ fn rank_of<K, M>(sort: Sort, item: &Windowed<'_, K, M>) -> Reverse<(u64, u64)> {
 }
 
 /// The ranked groups as items: identity, bytes and rates.
-fn render<K, M, I, F>(
+pub(super) fn render<K, M, I, F>(
     items: Vec<Windowed<'_, K, M>>,
     covered: Duration,
     window: Duration,
@@ -197,7 +204,7 @@ fn round(v: f64) -> f64 {
     (v * 10.0).round() / 10.0
 }
 
-pub fn protocol_name(protocol: u8, family: u8) -> String {
+pub(super) fn protocol_name(protocol: u8, family: u8) -> String {
     match (protocol, family) {
         (_, 0) => "unknown".to_string(),
         (6, _) => "tcp".to_string(),
@@ -210,7 +217,7 @@ pub fn protocol_name(protocol: u8, family: u8) -> String {
     }
 }
 
-fn endpoint(ip: Option<std::net::IpAddr>, port: u16) -> String {
+pub(super) fn endpoint(ip: Option<std::net::IpAddr>, port: u16) -> String {
     match ip {
         Some(ip) => std::net::SocketAddr::new(ip, port).to_string(),
         None => String::new(),

@@ -96,6 +96,7 @@ impl TcCounters {
     }
 
     /// Attaches the way `mode` says from now on, instead of the way this kernel prefers.
+    #[cfg(test)]
     pub fn set_mode(&mut self, mode: AttachMode) {
         self.mode = mode;
     }
