@@ -15,7 +15,9 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use crate::stats::{Health, Store};
+use trafficd_common::{forwarding, Traffic};
+
+use crate::stats::{Health, InterfaceStore, Store};
 
 struct StoreCollector {
     store: Arc<RwLock<Store>>,
@@ -72,7 +74,8 @@ impl Collector for StoreCollector {
         let store = self.store.read().unwrap_or_else(|e| e.into_inner());
         processes(&mut encoder, &store)?;
         cgroups(&mut encoder, &store)?;
-        kernel(&mut encoder, &store.health)?;
+        interfaces(&mut encoder, &store)?;
+        kernel(&mut encoder, &store)?;
         maps(&mut encoder, &store.health)?;
         daemon(&mut encoder, &store.health)
     }
@@ -134,7 +137,24 @@ fn cgroups(encoder: &mut DescriptorEncoder, store: &Store) -> Result<(), std::fm
 }
 
 /// What the kernel programs saw in all, and what they could not record.
-fn kernel(encoder: &mut DescriptorEncoder, health: &Health) -> Result<(), std::fmt::Error> {
+fn kernel(encoder: &mut DescriptorEncoder, store: &Store) -> Result<(), std::fmt::Error> {
+    let health = &store.health;
+    let tc = &store.interfaces.losses;
+    let tc_losses = [
+        ("forwarded_flows_full", tc.flows_full),
+        ("interface_kinds_full", tc.kinds_full),
+    ];
+    let losses: Vec<(String, u64, u64)> = health
+        .losses
+        .iter()
+        .map(|(loss, events, bytes)| (loss.name().to_string(), *events, *bytes))
+        .chain(
+            tc_losses
+                .iter()
+                .filter(|_| store.interfaces.counting)
+                .map(|(name, (events, bytes))| (name.to_string(), *events, *bytes)),
+        )
+        .collect();
     counters(
         encoder,
         "trafficd_kernel_seen_bytes",
@@ -148,21 +168,136 @@ fn kernel(encoder: &mut DescriptorEncoder, health: &Health) -> Result<(), std::f
         encoder,
         "trafficd_kernel_lost_events",
         "Events the kernel programs could not record, by reason (a full map, an unparsable packet)",
-        health
-            .losses
+        losses
             .iter()
-            .map(|(loss, events, _)| (vec![("reason", loss.name().to_string())], *events)),
+            .map(|(reason, events, _)| (vec![("reason", reason.clone())], *events)),
     )?;
     counters(
         encoder,
         "trafficd_kernel_lost_bytes",
         "Bytes of the events in trafficd_kernel_lost_events, by reason",
-        health
-            .losses
+        losses
             .iter()
-            .map(|(loss, _, bytes)| (vec![("reason", loss.name().to_string())], *bytes)),
+            .map(|(reason, _, bytes)| (vec![("reason", reason.clone())], *bytes)),
     )?;
     Ok(())
+}
+
+/// Each interface's own counters and capacity, and the split of its bytes by kind: the
+/// parts of one interface and direction add up to its counter.
+fn interfaces(encoder: &mut DescriptorEncoder, store: &Store) -> Result<(), std::fmt::Error> {
+    let links = &store.interfaces;
+    // By name: an interface recreated under a new index continues its series.
+    let mut totals: BTreeMap<Arc<str>, Traffic> = BTreeMap::new();
+    let mut capacities: BTreeMap<Arc<str>, u64> = BTreeMap::new();
+    let mut names: BTreeMap<u32, Arc<str>> = BTreeMap::new();
+    for (ifindex, entry) in links.interfaces.entries() {
+        let total = totals.entry(entry.meta.name.clone()).or_default();
+        *total = total.add(&entry.lifetime);
+        if let Some(capacity) = entry.meta.capacity {
+            capacities.insert(entry.meta.name.clone(), capacity);
+        }
+        if entry.meta.counted {
+            names.insert(*ifindex, entry.meta.name.clone());
+        }
+    }
+    let by_name = |value: fn(&Traffic) -> u64| {
+        totals
+            .iter()
+            .map(move |(name, t)| (vec![("interface", name.to_string())], value(t)))
+    };
+    let families: [Family; 4] = [
+        (
+            "trafficd_interface_transmit_bytes",
+            "Bytes the interface sent, as its own counters say (since trafficd started)",
+            |t| t.tx_bytes,
+        ),
+        (
+            "trafficd_interface_receive_bytes",
+            "Bytes the interface received, as its own counters say (since trafficd started)",
+            |t| t.rx_bytes,
+        ),
+        (
+            "trafficd_interface_transmit_packets",
+            "Packets the interface sent, as its own counters say",
+            |t| t.tx_packets,
+        ),
+        (
+            "trafficd_interface_receive_packets",
+            "Packets the interface received, as its own counters say",
+            |t| t.rx_packets,
+        ),
+    ];
+    for (name, help, value) in families {
+        counters(encoder, name, help, by_name(value))?;
+    }
+    gauges(
+        encoder,
+        "trafficd_interface_capacity_bytes",
+        "What the interface can carry per direction, bytes per second (--interface-capacity or the driver's speed)",
+        capacities
+            .iter()
+            .map(|(name, c)| (vec![("interface", name.to_string())], *c as i64)),
+    )?;
+    counters(
+        encoder,
+        "trafficd_interface_attributed_bytes",
+        "An interface's bytes by kind (local, forwarded, dropped, non_ip, not_seen) and direction; \
+         per interface and direction the kinds add up to trafficd_interface_*_bytes_total",
+        attributed(links, &names, &totals),
+    )
+}
+
+/// A counter family of the interfaces' own counters: name, help, which counter.
+type Family = (&'static str, &'static str, fn(&Traffic) -> u64);
+
+/// The series of trafficd_interface_attributed_bytes: each counted interface's parts, and
+/// what none of them holds as `not_seen`.
+fn attributed(
+    links: &InterfaceStore,
+    names: &BTreeMap<u32, Arc<str>>,
+    totals: &BTreeMap<Arc<str>, Traffic>,
+) -> Vec<(Labels, u64)> {
+    let mut parts: BTreeMap<(Arc<str>, &'static str, &'static str), u64> = BTreeMap::new();
+    let mut seen: BTreeMap<(Arc<str>, &'static str), u64> = BTreeMap::new();
+    for (key, entry) in links.parts.entries() {
+        let (Some(name), Some((_, kind))) = (
+            names.get(&key.ifindex),
+            forwarding::kind::ALL.iter().find(|(k, _)| *k == key.kind),
+        ) else {
+            continue;
+        };
+        for (direction, bytes) in [
+            ("transmit", entry.lifetime.tx_bytes),
+            ("receive", entry.lifetime.rx_bytes),
+        ] {
+            *parts.entry((name.clone(), direction, kind)).or_default() += bytes;
+            *seen.entry((name.clone(), direction)).or_default() += bytes;
+        }
+    }
+    for name in names.values() {
+        let Some(total) = totals.get(name) else {
+            continue;
+        };
+        for (direction, device) in [("transmit", total.tx_bytes), ("receive", total.rx_bytes)] {
+            let counted = seen.get(&(name.clone(), direction)).copied().unwrap_or(0);
+            parts.insert(
+                (name.clone(), direction, "not_seen"),
+                device.saturating_sub(counted),
+            );
+        }
+    }
+    parts
+        .into_iter()
+        .map(|((name, direction, kind), bytes)| {
+            let labels = vec![
+                ("interface", name.to_string()),
+                ("direction", direction.to_string()),
+                ("kind", kind.to_string()),
+            ];
+            (labels, bytes)
+        })
+        .collect()
 }
 
 /// How full the kernel maps are and the memory they hold.
