@@ -3,17 +3,17 @@
 //! flow's NAT hops looked up once, a bounded number per drain.
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::{HashMap, HashSet, VecDeque},
     sync::Arc,
 };
 
 use trafficd_common::{
-    forwarding::{ForwardKey, WireCount, EGRESS},
+    forwarding::{ForwardKey, WireCount, EGRESS, INGRESS},
     Traffic,
 };
 
 use crate::{
-    enrich::nat::Nat,
+    enrich::{conntrack::FlowTuple, nat::Nat},
     kernel::Forwarding,
     stats::{tuple_of, ForwardInfo},
 };
@@ -54,7 +54,7 @@ impl ForwardedFlows {
         forwarding: &mut Forwarding,
         names: &HashMap<u32, Arc<str>>,
         counts_segments: impl Fn(u32, u8) -> bool,
-    ) -> Vec<(ForwardKey, Traffic, Arc<ForwardInfo>)> {
+    ) -> Vec<FlowDelta> {
         let mut deltas = Vec::new();
         let mut idle = Vec::new();
         for (key, count) in forwarding.forwarded() {
@@ -151,5 +151,113 @@ fn describe(key: &ForwardKey, names: &HashMap<u32, Arc<str>>) -> ForwardInfo {
             .then(|| names.get(&key.other_ifindex).cloned())
             .flatten(),
         ..ForwardInfo::default()
+    }
+}
+
+/// One drain's delta of one forwarded flow, with its description.
+pub type FlowDelta = (ForwardKey, Traffic, Arc<ForwardInfo>);
+
+/// Bytes that one interface's ingress counted as local, and that were forwarded after all.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Moved {
+    pub bytes: u64,
+    pub packets: u64,
+}
+
+/// The ingress side of translated flows. A reply to a MASQUERADEd connection (or a packet to
+/// a published port) arrives addressed to the host itself: the tc program on the interface
+/// it arrives by runs before conntrack translates it back, so the routing lookup says local
+/// and counts it so. The packet then leaves by another interface without a socket, counted
+/// as forwarded there with the interface it came in by. For each such flow this gives the
+/// flow as the arrival interface saw it (the conntrack tuple that is not the one it left
+/// with), and the bytes to move from local to forwarded there. A packet bridged out of two
+/// interfaces (docker0 and a container's veth) is counted once.
+pub fn arrivals(
+    deltas: &[FlowDelta],
+    counted_on: &HashSet<u32>,
+) -> (Vec<FlowDelta>, HashMap<u32, Moved>) {
+    // The ingress flows the tc programs recorded themselves (the routing lookup saw them
+    // forwarded): nothing to add for those.
+    let recorded: HashSet<(u32, FlowTuple)> = deltas
+        .iter()
+        .filter(|(key, _, _)| key.direction != EGRESS)
+        .map(|(key, _, _)| (key.ifindex, tuple_of(key)))
+        .collect();
+    let mut arrived: HashMap<(u32, FlowTuple), FlowDelta> = HashMap::new();
+    for (key, traffic, info) in deltas {
+        let came_in_by = key.other_ifindex;
+        if key.direction != EGRESS || !counted_on.contains(&came_in_by) {
+            continue;
+        }
+        let Some(hop) = info.nat.first() else {
+            continue;
+        };
+        let left_as = tuple_of(key);
+        let arrived_as = if left_as == hop.original.inverted() {
+            hop.reply
+        } else if left_as == hop.reply.inverted() {
+            hop.original
+        } else {
+            continue;
+        };
+        if recorded.contains(&(came_in_by, arrived_as)) {
+            continue;
+        }
+        let traffic = Traffic {
+            rx_bytes: traffic.tx_bytes,
+            rx_packets: traffic.tx_packets,
+            ..Traffic::default()
+        };
+        let entry = arrived.entry((came_in_by, arrived_as));
+        let busier = |old: &Traffic| old.rx_bytes < traffic.rx_bytes;
+        match entry {
+            std::collections::hash_map::Entry::Occupied(mut e) if busier(&e.get().1) => {
+                e.get_mut().1 = traffic;
+            }
+            std::collections::hash_map::Entry::Occupied(_) => {}
+            std::collections::hash_map::Entry::Vacant(e) => {
+                let key = key_of(came_in_by, key.ifindex, &arrived_as, key.family);
+                // Seen from the arrival interface: the interfaces trade places.
+                let arrival = ForwardInfo {
+                    interface: info
+                        .other_interface
+                        .clone()
+                        .unwrap_or_else(|| info.interface.clone()),
+                    other_interface: Some(info.interface.clone()),
+                    ..(**info).clone()
+                };
+                e.insert((key, traffic, Arc::new(arrival)));
+            }
+        }
+    }
+    let mut moved: HashMap<u32, Moved> = HashMap::new();
+    for ((ifindex, _), (_, traffic, _)) in &arrived {
+        let m = moved.entry(*ifindex).or_default();
+        m.bytes += traffic.rx_bytes;
+        m.packets += traffic.rx_packets;
+    }
+    (arrived.into_values().collect(), moved)
+}
+
+fn key_of(ifindex: u32, other_ifindex: u32, tuple: &FlowTuple, family: u8) -> ForwardKey {
+    let bytes = |ip: std::net::IpAddr| {
+        let mut out = [0u8; 16];
+        match ip {
+            std::net::IpAddr::V4(v4) => out[..4].copy_from_slice(&v4.octets()),
+            std::net::IpAddr::V6(v6) => out = v6.octets(),
+        }
+        out
+    };
+    ForwardKey {
+        ifindex,
+        other_ifindex,
+        src_addr: bytes(tuple.src.ip()),
+        dst_addr: bytes(tuple.dst.ip()),
+        src_port: tuple.src.port(),
+        dst_port: tuple.dst.port(),
+        family,
+        protocol: tuple.protocol,
+        direction: INGRESS,
+        _pad: 0,
     }
 }

@@ -14,11 +14,11 @@ use std::{
 
 use tracing::{debug, info, warn};
 use trafficd_common::{
-    forwarding::{InterfaceKindKey, WireCount, EGRESS, INGRESS},
+    forwarding::{kind, InterfaceKindKey, WireCount, EGRESS, INGRESS},
     Traffic,
 };
 
-use super::forwarded::ForwardedFlows;
+use super::forwarded::{arrivals, ForwardedFlows, Moved};
 use crate::{
     enrich::interfaces::{InterfaceSample, Interfaces, LinkEvent, LinkEvents},
     error::Result,
@@ -66,6 +66,12 @@ pub struct InterfacePhase {
     measures: HashMap<(u32, u8), Measures>,
     /// Interfaces whose attach failed, each said once.
     said_failed: HashSet<u32>,
+    /// Attached at this drain: their split starts at the next one.
+    just_attached: HashSet<u32>,
+    /// Attached at the last drain: this drain's counters and kinds are their starting
+    /// point, read a few microseconds apart, so that the parts and the device's counters
+    /// begin together.
+    starting: HashSet<u32>,
     checked_names: bool,
 }
 
@@ -87,6 +93,8 @@ impl InterfacePhase {
             last_kinds: HashMap::new(),
             measures: HashMap::new(),
             said_failed: HashSet::new(),
+            just_attached: HashSet::new(),
+            starting: HashSet::new(),
             checked_names: false,
         })
     }
@@ -105,7 +113,8 @@ impl InterfacePhase {
         self.keep_attached(&samples);
         let attached: HashSet<u32> = self.attached_ifindexes();
         let counters = self.counter_deltas(&samples, &attached);
-        let parts = self.part_deltas();
+        let mut parts = self.part_deltas();
+        self.starting = std::mem::take(&mut self.just_attached);
         let names: HashMap<u32, Arc<str>> = samples
             .iter()
             .map(|s| (s.ifindex, Arc::from(s.name.as_str())))
@@ -115,17 +124,24 @@ impl InterfacePhase {
                 .get(&(ifindex, direction))
                 .is_some_and(Measures::counts_segments)
         };
-        let (flows, losses) = match &mut self.forwarding {
+        let (mut flows, losses) = match &mut self.forwarding {
             Some(forwarding) => (
                 self.flows.deltas(forwarding, &names, measure),
                 forwarding.losses(),
             ),
             None => (Vec::new(), Default::default()),
         };
+        let (arrived, moved) = arrivals(&flows, &attached);
+        flows.extend(arrived);
+        move_to_forwarded(&mut parts, &moved);
         let mut store = store.write().unwrap_or_else(|e| e.into_inner());
         let links = &mut store.interfaces;
         links.interfaces.record(at, length, counters);
-        links.parts.record(at, length, parts);
+        links.parts.record(
+            at,
+            length,
+            parts.into_iter().map(|(k, t)| (k, t, ())).collect(),
+        );
         links.forwarded.record(at, length, flows);
         links.losses = losses;
         links.counting = self.forwarding.is_some();
@@ -141,7 +157,8 @@ impl InterfacePhase {
                     match event {
                         LinkEvent::New { ifindex, .. } => self.interfaces.refresh(ifindex),
                         LinkEvent::Gone { ifindex, name } => {
-                            if self.last_counters.contains_key(&ifindex) {
+                            // A bridge port's removal is announced twice: said once.
+                            if self.last_counters.remove(&ifindex).is_some() {
                                 info!("interface {name} (ifindex {ifindex}) vanished: let go");
                             }
                         }
@@ -170,7 +187,9 @@ impl InterfacePhase {
 
     fn is_wanted(&self, sample: &InterfaceSample) -> bool {
         if self.wanted.is_empty() {
-            sample.up && sample.name != "lo"
+            // Administratively up, not operationally: docker0 loses its carrier with its last
+            // container and must stay counted for the next one's first packets.
+            sample.admin_up && sample.name != "lo"
         } else {
             self.wanted.contains(&sample.name)
         }
@@ -211,8 +230,7 @@ impl InterfacePhase {
             match forwarding.attach(&sample.name, header_len) {
                 Ok(()) => {
                     debug!(interface = %sample.name, "counting forwarded traffic");
-                    // The split starts now: the device's counters too.
-                    self.last_counters.insert(sample.ifindex, sample.clone());
+                    self.just_attached.insert(sample.ifindex);
                 }
                 Err(err) => {
                     if self.said_failed.insert(sample.ifindex) {
@@ -241,6 +259,7 @@ impl InterfacePhase {
         let mut seen = HashMap::with_capacity(samples.len());
         for sample in samples {
             let delta = match self.last_counters.get(&sample.ifindex) {
+                _ if self.starting.contains(&sample.ifindex) => Traffic::default(),
                 // A recreated interface with the same index restarts its counters.
                 Some(last) if last.name == sample.name => Traffic {
                     tx_bytes: sample.tx_bytes.saturating_sub(last.tx_bytes),
@@ -260,7 +279,10 @@ impl InterfacePhase {
                 name: Arc::from(sample.name.as_str()),
                 up: sample.up,
                 capacity: sample.capacity_bytes_per_sec,
-                counted: attached.contains(&sample.ifindex),
+                // Split from the drain after its starting point on.
+                counted: attached.contains(&sample.ifindex)
+                    && !self.starting.contains(&sample.ifindex)
+                    && !self.just_attached.contains(&sample.ifindex),
             };
             deltas.push((sample.ifindex, delta, info));
             seen.insert(sample.ifindex, sample.clone());
@@ -271,13 +293,16 @@ impl InterfacePhase {
 
     /// What the tc programs counted per interface and kind since the last drain, in the
     /// measure that matches how the device counts.
-    fn part_deltas(&mut self) -> Vec<(PartKey, Traffic, ())> {
+    fn part_deltas(&mut self) -> HashMap<PartKey, Traffic> {
         let Some(forwarding) = &self.forwarding else {
-            return Vec::new();
+            return HashMap::new();
         };
         let mut by_part: HashMap<PartKey, Traffic> = HashMap::new();
         for (key, count) in forwarding.kinds() {
             let last = self.last_kinds.insert(key, count).unwrap_or_default();
+            if self.starting.contains(&key.ifindex) {
+                continue;
+            }
             let delta = WireCount {
                 bytes: count.bytes.wrapping_sub(last.bytes),
                 packets: count.packets.wrapping_sub(last.packets),
@@ -309,6 +334,23 @@ impl InterfacePhase {
                 part.rx_packets += packets;
             }
         }
-        by_part.into_iter().map(|(k, t)| (k, t, ())).collect()
+        by_part
+    }
+}
+
+/// Moves what arrived addressed to the host but was forwarded (see [`arrivals`]) from the
+/// arrival interface's local part to its forwarded part, in the receive direction.
+fn move_to_forwarded(parts: &mut HashMap<PartKey, Traffic>, moved: &HashMap<u32, Moved>) {
+    for (&ifindex, m) in moved {
+        let part = |kind| PartKey { ifindex, kind };
+        let local = parts.entry(part(kind::LOCAL)).or_default();
+        // Within one drain the two sides may be read a packet apart: never below zero.
+        let bytes = m.bytes.min(local.rx_bytes);
+        let packets = m.packets.min(local.rx_packets);
+        local.rx_bytes -= bytes;
+        local.rx_packets -= packets;
+        let forwarded = parts.entry(part(kind::FORWARDED)).or_default();
+        forwarded.rx_bytes += bytes;
+        forwarded.rx_packets += packets;
     }
 }
