@@ -83,9 +83,11 @@ fn sysctl(key: &str, value: &str) {
 pub fn interface_item(d: &Daemon, name: &str) -> Option<Value> {
     let (status, body) = d.get_json("/top?by=interface&limit=1000&window=60s");
     assert_eq!(status, 200, "{body}");
-    body["items"]
+    let named: Vec<&Value> = body["items"]
         .as_array()?
         .iter()
-        .find(|i| i["interface"] == name)
-        .cloned()
+        .filter(|i| i["interface"] == name)
+        .collect();
+    assert!(named.len() <= 1, "{name} listed twice: {named:?}");
+    named.first().map(|i| (*i).clone())
 }
