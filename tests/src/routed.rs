@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::{Daemon, Link, NetNs};
+use crate::{wait_for, Daemon, Link, NetNs};
 
 /// Host-side forwarding between two links to the root namespace: each namespace routes the
 /// other's subnet through the host, forwarding is on for the two host interfaces only, and
@@ -90,4 +90,45 @@ pub fn interface_item(d: &Daemon, name: &str) -> Option<Value> {
         .collect();
     assert!(named.len() <= 1, "{name} listed twice: {named:?}");
     named.first().map(|i| (*i).clone())
+}
+
+/// Sum of an interface's counted parts in one direction of its lifetime split, and its
+/// not_seen.
+pub fn counted_and_not_seen(item: &Value, direction: &str) -> (u64, u64) {
+    let parts = &item["lifetime_split"][direction];
+    let u = |v: &Value| {
+        v.as_u64()
+            .unwrap_or_else(|| panic!("not a number in {item}"))
+    };
+    let counted = u(&parts["local"])
+        + u(&parts["forwarded"])
+        + u(&parts["unattributed"]["dropped"])
+        + u(&parts["unattributed"]["non_ip"]);
+    (counted, u(&parts["unattributed"]["not_seen"]))
+}
+
+/// The parts of each direction add up to the interface's own counter within 1%.
+pub fn assert_conserved(item: &Value) {
+    for (direction, counter) in [
+        ("transmit", "lifetime_tx_bytes"),
+        ("receive", "lifetime_rx_bytes"),
+    ] {
+        let device = item[counter].as_u64().expect("a counter");
+        let (counted, not_seen) = counted_and_not_seen(item, direction);
+        assert_eq!(counted + not_seen, device.max(counted), "{item}");
+        assert!(
+            not_seen * 100 <= device.max(1) && counted <= device + device / 100,
+            "{direction}: {counted} counted of the device's {device} ({not_seen} not seen): {item}"
+        );
+    }
+}
+
+/// Waits until the daemon counts on `interface` (its item has a split).
+pub fn wait_counted(d: &Daemon, interface: &str) -> Value {
+    wait_for(&format!("{interface} counted"), || {
+        match interface_item(d, interface) {
+            Some(item) if item["split"].is_object() => Ok(item),
+            other => Err(format!("{other:?}")),
+        }
+    })
 }

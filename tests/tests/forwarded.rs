@@ -9,8 +9,8 @@ use std::net::SocketAddr;
 use serde_json::Value;
 use trafficd_tests::docker::Dockerd;
 use trafficd_tests::{
-    interface_item, require_program, require_root, trafficgen, wait_for, Daemon, Forwarder, Link,
-    NetNs, Side, Top, Transfer,
+    assert_conserved, interface_item, require_program, require_root, trafficgen, wait_counted,
+    wait_for, Daemon, Forwarder, Link, NetNs, Side, Top, Transfer,
 };
 
 /// 500 datagrams of 1000 bytes.
@@ -24,16 +24,6 @@ const FRAME: u64 = 14 + 20 + 8 + 1000;
 fn bounds() -> (u64, u64) {
     let exact = DATAGRAMS * FRAME;
     (exact, exact + exact / 100)
-}
-
-/// Waits until the daemon counts on `interface` (its item has a split).
-fn wait_counted(d: &Daemon, interface: &str) -> Value {
-    wait_for(&format!("{interface} counted"), || {
-        match interface_item(d, interface) {
-            Some(item) if item["split"].is_object() => Ok(item),
-            other => Err(format!("{other:?}")),
-        }
-    })
 }
 
 /// The forwarded flow item of `from` -> `to` on `interface`, once its `lifetime` bytes (the
@@ -63,37 +53,6 @@ fn forwarded_flow(
             }
         },
     )
-}
-
-/// Sum of an interface's counted parts in one direction of its lifetime split, and its
-/// not_seen.
-pub fn counted_and_not_seen(item: &Value, direction: &str) -> (u64, u64) {
-    let parts = &item["lifetime_split"][direction];
-    let u = |v: &Value| {
-        v.as_u64()
-            .unwrap_or_else(|| panic!("not a number in {item}"))
-    };
-    let counted = u(&parts["local"])
-        + u(&parts["forwarded"])
-        + u(&parts["unattributed"]["dropped"])
-        + u(&parts["unattributed"]["non_ip"]);
-    (counted, u(&parts["unattributed"]["not_seen"]))
-}
-
-/// The parts of each direction add up to the interface's own counter within 1%.
-pub fn assert_conserved(item: &Value) {
-    for (direction, counter) in [
-        ("transmit", "lifetime_tx_bytes"),
-        ("receive", "lifetime_rx_bytes"),
-    ] {
-        let device = item[counter].as_u64().expect("a counter");
-        let (counted, not_seen) = counted_and_not_seen(item, direction);
-        assert_eq!(counted + not_seen, device.max(counted), "{item}");
-        assert!(
-            not_seen * 100 <= device.max(1) && counted <= device + device / 100,
-            "{direction}: {counted} counted of the device's {device} ({not_seen} not seen): {item}"
-        );
-    }
 }
 
 #[test]
