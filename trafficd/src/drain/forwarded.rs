@@ -261,3 +261,90 @@ fn key_of(ifindex: u32, other_ifindex: u32, tuple: &FlowTuple, family: u8) -> Fo
         _pad: 0,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::enrich::nat::NatHop;
+    use trafficd_common::AF_INET;
+
+    const UPLINK: u32 = 2;
+    const BRIDGE: u32 = 3;
+    const PORT: u32 = 4;
+
+    fn tuple(src: &str, dst: &str) -> FlowTuple {
+        FlowTuple {
+            protocol: 6,
+            src: src.parse().unwrap(),
+            dst: dst.parse().unwrap(),
+        }
+    }
+
+    /// The container's download as it leaves by `ifindex` after coming in by the uplink.
+    fn leaving(ifindex: u32, bytes: u64) -> FlowDelta {
+        let left_as = tuple("10.8.1.3:3129", "172.17.0.2:53312");
+        let info = ForwardInfo {
+            interface: Arc::from(format!("if{ifindex}")),
+            other_interface: Some(Arc::from("uplink")),
+            nat: vec![NatHop {
+                original: tuple("172.17.0.2:53312", "10.8.1.3:3129"),
+                reply: tuple("10.8.1.3:3129", "10.0.7.248:40142"),
+                seen_in: Arc::from("host"),
+            }],
+            ..ForwardInfo::default()
+        };
+        let mut key = key_of(ifindex, UPLINK, &left_as, AF_INET);
+        key.direction = EGRESS;
+        let traffic = Traffic {
+            tx_bytes: bytes,
+            tx_packets: bytes / 1000,
+            ..Traffic::default()
+        };
+        (key, traffic, Arc::new(info))
+    }
+
+    #[test]
+    fn a_masqueraded_reply_is_given_to_the_uplink_once() {
+        // Bridged: out of docker0 and out of the container's veth, a few bytes apart.
+        let deltas = [leaving(BRIDGE, 8_000_000), leaving(PORT, 8_000_014)];
+        let counted: HashSet<u32> = [UPLINK, BRIDGE, PORT].into();
+        let (arrived, moved) = arrivals(&deltas, &counted);
+        assert_eq!(arrived.len(), 1);
+        let (key, traffic, info) = &arrived[0];
+        assert_eq!((key.ifindex, key.direction), (UPLINK, INGRESS));
+        assert_eq!(tuple_of(key), tuple("10.8.1.3:3129", "10.0.7.248:40142"));
+        assert_eq!((traffic.rx_bytes, traffic.tx_bytes), (8_000_014, 0));
+        assert_eq!(&*info.interface, "uplink");
+        assert_eq!(info.nat.len(), 1);
+        assert_eq!(
+            moved[&UPLINK],
+            Moved {
+                bytes: 8_000_014,
+                packets: 8_000
+            }
+        );
+    }
+
+    #[test]
+    fn flows_the_arrival_interface_recorded_or_did_not_count_are_left_alone() {
+        let deltas = [leaving(BRIDGE, 1000)];
+        // The uplink is not counted: nothing to move there.
+        let (arrived, moved) = arrivals(&deltas, &[BRIDGE].into());
+        assert!(arrived.is_empty() && moved.is_empty());
+        // The uplink recorded the arrival itself (routed, not addressed to the host).
+        let mut recorded = deltas[0].clone();
+        recorded.0 = key_of(
+            UPLINK,
+            BRIDGE,
+            &tuple("10.8.1.3:3129", "10.0.7.248:40142"),
+            AF_INET,
+        );
+        let (arrived, _) = arrivals(&[deltas[0].clone(), recorded], &[UPLINK, BRIDGE].into());
+        assert!(arrived.is_empty());
+        // Untranslated: no hop, no other tuple to arrive as.
+        let mut plain = leaving(BRIDGE, 1000);
+        Arc::make_mut(&mut plain.2).nat.clear();
+        let (arrived, _) = arrivals(&[plain], &[UPLINK, BRIDGE].into());
+        assert!(arrived.is_empty());
+    }
+}

@@ -135,11 +135,11 @@ impl Nat {
         }
     }
 
-    fn namespace_lookup(&mut self, path: &PathBuf, tuple: &FlowTuple) -> Option<NatEntry> {
+    fn namespace_lookup(&mut self, path: &Path, tuple: &FlowTuple) -> Option<NatEntry> {
         if !self.namespaces.contains_key(path) {
             match Conntrack::open(Some(path), self.capacity, ANSWER_TTL) {
                 Ok(conntrack) => {
-                    self.namespaces.insert(path.clone(), conntrack);
+                    self.namespaces.insert(path.to_path_buf(), conntrack);
                 }
                 Err(err) => {
                     self.say_failed(path, &err);
@@ -189,5 +189,26 @@ fn hop(entry: NatEntry, seen_in: Arc<str>) -> NatHop {
         original: entry.original,
         reply: entry.reply,
         seen_in,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A namespace that vanished before (or during) a lookup: no hop, and said once.
+    #[test]
+    fn a_vanished_namespace_ends_the_hops_quietly() {
+        let mut nat = Nat::new(16);
+        let gone = Path::new("/proc/4194305/ns/net");
+        let tuple = FlowTuple {
+            protocol: 17,
+            src: "172.17.0.2:5000".parse().unwrap(),
+            dst: "10.8.1.3:3129".parse().unwrap(),
+        };
+        assert_eq!(nat.namespace_lookup(gone, &tuple), None);
+        assert_eq!(nat.namespace_lookup(gone, &tuple), None);
+        assert_eq!(nat.said_failed.len(), 1);
+        assert!(nat.namespaces.is_empty());
     }
 }
