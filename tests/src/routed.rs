@@ -114,6 +114,11 @@ pub fn assert_conserved(item: &Value) {
         ("receive", "lifetime_rx_bytes"),
     ] {
         let device = item[counter].as_u64().expect("a counter");
+        let window = counter.trim_start_matches("lifetime_");
+        assert!(
+            item[window].as_u64() <= Some(device),
+            "window above lifetime: {item}"
+        );
         let (counted, not_seen) = counted_and_not_seen(item, direction);
         assert_eq!(counted + not_seen, device.max(counted), "{item}");
         assert!(

@@ -88,3 +88,41 @@ pub fn address(family: u8, bytes: &[u8; 16]) -> IpAddr {
         IpAddr::V6(Ipv6Addr::from(*bytes))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use trafficd_common::Traffic;
+
+    use super::*;
+
+    /// Every interface is recorded at every drain, idle or not: the window never holds more
+    /// than the lifetime, and both hold what moved.
+    #[test]
+    fn idle_drains_keep_window_and_lifetime_alike() {
+        let start = Instant::now();
+        let second = Duration::from_secs(1);
+        let mut links = InterfaceStore::default();
+        let info = InterfaceInfo::default();
+        let rx = |bytes| Traffic {
+            rx_bytes: bytes,
+            ..Traffic::default()
+        };
+        for (i, bytes) in [0, 100, 0, 0, 200, 0, 30].into_iter().enumerate() {
+            let deltas = vec![(7, rx(bytes), info.clone()), (9, rx(1), info.clone())];
+            links
+                .interfaces
+                .record(start + second * (i as u32 + 1), second, deltas);
+        }
+        let now = start + second * 7;
+        let mut seen = Vec::new();
+        links
+            .interfaces
+            .window_each(now, Duration::from_secs(60), |w| {
+                seen.push((*w.key, w.window.rx_bytes, w.lifetime.rx_bytes))
+            });
+        seen.sort();
+        assert_eq!(seen, [(7, 330, 330), (9, 7, 7)]);
+    }
+}
