@@ -208,9 +208,10 @@ impl InterfacePhase {
                 .any(|s| s.ifindex == *ifindex && &s.name == name)
             {
                 forwarding.detach(*ifindex);
-                // The kernel keeps its kinds counts: `last_kinds` stays, so an interface
-                // attached again counts on from them.
+                // Its kinds counts are deleted with it: an interface attached again counts
+                // from zero.
                 self.measures.retain(|(i, _), _| i != ifindex);
+                self.last_kinds.retain(|k, _| k.ifindex != *ifindex);
             }
         }
         for sample in wanted {
@@ -300,7 +301,9 @@ impl InterfacePhase {
         let mut by_part: HashMap<PartKey, Traffic> = HashMap::new();
         for (key, count) in forwarding.kinds() {
             let last = self.last_kinds.insert(key, count).unwrap_or_default();
-            if self.starting.contains(&key.ifindex) {
+            // Counted between the attach and now, or between the starting point's two
+            // reads: before the device's counters start, so not in the split either.
+            if self.starting.contains(&key.ifindex) || self.just_attached.contains(&key.ifindex) {
                 continue;
             }
             let delta = WireCount {

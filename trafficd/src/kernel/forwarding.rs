@@ -31,8 +31,10 @@ impl Forwarding {
         self.counters.attach(&mut ebpf, name, link_header_len)
     }
 
+    /// Stops counting on `ifindex` and forgets its per-kind counts.
     pub fn detach(&mut self, ifindex: u32) {
         self.counters.detach(ifindex);
+        self.counters.forget_kinds(ifindex);
     }
 
     /// The interfaces counted on: (ifindex, name).

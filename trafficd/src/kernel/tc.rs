@@ -140,6 +140,20 @@ impl TcCounters {
         let _ = self.interfaces.remove(&ifindex);
     }
 
+    /// Deletes the per-kind counts of interface `ifindex`, once detached, so that a host whose
+    /// containers come and go does not fill INTERFACE_KINDS with interfaces long gone.
+    pub fn forget_kinds(&mut self, ifindex: u32) {
+        let keys: Vec<InterfaceKindKey> = self
+            .kinds
+            .keys()
+            .filter_map(|key| key.ok())
+            .filter(|key| key.ifindex == ifindex)
+            .collect();
+        for key in keys {
+            let _ = self.kinds.remove(&key);
+        }
+    }
+
     /// The interfaces counted on: (ifindex, name).
     pub fn attached(&self) -> impl Iterator<Item = (u32, &str)> {
         self.attached.iter().map(|(i, a)| (*i, a.name.as_str()))
