@@ -277,6 +277,41 @@ mod tests {
     }
 
     #[test]
+    fn renders_interfaces_with_utilization_and_forwarded_bytes() {
+        let parts = |forwarded: u64| {
+            json!({"local": 10, "forwarded": forwarded,
+            "unattributed": {"dropped": 0, "non_ip": 0, "not_seen": 0}})
+        };
+        let body = json!({"by": "interface", "window_seconds": 10, "items": [
+            {"interface": "eth0", "ifindex": 2, "up": true, "capacity_bytes_per_sec": 1250000000u64,
+             "utilization": 0.925,
+             "split": {"transmit": parts(1048576), "receive": parts(1048576)},
+             "lifetime_split": null,
+             "tx_bytes": 0, "rx_bytes": 0, "tx_packets": 0, "rx_packets": 0,
+             "tx_bytes_per_second": 0.0, "rx_bytes_per_second": 0.0,
+             "lifetime_tx_bytes": 0, "lifetime_rx_bytes": 0,
+             "lifetime_tx_packets": 0, "lifetime_rx_packets": 0},
+            {"interface": "veth1", "ifindex": 9, "up": false, "capacity_bytes_per_sec": null,
+             "utilization": null, "split": null, "lifetime_split": null,
+             "tx_bytes": 0, "rx_bytes": 0, "tx_packets": 0, "rx_packets": 0,
+             "tx_bytes_per_second": 0.0, "rx_bytes_per_second": 0.0,
+             "lifetime_tx_bytes": 0, "lifetime_rx_bytes": 0,
+             "lifetime_tx_packets": 0, "lifetime_rx_packets": 0}
+        ]});
+        let table = render(&serde_json::from_value(body).unwrap());
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(lines[1].starts_with("INTERFACE"), "{table}");
+        assert!(
+            lines[2].contains("eth0") && lines[2].contains("92.5%") && lines[2].contains("2.0 MiB"),
+            "{table}"
+        );
+        assert!(
+            lines[3].contains("veth1") && lines[3].contains("down"),
+            "{table}"
+        );
+    }
+
+    #[test]
     fn renders_a_process_table() {
         let body = json!({"by": "process", "window_seconds": 10, "items": [
             {"pid": 4242, "comm": "iperf3", "user": "root", "cgroup": "/docker/abc",

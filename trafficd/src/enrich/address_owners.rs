@@ -136,8 +136,8 @@ fn cgroup_of(process: &std::path::Path) -> Option<String> {
 
 /// The addresses of every interface in the namespace at `path`, listed by a thread that
 /// entered it (a thread's namespace is its own; the daemon's other threads stay put).
-fn addresses_in(path: &std::path::Path) -> nix::Result<Vec<IpAddr>> {
-    let file = File::open(path).map_err(|e| nix::Error::from_raw(e.raw_os_error().unwrap_or(0)))?;
+fn addresses_in(path: &std::path::Path) -> std::io::Result<Vec<IpAddr>> {
+    let file = File::open(path)?;
     std::thread::scope(|scope| {
         scope
             .spawn(|| {
@@ -155,6 +155,6 @@ fn addresses_in(path: &std::path::Path) -> nix::Result<Vec<IpAddr>> {
                 Ok(addresses)
             })
             .join()
-            .unwrap_or(Err(nix::Error::EINVAL))
+            .unwrap_or_else(|_| Err(std::io::Error::other("the namespace thread panicked")))
     })
 }
