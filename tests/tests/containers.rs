@@ -1,6 +1,6 @@
 //! Containers of real engines, started by the harness: their cgroups are where trafficd's
 //! cgroup-path table expects them, under the cgroup2 mount, so the daemon can name them.
-//! (The bytes per container through /top?by=container are tested once the daemon reads them.)
+//! (The bytes per container through the daemon are tested in containers_traffic.rs.)
 
 use trafficd_tests::docker::Dockerd;
 use trafficd_tests::podman::Podman;

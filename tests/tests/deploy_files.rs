@@ -139,7 +139,7 @@ fn systemd_unit_verifies() {
 }
 
 /// `promtool check metrics` on the daemon's own exposition. Exit code 1 is a parse error
-/// (fails here); 3 is lint findings, printed, and failed by the ignored test below.
+/// (fails here); 3 is lint findings, printed, and failed by the test below.
 #[test]
 fn promtool_parses_live_metrics() {
     require_root!();
@@ -151,11 +151,9 @@ fn promtool_parses_live_metrics() {
     }
 }
 
-/// Fails today: promtool 2.42 lints the OpenMetrics exposition as the classic text format
-/// (HELP is given for the family `x`, promtool wants it for `x_total`) and asks for seconds
-/// instead of microseconds in trafficd_drain_duration_*. Run with `--ignored`.
+/// /metrics serves the classic text format to promtool (it asks for no OpenMetrics), with
+/// every family in base units: no lint finding.
 #[test]
-#[ignore = "promtool check metrics reports lint findings on today's /metrics (see the doc comment)"]
 fn promtool_finds_no_lint_in_live_metrics() {
     require_root!();
     require_program!("promtool", "Debian package prometheus");

@@ -151,9 +151,8 @@ fn parameters_are_validated_and_the_daemon_keeps_serving() {
             t.json
         );
     }
-    // by=container: until a container source names the owners, the cgroups' items with
-    // `container` and `unit` null, never guessed. Read as JSON: `Top` checks the kinds the
-    // harness knows.
+    // by=container: the cgroups' bytes by owner (container, pod, unit, host; a cgroup of an
+    // unknown layout by its path). Read as JSON: `Top` checks the kinds the harness knows.
     let (status, owners) = d.get_json("/top?by=container&window=60s&limit=1000");
     assert_eq!(
         (status, owners["by"].as_str()),
@@ -165,9 +164,15 @@ fn parameters_are_validated_and_the_daemon_keeps_serving() {
     // Fetched after the owners, so every cgroup they name is still listed.
     let cgroups = d.top("by=cgroup&window=60s&limit=1000");
     for owner in owners {
+        let kind = owner["kind"].as_str().unwrap_or_default();
         assert!(
-            owner["container"].is_null() && owner["unit"].is_null(),
-            "by=container: an owner named without a source: {owner}"
+            ["container", "pod", "unit", "host", "unknown"].contains(&kind),
+            "by=container: no owner kind: {owner}"
+        );
+        assert_eq!(
+            owner["name"].is_null(),
+            kind == "unknown",
+            "by=container: only an unknown layout is unnamed: {owner}"
         );
         for f in [
             "tx_bytes",

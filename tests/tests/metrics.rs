@@ -1,6 +1,6 @@
 //! GET /metrics: OpenMetrics text, parsed, with the per-process and per-cgroup
-//! byte counters of known traffic, build info and the self-metrics for losses
-//! and map fill.
+//! byte counters of known traffic, build info and the self-metrics for losses,
+//! map fill and drains; and the whole live exposition passes `promtool check metrics`.
 
 use std::net::SocketAddr;
 
@@ -29,6 +29,21 @@ fn wait_sample(d: &Daemon, name: &str, labels: &[(&str, &str)], min: f64) -> (f6
     })
 }
 
+/// GET /metrics asking for OpenMetrics, as Prometheus does: (Content-Type, parsed).
+fn get_openmetrics(d: &Daemon) -> (String, Exposition) {
+    let resp = ureq::get(&d.url("/metrics"))
+        .set(
+            "Accept",
+            "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
+        )
+        .call()
+        .expect("GET /metrics");
+    let content_type = resp.header("content-type").unwrap_or_default().to_string();
+    let body = resp.into_string().expect("body");
+    let parsed = Exposition::parse(&body).unwrap_or_else(|e| panic!("{e}\n{body}"));
+    (content_type, parsed)
+}
+
 fn declared_counter(m: &Exposition, family: &str) {
     // OpenMetrics declares the family without _total; the classic text format with it.
     let ty = m
@@ -47,7 +62,8 @@ fn declared_counter(m: &Exposition, family: &str) {
 fn metrics_count_known_traffic_and_expose_self_metrics() {
     require_root!();
     let cg = Cgroup::new("m");
-    let d = Daemon::start();
+    // Per-pid series, so each end of the transfer is its own series.
+    let d = Daemon::builder().arg("--metrics-per-pid").start();
     let tg = trafficgen!();
     let lo: SocketAddr = "127.0.0.1:0".parse().unwrap();
     let t = Transfer::tcp(lo, PAYLOAD)
@@ -130,9 +146,21 @@ fn metrics_count_known_traffic_and_expose_self_metrics() {
         m = e;
     }
 
-    // The whole exposition is well-formed OpenMetrics, ends with # EOF and
-    // declares the byte counters as counters.
-    assert!(m.eof, "no # EOF at the end of /metrics");
+    // Asked for OpenMetrics (as Prometheus asks), the whole exposition is
+    // well-formed OpenMetrics, ends with # EOF and declares the byte counters
+    // as counters.
+    let (content_type, om) = get_openmetrics(&d);
+    assert!(
+        content_type.starts_with("application/openmetrics-text"),
+        "{content_type}"
+    );
+    assert!(om.eof, "no # EOF at the end of /metrics");
+    for fam in [
+        "trafficd_process_transmit_bytes",
+        "trafficd_cgroup_receive_bytes",
+    ] {
+        declared_counter(&om, fam);
+    }
     for fam in [
         "trafficd_process_transmit_bytes",
         "trafficd_process_receive_bytes",
@@ -141,9 +169,11 @@ fn metrics_count_known_traffic_and_expose_self_metrics() {
     ] {
         declared_counter(&m, fam);
     }
+    // Every series but [other] (the identities beyond --metrics-max-series) has its pid.
     for s in m.samples("trafficd_process_transmit_bytes_total") {
         assert!(
-            s.label("comm").is_some() && s.label("pid").is_some(),
+            s.label("comm").is_some()
+                && (s.label("pid").is_some() || s.label("comm") == Some("[other]")),
             "labels comm and pid: {s:?}"
         );
         assert!(s.value.is_finite() && s.value >= 0.0, "{s:?}");
@@ -212,4 +242,117 @@ fn metrics_count_known_traffic_and_expose_self_metrics() {
         counters >= flows * size_of::<FlowSlot>() as f64,
         "FLOW_COUNTERS: {counters} bytes for {flows} slots"
     );
+}
+
+#[test]
+fn default_series_are_per_comm_and_pass_promtool() {
+    require_root!();
+    let d = Daemon::start();
+    let tg = trafficgen!();
+    let lo: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let t = Transfer::tcp(lo, PAYLOAD)
+        .server(Side::named("tg-mp-sink"))
+        .client(Side::named("tg-mp-send"))
+        .run(&tg);
+    let sp_item = d.wait_process(t.sender.pid(), |i| i.tx() >= PAYLOAD);
+    // One series per comm by default: no pid label, the sender's bytes under its name.
+    let (v, m) = wait_sample(
+        &d,
+        "trafficd_process_transmit_bytes_total",
+        &[("comm", "tg-mp-send")],
+        sp_item.tx() as f64,
+    );
+    assert_eq!(v, sp_item.tx() as f64);
+    for s in m.samples("trafficd_process_transmit_bytes_total") {
+        assert!(
+            s.label("pid").is_none(),
+            "pid without --metrics-per-pid: {s:?}"
+        );
+    }
+    // Drain self-metrics: a histogram in seconds whose count follows the drains, and a lag
+    // shorter than a few intervals while the daemon drains.
+    let drains = m
+        .value("trafficd_drains_total", &[])
+        .expect("trafficd_drains_total");
+    let timed = m
+        .value("trafficd_drain_duration_seconds_count", &[])
+        .expect("trafficd_drain_duration_seconds_count");
+    assert!(
+        timed >= 1.0 && timed <= drains,
+        "{timed} timed of {drains} drains"
+    );
+    let lag = m.value("trafficd_drain_lag_seconds", &[]).expect("lag");
+    assert!((0.0..5.0).contains(&lag), "drain lag {lag} s");
+    declared_counter(&m, "trafficd_unattributed_bytes");
+    declared_counter(&m, "trafficd_map_entries_dropped");
+
+    // Asked for nothing in particular (curl, promtool), the classic text format, which
+    // Prometheus' own linter passes.
+    let r = d.get("/metrics");
+    assert!(
+        r.content_type
+            .as_deref()
+            .is_some_and(|c| c.starts_with("text/plain; version=0.0.4")),
+        "{:?}",
+        r.content_type
+    );
+    let body = r.body;
+    let mut promtool = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus)");
+    use std::io::Write;
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn bpf_stats_count_each_program_and_hooks_are_reported() {
+    require_root!();
+    let d = Daemon::builder().arg("--bpf-stats").start();
+    let tg = trafficgen!();
+    let lo: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let t = Transfer::tcp(lo, PAYLOAD)
+        .server(Side::named("tg-bs-sink"))
+        .client(Side::named("tg-bs-send"))
+        .run(&tg);
+    d.wait_process(t.sender.pid(), |i| i.tx() >= PAYLOAD);
+    let m = d.metrics();
+    // The transfer alone is at least 32 packets each way through the packet hooks.
+    for program in ["trafficd_egress", "trafficd_ingress"] {
+        let runs = m
+            .value("trafficd_bpf_program_runs_total", &[("program", program)])
+            .unwrap_or_else(|| panic!("no run count for {program}"));
+        let seconds = m
+            .value(
+                "trafficd_bpf_program_run_seconds_total",
+                &[("program", program)],
+            )
+            .unwrap_or_else(|| panic!("no run time for {program}"));
+        assert!(
+            runs >= 32.0 && seconds > 0.0,
+            "{program}: {runs} runs, {seconds} s"
+        );
+        let attached = m.find("trafficd_hook_attached", &[("program", program)]);
+        assert_eq!(attached.len(), 1, "{program}: {attached:?}");
+        assert_eq!(attached[0].value, 1.0, "{:?}", attached[0]);
+    }
+    // Without --bpf-stats there is no run-time family at all.
+    let plain = Daemon::start().metrics();
+    assert_eq!(plain.samples("trafficd_bpf_program_runs_total").count(), 0);
+    assert!(plain.samples("trafficd_hook_attached").count() >= 4);
 }

@@ -1,8 +1,11 @@
 //! Types shared by the kernel programs (`trafficd-ebpf`) and the daemon (`trafficd`).
 //!
 //! Every type here is `#[repr(C)]`, has no implicit padding and is used as a BPF map key or
-//! value, so both sides agree on its layout byte for byte.
+//! value, so both sides agree on its layout byte for byte; [`bpf_attr`] holds the bpf(2)
+//! attributes userspace builds itself.
 #![no_std]
+
+pub mod bpf_attr;
 
 /// Length of a task's `comm`, including the trailing NUL (`TASK_COMM_LEN`).
 pub const COMM_LEN: usize = 16;

@@ -1,6 +1,6 @@
 //! Command-line interface.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
 use trafficd_common::{defaults, forwarding};
@@ -23,6 +23,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once at start: the size of the `run` flags costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Load the kernel programs and serve /top, /metrics and /healthz (needs root or CAP_BPF,
@@ -60,6 +62,9 @@ pub struct RunArgs {
     #[command(flatten)]
     pub interfaces: InterfaceArgs,
 
+    #[command(flatten)]
+    pub containers: ContainerArgs,
+
     /// Log level (error, warn, info, debug, trace) or a tracing filter such as
     /// `trafficd=debug`. RUST_LOG overrides it.
     #[arg(long, default_value = "info")]
@@ -82,6 +87,39 @@ pub struct RunArgs {
     /// network namespace, a few milliseconds each on a large host.
     #[arg(long, default_value = "30s", value_parser = parse_sweep_interval)]
     pub tcp_sweep_interval: Duration,
+
+    #[command(flatten)]
+    pub web: WebArgs,
+}
+
+/// What /metrics exports and how the HTTP server is protected.
+#[derive(Args, Debug, Clone)]
+pub struct WebArgs {
+    /// Name per-process series by comm and pid instead of comm alone. Every pid is then its
+    /// own series (still at most --metrics-max-series): for hosts with few, long-lived
+    /// processes.
+    #[arg(long)]
+    pub metrics_per_pid: bool,
+
+    /// Series per family at most (per process, per cgroup), an `[other]` series included: a
+    /// series, once exported, keeps its place until its processes have been idle past
+    /// --retention; newcomers beyond the bound are summed into `[other]`, so the family's sum
+    /// is still every byte.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(2..=1_000_000))]
+    pub metrics_max_series: u32,
+
+    /// Export how often each kernel program ran and the CPU time it took
+    /// (trafficd_bpf_program_*). Turns on the kernel's BPF run-time statistics
+    /// (kernel.bpf_stats_enabled) while trafficd runs, which adds a little to every run of
+    /// every BPF program on the host.
+    #[arg(long)]
+    pub bpf_stats: bool,
+
+    /// Serve over TLS and/or require basic auth, as the Prometheus exporters' web config file
+    /// says (tls_server_config.cert_file/key_file, basic_auth_users with bcrypt hashes).
+    /// Without it, plain HTTP.
+    #[arg(long = "web.config.file", value_name = "FILE")]
+    pub web_config_file: Option<PathBuf>,
 }
 
 /// Entries of each kernel map; the maps are preallocated, so kernel memory is bounded by (and
@@ -140,6 +178,23 @@ pub struct InterfaceArgs {
 
 fn parse_capacity(s: &str) -> Result<(String, u64), String> {
     crate::enrich::interfaces::parse_capacity(s).map_err(|e| e.to_string())
+}
+
+/// Where the container engines listen. An engine that is absent costs one log line; one that
+/// comes later is found by a retry with backoff.
+#[derive(Args, Debug, Clone)]
+pub struct ContainerArgs {
+    /// Docker's API socket, for container names and images [default: DOCKER_HOST's unix
+    /// socket, else /var/run/docker.sock].
+    #[arg(long, value_name = "PATH")]
+    pub docker_socket: Option<PathBuf>,
+    /// Podman's Docker-compatible API socket (`podman system service`).
+    #[arg(long, value_name = "PATH", default_value = "/run/podman/podman.sock")]
+    pub podman_socket: PathBuf,
+    /// Name no containers from engines or the Kubernetes API: owners come from cgroup paths
+    /// alone (a container shows its short id).
+    #[arg(long)]
+    pub no_containers: bool,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -224,6 +279,9 @@ mod tests {
         assert_eq!(args.interval, Duration::from_secs(1));
         assert_eq!(args.tcp_sweep_interval, Duration::from_secs(30));
         assert!(!args.tcp_per_packet);
+        assert_eq!(args.web.metrics_max_series, 500);
+        assert!(!args.web.metrics_per_pid);
+        assert!(args.web.web_config_file.is_none());
         assert!(args.interfaces.interfaces.is_empty());
         assert_eq!(args.interfaces.forwarded_flows, 65_536);
     }
@@ -265,6 +323,7 @@ mod tests {
             &["trafficd", "run", "--tcp-sweep-interval", "2h"],
             &["trafficd", "run", "--interface-capacity", "eth0"],
             &["trafficd", "run", "--forwarded-flows", "0"],
+            &["trafficd", "run", "--metrics-max-series", "1"],
             &["trafficd", "top", "--limit", "0"],
             &["trafficd", "top", "--limit", "1001"],
             &["trafficd", "top", "--by", "foo"],

@@ -12,8 +12,9 @@ use tokio::signal::unix::{signal, SignalKind};
 use tracing::{info, warn};
 
 use crate::{
-    cli::RunArgs,
+    cli::{ContainerArgs, RunArgs},
     drain::{DrainConfig, Drainer, InterfaceConfig, InterfacePhase},
+    enrich::containers::{self, ContainerDirectory, Runtime},
     error::{Error, Result},
     http,
     kernel::{Kernel, MapSizes},
@@ -31,6 +32,11 @@ pub fn run(args: RunArgs) -> Result<()> {
         socket_processes: args.maps.socket_process_map_size,
         closed: args.maps.closed_map_size,
         forwarded: args.interfaces.forwarded_flows,
+    };
+    // A bad web config file stops the start before anything is loaded or bound.
+    let web = match &args.web.web_config_file {
+        Some(path) => http::WebConfig::load(path)?,
+        None => http::WebConfig::default(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -50,13 +56,15 @@ pub fn run(args: RunArgs) -> Result<()> {
         (!args.tcp_per_packet).then_some(args.tcp_sweep_interval),
     )?;
     let maps = kernel.take_maps()?;
+    let (metrics, bpf_stats) = metrics_config(&args, &kernel)?;
     let store = Arc::new(RwLock::new(Store::new(Instant::now())));
     let config = DrainConfig {
         idle_expiry_drains: drains_in(args.idle_expiry, args.interval),
         retention: args.retention,
     };
     let logger = kernel.take_logger();
-    let mut drainer = Drainer::new(maps, logger, kernel.cgroup_root.clone(), config);
+    let owners = start_containers(runtime.handle(), &args.containers);
+    let mut drainer = Drainer::new(maps, logger, kernel.cgroup_root.clone(), owners, config);
     let interfaces = InterfaceConfig {
         names: args.interfaces.interfaces.clone(),
         capacities: args.interfaces.interface_capacity.clone(),
@@ -75,23 +83,72 @@ pub fn run(args: RunArgs) -> Result<()> {
         let mut due = Instant::now() + interval;
         while drainer.wait_for_drain(due, stopped.as_fd()) {
             drainer.drain(&drain_store);
+            drain_store
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .health
+                .drain_ended(Instant::now());
             due = Instant::now() + interval;
         }
     })?;
 
-    info!(listen = %args.listen, interval = ?args.interval, "serving /top, /metrics and /healthz");
-    let served = runtime.block_on(async {
-        axum::serve(listener, http::router(store))
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-    });
+    info!(
+        listen = %args.listen,
+        interval = ?args.interval,
+        tls = web.tls.is_some(),
+        basic_auth = !web.users.is_empty(),
+        "serving /top, /metrics and /healthz"
+    );
+    let router = http::router(store, &metrics, &web);
+    let served = runtime.block_on(http::serve(listener, router, &web, shutdown_signal()));
     stop_drain.raise();
     if drain_thread.join().is_err() {
         warn!("the drain thread panicked");
     }
+    drop(bpf_stats);
     drop(kernel);
     info!("programs detached, exiting");
     served.map_err(Error::Io)
+}
+
+/// What /metrics exports, and with --bpf-stats the descriptor that keeps the kernel's
+/// run-time statistics on: they stay on until it is closed, so it is held while running.
+fn metrics_config(
+    args: &RunArgs,
+    kernel: &Kernel,
+) -> Result<(http::MetricsConfig, Option<OwnedFd>)> {
+    let bpf_stats = args
+        .web
+        .bpf_stats
+        .then(|| aya::sys::enable_stats(aya::sys::Stats::RunTime))
+        .transpose()
+        .map_err(|e| Error::BpfStats(e.to_string()))?;
+    let config = http::MetricsConfig {
+        per_pid: args.web.metrics_per_pid,
+        max_series: args.web.metrics_max_series as usize,
+        retention: args.retention,
+        programs: http::Programs {
+            hooks: kernel.hooks.clone(),
+            stats: bpf_stats.as_ref().map(|_| kernel.program_ids()),
+        },
+    };
+    Ok((config, bpf_stats))
+}
+
+/// Starts the container engines' and the Kubernetes API's watchers on `runtime`; the drain
+/// reads what they learn through the returned directory, never waiting on them.
+fn start_containers(runtime: &tokio::runtime::Handle, args: &ContainerArgs) -> ContainerDirectory {
+    let sources = if args.no_containers {
+        containers::Sources::none()
+    } else {
+        let detected =
+            containers::Sources::detect().with_socket(Runtime::Podman, args.podman_socket.clone());
+        match &args.docker_socket {
+            Some(socket) => detected.with_socket(Runtime::Docker, socket.clone()),
+            None => detected,
+        }
+    };
+    containers::start(runtime, sources)
 }
 
 /// Tells the drain thread to stop: an eventfd it sleeps on beside the kernel's burst reports.
@@ -139,8 +196,8 @@ async fn shutdown_signal() {
 
 /// Pins glibc's mmap threshold. By default it rises to the size of the largest buffer freed (up
 /// to 32 MiB), after which the drain's megabyte buffers come from the heap, where freed space
-/// between live allocations is never given back: at 100k flows that was 38 MB of the daemon's
-/// 126 MB of heap. A fixed threshold keeps every large buffer in its own mapping.
+/// between live allocations is never given back, a large share of the heap at many flows. A fixed
+/// threshold keeps every large buffer in its own mapping.
 fn keep_large_buffers_returnable() {
     #[cfg(target_env = "gnu")]
     // SAFETY: mallopt only changes allocator tuning; called before any other thread exists.

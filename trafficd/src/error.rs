@@ -7,7 +7,7 @@ use std::path::PathBuf;
 pub enum Error {
     #[error(
         "trafficd needs root or the capabilities {missing} to load its BPF programs; run it with sudo \
-         or grant them (e.g. `setcap cap_bpf,cap_perfmon,cap_net_admin,cap_sys_admin+ep trafficd`)"
+         or grant them (e.g. `setcap cap_bpf,cap_perfmon,cap_net_admin,cap_sys_admin,cap_sys_ptrace+ep trafficd`)"
     )]
     MissingPrivileges { missing: String },
 
@@ -107,6 +107,19 @@ pub enum Error {
     },
 
     #[error(
+        "bad web config file {path}: {problem}; fix the file (the exporter-toolkit format: \
+         tls_server_config.cert_file/key_file, basic_auth_users with bcrypt hashes) or drop \
+         --web.config.file"
+    )]
+    WebConfig { path: PathBuf, problem: String },
+
+    #[error(
+        "cannot turn on the kernel's BPF run-time statistics (BPF_ENABLE_STATS): {0}; it needs \
+         CAP_SYS_ADMIN and Linux >= 5.8: grant it or run without --bpf-stats"
+    )]
+    BpfStats(String),
+
+    #[error(
         "bad --interface-capacity `{input}`: {reason}; write NAME=RATE with RATE in bits per \
          second, e.g. eth0=10Gbit or veth0=100Mbit"
     )]
@@ -141,6 +154,54 @@ pub enum Error {
 
     #[error("{0}")]
     Io(#[from] std::io::Error),
+
+    #[error(
+        "line {line} of the labels file {path}: {reason}; fix that line (`CIDR-or-address name`, \
+         `#` starts a comment): the labels read before stay in use until the file parses"
+    )]
+    LabelsLine {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
+
+    #[error(
+        "the OpenVPN status file {path} is not usable: {reason}; its clients keep the names \
+         last read until OpenVPN writes it whole again (check `status` and `status-version` in \
+         the server's configuration)"
+    )]
+    OpenvpnStatus { path: PathBuf, reason: String },
+
+    #[error(
+        "cannot read {path}: {source}; the names last read from it stay in use until it is \
+         readable again: check the path and its permissions"
+    )]
+    PeerFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+
+    #[error(
+        "reverse DNS for {ip} failed ({reason}); addresses show without DNS names until the name \
+         server answers: check {server}, or run without --reverse-dns"
+    )]
+    ReverseDns {
+        ip: std::net::IpAddr,
+        server: String,
+        reason: String,
+    },
+
+    #[error(
+        "cannot set up reverse DNS: {reason}; give a name server with --dns-server or fix \
+         /etc/resolv.conf, or run without --reverse-dns"
+    )]
+    ResolverConfig { reason: String },
+
+    #[error(
+        "cannot list listening sockets over sock_diag: {reason}; exposure stays unknown until \
+         it works: load the kernel's socket diagnostics (`modprobe inet_diag tcp_diag udp_diag`)"
+    )]
+    ListenerDump { reason: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

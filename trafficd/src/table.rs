@@ -39,19 +39,24 @@ pub fn fetch_and_render(args: &TopArgs) -> Result<String, String> {
 pub fn render(top: &TopResponse) -> String {
     let (headers, mut rows): (&[&str], _) = match &top.items {
         Items::Process(items) => (
-            &["PID", "COMM", "USER", "CGROUP"],
+            &["PID", "COMM", "USER", "OWNER"],
             rows(items, |i| {
                 vec![
-                    i.pid.to_string(),
+                    pids(i.pid, i.pid_in_namespace),
                     i.comm.clone(),
                     i.user.clone(),
-                    i.cgroup.clone(),
+                    i.owner.label(&i.cgroup).to_string(),
                 ]
             }),
         ),
-        Items::Cgroup(items) => (&["CGROUP"], rows(items, |i| vec![i.cgroup.clone()])),
+        Items::Cgroup(items) => (
+            &["OWNER", "CGROUP"],
+            rows(items, |i| {
+                vec![i.owner.label(&i.cgroup).to_string(), i.cgroup.clone()]
+            }),
+        ),
         Items::Flow(items) => (
-            &["PROTO", "LOCAL", "REMOTE", "PID", "COMM"],
+            &["PROTO", "LOCAL", "REMOTE", "PID", "COMM", "OWNER"],
             rows(items, |i| {
                 vec![
                     i.protocol.clone(),
@@ -59,12 +64,13 @@ pub fn render(top: &TopResponse) -> String {
                     i.remote.clone(),
                     i.pid.to_string(),
                     i.comm.clone(),
+                    i.owner.label(&i.cgroup).to_string(),
                 ]
             }),
         ),
         Items::Remote(items) => (&["REMOTE"], rows(items, |i| vec![i.remote.clone()])),
         Items::Container(items) => (
-            &["CONTAINER", "IMAGE", "RUNTIME", "UNIT", "CGROUP"],
+            &["OWNER", "KIND", "IMAGE", "RUNTIME", "POD", "CGROUP"],
             rows(items, owner_cells),
         ),
         Items::Interface(items) => (
@@ -117,22 +123,33 @@ fn rows<I>(items: &[Item<I>], identity: impl Fn(&I) -> Vec<String>) -> Vec<Vec<S
         .collect()
 }
 
-/// A container by name (its short id when unnamed); "-" where the daemon names no owner.
+/// The pid on the host, and in its own pid namespace where that differs (a container's).
+fn pids(pid: u32, in_namespace: Option<u32>) -> String {
+    match in_namespace {
+        Some(inner) if inner != pid => format!("{pid}({inner})"),
+        _ => pid.to_string(),
+    }
+}
+
+/// An owner by name (a container's short id until its engine named it); "-" where a column
+/// does not apply, the cgroup path for a layout trafficd does not know.
 fn owner_cells(item: &ContainerItem) -> Vec<String> {
     let or_dash = |s: Option<&str>| s.filter(|s| !s.is_empty()).unwrap_or("-").to_string();
-    let container = item.container.as_ref();
-    let name = container.map(|c| {
-        if c.name.is_empty() {
-            c.id.get(..12).unwrap_or(&c.id)
-        } else {
-            &c.name
-        }
+    let owner = &item.owner;
+    let container = owner.container.as_ref();
+    let pod = owner.pod.as_ref().map(|p| match (&p.namespace, &p.name) {
+        (Some(namespace), Some(name)) => format!("{namespace}/{name}"),
+        _ => p.uid.clone(),
     });
+    let kind = serde_json::to_value(owner.kind)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from));
     vec![
-        or_dash(name),
-        or_dash(container.map(|c| c.image.as_str())),
-        or_dash(container.map(|c| c.runtime.as_str())),
-        or_dash(item.unit.as_deref()),
+        owner.label(&item.cgroup).to_string(),
+        or_dash(kind.as_deref()),
+        or_dash(container.and_then(|c| c.image.as_deref())),
+        or_dash(container.and_then(|c| c.runtime.as_deref())),
+        or_dash(pod.as_deref()),
         item.cgroup.clone(),
     ]
 }
@@ -244,9 +261,15 @@ mod tests {
             item
         };
         let body = json!({"by": "container", "window_seconds": 10, "items": [
-            item(json!({"container": {"id": "0123456789abcdef", "name": "", "image": "local/busybox:1",
-                        "runtime": "docker"}, "unit": null, "cgroup": "/docker/0123456789abcdef"})),
-            item(json!({"container": null, "unit": null, "cgroup": "/user.slice"})),
+            item(json!({"kind": "container", "name": "0123456789ab",
+                        "container": {"id": "0123456789abcdef", "short_id": "0123456789ab",
+                                      "name": null, "image": "local/busybox:1",
+                                      "runtime": "docker", "compose_project": null,
+                                      "compose_service": null},
+                        "pod": null, "unit": null, "cgroup": "/docker/0123456789abcdef",
+                        "cgroups": 1})),
+            item(json!({"kind": "unknown", "name": null, "container": null, "pod": null,
+                        "unit": null, "cgroup": "/trafficd-test", "cgroups": 1})),
         ]});
         let table = render(&serde_json::from_value(body).unwrap());
         let lines: Vec<&str> = table.lines().collect();
@@ -256,24 +279,25 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         assert_eq!(
-            cells(lines[1])[..5],
-            ["CONTAINER", "IMAGE", "RUNTIME", "UNIT", "CGROUP"]
+            cells(lines[1])[..6],
+            ["OWNER", "KIND", "IMAGE", "RUNTIME", "POD", "CGROUP"]
         );
         assert_eq!(
-            cells(lines[2])[..5],
+            cells(lines[2])[..6],
             [
                 "0123456789ab",
+                "container",
                 "local/busybox:1",
                 "docker",
                 "-",
                 "/docker/0123456789abcdef"
             ]
         );
-        assert_eq!(cells(lines[3])[..4], ["-", "-", "-", "-"]);
-        assert!(
-            lines[3].contains("/user.slice") && lines[3].contains("2.0 KiB/s"),
-            "{table}"
+        assert_eq!(
+            cells(lines[3])[..6],
+            ["/trafficd-test", "unknown", "-", "-", "-", "/trafficd-test"]
         );
+        assert!(lines[3].contains("2.0 KiB/s"), "{table}");
     }
 
     #[test]
@@ -314,8 +338,11 @@ mod tests {
     #[test]
     fn renders_a_process_table() {
         let body = json!({"by": "process", "window_seconds": 10, "items": [
-            {"pid": 4242, "comm": "iperf3", "user": "root", "cgroup": "/docker/abc",
-             "cmdline": "iperf3 -c 10.0.0.2", "exe": "/usr/bin/iperf3", "uid": 0, "reason": null,
+            {"pid": 4242, "pid_in_namespace": 7, "comm": "iperf3", "user": "root",
+             "cgroup": "/docker/abc", "cmdline": "iperf3 -c 10.0.0.2", "exe": "/usr/bin/iperf3",
+             "uid": 0, "reason": null,
+             "owner": {"kind": "container", "name": "bench", "container": null, "pod": null,
+                       "unit": null},
              "tx_bytes": 10485760, "rx_bytes": 512, "tx_packets": 7000, "rx_packets": 4,
              "tx_bytes_per_second": 1048576.0, "rx_bytes_per_second": 0.0,
              "lifetime_tx_bytes": 10485760, "lifetime_rx_bytes": 512,
@@ -325,9 +352,10 @@ mod tests {
         let lines: Vec<&str> = table.lines().collect();
         assert!(lines[1].starts_with("PID"), "{table}");
         assert!(
-            lines[2].contains("4242") && lines[2].contains("iperf3"),
+            lines[2].contains("4242(7)") && lines[2].contains("iperf3"),
             "{table}"
         );
+        assert!(lines[2].contains("bench"), "{table}");
         assert!(
             lines[2].contains("1.0 MiB/s") && lines[2].contains("10.0 MiB"),
             "{table}"

@@ -35,6 +35,8 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "podman",
     // deploy/ tests: systemd-analyze verify of the unit.
     "systemd",
+    // NAT rules in the forwarded-traffic tests, which call it directly (docker.io pulls it in too).
+    "iptables",
 ];
 
 /// deploy/ tests: offline checks of the Kubernetes manifests and the YAML files.

@@ -73,7 +73,7 @@ fn count(ctx: &TcContext, direction: u8) {
     let (ifindex, protocol, segments) =
         unsafe { ((*skb).ifindex, (*skb).protocol, (*skb).gso_segs) };
     // SAFETY: a plain lookup; the value is copied out at once.
-    let Some(l2_len) = (unsafe { TC_INTERFACES.get(&ifindex) }).copied() else {
+    let Some(l2_len) = (unsafe { TC_INTERFACES.get(ifindex) }).copied() else {
         return;
     };
     let bytes = u64::from(ctx.len());

@@ -7,6 +7,7 @@ mod choices;
 mod error;
 mod health;
 mod interface;
+mod owner;
 mod query;
 mod top;
 
@@ -14,6 +15,7 @@ pub use choices::{By, Sort, Window};
 pub use error::{ApiError, ErrorBody};
 pub use health::Health;
 pub use interface::{FlowPath, InterfaceItem, NatHop, Parts, Split, Tuple, UnattributedParts};
+pub use owner::Owner;
 pub use query::{Limit, TopQuery, MAX_LIMIT};
 pub use top::{
     CgroupItem, ContainerItem, FlowItem, Item, Items, ProcessItem, Rates, RemoteItem, TopResponse,

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{By, FlowPath, InterfaceItem};
+use super::{By, FlowPath, InterfaceItem, Owner};
 use crate::attribution::Unattributed;
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -71,13 +71,18 @@ pub struct Rates {
 /// A process, or (pid 0, with a reason) bytes no process owns.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct ProcessItem {
+    /// The pid on the host.
     pub pid: u32,
+    /// The pid inside the process's own pid namespace (a container's processes have two);
+    /// null when /proc could not tell.
+    pub pid_in_namespace: Option<u32>,
     pub comm: String,
     pub cmdline: String,
     pub exe: String,
     pub user: String,
     pub uid: Option<u32>,
     pub cgroup: String,
+    pub owner: Owner,
     pub reason: Option<Unattributed>,
 }
 
@@ -85,6 +90,7 @@ pub struct ProcessItem {
 pub struct CgroupItem {
     pub cgroup: String,
     pub cgroup_id: u64,
+    pub owner: Owner,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -96,6 +102,7 @@ pub struct FlowItem {
     pub pid: u32,
     pub comm: String,
     pub cgroup: String,
+    pub owner: Owner,
     #[serde(flatten)]
     pub path: FlowPath,
 }
@@ -105,25 +112,16 @@ pub struct RemoteItem {
     pub remote: String,
 }
 
-/// Who owns a cgroup's bytes. `container` and `unit` are null where the daemon cannot
-/// name them: a host process outside any unit has both null.
+/// One owner's bytes: a container, pod, unit or the host, the sum of its cgroups. Cgroups of
+/// a layout trafficd does not know are each their own item, kind `unknown`.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct ContainerItem {
-    pub container: Option<Container>,
-    /// The systemd unit, e.g. `nginx.service`.
-    pub unit: Option<String>,
+    #[serde(flatten)]
+    pub owner: Owner,
+    /// The owner's busiest cgroup in the window (its only one, for most).
     pub cgroup: String,
-}
-
-/// A container as its runtime names it.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
-pub struct Container {
-    /// The full id, as in the cgroup path.
-    pub id: String,
-    pub name: String,
-    pub image: String,
-    /// docker, podman, containerd or cri-o.
-    pub runtime: String,
+    /// How many cgroups the owner's bytes came from.
+    pub cgroups: u32,
 }
 
 /// The response as it reads off the wire: `items` can only be typed once `by` is known.
@@ -179,24 +177,44 @@ mod tests {
     /// Today's JSON for each `by` reads into the types and writes back unchanged.
     #[test]
     fn every_kind_round_trips_with_todays_field_names() {
+        let unknown = json!({"kind": "unknown", "name": null, "container": null, "pod": null,
+                             "unit": null});
+        let host = json!({"kind": "host", "name": "host", "container": null, "pod": null,
+                          "unit": null});
+        let container = json!({
+            "kind": "container", "name": "openvpn",
+            "container": {"id": "ab12", "short_id": "ab12", "name": "openvpn",
+                          "image": "local/vpn:1", "runtime": "docker",
+                          "compose_project": null, "compose_service": null},
+            "pod": {"uid": "0b4d", "name": "vpn-1", "namespace": "edge"},
+            "unit": null});
+        let mut by_container = container.clone();
+        if let Some(fields) = by_container.as_object_mut() {
+            fields.insert("cgroup".into(), json!("/docker/ab12"));
+            fields.insert("cgroups".into(), json!(1));
+        }
         let identities = [
             (
                 "process",
-                json!({"pid": 0, "comm": "", "cmdline": "", "exe": "", "user": "",
-                       "uid": null, "cgroup": "", "reason": "owner-unknown"}),
+                json!({"pid": 0, "pid_in_namespace": null, "comm": "", "cmdline": "", "exe": "",
+                       "user": "", "uid": null, "cgroup": "", "owner": host,
+                       "reason": "owner-unknown"}),
             ),
-            ("cgroup", json!({"cgroup": "/docker/abc", "cgroup_id": 42})),
+            (
+                "cgroup",
+                json!({"cgroup": "/docker/abc", "cgroup_id": 42, "owner": container}),
+            ),
             (
                 "flow",
                 json!({"protocol": "tcp", "local": "127.0.0.1:1", "remote": "[::1]:2",
-                       "pid": 9, "comm": "curl", "cgroup": "/", "interface": null,
+                       "pid": 9, "comm": "curl", "cgroup": "/", "owner": host, "interface": null,
                        "direction": null, "nat": [], "container": null, "namespace": null,
                        "local_socket": true}),
             ),
             (
                 "flow",
                 json!({"protocol": "tcp", "local": "10.8.1.1:40142", "remote": "10.8.1.3:3129",
-                       "pid": 0, "comm": "", "cgroup": "", "interface": "veth0",
+                       "pid": 0, "comm": "", "cgroup": "", "owner": unknown, "interface": "veth0",
                        "direction": "egress",
                        "nat": [{"original": {"protocol": "tcp", "src": "172.17.0.2:53312",
                                              "dst": "10.8.1.3:3129"},
@@ -219,16 +237,7 @@ mod tests {
                        "lifetime_split": null}),
             ),
             ("remote", json!({"remote": "10.0.0.1"})),
-            (
-                "container",
-                json!({"container": null, "unit": null, "cgroup": "/user.slice"}),
-            ),
-            (
-                "container",
-                json!({"container": {"id": "ab12", "name": "openvpn", "image": "local/vpn:1",
-                                     "runtime": "docker"},
-                       "unit": null, "cgroup": "/docker/ab12"}),
-            ),
+            ("container", by_container),
         ];
         for (by, identity) in identities {
             let wire = json!({"by": by, "window_seconds": 60, "items": [with_rates(identity)]});

@@ -113,7 +113,12 @@ impl Drainer {
             Claimant::Unattributed(reason) => (0, Arc::from(format!("[{}]", reason.label()))),
         };
         let cgroup = self.sources.cgroup_owner(cgroup_id);
-        FlowInfo { pid, comm, cgroup }
+        FlowInfo {
+            pid,
+            comm,
+            cgroup: cgroup.path,
+            owner: cgroup.owner,
+        }
     }
 
     /// Per-cgroup deltas, each with its description.
@@ -124,8 +129,12 @@ impl Drainer {
         cgroup_deltas
             .into_iter()
             .map(|(id, delta)| {
-                let path = self.sources.cgroup_owner(id);
-                (id, delta, CgroupInfo { path })
+                let cgroup = self.sources.cgroup_owner(id);
+                let info = CgroupInfo {
+                    path: cgroup.path,
+                    owner: cgroup.owner,
+                };
+                (id, delta, info)
             })
             .collect()
     }

@@ -4,13 +4,15 @@
 //!
 //! [`Drainer::drain`] runs the phases in order, one module each: `counters` (read the maps,
 //! take deltas), owner resolution (`attribution::owners`), `attribute` (split and describe),
-//! `retire` (delete what the kernel no longer needs) and `record` (write the store).
+//! `retire` (delete what the kernel no longer needs) and `record` (write the store, with the
+//! names engines gave since, `rename`).
 
 mod attribute;
 mod counters;
 mod forwarded;
 mod interfaces;
 mod record;
+mod rename;
 mod retire;
 
 use std::{
@@ -28,7 +30,7 @@ use trafficd_common::BURST_FLOWS;
 pub use self::interfaces::{InterfaceConfig, InterfacePhase};
 use self::{attribute::Attributed, counters::Counters, record::FlowHints, retire::Retirement};
 use crate::{
-    enrich::Sources,
+    enrich::{containers::ContainerDirectory, Sources},
     kernel::{KernelLogger, KernelMaps, Woken},
     stats::{FlowInfo, Store},
 };
@@ -62,6 +64,7 @@ impl Drainer {
         maps: KernelMaps,
         kernel_logger: Option<KernelLogger>,
         cgroup_root: PathBuf,
+        containers: ContainerDirectory,
         config: DrainConfig,
     ) -> Drainer {
         let now = Instant::now();
@@ -69,7 +72,7 @@ impl Drainer {
             maps,
             config,
             counters: Counters::default(),
-            sources: Sources::new(cgroup_root),
+            sources: Sources::new(cgroup_root, containers),
             flow_infos: HashMap::default(),
             hints: FlowHints::default(),
             retirement: Retirement::new(now),

@@ -38,7 +38,9 @@ impl Drainer {
     ) -> Forgotten {
         let moved = &counts.moved;
         let mut hints = self.hints.take_for(moved);
+        let renamed = self.sources.renamed_owners();
         let mut store = store.write().unwrap_or_else(|e| e.into_inner());
+        super::rename::rename(&mut store, &renamed);
         store.processes.record(started, length, attributed.talkers);
         store.cgroups.record(started, length, attributed.cgroups);
         let flow_infos = &attributed.flow_infos;

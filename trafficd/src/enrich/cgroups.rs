@@ -1,9 +1,12 @@
 //! Cgroup id -> cgroup path. A cgroup2 id is the inode number of its directory, so walking the
-//! cgroup2 mount once gives the whole table. An id never seen before triggers a re-walk at once
-//! (a container that just started, and may be gone in a second); an id a walk could not find
-//! (the cgroup is already gone) is retried at most once per `REWALK_EVERY`.
+//! cgroup2 mount once gives the whole table. An id never seen before is taken from the cgroups
+//! seen appearing (`cgroup_watch`), else triggers a re-walk at once (a container that just
+//! started, and may be gone in a second); an id a walk could not find (the cgroup is already
+//! gone) is retried at most once per `REWALK_EVERY`.
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+
+use super::cgroup_watch::{self, Appeared};
 use std::{
     os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
@@ -19,6 +22,8 @@ const MAX_DEPTH: usize = 32;
 
 pub struct Cgroups {
     root: PathBuf,
+    /// Cgroups seen appearing, for those gone before a walk; `None`: not watched.
+    appeared: Option<Appeared>,
     paths: HashMap<u64, Arc<str>>,
     /// Ids a walk did not find.
     missing: HashSet<u64>,
@@ -29,9 +34,18 @@ impl Cgroups {
     pub fn new(root: PathBuf) -> Cgroups {
         Cgroups {
             root,
+            appeared: None,
             paths: HashMap::default(),
             missing: HashSet::default(),
             walked_at: None,
+        }
+    }
+
+    /// As [`Cgroups::new`], and watches the tree for new cgroups.
+    pub fn watched(root: PathBuf) -> Cgroups {
+        Cgroups {
+            appeared: Some(cgroup_watch::start(root.clone())),
+            ..Cgroups::new(root)
         }
     }
 
@@ -41,16 +55,28 @@ impl Cgroups {
         if id == 0 {
             return Arc::from("");
         }
-        if !self.paths.contains_key(&id) && self.may_rewalk(id) {
-            self.walk();
+        if let Some(path) = self.paths.get(&id) {
+            return path.clone();
         }
-        match self.paths.get(&id) {
-            Some(path) => path.clone(),
-            None => {
-                self.missing.insert(id);
-                Arc::from(format!("cgroup-id:{id}"))
+        // A cgroup seen appearing needs no walk: with many containers starting, a walk of
+        // the whole tree per new id was most of the drain.
+        if let Some(path) = self.appeared.as_ref().and_then(|a| a.path(id)) {
+            self.paths.insert(id, path.clone());
+            return path;
+        }
+        if self.may_rewalk(id) {
+            self.walk();
+            if let Some(path) = self.paths.get(&id) {
+                return path.clone();
             }
         }
+        self.missing.insert(id);
+        Arc::from(format!("cgroup-id:{id}"))
+    }
+
+    /// Whether `path` (from [`Cgroups::path`]) names a cgroup rather than standing in for one.
+    pub fn is_known(&self, path: &str) -> bool {
+        path.starts_with('/')
     }
 
     fn may_rewalk(&self, id: u64) -> bool {

@@ -2,7 +2,7 @@
 //!
 //! The kernel records numbers: a tgid, a cgroup id, a socket cookie. A source is one module here
 //! that turns one kind of number into a description from outside the kernel maps (/proc, the
-//! cgroup2 tree, sock_diag; next a container engine, interfaces, conntrack, peer names). A
+//! cgroup2 tree, sock_diag, the container engines; next interfaces, conntrack, peer names). A
 //! source caches what it learnt, bounds how often it looks again, and never fails the drain:
 //! what it cannot find it names as unknown.
 //!
@@ -11,49 +11,105 @@
 //! source is adding its file here and consulting it in `Sources`: the drain does not change.
 
 mod address_owners;
+mod cgroup_watch;
 mod cgroups;
 // The per-tuple lookups are tested on their own; the drain reaches them through `nat`.
 #[allow(dead_code)]
 pub mod conntrack;
-#[allow(dead_code, unused_imports)]
 pub mod containers;
 pub mod interfaces;
 pub mod nat;
+#[allow(dead_code, unused_imports)]
+pub mod peers;
 pub mod processes;
 mod socket_owners;
 
 use std::{path::PathBuf, sync::Arc};
 
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+
 use crate::stats::TalkerInfo;
 
 use self::{
     cgroups::Cgroups,
+    containers::{ContainerDirectory, Owner},
     processes::{KernelView, ProcessKey, Processes},
     socket_owners::SocketOwners,
 };
+
+/// Bounds the cgroups waiting for a name (ids of containers no engine knows, on a host without
+/// engine access): past it, late names reach only the cgroups that move bytes again.
+const MAX_UNNAMED: usize = 4096;
 
 /// Every source the drain consults, and the one place it asks them.
 pub struct Sources {
     processes: Processes,
     cgroups: Cgroups,
     socket_owners: SocketOwners,
+    containers: ContainerDirectory,
+    /// Cgroups whose owner was shown before it was named, and the directory's generation
+    /// when they were last looked at.
+    unnamed: HashSet<Arc<str>>,
+    unnamed_generation: u64,
+}
+
+/// How a cgroup is shown beside its bytes: its path, and who owns it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CgroupName {
+    /// Relative to the cgroup2 mount; "cgroup-id:<id>" for a cgroup gone before it was seen.
+    pub path: Arc<str>,
+    pub owner: Arc<Owner>,
 }
 
 impl Sources {
-    /// `cgroup_root`: the cgroup2 mount, whose tree names cgroup ids.
-    pub fn new(cgroup_root: PathBuf) -> Sources {
+    /// `cgroup_root`: the cgroup2 mount, whose tree names cgroup ids. `containers`: the
+    /// owners the container engines and the Kubernetes API name, read without waiting.
+    pub fn new(cgroup_root: PathBuf, containers: ContainerDirectory) -> Sources {
         Sources {
             processes: Processes::default(),
-            cgroups: Cgroups::new(cgroup_root),
+            cgroups: Cgroups::watched(cgroup_root),
             socket_owners: SocketOwners::default(),
+            containers,
+            unnamed: HashSet::default(),
+            unnamed_generation: 0,
         }
     }
 
     /// How cgroup `id` is shown beside its bytes, for the cgroup itself and for the processes
-    /// and flows in it. Every name of a cgroup comes from here, so that a richer owner (the
-    /// container a cgroup belongs to) is a change in this folder only.
-    pub fn cgroup_owner(&mut self, id: u64) -> Arc<str> {
-        self.cgroups.path(id)
+    /// and flows in it: cgroup id -> path -> owner. Every name of a cgroup comes from here.
+    pub fn cgroup_owner(&mut self, id: u64) -> CgroupName {
+        let path = self.cgroups.path(id);
+        let owner = if self.cgroups.is_known(&path) {
+            self.containers.owner(&path)
+        } else {
+            // No path, no owner: a guess from a placeholder would name the host.
+            Arc::default()
+        };
+        if owner.awaits_names() && self.unnamed.len() < MAX_UNNAMED {
+            self.unnamed.insert(path.clone());
+        }
+        CgroupName { path, owner }
+    }
+
+    /// Owners named since they were recorded by id alone (a container met before its engine's
+    /// event was read, or while its engine was down): cgroup path -> its owner now. Looks
+    /// only when the engines told something new.
+    pub fn renamed_owners(&mut self) -> HashMap<Arc<str>, Arc<Owner>> {
+        let generation = self.containers.generation();
+        if self.unnamed.is_empty() || generation == self.unnamed_generation {
+            return HashMap::default();
+        }
+        self.unnamed_generation = generation;
+        let mut renamed = HashMap::default();
+        self.unnamed.retain(|path| {
+            let owner = self.containers.owner(path);
+            if owner.awaits_names() {
+                return true;
+            }
+            renamed.insert(path.clone(), owner);
+            false
+        });
+        renamed
     }
 
     /// The identity of process `tgid` now, and its description. `kernel` is what the kernel
@@ -65,14 +121,17 @@ impl Sources {
     ) -> (ProcessKey, TalkerInfo) {
         let key = self.processes.identify(tgid, kernel);
         let info = self.processes.info(&key).cloned().unwrap_or_default();
+        let cgroup = self.cgroup_owner(info.cgroup_id);
         let described = TalkerInfo {
             pid: tgid,
+            pid_in_namespace: info.pid_in_namespace,
             comm: Arc::from(info.comm),
             cmdline: info.cmdline,
             exe: info.exe,
             user: info.user,
             uid: info.uid,
-            cgroup: self.cgroup_owner(info.cgroup_id),
+            cgroup: cgroup.path,
+            owner: cgroup.owner,
             reason: None,
         };
         (key, described)

@@ -23,6 +23,9 @@ pub struct ProcessInfo {
     pub exe: String,
     pub uid: Option<u32>,
     pub user: String,
+    /// The pid inside the process's own pid namespace (the last of NSpid in
+    /// /proc/<pid>/status): a container's processes have two, the host's one.
+    pub pid_in_namespace: Option<u32>,
     /// Cgroup id the kernel saw the process in (0 if unknown).
     pub cgroup_id: u64,
     pub alive: bool,
@@ -132,6 +135,12 @@ impl Processes {
             .map(|p| p.display().to_string())
             .unwrap_or_default();
         let uid = process.uid().ok();
+        let pid_in_namespace = process
+            .status()
+            .ok()
+            .and_then(|status| status.nspid)
+            .and_then(|nspid| nspid.last().copied())
+            .and_then(|pid| u32::try_from(pid).ok());
         let cgroup_id = kernel().map(|view| view.cgroup_id).unwrap_or(0);
         ProcessInfo {
             comm,
@@ -139,6 +148,7 @@ impl Processes {
             exe,
             user: uid.map(|uid| self.user_name(uid)).unwrap_or_default(),
             uid,
+            pid_in_namespace,
             cgroup_id,
             alive: true,
         }
@@ -178,6 +188,8 @@ mod tests {
         let info = processes.info(&key).unwrap();
         assert!(info.alive);
         assert!(!info.cmdline.is_empty());
+        // The test runs in one pid namespace or more; its innermost pid is known either way.
+        assert!(info.pid_in_namespace.is_some());
     }
 
     #[test]

@@ -11,8 +11,8 @@ use trafficd_common::{
 use super::top::{endpoint, protocol_name, ranked, render, Best};
 use crate::{
     api::{
-        FlowItem, FlowPath, InterfaceItem, Item, NatHop, Parts, Sort, Split, TopQuery, Tuple,
-        UnattributedParts,
+        FlowItem, FlowPath, InterfaceItem, Item, NatHop, Owner, Parts, Sort, Split, TopQuery,
+        Tuple, UnattributedParts,
     },
     enrich::{conntrack::FlowTuple, nat},
     stats::{address, PartKey, Store, Windowed},
@@ -115,6 +115,8 @@ pub fn forwarded_flows(store: &Store, query: &TopQuery, now: Instant) -> Vec<Ite
             pid: 0,
             comm: String::new(),
             cgroup: String::new(),
+            // The container a forwarded flow belongs to is named by `path.container`.
+            owner: Owner::default(),
             path: FlowPath {
                 interface: Some(meta.interface.to_string()),
                 direction: Some(

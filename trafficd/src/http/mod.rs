@@ -1,17 +1,26 @@
-//! The HTTP API: /top, /metrics and /healthz.
+//! The HTTP API: /top, /metrics and /healthz, over plain HTTP or TLS, with basic auth when
+//! the web config file asks for it.
 
+mod auth;
+mod by_owner;
 mod links;
 mod metrics;
+mod tls;
 mod top;
+mod web_config;
+
+pub use metrics::{MetricsConfig, Programs};
+pub use web_config::WebConfig;
 
 use std::{
+    future::Future,
     sync::{Arc, RwLock},
     time::Instant,
 };
 
 use axum::{
     extract::{rejection::QueryRejection, Query, State},
-    http::{header, StatusCode},
+    http::{header, HeaderMap, StatusCode},
     response::{IntoResponse, Response},
     routing::get,
     Json, Router,
@@ -29,14 +38,41 @@ struct AppState {
     registry: Arc<Registry>,
 }
 
-pub fn router(store: Arc<RwLock<Store>>) -> Router {
-    let registry = Arc::new(metrics::registry(store.clone()));
-    Router::new()
+pub fn router(store: Arc<RwLock<Store>>, metrics: &MetricsConfig, web: &WebConfig) -> Router {
+    let registry = Arc::new(metrics::registry(store.clone(), metrics));
+    let router = Router::new()
         .route("/top", get(get_top))
         .route("/metrics", get(get_metrics))
         .route("/healthz", get(get_healthz))
         .fallback(not_found)
-        .with_state(AppState { store, registry })
+        .with_state(AppState { store, registry });
+    if web.users.is_empty() {
+        return router;
+    }
+    let users = auth::Users::new(web.users.clone());
+    router.layer(axum::middleware::from_fn_with_state(users, auth::require))
+}
+
+/// Serves `router` on `listener`, over TLS when the web config has it, until `shutdown`.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    web: &WebConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    match &web.tls {
+        None => {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        Some(config) => {
+            let listener = tls::TlsListener::new(listener, config.clone())?;
+            axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -58,16 +94,27 @@ async fn get_top(State(state): State<AppState>, pairs: Pairs) -> Result<Response
     Ok(Json(top::top(&store, &query, Instant::now())).into_response())
 }
 
-async fn get_metrics(State(state): State<AppState>) -> Response {
-    match metrics::encode(&state.registry) {
-        Ok(body) => (
-            [(
-                header::CONTENT_TYPE,
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            )],
-            body,
+/// OpenMetrics for clients that ask for it (Prometheus does), the classic text format for
+/// the others, as Prometheus' own client libraries negotiate.
+async fn get_metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let openmetrics = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/openmetrics-text"));
+    let (body, content_type) = if openmetrics {
+        (
+            metrics::encode(&state.registry),
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )
-            .into_response(),
+    } else {
+        (
+            metrics::encode_classic(&state.registry),
+            "text/plain; version=0.0.4; charset=utf-8",
+        )
+    };
+    match body {
+        Ok(body) => ([(header::CONTENT_TYPE, content_type)], body).into_response(),
         Err(_) => ApiError::EncodeMetrics.into_response(),
     }
 }

@@ -7,13 +7,13 @@ use std::{
 
 use trafficd_common::Traffic;
 
-use super::links;
+use super::{by_owner, links};
 use crate::{
     api::{
-        By, CgroupItem, ContainerItem, FlowItem, FlowPath, Item, Items, ProcessItem, Rates,
-        RemoteItem, Sort, TopQuery, TopResponse,
+        By, CgroupItem, FlowItem, FlowPath, Item, Items, Owner, ProcessItem, Rates, RemoteItem,
+        Sort, TopQuery, TopResponse,
     },
-    stats::{local_addr, remote_addr, CgroupInfo, Dimension, Store, Windowed},
+    stats::{local_addr, remote_addr, Dimension, Store, Windowed},
 };
 
 pub fn top(store: &Store, query: &TopQuery, now: Instant) -> TopResponse {
@@ -21,18 +21,21 @@ pub fn top(store: &Store, query: &TopQuery, now: Instant) -> TopResponse {
         By::Process => Items::Process(ranked(&store.processes, query, now, |_, meta| {
             ProcessItem {
                 pid: meta.pid,
+                pid_in_namespace: meta.pid_in_namespace,
                 comm: meta.comm.to_string(),
                 cmdline: meta.cmdline.to_string(),
                 exe: meta.exe.to_string(),
                 user: meta.user.to_string(),
                 uid: meta.uid,
                 cgroup: meta.cgroup.to_string(),
+                owner: Owner::from(&*meta.owner),
                 reason: meta.reason,
             }
         })),
         By::Cgroup => Items::Cgroup(ranked(&store.cgroups, query, now, |id, meta| CgroupItem {
             cgroup: meta.path.to_string(),
             cgroup_id: *id,
+            owner: Owner::from(&*meta.owner),
         })),
         By::Flow => Items::Flow(links::merge(
             ranked(&store.flows, query, now, |key, meta| FlowItem {
@@ -42,32 +45,20 @@ pub fn top(store: &Store, query: &TopQuery, now: Instant) -> TopResponse {
                 pid: meta.pid,
                 comm: meta.comm.to_string(),
                 cgroup: meta.cgroup.to_string(),
+                owner: Owner::from(&*meta.owner),
                 path: FlowPath::of_local_socket(),
             }),
             links::forwarded_flows(store, query, now),
             query,
         )),
         By::Remote => Items::Remote(remotes(store, query, now)),
-        By::Container => {
-            Items::Container(ranked(&store.cgroups, query, now, |_, meta| owner(meta)))
-        }
+        By::Container => Items::Container(by_owner::top(store, query, now)),
         By::Interface => Items::Interface(links::interfaces(store, query, now)),
     };
     TopResponse {
         by: query.by,
         window_seconds: query.window.duration().as_secs(),
         items,
-    }
-}
-
-/// Who owns a cgroup. This is the seam the container source fills: until it maps cgroups to
-/// containers and units, the only owner the daemon can name is the cgroup path, so
-/// `container` and `unit` stay null rather than guessed, and the items are the cgroups'.
-fn owner(meta: &CgroupInfo) -> ContainerItem {
-    ContainerItem {
-        container: None,
-        unit: None,
-        cgroup: meta.path.to_string(),
     }
 }
 
@@ -318,45 +309,6 @@ mod tests {
         assert_eq!(response["items"][0]["tx_bytes"], 5000);
         assert_eq!(response["items"][0]["tx_bytes_per_second"], 500.0);
         assert_eq!(response["window_seconds"], 10);
-    }
-
-    #[test]
-    fn containers_are_the_cgroups_until_a_source_names_their_owners() {
-        let now = Instant::now();
-        let mut store = Store::new(now);
-        let cgroup = |path: &str| CgroupInfo { path: path.into() };
-        let tx = |b| Traffic {
-            tx_bytes: b,
-            ..Traffic::default()
-        };
-        store.cgroups.record(
-            now,
-            Duration::from_secs(10),
-            vec![
-                (7, tx(300), cgroup("/docker/abc")),
-                (8, tx(100), cgroup("/system.slice/nginx.service")),
-            ],
-        );
-        let ask = |by| {
-            let query = TopQuery {
-                by,
-                ..TopQuery::default()
-            };
-            json(top(&store, &query, now))
-        };
-        let (containers, cgroups) = (ask(By::Container), ask(By::Cgroup));
-        assert_eq!(containers["by"], "container");
-        let items = containers["items"].as_array().unwrap();
-        assert_eq!(items.len(), 2);
-        for (owner, cgroup) in items.iter().zip(cgroups["items"].as_array().unwrap()) {
-            assert_eq!(owner["cgroup"], cgroup["cgroup"]);
-            assert_eq!(owner["tx_bytes"], cgroup["tx_bytes"]);
-            assert!(
-                owner["container"].is_null() && owner["unit"].is_null(),
-                "{owner}"
-            );
-        }
-        assert_eq!(items[0]["cgroup"], "/docker/abc");
     }
 
     #[test]

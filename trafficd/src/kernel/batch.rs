@@ -13,7 +13,10 @@ use std::{
 };
 
 use aya::Pod;
-use trafficd_common::hand_back::{HEADER, SLOTS};
+use trafficd_common::{
+    bpf_attr::{BatchAttr, TestRunAttr},
+    hand_back::{HEADER, SLOTS},
+};
 
 const BPF_PROG_TEST_RUN: libc::c_long = 10;
 const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
@@ -21,45 +24,6 @@ const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
 const BPF_MAP_DELETE_BATCH: libc::c_long = 27;
 /// Entries asked for per syscall.
 const BATCH: usize = 4096;
-
-/// `union bpf_attr`, batch variant.
-#[repr(C)]
-#[derive(Default)]
-struct BatchAttr {
-    in_batch: u64,
-    out_batch: u64,
-    keys: u64,
-    values: u64,
-    count: u32,
-    map_fd: u32,
-    elem_flags: u64,
-    flags: u64,
-}
-
-/// `union bpf_attr`, test-run variant.
-#[repr(C)]
-#[derive(Default)]
-struct TestRunAttr {
-    prog_fd: u32,
-    retval: u32,
-    data_size_in: u32,
-    data_size_out: u32,
-    data_in: u64,
-    data_out: u64,
-    repeat: u32,
-    duration: u32,
-    ctx_size_in: u32,
-    ctx_size_out: u32,
-    ctx_in: u64,
-    ctx_out: u64,
-    flags: u32,
-    cpu: u32,
-    batch_size: u32,
-    /// Zero: the kernel refuses (EINVAL) an attribute with any byte set past its last field,
-    /// and left implicit these four bytes of padding would hold whatever the stack held.
-    _pad: u32,
-}
-const _: () = assert!(size_of::<TestRunAttr>() == 80);
 
 /// One `bpf(2)` command on `attr`; its non-negative result (a new fd for some commands).
 pub(super) fn bpf<A>(cmd: libc::c_long, attr: &mut A) -> io::Result<libc::c_long> {

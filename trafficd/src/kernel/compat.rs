@@ -10,6 +10,7 @@ use procfs::process::{MountInfos, Process};
 
 use crate::error::{Error, Result};
 
+const CAP_SYS_PTRACE: u32 = 19;
 const CAP_SYS_ADMIN: u32 = 21;
 const CAP_NET_ADMIN: u32 = 12;
 const CAP_PERFMON: u32 = 38;
@@ -37,6 +38,21 @@ pub fn check_privileges() -> Result<()> {
     Err(Error::MissingPrivileges {
         missing: missing.join(", "),
     })
+}
+
+/// Warns, once at start, about capabilities whose absence only narrows what is shown: the
+/// counts stay exact, but a field would otherwise be empty without saying why.
+pub fn warn_about_optional_capabilities() {
+    let Some(effective) = effective_capabilities() else {
+        return;
+    };
+    let has = |cap: u32| effective & (1u64 << cap) != 0;
+    if !has(CAP_SYS_PTRACE) && !has(CAP_SYS_ADMIN) {
+        tracing::warn!(
+            "without CAP_SYS_PTRACE the executable path (`exe`) of other users' processes cannot \
+             be read and is shown empty; grant cap_sys_ptrace to see it"
+        );
+    }
 }
 
 /// Whether this process may enter other network namespaces (setns needs CAP_SYS_ADMIN).

@@ -69,8 +69,18 @@ pub struct MapSizes {
 /// Forwards the kernel programs' aya-log records; flushed by the drain.
 pub type KernelLogger = aya_log::EbpfLogger<&'static dyn log::Log>;
 
+/// A program trafficd attaches, and whether this kernel let it: optional hooks may be
+/// refused, and /metrics says which.
+#[derive(Clone, Debug)]
+pub struct Hook {
+    pub program: &'static str,
+    pub hook: &'static str,
+    pub attached: bool,
+}
+
 /// The loaded and attached programs. Dropping it detaches them.
 pub struct Kernel {
+    pub hooks: Vec<Hook>,
     /// Shared with the drain's [`Forwarding`], which attaches to interfaces as they appear.
     ebpf: Arc<Mutex<Ebpf>>,
     forwarding: Option<tc::TcCounters>,
@@ -94,6 +104,7 @@ impl Kernel {
         tcp_sweep: Option<Duration>,
     ) -> Result<Kernel> {
         check_privileges()?;
+        compat::warn_about_optional_capabilities();
         let offsets = btf::offsets()?;
         let cgroup_root = cgroup2_root()?;
         let cgroup = File::open(&cgroup_root).map_err(|source| Error::OpenCgroup {
@@ -128,14 +139,25 @@ impl Kernel {
         )?;
         attach_sock_length(&mut ebpf, &btf, "trafficd_sock_send", "sock_send_length")?;
         attach_sock_length(&mut ebpf, &btf, "trafficd_sock_recv", "sock_recv_length")?;
-        let (hand_back, tcp_sweep) = attach_optional(&mut ebpf, &btf, &cgroup, tcp_sweep);
+        let mut hooks = vec![
+            hook("trafficd_egress", "cgroup_skb/egress", true),
+            hook("trafficd_ingress", "cgroup_skb/ingress", true),
+            hook("trafficd_sock_send", "tp_btf/sock_send_length", true),
+            hook("trafficd_sock_recv", "tp_btf/sock_recv_length", true),
+        ];
+        let (hand_back, tcp_sweep) =
+            attach_optional(&mut ebpf, &btf, &cgroup, tcp_sweep, &mut hooks);
         // Optional: without them, interfaces show their counters but no split, and forwarded
         // traffic has no flows.
         let forwarding = tc::TcCounters::load(&mut ebpf)
             .map_err(|err| warn!("{err}"))
             .ok();
+        for program in ["trafficd_tc_ingress", "trafficd_tc_egress"] {
+            hooks.push(hook(program, "tc (TCX or clsact)", forwarding.is_some()));
+        }
         info!(cgroup2 = %cgroup_root.display(), "kernel programs attached");
         Ok(Kernel {
+            hooks,
             ebpf: Arc::new(Mutex::new(ebpf)),
             forwarding,
             logger,
@@ -144,6 +166,14 @@ impl Kernel {
             sizes: sizes.clone(),
             cgroup_root,
         })
+    }
+
+    /// (name, kernel id) of every loaded program, for their run-time statistics.
+    pub fn program_ids(&self) -> Vec<(String, u32)> {
+        let ebpf = self.ebpf.lock().unwrap_or_else(|e| e.into_inner());
+        ebpf.programs()
+            .filter_map(|(name, program)| Some((name.to_string(), program.info().ok()?.id())))
+            .collect()
     }
 
     /// Takes the kernel log forwarder, if --kernel-log asked for one.
@@ -208,20 +238,23 @@ fn attach_optional(
     btf: &aya::Btf,
     cgroup: &File,
     tcp_sweep: Option<Duration>,
+    hooks: &mut Vec<Hook>,
 ) -> (Option<ProgramFd>, Option<(OwnedFd, Duration)>) {
     // Optional: without it, sockets a process only reads with splice(2) have no owner
     // until the /proc fallback finds one.
-    if let Err(err) = attach_tp_btf(
+    let consume = attach_tp_btf(
         ebpf,
         btf,
         "trafficd_tcp_consume",
         "tcp_rcv_space_adjust",
         "sockets read only through splice(2) are attributed by the slower /proc scan",
-    ) {
+    );
+    if let Err(err) = &consume {
         warn!("{err}");
     }
     // Optional: without it, closed sockets are cleaned up by idle expiry only.
-    if let Err(err) = attach_sock_release(ebpf, cgroup) {
+    let release = attach_sock_release(ebpf, cgroup);
+    if let Err(err) = &release {
         warn!("{err}");
     }
     // Optional: without it, freed flow slots go back to the kernel one syscall each.
@@ -233,7 +266,30 @@ fn attach_optional(
             .ok()
             .map(|link| (link, every))
     });
+    let counting = tcp_sweep.is_some();
+    hooks.extend([
+        hook(
+            "trafficd_tcp_consume",
+            "tp_btf/tcp_rcv_space_adjust",
+            consume.is_ok(),
+        ),
+        hook(
+            "trafficd_sock_release",
+            "cgroup/sock_release",
+            release.is_ok(),
+        ),
+        hook("trafficd_tcp_state", "tp_btf/inet_sock_set_state", counting),
+        hook("trafficd_tcp_sweep", "iter/tcp", counting),
+    ]);
     (hand_back, tcp_sweep)
+}
+
+fn hook(program: &'static str, hook: &'static str, attached: bool) -> Hook {
+    Hook {
+        program,
+        hook,
+        attached,
+    }
 }
 
 fn attach_cgroup_skb(

@@ -16,33 +16,13 @@ use std::{
 };
 
 use tracing::warn;
+use trafficd_common::bpf_attr::{IterCreateAttr, LinkCreateAttr};
 
 use super::{batch::bpf, control::Control, namespaces::Namespaces};
 
 const BPF_LINK_CREATE: libc::c_long = 28;
 const BPF_ITER_CREATE: libc::c_long = 33;
 const BPF_TRACE_ITER: u32 = 28;
-
-/// `union bpf_attr`, link-create variant (no target, no iterator parameters).
-#[repr(C)]
-#[derive(Default)]
-struct LinkCreateAttr {
-    prog_fd: u32,
-    target_fd: u32,
-    attach_type: u32,
-    flags: u32,
-    iter_info: u64,
-    iter_info_len: u32,
-    _pad: u32,
-}
-
-/// `union bpf_attr`, iterator-create variant.
-#[repr(C)]
-#[derive(Default)]
-struct IterCreateAttr {
-    link_fd: u32,
-    flags: u32,
-}
 
 /// Counting TCP connections from their counters, turned on: the sweep's iterator link and the
 /// namespaces to run it in. The flag and the drain epoch live in the control words.

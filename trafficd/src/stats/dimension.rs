@@ -218,6 +218,14 @@ impl<K: Hash + Eq + Clone, M: Clone + PartialEq> Dimension<K, M> {
         covered
     }
 
+    /// Rewrites groups' descriptions in place: a name learnt after a group's bytes were
+    /// recorded reaches groups that have gone quiet too.
+    pub fn update_meta(&mut self, mut f: impl FnMut(&mut M)) {
+        for slot in self.slots.iter_mut().flatten() {
+            f(&mut slot.entry.meta);
+        }
+    }
+
     pub fn entries(&self) -> impl Iterator<Item = (&K, &Entry<M>)> {
         self.slots.iter().flatten().map(|s| (&s.key, &s.entry))
     }

@@ -13,6 +13,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use prometheus_client::metrics::histogram::Histogram;
+
 pub use dimension::{Dimension, Expired, Windowed, NO_HINT};
 pub use interfaces::{address, tuple_of, ForwardInfo, InterfaceInfo, InterfaceStore, PartKey};
 pub use remotes::{local_addr, remote_addr, Remotes};
@@ -20,7 +22,7 @@ use trafficd_common::{FlowKey, Loss, Traffic};
 
 use crate::{
     attribution::Unattributed,
-    enrich::processes::ProcessKey,
+    enrich::{containers::Owner, processes::ProcessKey},
     kernel::{MapFill, MapMemory},
 };
 
@@ -34,18 +36,22 @@ pub enum Talker {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct TalkerInfo {
     pub pid: u32,
+    /// The pid inside its own pid namespace, where /proc told it.
+    pub pid_in_namespace: Option<u32>,
     pub comm: Arc<str>,
     pub cmdline: String,
     pub exe: String,
     pub user: String,
     pub uid: Option<u32>,
     pub cgroup: Arc<str>,
+    pub owner: Arc<Owner>,
     pub reason: Option<Unattributed>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct CgroupInfo {
     pub path: Arc<str>,
+    pub owner: Arc<Owner>,
 }
 
 /// Flows are many: their names are shared with the process and cgroup they belong to, and each
@@ -55,6 +61,7 @@ pub struct FlowInfo {
     pub pid: u32,
     pub comm: Arc<str>,
     pub cgroup: Arc<str>,
+    pub owner: Arc<Owner>,
 }
 
 /// The daemon's view of itself, for /metrics and /healthz.
@@ -75,6 +82,26 @@ pub struct Health {
     /// Network namespaces the last TCP sweep ran in, or `None` when every TCP packet is
     /// counted by the packet hooks.
     pub tcp_swept_namespaces: Option<usize>,
+    /// How long each drain took, for /metrics.
+    pub drain_seconds: Histogram,
+    /// Drains already in `drain_seconds`.
+    pub drains_timed: u64,
+    /// When the last drain ended.
+    pub last_drain_end: Option<Instant>,
+}
+
+impl Health {
+    /// Drain-time buckets: a drain is normally a few milliseconds; seconds mean trouble.
+    const DRAIN_BUCKETS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0];
+
+    /// Called after each drain attempt: records the drain that just ended, once.
+    pub fn drain_ended(&mut self, now: Instant) {
+        if self.drains != self.drains_timed {
+            self.drains_timed = self.drains;
+            self.drain_seconds.observe(self.last_drain.as_secs_f64());
+            self.last_drain_end = Some(now);
+        }
+    }
 }
 
 /// What [`Store::expire`] dropped that the drain keeps references to.
@@ -115,6 +142,9 @@ impl Store {
                 kernel_totals: Traffic::default(),
                 sockets_forgotten: 0,
                 tcp_swept_namespaces: None,
+                drain_seconds: Histogram::new(Health::DRAIN_BUCKETS),
+                drains_timed: 0,
+                last_drain_end: None,
             },
         }
     }

@@ -22,6 +22,7 @@ use std::sync::OnceLock;
 use anyhow::{anyhow, bail, Context, Result};
 use btf_rs::{Btf, Type};
 use serde::{Deserialize, Serialize};
+use trafficd_common::bpf_attr::{LinkCreateAttr, ProgLoadAttr, RawTracepointOpenAttr};
 
 use super::measure::{self, ProgStats};
 
@@ -288,54 +289,6 @@ fn prog_id(prog: &OwnedFd) -> Option<u32> {
         .ok()
 }
 
-/// The part of union bpf_attr that BPF_PROG_LOAD reads, up to attach_btf_obj_fd (the kernel
-/// takes the fields it knows and wants the rest zero).
-#[repr(C)]
-#[derive(Default)]
-struct ProgLoadAttr {
-    prog_type: u32,
-    insn_cnt: u32,
-    insns: u64,
-    license: u64,
-    log_level: u32,
-    log_size: u32,
-    log_buf: u64,
-    kern_version: u32,
-    prog_flags: u32,
-    prog_name: [u8; 16],
-    prog_ifindex: u32,
-    expected_attach_type: u32,
-    prog_btf_fd: u32,
-    func_info_rec_size: u32,
-    func_info: u64,
-    func_info_cnt: u32,
-    line_info_rec_size: u32,
-    line_info: u64,
-    line_info_cnt: u32,
-    attach_btf_id: u32,
-    attach_btf_obj_fd: u32,
-    _pad: u32,
-}
-
-/// BPF_RAW_TRACEPOINT_OPEN's part of union bpf_attr.
-#[repr(C)]
-struct RawTracepointOpenAttr {
-    name: u64,
-    prog_fd: u32,
-    _pad: u32,
-}
-
-/// BPF_LINK_CREATE's part of union bpf_attr (the target-specific tail left zero).
-#[repr(C)]
-#[derive(Default)]
-struct LinkCreateAttr {
-    prog_fd: u32,
-    target_fd: u32,
-    attach_type: u32,
-    flags: u32,
-    _target_specific: [u64; 4],
-}
-
 /// bpf(2) for the commands that return a file descriptor.
 fn bpf<T>(cmd: u32, attr: &mut T) -> io::Result<OwnedFd> {
     // SAFETY: `attr` is a repr(C) prefix of union bpf_attr that lives across the call, and its
@@ -403,19 +356,6 @@ fn load(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn attrs_match_the_kernel_layout() {
-        // Offsets of include/uapi/linux/bpf.h: attach_btf_obj_fd at 112, link_create.flags
-        // at 12, raw_tracepoint.prog_fd at 8.
-        assert_eq!(std::mem::size_of::<ProgLoadAttr>(), 120);
-        assert_eq!(std::mem::offset_of!(ProgLoadAttr, prog_name), 48);
-        assert_eq!(std::mem::offset_of!(ProgLoadAttr, expected_attach_type), 68);
-        assert_eq!(std::mem::offset_of!(ProgLoadAttr, attach_btf_id), 108);
-        assert_eq!(std::mem::offset_of!(ProgLoadAttr, attach_btf_obj_fd), 112);
-        assert_eq!(std::mem::offset_of!(LinkCreateAttr, flags), 12);
-        assert_eq!(std::mem::offset_of!(RawTracepointOpenAttr, prog_fd), 8);
-    }
 
     #[test]
     fn empty_program_is_mov_exit() {

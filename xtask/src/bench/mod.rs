@@ -15,15 +15,19 @@
 //! text), [`api`] (trafficd's HTTP API on one kept-alive connection), [`drains`] (trafficd's
 //! drains through /healthz), [`netns`] (the namespaces), [`proc`] (child processes and Ctrl-C),
 //! [`sampling`] (the programs' share of the traffic's CPU by perf, statistics off), [`memory`]
-//! (the machine's memory latency), [`report`] (figures, targets, markdown and JSON).
+//! (the machine's memory latency), [`report`] (figures, targets, markdown and JSON);
+//! [`metrics_encode`] (`bench metrics-encode`: one /metrics scrape at scale, apart from the
+//! runs) and [`containers`] (`bench containers`: trafficd beside many and churning containers).
 
 mod api;
 mod conditions;
+mod containers;
 mod drains;
 mod empty_bpf;
 mod gen;
 mod measure;
 mod memory;
+mod metrics_encode;
 mod netns;
 mod one_run;
 mod plan;
@@ -98,11 +102,18 @@ enum BenchSub {
     /// Traffic generators the bench runs as processes of their own.
     #[command(subcommand, hide = true)]
     Gen(gen::GenCmd),
+    /// CPU time of one /metrics scrape with 10k processes and 100k flows known.
+    MetricsEncode,
+    /// trafficd's CPU and drain with many running containers and with containers churning.
+    Containers(containers::ContainerArgs),
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
-    if let Some(BenchSub::Gen(cmd)) = args.gen {
-        return gen::run(cmd);
+    match args.gen {
+        Some(BenchSub::Gen(cmd)) => return gen::run(cmd),
+        Some(BenchSub::MetricsEncode) => return metrics_encode::run(),
+        Some(BenchSub::Containers(args)) => return containers::run(args),
+        None => {}
     }
     if args.report_only {
         let (md, json) = report::rewrite(&target_dir().join("bench"))?;
@@ -145,16 +156,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         memory_reads,
         began,
     };
-    let net = netns::VethPair::create()?;
-    println!(
-        "bench: namespaces {} and {} joined by {} ({}) <-> {} ({})",
-        net.ns_a(),
-        net.ns_b(),
-        net.if_a,
-        net.addr_a,
-        net.if_b,
-        net.addr_b
-    );
+    let net = create_veth_pair()?;
     let bench = Bench {
         tools: &tools,
         stats: &stats,
@@ -178,6 +180,22 @@ pub fn run(args: BenchArgs) -> Result<()> {
     );
     println!("bench: {}", report::publish_tables(&md, &meta));
     outcome
+}
+
+/// The namespaces and veth pair the veth scenarios run between, announced so that a person
+/// watching knows what the bench created.
+fn create_veth_pair() -> Result<netns::VethPair> {
+    let net = netns::VethPair::create()?;
+    println!(
+        "bench: namespaces {} and {} joined by {} ({}) <-> {} ({})",
+        net.ns_a(),
+        net.ns_b(),
+        net.if_a,
+        net.addr_a,
+        net.if_b,
+        net.addr_b
+    );
+    Ok(net)
 }
 
 /// The tools the conditions need; a condition whose tool is missing is dropped with a note,

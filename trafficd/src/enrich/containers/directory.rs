@@ -190,6 +190,11 @@ impl ContainerDirectory {
         }
     }
 
+    /// Bumped whenever an engine or the API server told something new.
+    pub fn generation(&self) -> u64 {
+        self.store.generation.load(Ordering::Acquire)
+    }
+
     /// The owner of the cgroup at `path` (relative to the cgroup2 mount). Never blocks on a
     /// runtime: an id no engine has named yet is shown by its id, and looked up in the
     /// background.

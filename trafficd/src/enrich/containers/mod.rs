@@ -13,6 +13,8 @@ mod engine;
 mod kubernetes;
 mod owner;
 
+use std::path::PathBuf;
+
 pub use directory::{ContainerDirectory, Writer};
 pub use engine::Engine;
 pub use kubernetes::InCluster;
@@ -37,6 +39,24 @@ impl Sources {
             engines: Engine::defaults(),
             kubernetes: InCluster::from_environment(),
         }
+    }
+
+    /// None at all: owners come from cgroup paths alone.
+    pub fn none() -> Sources {
+        Sources {
+            engines: Vec::new(),
+            kubernetes: None,
+        }
+    }
+
+    /// Uses `socket` for the engine of `runtime` instead of its default.
+    pub fn with_socket(mut self, runtime: Runtime, socket: PathBuf) -> Sources {
+        for engine in &mut self.engines {
+            if engine.runtime == runtime {
+                engine.socket = socket.clone();
+            }
+        }
+        self
     }
 }
 

@@ -73,7 +73,7 @@ pub struct PodMeta {
     pub labels: Arc<BTreeMap<String, String>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OwnerKind {
     Container,
@@ -108,6 +108,13 @@ pub struct Owner {
     pub unit: Option<Arc<str>>,
 }
 
+/// A cgroup no layout names: shown by its path.
+impl Default for Owner {
+    fn default() -> Owner {
+        Owner::of_kind(OwnerKind::Unknown)
+    }
+}
+
 impl Owner {
     pub fn of_kind(kind: OwnerKind) -> Owner {
         Owner {
@@ -124,6 +131,25 @@ impl Owner {
             namespace: None,
             pod_labels: None,
             unit: None,
+        }
+    }
+
+    /// Whether an engine or the API server may still name it: a container known by its id
+    /// only, a pod by its UID only.
+    pub fn awaits_names(&self) -> bool {
+        (self.kind == OwnerKind::Container && self.container_name.is_none())
+            || (self.pod_uid.is_some() && self.pod_name.is_none())
+    }
+
+    /// The key `/top?by=container` groups by: the container, pod or unit, "host"; `None` for
+    /// an unknown layout, grouped by its cgroup path instead.
+    pub fn group_key(&self) -> Option<&str> {
+        match self.kind {
+            OwnerKind::Container => self.container_id.as_deref(),
+            OwnerKind::Pod => self.pod_uid.as_deref(),
+            OwnerKind::Unit => self.unit.as_deref(),
+            OwnerKind::Host => Some("host"),
+            OwnerKind::Unknown => None,
         }
     }
 
