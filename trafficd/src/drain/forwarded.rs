@@ -13,7 +13,7 @@ use trafficd_common::{
 };
 
 use crate::{
-    enrich::{conntrack::FlowTuple, nat::Nat},
+    enrich::{conntrack::FlowTuple, containers::Owner, nat::Nat},
     kernel::Forwarding,
     stats::{tuple_of, ForwardInfo},
 };
@@ -54,6 +54,7 @@ impl ForwardedFlows {
         forwarding: &mut Forwarding,
         names: &HashMap<u32, Arc<str>>,
         counts_segments: impl Fn(u32, u8) -> bool,
+        owner_of: &mut dyn FnMut(&str) -> Arc<Owner>,
     ) -> Vec<FlowDelta> {
         let mut deltas = Vec::new();
         let mut idle = Vec::new();
@@ -107,10 +108,12 @@ impl ForwardedFlows {
         for key in &idle {
             self.flows.remove(key);
         }
-        self.look_up_new();
-        // A flow looked up this drain shows its hops now.
+        self.look_up_new(owner_of);
+        // A flow looked up this drain shows its hops now, and one whose container was known
+        // by id alone its name once the engine gave it.
         for (key, _, info) in &mut deltas {
-            if let Some(state) = self.flows.get(key) {
+            if let Some(state) = self.flows.get_mut(key) {
+                name_late(state, owner_of);
                 *info = state.info.clone();
             }
         }
@@ -118,7 +121,7 @@ impl ForwardedFlows {
     }
 
     /// The NAT hops of the oldest new flows, a bounded number.
-    fn look_up_new(&mut self) {
+    fn look_up_new(&mut self, owner_of: &mut dyn FnMut(&str) -> Arc<Owner>) {
         let mut done = 0;
         while done < LOOKUPS_PER_DRAIN {
             let Some(key) = self.pending.pop_front() else {
@@ -130,6 +133,7 @@ impl ForwardedFlows {
             let origin = self.nat.origin(&tuple_of(&key));
             let mut info = (*state.info).clone();
             info.nat = origin.hops;
+            info.owner = origin.container.as_deref().map(&mut *owner_of);
             info.container = origin.container;
             info.namespace = origin.namespace;
             state.info = Arc::new(info);
@@ -138,6 +142,24 @@ impl ForwardedFlows {
         if done > 0 && self.pending.is_empty() {
             self.nat.forget_vanished();
         }
+    }
+}
+
+/// Asks again for the owner of a flow's container while the engines have not named it: the
+/// directory answers from its cache, so this costs a lookup per moving flow until then.
+fn name_late(state: &mut FlowState, owner_of: &mut dyn FnMut(&str) -> Arc<Owner>) {
+    let info = &state.info;
+    let (Some(owner), Some(container)) = (&info.owner, &info.container) else {
+        return;
+    };
+    if !owner.awaits_names() {
+        return;
+    }
+    let now = owner_of(container);
+    if now != *owner {
+        let mut renamed = (**info).clone();
+        renamed.owner = Some(now);
+        state.info = Arc::new(renamed);
     }
 }
 

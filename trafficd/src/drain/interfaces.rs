@@ -20,7 +20,10 @@ use trafficd_common::{
 
 use super::forwarded::{arrivals, ForwardedFlows, Moved};
 use crate::{
-    enrich::interfaces::{InterfaceSample, Interfaces, LinkEvent, LinkEvents},
+    enrich::{
+        containers::Owner,
+        interfaces::{InterfaceSample, Interfaces, LinkEvent, LinkEvents},
+    },
     error::Result,
     kernel::Forwarding,
     stats::{InterfaceInfo, PartKey, Store},
@@ -100,7 +103,14 @@ impl InterfacePhase {
     }
 
     /// One drain: links, counters, the split, forwarded flows, into the store.
-    pub fn drain(&mut self, store: &RwLock<Store>, at: Instant, length: Duration) {
+    /// `owner_of`: who owns the cgroup at a path, for the container of a forwarded flow.
+    pub fn drain(
+        &mut self,
+        store: &RwLock<Store>,
+        at: Instant,
+        length: Duration,
+        owner_of: &mut dyn FnMut(&str) -> Arc<Owner>,
+    ) {
         self.follow_link_events();
         let samples = match self.interfaces.poll() {
             Ok(samples) => samples,
@@ -126,7 +136,7 @@ impl InterfacePhase {
         };
         let (mut flows, losses) = match &mut self.forwarding {
             Some(forwarding) => (
-                self.flows.deltas(forwarding, &names, measure),
+                self.flows.deltas(forwarding, &names, measure, owner_of),
                 forwarding.losses(),
             ),
             None => (Vec::new(), Default::default()),

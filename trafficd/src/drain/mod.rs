@@ -146,7 +146,10 @@ impl Drainer {
         let expired = self.record(store, started, length, &counts, attributed_deltas, &retired);
         self.counters.moved = counts.moved;
         if let Some(interfaces) = &mut self.interfaces {
-            interfaces.drain(store, started, length);
+            let sources = &mut self.sources;
+            interfaces.drain(store, started, length, &mut |path| {
+                sources.owner_of_cgroup_path(path)
+            });
         }
         // CPU time beside the wall time: on a busy host the drain thread waits for a CPU, and
         // only the CPU time says what the drain itself cost.

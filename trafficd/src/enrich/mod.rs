@@ -91,6 +91,12 @@ impl Sources {
         CgroupName { path, owner }
     }
 
+    /// The owner of the cgroup at `path`, for bytes that reached no cgroup's socket (a
+    /// forwarded flow of a container, named by the cgroup of a process in its namespace).
+    pub fn owner_of_cgroup_path(&mut self, path: &str) -> Arc<Owner> {
+        self.containers.owner(path)
+    }
+
     /// Owners named since they were recorded by id alone (a container met before its engine's
     /// event was read, or while its engine was down): cgroup path -> its owner now. Looks
     /// only when the engines told something new.

@@ -115,8 +115,8 @@ pub fn forwarded_flows(store: &Store, query: &TopQuery, now: Instant) -> Vec<Ite
             pid: 0,
             comm: String::new(),
             cgroup: String::new(),
-            // The container a forwarded flow belongs to is named by `path.container`.
-            owner: Owner::default(),
+            // The owner of the container one end lives in; unknown for flows passing through.
+            owner: meta.owner.as_deref().map(Owner::from).unwrap_or_default(),
             path: FlowPath {
                 interface: Some(meta.interface.to_string()),
                 direction: Some(

@@ -14,7 +14,7 @@ use trafficd_common::{forwarding::ForwardKey, AF_INET};
 
 use super::Dimension;
 use crate::{
-    enrich::{conntrack::FlowTuple, nat::NatHop},
+    enrich::{conntrack::FlowTuple, containers::Owner, nat::NatHop},
     kernel::TcLosses,
 };
 
@@ -48,6 +48,8 @@ pub struct ForwardInfo {
     pub container: Option<Arc<str>>,
     /// That namespace, as named by the NAT source.
     pub namespace: Option<Arc<str>>,
+    /// Who owns `container`, as the container engines name it.
+    pub owner: Option<Arc<Owner>>,
 }
 
 #[derive(Default)]
