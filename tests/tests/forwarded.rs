@@ -316,13 +316,15 @@ fn the_heaviest_flow_is_a_masqueraded_container_download() {
         translated.starts_with(&format!("{}:", server.link.a_v4())),
         "{flow}"
     );
-    // The container, by the cgroup of its namespace's processes: the name follows from it
-    // wherever the daemon names cgroups' owners.
+    // The container: the cgroup of its namespace's processes, and its owner by that cgroup.
     assert_eq!(
         flow["container"],
         container.cgroup_path().as_str(),
         "{flow}"
     );
+    assert_eq!(flow["owner"]["kind"], "container", "{flow}");
+    assert_eq!(flow["owner"]["container"]["name"], "openvpn", "{flow}");
+    assert_eq!(flow["owner"]["container"]["id"], container.id(), "{flow}");
 
     // The veth's own counters: the download, split into parts that add up within 1%.
     let item = wait_for("the server's veth", || {
@@ -457,4 +459,5 @@ fn a_second_nat_inside_the_container_is_followed() {
         container.cgroup_path().as_str(),
         "{flow}"
     );
+    assert_eq!(flow["owner"]["container"]["name"], "openvpn", "{flow}");
 }
