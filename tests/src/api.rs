@@ -159,6 +159,7 @@ impl Item {
             "cgroup" => &["cgroup"],
             "flow" => &["protocol", "local", "remote", "comm", "cgroup"],
             "remote" => &["remote"],
+            "interface" => &["interface"],
             other => panic!("/top: unexpected by {other:?}"),
         };
         for f in strings {

@@ -24,6 +24,7 @@ pub mod podman;
 mod procs;
 pub mod prometheus;
 mod root;
+mod routed;
 mod scenario;
 pub mod tools;
 mod wait;
@@ -38,6 +39,7 @@ pub use procs::{Gen, GenCommand, GenReport, TrafficGen};
 #[doc(hidden)]
 pub use root::__skip_or_fail_without_root;
 pub use root::is_root;
+pub use routed::{assert_conserved, interface_item, settled_interface, wait_counted, Forwarder};
 pub use scenario::{assert_transfer, Sender, Side, Transfer, TransferBuilder};
 pub use wait::{wait_for, wait_some, DEFAULT_POLL, DEFAULT_TIMEOUT};
 

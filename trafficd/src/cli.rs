@@ -3,7 +3,7 @@
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
-use trafficd_common::defaults;
+use trafficd_common::{defaults, forwarding};
 
 use crate::api::{By, Limit, Sort, TopQuery, Window};
 
@@ -23,6 +23,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once at start: the size of the `run` flags costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Load the kernel programs and serve /top, /metrics and /healthz (needs root or CAP_BPF,
@@ -61,6 +63,9 @@ pub struct RunArgs {
 
     #[command(flatten)]
     pub maps: MapSizeArgs,
+
+    #[command(flatten)]
+    pub interfaces: InterfaceArgs,
 
     #[command(flatten)]
     pub containers: ContainerArgs,
@@ -157,6 +162,33 @@ pub struct MapSizeArgs {
     /// Closed sockets waiting for their last read.
     #[arg(long, default_value_t = defaults::CLOSED, value_parser = map_size)]
     pub closed_map_size: u32,
+}
+
+/// Interfaces, forwarded traffic and NAT: which links are counted, what they can carry, and
+/// how much of it is remembered.
+#[derive(Args, Debug, Clone)]
+pub struct InterfaceArgs {
+    /// Interfaces to count forwarded traffic on, comma-separated or repeated. By default
+    /// every interface that is up except loopback, including ones that appear later (a new
+    /// container's veth).
+    #[arg(long, value_delimiter = ',', value_name = "NAME")]
+    pub interfaces: Vec<String>,
+    /// Capacity of a link the driver gives no speed for (veth, bridge, tunnel), in bits per
+    /// second as tc(8) spells it: `eth0=10Gbit`. Repeatable; overrides the driver's speed.
+    #[arg(long, value_name = "NAME=RATE", value_parser = parse_capacity)]
+    pub interface_capacity: Vec<(String, u64)>,
+    /// Forwarded flows (interface, direction, 5-tuple) tracked at once in the kernel. Beyond
+    /// this, forwarded bytes still count per interface, without per-flow detail.
+    #[arg(long, default_value_t = forwarding::DEFAULT_FLOWS, value_parser = map_size)]
+    pub forwarded_flows: u32,
+    /// conntrack answers (NAT tuples, per namespace) remembered, so a busy NAT costs one
+    /// lookup per new flow and never a dump of its table.
+    #[arg(long, default_value_t = 65_536, value_parser = map_size)]
+    pub conntrack_cache: u32,
+}
+
+fn parse_capacity(s: &str) -> Result<(String, u64), String> {
+    crate::enrich::interfaces::parse_capacity(s).map_err(|e| e.to_string())
 }
 
 /// Where the container engines listen. An engine that is absent costs one log line; one that
@@ -261,6 +293,34 @@ mod tests {
         assert_eq!(args.web.metrics_max_series, 500);
         assert!(!args.web.metrics_per_pid);
         assert!(args.web.web_config_file.is_none());
+        assert!(args.interfaces.interfaces.is_empty());
+        assert_eq!(args.interfaces.forwarded_flows, 65_536);
+    }
+
+    #[test]
+    fn interface_flags_are_read() {
+        let cli = Cli::try_parse_from([
+            "trafficd",
+            "run",
+            "--interfaces",
+            "eth0,veth1",
+            "--interfaces",
+            "wg0",
+            "--interface-capacity",
+            "eth0=10Gbit",
+            "--forwarded-flows",
+            "1024",
+        ])
+        .unwrap();
+        let Command::Run(args) = cli.command else {
+            panic!()
+        };
+        assert_eq!(args.interfaces.interfaces, ["eth0", "veth1", "wg0"]);
+        assert_eq!(
+            args.interfaces.interface_capacity,
+            [("eth0".to_string(), 1_250_000_000)]
+        );
+        assert_eq!(args.interfaces.forwarded_flows, 1024);
     }
 
     #[test]
@@ -272,6 +332,8 @@ mod tests {
             &["trafficd", "run", "--flow-map-size", "0"],
             &["trafficd", "run", "--tcp-sweep-interval", "10ms"],
             &["trafficd", "run", "--tcp-sweep-interval", "2h"],
+            &["trafficd", "run", "--interface-capacity", "eth0"],
+            &["trafficd", "run", "--forwarded-flows", "0"],
             &["trafficd", "run", "--metrics-max-series", "1"],
             &["trafficd", "top", "--limit", "0"],
             &["trafficd", "top", "--limit", "1001"],

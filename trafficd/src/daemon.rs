@@ -13,7 +13,7 @@ use tracing::{info, warn};
 
 use crate::{
     cli::{ContainerArgs, RunArgs},
-    drain::{DrainConfig, Drainer},
+    drain::{DrainConfig, Drainer, InterfaceConfig, InterfacePhase},
     enrich::containers::{self, ContainerDirectory, Runtime},
     enrich::peers::PeerNames,
     error::{Error, Result},
@@ -32,6 +32,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         processes: args.maps.process_map_size,
         socket_processes: args.maps.socket_process_map_size,
         closed: args.maps.closed_map_size,
+        forwarded: args.interfaces.forwarded_flows,
     };
     // A bad web config file stops the start before anything is loaded or bound.
     let web = match &args.web.web_config_file {
@@ -65,6 +66,16 @@ pub fn run(args: RunArgs) -> Result<()> {
     let logger = kernel.take_logger();
     let owners = start_containers(runtime.handle(), &args.containers);
     let mut drainer = Drainer::new(maps, logger, kernel.cgroup_root.clone(), owners, config);
+    let interfaces = InterfaceConfig {
+        names: args.interfaces.interfaces.clone(),
+        capacities: args.interfaces.interface_capacity.clone(),
+        conntrack_cache: args.interfaces.conntrack_cache as usize,
+        idle_drains: drains_in(args.idle_expiry, args.interval),
+    };
+    match InterfacePhase::new(interfaces, kernel.take_forwarding()) {
+        Ok(phase) => drainer.count_interfaces(phase),
+        Err(err) => warn!("{err}; interfaces are not counted"),
+    }
     let stop_drain = Arc::new(StopSignal::new()?);
     let stopped = stop_drain.clone();
     let drain_store = store.clone();

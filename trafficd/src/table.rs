@@ -74,6 +74,10 @@ pub fn render(top: &TopResponse) -> String {
             &["OWNER", "KIND", "IMAGE", "RUNTIME", "POD", "CGROUP"],
             rows(items, owner_cells),
         ),
+        Items::Interface(items) => (
+            &["INTERFACE", "UP", "CAPACITY/s", "UTIL", "FORWARDED"],
+            rows(items, interface_cells),
+        ),
     };
     let mut header: Vec<String> = headers.iter().map(|h| h.to_string()).collect();
     header.extend(["TX/s", "RX/s", "TX total", "RX total"].map(String::from));
@@ -91,6 +95,21 @@ pub fn render(top: &TopResponse) -> String {
         out.push_str("(no traffic in this window)\n");
     }
     out
+}
+
+/// An interface's name, state, capacity, utilization, and the forwarded share of its window.
+fn interface_cells(item: &crate::api::InterfaceItem) -> Vec<String> {
+    let forwarded = item.split.map_or("-".to_string(), |s| {
+        bytes(s.transmit.forwarded + s.receive.forwarded)
+    });
+    vec![
+        item.interface.clone(),
+        if item.up { "up" } else { "down" }.to_string(),
+        item.capacity_bytes_per_sec.map_or("-".to_string(), bytes),
+        item.utilization
+            .map_or("-".to_string(), |u| format!("{:.1}%", u * 100.0)),
+        forwarded,
+    ]
 }
 
 /// One row per item: the cells that name it (pid, comm, ...), then its rates and totals.
@@ -296,6 +315,41 @@ mod tests {
             ["/trafficd-test", "unknown", "-", "-", "-", "/trafficd-test"]
         );
         assert!(lines[3].contains("2.0 KiB/s"), "{table}");
+    }
+
+    #[test]
+    fn renders_interfaces_with_utilization_and_forwarded_bytes() {
+        let parts = |forwarded: u64| {
+            json!({"local": 10, "forwarded": forwarded,
+            "unattributed": {"dropped": 0, "non_ip": 0, "not_seen": 0}})
+        };
+        let body = json!({"by": "interface", "window_seconds": 10, "items": [
+            {"interface": "eth0", "ifindex": 2, "up": true, "capacity_bytes_per_sec": 1250000000u64,
+             "utilization": 0.925,
+             "split": {"transmit": parts(1048576), "receive": parts(1048576)},
+             "lifetime_split": null,
+             "tx_bytes": 0, "rx_bytes": 0, "tx_packets": 0, "rx_packets": 0,
+             "tx_bytes_per_second": 0.0, "rx_bytes_per_second": 0.0,
+             "lifetime_tx_bytes": 0, "lifetime_rx_bytes": 0,
+             "lifetime_tx_packets": 0, "lifetime_rx_packets": 0},
+            {"interface": "veth1", "ifindex": 9, "up": false, "capacity_bytes_per_sec": null,
+             "utilization": null, "split": null, "lifetime_split": null,
+             "tx_bytes": 0, "rx_bytes": 0, "tx_packets": 0, "rx_packets": 0,
+             "tx_bytes_per_second": 0.0, "rx_bytes_per_second": 0.0,
+             "lifetime_tx_bytes": 0, "lifetime_rx_bytes": 0,
+             "lifetime_tx_packets": 0, "lifetime_rx_packets": 0}
+        ]});
+        let table = render(&serde_json::from_value(body).unwrap());
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(lines[1].starts_with("INTERFACE"), "{table}");
+        assert!(
+            lines[2].contains("eth0") && lines[2].contains("92.5%") && lines[2].contains("2.0 MiB"),
+            "{table}"
+        );
+        assert!(
+            lines[3].contains("veth1") && lines[3].contains("down"),
+            "{table}"
+        );
     }
 
     #[test]

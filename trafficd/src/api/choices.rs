@@ -22,6 +22,8 @@ pub enum By {
     Remote,
     /// Owners: containers, systemd units, the host; until they are named, each cgroup.
     Container,
+    /// Interfaces: their own counters, capacity, and the split of their bytes by kind.
+    Interface,
 }
 
 /// The window rates and window bytes are computed over.
@@ -127,7 +129,10 @@ mod tests {
 
     #[test]
     fn wire_names_are_todays() {
-        assert_eq!(names::<By>(), "process, cgroup, flow, remote, container");
+        assert_eq!(
+            names::<By>(),
+            "process, cgroup, flow, remote, container, interface"
+        );
         assert_eq!(names::<Window>(), "1s, 10s, 60s");
         assert_eq!(names::<Sort>(), "total, tx, rx");
         assert_eq!(Window::from_str("1m", false).unwrap(), Window::W60s);

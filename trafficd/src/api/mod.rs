@@ -8,6 +8,7 @@ mod error;
 mod explain;
 mod exposure;
 mod health;
+mod interface;
 mod owner;
 mod query;
 mod top;
@@ -17,6 +18,7 @@ pub use error::{ApiError, ErrorBody};
 pub use explain::{ExplainedFlow, ExplainedProcess, Explanation, InboundPeer, WindowRates};
 pub use exposure::{ExposedListener, ExposedPeer, ExposureResponse};
 pub use health::Health;
+pub use interface::{FlowPath, InterfaceItem, NatHop, Parts, Split, Tuple, UnattributedParts};
 pub use owner::Owner;
 pub use query::{Limit, TopQuery, MAX_LIMIT};
 pub use top::{

@@ -148,7 +148,7 @@ mod tests {
         }
         assert_eq!(
             parse_one("by", "foo").unwrap_err().to_string(),
-            "invalid by \"foo\": expected one of process, cgroup, flow, remote, container"
+            "invalid by \"foo\": expected one of process, cgroup, flow, remote, container, interface"
         );
         assert_eq!(
             parse_one("limit", "0").unwrap_err().to_string(),

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{By, Owner};
+use super::{By, FlowPath, InterfaceItem, Owner};
 use crate::{
     attribution::Unattributed,
     enrich::peers::{AddressClass, Peer, PeerSource},
@@ -26,6 +26,7 @@ pub enum Items {
     Flow(Vec<Item<FlowItem>>),
     Remote(Vec<Item<RemoteItem>>),
     Container(Vec<Item<ContainerItem>>),
+    Interface(Vec<Item<InterfaceItem>>),
 }
 
 impl Items {
@@ -36,6 +37,7 @@ impl Items {
             Items::Flow(items) => items.len(),
             Items::Remote(items) => items.len(),
             Items::Container(items) => items.len(),
+            Items::Interface(items) => items.len(),
         }
     }
 
@@ -110,6 +112,8 @@ pub struct FlowItem {
     /// Who the remote address is, as far as the daemon can name it now.
     #[serde(default)]
     pub peer: Option<PeerItem>,
+    #[serde(flatten)]
+    pub path: FlowPath,
 }
 
 /// A remote address and its name: `{"ip", "name", "source", "class"}`.
@@ -179,6 +183,7 @@ impl TryFrom<TopWire> for TopResponse {
             By::Flow => Items::Flow(serde_json::from_value(wire.items)?),
             By::Remote => Items::Remote(serde_json::from_value(wire.items)?),
             By::Container => Items::Container(serde_json::from_value(wire.items)?),
+            By::Interface => Items::Interface(serde_json::from_value(wire.items)?),
         };
         Ok(TopResponse {
             by: wire.by,
@@ -213,6 +218,8 @@ mod tests {
     /// Today's JSON for each `by` reads into the types and writes back unchanged.
     #[test]
     fn every_kind_round_trips_with_todays_field_names() {
+        let unknown = json!({"kind": "unknown", "name": null, "container": null, "pod": null,
+                             "unit": null});
         let host = json!({"kind": "host", "name": "host", "container": null, "pod": null,
                           "unit": null});
         let container = json!({
@@ -241,8 +248,35 @@ mod tests {
             (
                 "flow",
                 json!({"protocol": "tcp", "local": "127.0.0.1:1", "remote": "[::1]:2",
-                       "pid": 9, "comm": "curl", "cgroup": "/", "owner": host, "id": "00ab",
+                       "pid": 9, "comm": "curl", "cgroup": "/", "owner": host, "interface": null,
+                       "direction": null, "nat": [], "container": null, "namespace": null,
+                       "local_socket": true, "id": "00ab",
                        "peer": {"ip": "::1", "name": null, "source": null, "class": "loopback"}}),
+            ),
+            (
+                "flow",
+                json!({"protocol": "tcp", "local": "10.8.1.1:40142", "remote": "10.8.1.3:3129",
+                       "pid": 0, "comm": "", "cgroup": "", "owner": unknown, "interface": "veth0",
+                       "direction": "egress",
+                       "nat": [{"original": {"protocol": "tcp", "src": "172.17.0.2:53312",
+                                             "dst": "10.8.1.3:3129"},
+                                "reply": {"protocol": "tcp", "src": "10.8.1.3:3129",
+                                          "dst": "10.8.1.1:40142"},
+                                "seen_in": "host"}],
+                       "container": "/docker/ab12", "namespace": "/docker/ab12",
+                       "local_socket": false, "id": "00cd", "peer": null}),
+            ),
+            (
+                "interface",
+                json!({"interface": "eth0", "ifindex": 2, "up": true,
+                       "capacity_bytes_per_sec": 1250000000u64, "utilization": 0.5,
+                       "split": {"transmit": {"local": 1, "forwarded": 2,
+                                              "unattributed": {"dropped": 0, "non_ip": 3,
+                                                               "not_seen": 4}},
+                                 "receive": {"local": 1, "forwarded": 2,
+                                             "unattributed": {"dropped": 5, "non_ip": 3,
+                                                              "not_seen": 0}}},
+                       "lifetime_split": null}),
             ),
             (
                 "remote",

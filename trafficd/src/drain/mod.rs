@@ -9,6 +9,8 @@
 
 mod attribute;
 mod counters;
+mod forwarded;
+mod interfaces;
 mod record;
 mod rename;
 mod retire;
@@ -25,6 +27,7 @@ use std::{
 use rustc_hash::FxHashMap as HashMap;
 use trafficd_common::BURST_FLOWS;
 
+pub use self::interfaces::{InterfaceConfig, InterfacePhase};
 use self::{attribute::Attributed, counters::Counters, record::FlowHints, retire::Retirement};
 use crate::{
     enrich::{containers::ContainerDirectory, Sources},
@@ -52,6 +55,8 @@ pub struct Drainer {
     retirement: Retirement,
     last_drain: Instant,
     kernel_logger: Option<KernelLogger>,
+    /// Links and forwarded traffic, when the daemon counts them.
+    interfaces: Option<InterfacePhase>,
 }
 
 impl Drainer {
@@ -73,7 +78,13 @@ impl Drainer {
             retirement: Retirement::new(now),
             last_drain: now,
             kernel_logger,
+            interfaces: None,
         }
+    }
+
+    /// Counts interfaces and forwarded traffic at every drain from now on.
+    pub fn count_interfaces(&mut self, phase: InterfacePhase) {
+        self.interfaces = Some(phase);
     }
 
     /// Sleeps until the next drain is due: at `due`, or sooner when a burst of new flows
@@ -134,6 +145,12 @@ impl Drainer {
         };
         let expired = self.record(store, started, length, &counts, attributed_deltas, &retired);
         self.counters.moved = counts.moved;
+        if let Some(interfaces) = &mut self.interfaces {
+            let sources = &mut self.sources;
+            interfaces.drain(store, started, length, &mut |path| {
+                sources.owner_of_cgroup_path(path)
+            });
+        }
         // CPU time beside the wall time: on a busy host the drain thread waits for a CPU, and
         // only the CPU time says what the drain itself cost.
         if let Some(cpu_started) = cpu_started {

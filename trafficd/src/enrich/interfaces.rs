@@ -31,6 +31,10 @@ pub struct InterfaceSample {
     /// RFC 2863 operational state: true when the kernel says it is up (or, for drivers that do
     /// not report one, such as `lo`, unknown but administratively up).
     pub up: bool,
+    /// Set up by an administrator (IFF_UP), whether or not it has a carrier: a bridge with no
+    /// port yet (docker0 before its first container) is administratively up, operationally
+    /// down, and about to carry traffic.
+    pub admin_up: bool,
     pub tx_bytes: u64,
     pub rx_bytes: u64,
     pub tx_packets: u64,
@@ -175,6 +179,7 @@ fn sample(link: &LinkMessage) -> Option<InterfaceSample> {
             Some(State::Unknown) | None => admin_up,
             Some(_) => false,
         },
+        admin_up,
         tx_bytes: stats.tx_bytes,
         rx_bytes: stats.rx_bytes,
         tx_packets: stats.tx_packets,

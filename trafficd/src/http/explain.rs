@@ -28,7 +28,7 @@ use crate::{
 /// A flow's id: a hash of its whole key (socket cookie, cgroup and tuple), so it stays the
 /// same while the flow lives and two flows of one socket differ. Only this daemon reads it
 /// back, so the hash need not be stable across builds.
-pub fn flow_id(key: &FlowKey) -> String {
+pub fn flow_id(key: &impl Hash) -> String {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     key.hash(&mut hasher);
     format!("{:016x}", hasher.finish())

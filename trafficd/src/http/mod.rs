@@ -5,6 +5,7 @@ mod auth;
 mod by_owner;
 mod explain;
 mod exposure;
+mod links;
 mod metrics;
 mod remotes;
 mod tls;

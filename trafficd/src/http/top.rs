@@ -7,11 +7,11 @@ use std::{
 
 use trafficd_common::Traffic;
 
-use super::by_owner;
+use super::{by_owner, links};
 use crate::{
     api::{
-        By, CgroupItem, FlowItem, Item, Items, Owner, PeerItem, ProcessItem, Rates, Sort, TopQuery,
-        TopResponse,
+        By, CgroupItem, FlowItem, FlowPath, Item, Items, Owner, PeerItem, ProcessItem, Rates, Sort,
+        TopQuery, TopResponse,
     },
     enrich::peers::PeerNames,
     stats::{local_addr, remote_addr, Dimension, Store, Windowed},
@@ -39,19 +39,25 @@ pub fn top(store: &Store, query: &TopQuery, now: Instant, peers: &PeerNames) -> 
             cgroup_id: *id,
             owner: Owner::from(&*meta.owner),
         })),
-        By::Flow => Items::Flow(ranked(&store.flows, query, now, |key, meta| FlowItem {
-            protocol: protocol_name(key.protocol, key.family),
-            local: endpoint(local_addr(key), key.local_port),
-            remote: endpoint(remote_addr(key), key.remote_port),
-            pid: meta.pid,
-            comm: meta.comm.to_string(),
-            cgroup: meta.cgroup.to_string(),
-            owner: Owner::from(&*meta.owner),
-            id: super::explain::flow_id(key),
-            peer: remote_addr(key).map(|ip| PeerItem::from(&peers.lookup(ip))),
-        })),
+        By::Flow => Items::Flow(links::merge(
+            ranked(&store.flows, query, now, |key, meta| FlowItem {
+                protocol: protocol_name(key.protocol, key.family),
+                local: endpoint(local_addr(key), key.local_port),
+                remote: endpoint(remote_addr(key), key.remote_port),
+                pid: meta.pid,
+                comm: meta.comm.to_string(),
+                cgroup: meta.cgroup.to_string(),
+                owner: Owner::from(&*meta.owner),
+                id: super::explain::flow_id(key),
+                peer: remote_addr(key).map(|ip| PeerItem::from(&peers.lookup(ip))),
+                path: FlowPath::of_local_socket(),
+            }),
+            links::forwarded_flows(store, query, now, peers),
+            query,
+        )),
         By::Remote => Items::Remote(super::remotes::remotes(store, query, now, peers)),
         By::Container => Items::Container(by_owner::top(store, query, now)),
+        By::Interface => Items::Interface(links::interfaces(store, query, now)),
     };
     TopResponse {
         by: query.by,
@@ -60,7 +66,7 @@ pub fn top(store: &Store, query: &TopQuery, now: Instant, peers: &PeerNames) -> 
     }
 }
 
-fn ranked<K, M, I, F>(
+pub(super) fn ranked<K, M, I, F>(
     dimension: &Dimension<K, M>,
     query: &TopQuery,
     now: Instant,
@@ -182,7 +188,7 @@ fn round(v: f64) -> f64 {
     (v * 10.0).round() / 10.0
 }
 
-pub fn protocol_name(protocol: u8, family: u8) -> String {
+pub(super) fn protocol_name(protocol: u8, family: u8) -> String {
     match (protocol, family) {
         (_, 0) => "unknown".to_string(),
         (6, _) => "tcp".to_string(),

@@ -94,6 +94,20 @@ pub fn read_keys<K: Pod>(map: impl AsFd, value_size: usize) -> io::Result<Vec<K>
     Ok(keys)
 }
 
+/// Every (key, value) of a plain (not per-CPU) hash map, or `Err` when the kernel has no
+/// batch lookup for it.
+pub fn read_entries<K: Pod, V: Pod>(map: impl AsFd) -> io::Result<Vec<(K, V)>> {
+    let mut entries = Vec::new();
+    for_each_entry::<K>(map, size_of::<V>(), |key, value| {
+        // SAFETY: `value` holds one V (a plain hash map packs its values at their size); V is
+        // Pod.
+        entries.push((key, unsafe {
+            std::ptr::read_unaligned(value.as_ptr() as *const V)
+        }));
+    })?;
+    Ok(entries)
+}
+
 /// Every value of a plain (not per-CPU) array, in index order, or `Err` when the kernel has no
 /// batch lookup for it.
 pub fn read_values<V: Pod>(map: impl AsFd) -> io::Result<Vec<V>> {

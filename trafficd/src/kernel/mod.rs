@@ -8,15 +8,20 @@ mod bursts;
 mod compat;
 mod control;
 mod flow_slots;
+mod forwarding;
 mod maps;
 mod namespaces;
 mod recent_use;
-// Built and tested; the daemon attaches it once the drain reads interfaces.
-#[allow(dead_code)]
 mod tc;
 mod tcp_sockets;
 
-use std::{fs::File, os::fd::OwnedFd, path::PathBuf, time::Duration};
+use std::{
+    fs::File,
+    os::fd::OwnedFd,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use aya::{
     programs::{
@@ -26,13 +31,17 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use tracing::{info, warn};
-use trafficd_common::{maps as names, FLOW_CACHE_ENTRIES, RECENT_USES};
+use trafficd_common::{
+    forwarding::maps as forwarding_names, maps as names, FLOW_CACHE_ENTRIES, RECENT_USES,
+};
 
 pub use bursts::Woken;
 use compat::cpu_number_limit;
 pub use compat::{cgroup2_root, check_privileges};
 pub use flow_slots::MovedFlows;
+pub use forwarding::Forwarding;
 pub use maps::{KernelMaps, MapEntries, MapFill, MapMemory};
+pub use tc::TcLosses;
 
 use crate::error::{Error, Result};
 
@@ -53,6 +62,8 @@ pub struct MapSizes {
     pub processes: u32,
     pub socket_processes: u32,
     pub closed: u32,
+    /// Forwarded flows the tc programs track at once.
+    pub forwarded: u32,
 }
 
 /// Forwards the kernel programs' aya-log records; flushed by the drain.
@@ -70,7 +81,9 @@ pub struct Hook {
 /// The loaded and attached programs. Dropping it detaches them.
 pub struct Kernel {
     pub hooks: Vec<Hook>,
-    ebpf: Ebpf,
+    /// Shared with the drain's [`Forwarding`], which attaches to interfaces as they appear.
+    ebpf: Arc<Mutex<Ebpf>>,
+    forwarding: Option<tc::TcCounters>,
     logger: Option<KernelLogger>,
     hand_back: Option<ProgramFd>,
     /// The TCP sweep's iterator link and period, when TCP connections can be counted from
@@ -134,10 +147,19 @@ impl Kernel {
         ];
         let (hand_back, tcp_sweep) =
             attach_optional(&mut ebpf, &btf, &cgroup, tcp_sweep, &mut hooks);
+        // Optional: without them, interfaces show their counters but no split, and forwarded
+        // traffic has no flows.
+        let forwarding = tc::TcCounters::load(&mut ebpf)
+            .map_err(|err| warn!("{err}"))
+            .ok();
+        for program in ["trafficd_tc_ingress", "trafficd_tc_egress"] {
+            hooks.push(hook(program, "tc (TCX or clsact)", forwarding.is_some()));
+        }
         info!(cgroup2 = %cgroup_root.display(), "kernel programs attached");
         Ok(Kernel {
             hooks,
-            ebpf,
+            ebpf: Arc::new(Mutex::new(ebpf)),
+            forwarding,
             logger,
             hand_back,
             tcp_sweep,
@@ -148,8 +170,8 @@ impl Kernel {
 
     /// (name, kernel id) of every loaded program, for their run-time statistics.
     pub fn program_ids(&self) -> Vec<(String, u32)> {
-        self.ebpf
-            .programs()
+        let ebpf = self.ebpf.lock().unwrap_or_else(|e| e.into_inner());
+        ebpf.programs()
             .filter_map(|(name, program)| Some((name.to_string(), program.info().ok()?.id())))
             .collect()
     }
@@ -159,10 +181,18 @@ impl Kernel {
         self.logger.take()
     }
 
+    /// The forwarded-traffic counters, for the drain to attach and read; `None` when the tc
+    /// programs did not load (said at start). Call once.
+    pub fn take_forwarding(&mut self) -> Option<Forwarding> {
+        let counters = self.forwarding.take()?;
+        Some(Forwarding::new(self.ebpf.clone(), counters))
+    }
+
     /// Takes the maps out of the object for the drain. Call once.
     pub fn take_maps(&mut self) -> Result<KernelMaps> {
+        let mut ebpf = self.ebpf.lock().unwrap_or_else(|e| e.into_inner());
         KernelMaps::take(
-            &mut self.ebpf,
+            &mut ebpf,
             self.sizes.clone(),
             self.hand_back.take(),
             self.tcp_sweep.take(),
@@ -193,6 +223,7 @@ fn load(
         .map_max_entries(names::PROCESSES, sizes.processes)
         .map_max_entries(names::SOCKET_PROCESSES, sizes.socket_processes)
         .map_max_entries(names::CLOSED, sizes.closed)
+        .map_max_entries(forwarding_names::FORWARDED, sizes.forwarded)
         .map_max_entries(names::RECENT_USE, cpus * RECENT_USES)
         .map_max_entries(names::FLOW_CACHE, cpus * FLOW_CACHE_ENTRIES)
         .load(object.bytes())?;

@@ -10,7 +10,7 @@
 use std::collections::HashMap as StdHashMap;
 
 use aya::{
-    maps::{HashMap, MapData, PerCpuArray, PerCpuHashMap},
+    maps::{HashMap, IterableMap, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues},
     programs::{
         tc::{self, NlOptions, SchedClassifierLink, TcAttachOptions},
         LinkOrder, SchedClassifier, TcAttachType,
@@ -22,7 +22,7 @@ use trafficd_common::forwarding::{
     maps as names, ForwardKey, InterfaceKindKey, WireCount, FLOWS_FULL, KINDS_FULL,
 };
 
-use super::{program_mut, summarize};
+use super::{batch, program_mut, summarize};
 use crate::error::{Error, Result};
 
 const INGRESS: &str = "trafficd_tc_ingress";
@@ -96,6 +96,7 @@ impl TcCounters {
     }
 
     /// Attaches the way `mode` says from now on, instead of the way this kernel prefers.
+    #[cfg(test)]
     pub fn set_mode(&mut self, mode: AttachMode) {
         self.mode = mode;
     }
@@ -139,13 +140,39 @@ impl TcCounters {
         let _ = self.interfaces.remove(&ifindex);
     }
 
+    /// Deletes the per-kind counts of interface `ifindex`, once detached, so that a host whose
+    /// containers come and go does not fill INTERFACE_KINDS with interfaces long gone.
+    pub fn forget_kinds(&mut self, ifindex: u32) {
+        let keys: Vec<InterfaceKindKey> = self
+            .kinds
+            .keys()
+            .filter_map(|key| key.ok())
+            .filter(|key| key.ifindex == ifindex)
+            .collect();
+        // Zeroed first: the kernel hands a deleted element of a preallocated per-CPU map to
+        // the next insert without clearing the other CPUs' values.
+        let cpus = aya::util::nr_cpus().unwrap_or(1);
+        let zeros = vec![WireCount::default(); cpus];
+        for key in keys {
+            if let Ok(zeros) = PerCpuValues::try_from(zeros.clone()) {
+                let _ = self.kinds.insert(key, zeros, 0);
+            }
+            let _ = self.kinds.remove(&key);
+        }
+    }
+
     /// The interfaces counted on: (ifindex, name).
     pub fn attached(&self) -> impl Iterator<Item = (u32, &str)> {
         self.attached.iter().map(|(i, a)| (*i, a.name.as_str()))
     }
 
-    /// Every forwarded flow's counts since it was first seen.
+    /// Every forwarded flow's counts since it was first seen: a batch of flows per syscall
+    /// where the kernel allows (a busy router has tens of thousands), key by key otherwise.
     pub fn forwarded(&self) -> Vec<(ForwardKey, WireCount)> {
+        match batch::read_entries(IterableMap::map(&self.forwarded).fd()) {
+            Ok(entries) => return entries,
+            Err(err) => tracing::debug!("batch lookup unavailable ({err}); reading key by key"),
+        }
         self.forwarded
             .iter()
             .filter_map(|entry| entry.ok())
@@ -154,6 +181,11 @@ impl TcCounters {
 
     /// Deletes flows the caller has read for the last time (idle ones), so the map has room.
     pub fn forget(&mut self, keys: &[ForwardKey]) {
+        if keys.is_empty()
+            || batch::delete_present(IterableMap::map(&self.forwarded).fd(), keys).is_ok()
+        {
+            return;
+        }
         for key in keys {
             let _ = self.forwarded.remove(key);
         }
@@ -161,6 +193,12 @@ impl TcCounters {
 
     /// Every interface's counts by direction and kind, summed over CPUs.
     pub fn kinds(&self) -> Vec<(InterfaceKindKey, WireCount)> {
+        let fd = IterableMap::map(&self.kinds).fd();
+        if let Ok(cpus) = aya::util::nr_cpus() {
+            if let Ok(entries) = batch::read_per_cpu(fd, cpus, WireCount::add) {
+                return entries;
+            }
+        }
         self.kinds
             .iter()
             .filter_map(|entry| entry.ok())

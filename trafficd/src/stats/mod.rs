@@ -4,6 +4,7 @@
 
 mod dimension;
 mod history;
+mod interfaces;
 mod packed;
 mod remotes;
 
@@ -15,6 +16,7 @@ use std::{
 use prometheus_client::metrics::histogram::Histogram;
 
 pub use dimension::{Dimension, Expired, Windowed, NO_HINT};
+pub use interfaces::{address, tuple_of, ForwardInfo, InterfaceInfo, InterfaceStore, PartKey};
 pub use remotes::{local_addr, remote_addr, Remotes};
 use trafficd_common::{FlowKey, Loss, Traffic};
 
@@ -116,6 +118,8 @@ pub struct Store {
     pub flows: Dimension<FlowKey, Arc<FlowInfo>>,
     /// What expired flows moved, by remote; a remote's traffic is summed from its flows.
     pub remotes: Remotes,
+    /// Links: counters, their split by kind, forwarded flows.
+    pub interfaces: InterfaceStore,
     pub health: Health,
 }
 
@@ -126,6 +130,7 @@ impl Store {
             cgroups: Dimension::default(),
             flows: Dimension::default(),
             remotes: Remotes::default(),
+            interfaces: InterfaceStore::default(),
             health: Health {
                 started: now,
                 drains: 0,
@@ -147,6 +152,7 @@ impl Store {
     /// Drops groups idle for longer than `retention`.
     pub fn expire(&mut self, now: Instant, retention: Duration) -> Forgotten {
         self.cgroups.expire(now, retention);
+        self.interfaces.expire(now, retention);
         let flows = self.flows.expire(now, retention);
         self.remotes.retire(&flows, &self.flows);
         let processes = self.processes.expire(now, retention);

@@ -43,7 +43,25 @@ pub fn unattributed(encoder: &mut DescriptorEncoder, store: &Store) -> Result<()
 }
 
 /// What the kernel programs saw in all, and what they could not record.
-pub fn kernel(encoder: &mut DescriptorEncoder, health: &Health) -> Result<(), std::fmt::Error> {
+pub fn kernel(encoder: &mut DescriptorEncoder, store: &Store) -> Result<(), std::fmt::Error> {
+    let health = &store.health;
+    // The tc programs' losses beside the socket hooks', when they count.
+    let tc = &store.interfaces.losses;
+    let tc_losses = [
+        ("forwarded_flows_full", tc.flows_full),
+        ("interface_kinds_full", tc.kinds_full),
+    ];
+    let losses: Vec<(String, u64, u64)> = health
+        .losses
+        .iter()
+        .map(|(loss, events, bytes)| (loss.name().to_string(), *events, *bytes))
+        .chain(
+            tc_losses
+                .iter()
+                .filter(|_| store.interfaces.counting)
+                .map(|(name, (events, bytes))| (name.to_string(), *events, *bytes)),
+        )
+        .collect();
     counters(
         encoder,
         "trafficd_kernel_seen_bytes",
@@ -57,19 +75,17 @@ pub fn kernel(encoder: &mut DescriptorEncoder, health: &Health) -> Result<(), st
         encoder,
         "trafficd_kernel_lost_events",
         "Events the kernel programs could not record, by reason (a full map, an unparsable packet)",
-        health
-            .losses
+        losses
             .iter()
-            .map(|(loss, events, _)| (vec![("reason", loss.name().to_string())], *events)),
+            .map(|(reason, events, _)| (vec![("reason", reason.clone())], *events)),
     )?;
     counters(
         encoder,
         "trafficd_kernel_lost_bytes",
         "Bytes of the events in trafficd_kernel_lost_events, by reason",
-        health
-            .losses
+        losses
             .iter()
-            .map(|(loss, _, bytes)| (vec![("reason", loss.name().to_string())], *bytes)),
+            .map(|(reason, _, bytes)| (vec![("reason", reason.clone())], *bytes)),
     )?;
     counters(
         encoder,

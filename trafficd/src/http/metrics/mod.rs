@@ -10,6 +10,7 @@ mod classic;
 mod encode_bench;
 mod exposure;
 mod health;
+mod interfaces;
 mod owners;
 mod programs;
 
@@ -117,7 +118,8 @@ impl Collector for StoreCollector {
             owners.encode(&mut encoder)?;
         }
         health::unattributed(&mut encoder, &store)?;
-        health::kernel(&mut encoder, &store.health)?;
+        interfaces::encode(&mut encoder, &store)?;
+        health::kernel(&mut encoder, &store)?;
         health::maps(&mut encoder, &store.health)?;
         health::drains(&mut encoder, &store.health, started)?;
         drop(store);

@@ -1,0 +1,372 @@
+//! Forwarded flows, as the drain reads them: deltas of what the tc programs counted per
+//! (interface, direction, tuple), idle flows deleted so the map keeps room, and each new
+//! flow's NAT hops looked up once, a bounded number per drain.
+
+use std::{
+    collections::{HashMap, HashSet, VecDeque},
+    sync::Arc,
+};
+
+use trafficd_common::{
+    forwarding::{ForwardKey, WireCount, EGRESS, INGRESS},
+    Traffic,
+};
+
+use crate::{
+    enrich::{conntrack::FlowTuple, containers::Owner, nat::Nat},
+    kernel::Forwarding,
+    stats::{tuple_of, ForwardInfo},
+};
+
+/// New flows whose NAT hops are looked up per drain, at most: each costs one or two
+/// conntrack requests per hop, and a burst of new flows must not stretch the drain.
+const LOOKUPS_PER_DRAIN: usize = 64;
+/// Flows waiting for a lookup, at most; beyond this a new flow shows no hops.
+const PENDING_AT_MOST: usize = 16_384;
+
+struct FlowState {
+    last: WireCount,
+    idle: u32,
+    info: Arc<ForwardInfo>,
+}
+
+pub struct ForwardedFlows {
+    flows: HashMap<ForwardKey, FlowState>,
+    pending: VecDeque<ForwardKey>,
+    nat: Nat,
+    idle_drains: u32,
+}
+
+impl ForwardedFlows {
+    pub fn new(conntrack_cache: usize, idle_drains: u32) -> ForwardedFlows {
+        ForwardedFlows {
+            flows: HashMap::new(),
+            pending: VecDeque::new(),
+            nat: Nat::new(conntrack_cache),
+            idle_drains: idle_drains.max(2),
+        }
+    }
+
+    /// What each flow moved since the last drain. `names`: interface names by ifindex;
+    /// `counts_segments(ifindex, direction)`: whether the device counts GSO segments.
+    pub fn deltas(
+        &mut self,
+        forwarding: &mut Forwarding,
+        names: &HashMap<u32, Arc<str>>,
+        counts_segments: impl Fn(u32, u8) -> bool,
+        owner_of: &mut dyn FnMut(&str) -> Arc<Owner>,
+    ) -> Vec<FlowDelta> {
+        let mut deltas = Vec::new();
+        let mut idle = Vec::new();
+        for (key, count) in forwarding.forwarded() {
+            let state = self.flows.entry(key).or_insert_with(|| {
+                if self.pending.len() < PENDING_AT_MOST {
+                    self.pending.push_back(key);
+                }
+                FlowState {
+                    last: WireCount::default(),
+                    idle: 0,
+                    info: Arc::new(describe(&key, names)),
+                }
+            });
+            let (bytes, packets) = if counts_segments(key.ifindex, key.direction) {
+                (
+                    count.wire_bytes.wrapping_sub(state.last.wire_bytes),
+                    count.segments.wrapping_sub(state.last.segments),
+                )
+            } else {
+                (
+                    count.bytes.wrapping_sub(state.last.bytes),
+                    count.packets.wrapping_sub(state.last.packets),
+                )
+            };
+            state.last = count;
+            if packets == 0 {
+                state.idle += 1;
+                if state.idle >= self.idle_drains {
+                    idle.push(key);
+                }
+                continue;
+            }
+            state.idle = 0;
+            let traffic = if key.direction == EGRESS {
+                Traffic {
+                    tx_bytes: bytes,
+                    tx_packets: packets,
+                    ..Traffic::default()
+                }
+            } else {
+                Traffic {
+                    rx_bytes: bytes,
+                    rx_packets: packets,
+                    ..Traffic::default()
+                }
+            };
+            deltas.push((key, traffic, state.info.clone()));
+        }
+        forwarding.forget(&idle);
+        for key in &idle {
+            self.flows.remove(key);
+        }
+        self.look_up_new(owner_of);
+        // A flow looked up this drain shows its hops now, and one whose container was known
+        // by id alone its name once the engine gave it.
+        for (key, _, info) in &mut deltas {
+            if let Some(state) = self.flows.get_mut(key) {
+                name_late(state, owner_of);
+                *info = state.info.clone();
+            }
+        }
+        deltas
+    }
+
+    /// The NAT hops of the oldest new flows, a bounded number.
+    fn look_up_new(&mut self, owner_of: &mut dyn FnMut(&str) -> Arc<Owner>) {
+        let mut done = 0;
+        while done < LOOKUPS_PER_DRAIN {
+            let Some(key) = self.pending.pop_front() else {
+                break;
+            };
+            let Some(state) = self.flows.get_mut(&key) else {
+                continue;
+            };
+            let origin = self.nat.origin(&tuple_of(&key));
+            let mut info = (*state.info).clone();
+            info.nat = origin.hops;
+            info.owner = origin.container.as_deref().map(&mut *owner_of);
+            info.container = origin.container;
+            info.namespace = origin.namespace;
+            state.info = Arc::new(info);
+            done += 1;
+        }
+        if done > 0 && self.pending.is_empty() {
+            self.nat.forget_vanished();
+        }
+    }
+}
+
+/// Asks again for the owner of a flow's container while the engines have not named it: the
+/// directory answers from its cache, so this costs a lookup per moving flow until then.
+fn name_late(state: &mut FlowState, owner_of: &mut dyn FnMut(&str) -> Arc<Owner>) {
+    let info = &state.info;
+    let (Some(owner), Some(container)) = (&info.owner, &info.container) else {
+        return;
+    };
+    if !owner.awaits_names() {
+        return;
+    }
+    let now = owner_of(container);
+    if now != *owner {
+        let mut renamed = (**info).clone();
+        renamed.owner = Some(now);
+        state.info = Arc::new(renamed);
+    }
+}
+
+fn describe(key: &ForwardKey, names: &HashMap<u32, Arc<str>>) -> ForwardInfo {
+    ForwardInfo {
+        interface: names
+            .get(&key.ifindex)
+            .cloned()
+            .unwrap_or_else(|| Arc::from(format!("if{}", key.ifindex))),
+        other_interface: (key.other_ifindex != 0)
+            .then(|| names.get(&key.other_ifindex).cloned())
+            .flatten(),
+        ..ForwardInfo::default()
+    }
+}
+
+/// One drain's delta of one forwarded flow, with its description.
+pub type FlowDelta = (ForwardKey, Traffic, Arc<ForwardInfo>);
+
+/// Bytes that one interface's ingress counted as local, and that were forwarded after all.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Moved {
+    pub bytes: u64,
+    pub packets: u64,
+}
+
+/// The ingress side of translated flows. A reply to a MASQUERADEd connection (or a packet to
+/// a published port) arrives addressed to the host itself: the tc program on the interface
+/// it arrives by runs before conntrack translates it back, so the routing lookup says local
+/// and counts it so. The packet then leaves by another interface without a socket, counted
+/// as forwarded there with the interface it came in by. For each such flow this gives the
+/// flow as the arrival interface saw it (the conntrack tuple that is not the one it left
+/// with), and the bytes to move from local to forwarded there. A packet bridged out of two
+/// interfaces (docker0 and a container's veth) is counted once.
+pub fn arrivals(
+    deltas: &[FlowDelta],
+    counted_on: &HashSet<u32>,
+) -> (Vec<FlowDelta>, HashMap<u32, Moved>) {
+    // The ingress flows the tc programs recorded themselves (the routing lookup saw them
+    // forwarded): nothing to add for those.
+    let recorded: HashSet<(u32, FlowTuple)> = deltas
+        .iter()
+        .filter(|(key, _, _)| key.direction != EGRESS)
+        .map(|(key, _, _)| (key.ifindex, tuple_of(key)))
+        .collect();
+    let mut arrived: HashMap<(u32, FlowTuple), FlowDelta> = HashMap::new();
+    for (key, traffic, info) in deltas {
+        let came_in_by = key.other_ifindex;
+        if key.direction != EGRESS || !counted_on.contains(&came_in_by) {
+            continue;
+        }
+        let Some(hop) = info.nat.first() else {
+            continue;
+        };
+        let left_as = tuple_of(key);
+        let arrived_as = if left_as == hop.original.inverted() {
+            hop.reply
+        } else if left_as == hop.reply.inverted() {
+            hop.original
+        } else {
+            continue;
+        };
+        if recorded.contains(&(came_in_by, arrived_as)) {
+            continue;
+        }
+        let traffic = Traffic {
+            rx_bytes: traffic.tx_bytes,
+            rx_packets: traffic.tx_packets,
+            ..Traffic::default()
+        };
+        let entry = arrived.entry((came_in_by, arrived_as));
+        let busier = |old: &Traffic| old.rx_bytes < traffic.rx_bytes;
+        match entry {
+            std::collections::hash_map::Entry::Occupied(mut e) if busier(&e.get().1) => {
+                e.get_mut().1 = traffic;
+            }
+            std::collections::hash_map::Entry::Occupied(_) => {}
+            std::collections::hash_map::Entry::Vacant(e) => {
+                let key = key_of(came_in_by, key.ifindex, &arrived_as, key.family);
+                // Seen from the arrival interface: the interfaces trade places.
+                let arrival = ForwardInfo {
+                    interface: info
+                        .other_interface
+                        .clone()
+                        .unwrap_or_else(|| info.interface.clone()),
+                    other_interface: Some(info.interface.clone()),
+                    ..(**info).clone()
+                };
+                e.insert((key, traffic, Arc::new(arrival)));
+            }
+        }
+    }
+    let mut moved: HashMap<u32, Moved> = HashMap::new();
+    for ((ifindex, _), (_, traffic, _)) in &arrived {
+        let m = moved.entry(*ifindex).or_default();
+        m.bytes += traffic.rx_bytes;
+        m.packets += traffic.rx_packets;
+    }
+    (arrived.into_values().collect(), moved)
+}
+
+fn key_of(ifindex: u32, other_ifindex: u32, tuple: &FlowTuple, family: u8) -> ForwardKey {
+    let bytes = |ip: std::net::IpAddr| {
+        let mut out = [0u8; 16];
+        match ip {
+            std::net::IpAddr::V4(v4) => out[..4].copy_from_slice(&v4.octets()),
+            std::net::IpAddr::V6(v6) => out = v6.octets(),
+        }
+        out
+    };
+    ForwardKey {
+        ifindex,
+        other_ifindex,
+        src_addr: bytes(tuple.src.ip()),
+        dst_addr: bytes(tuple.dst.ip()),
+        src_port: tuple.src.port(),
+        dst_port: tuple.dst.port(),
+        family,
+        protocol: tuple.protocol,
+        direction: INGRESS,
+        _pad: 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::enrich::nat::NatHop;
+    use trafficd_common::AF_INET;
+
+    const UPLINK: u32 = 2;
+    const BRIDGE: u32 = 3;
+    const PORT: u32 = 4;
+
+    fn tuple(src: &str, dst: &str) -> FlowTuple {
+        FlowTuple {
+            protocol: 6,
+            src: src.parse().unwrap(),
+            dst: dst.parse().unwrap(),
+        }
+    }
+
+    /// The container's download as it leaves by `ifindex` after coming in by the uplink.
+    fn leaving(ifindex: u32, bytes: u64) -> FlowDelta {
+        let left_as = tuple("10.8.1.3:3129", "172.17.0.2:53312");
+        let info = ForwardInfo {
+            interface: Arc::from(format!("if{ifindex}")),
+            other_interface: Some(Arc::from("uplink")),
+            nat: vec![NatHop {
+                original: tuple("172.17.0.2:53312", "10.8.1.3:3129"),
+                reply: tuple("10.8.1.3:3129", "10.0.7.248:40142"),
+                seen_in: Arc::from("host"),
+            }],
+            ..ForwardInfo::default()
+        };
+        let mut key = key_of(ifindex, UPLINK, &left_as, AF_INET);
+        key.direction = EGRESS;
+        let traffic = Traffic {
+            tx_bytes: bytes,
+            tx_packets: bytes / 1000,
+            ..Traffic::default()
+        };
+        (key, traffic, Arc::new(info))
+    }
+
+    #[test]
+    fn a_masqueraded_reply_is_given_to_the_uplink_once() {
+        // Bridged: out of docker0 and out of the container's veth, a few bytes apart.
+        let deltas = [leaving(BRIDGE, 8_000_000), leaving(PORT, 8_000_014)];
+        let counted: HashSet<u32> = [UPLINK, BRIDGE, PORT].into();
+        let (arrived, moved) = arrivals(&deltas, &counted);
+        assert_eq!(arrived.len(), 1);
+        let (key, traffic, info) = &arrived[0];
+        assert_eq!((key.ifindex, key.direction), (UPLINK, INGRESS));
+        assert_eq!(tuple_of(key), tuple("10.8.1.3:3129", "10.0.7.248:40142"));
+        assert_eq!((traffic.rx_bytes, traffic.tx_bytes), (8_000_014, 0));
+        assert_eq!(&*info.interface, "uplink");
+        assert_eq!(info.nat.len(), 1);
+        assert_eq!(
+            moved[&UPLINK],
+            Moved {
+                bytes: 8_000_014,
+                packets: 8_000
+            }
+        );
+    }
+
+    #[test]
+    fn flows_the_arrival_interface_recorded_or_did_not_count_are_left_alone() {
+        let deltas = [leaving(BRIDGE, 1000)];
+        // The uplink is not counted: nothing to move there.
+        let (arrived, moved) = arrivals(&deltas, &[BRIDGE].into());
+        assert!(arrived.is_empty() && moved.is_empty());
+        // The uplink recorded the arrival itself (routed, not addressed to the host).
+        let mut recorded = deltas[0].clone();
+        recorded.0 = key_of(
+            UPLINK,
+            BRIDGE,
+            &tuple("10.8.1.3:3129", "10.0.7.248:40142"),
+            AF_INET,
+        );
+        let (arrived, _) = arrivals(&[deltas[0].clone(), recorded], &[UPLINK, BRIDGE].into());
+        assert!(arrived.is_empty());
+        // Untranslated: no hop, no other tuple to arrive as.
+        let mut plain = leaving(BRIDGE, 1000);
+        Arc::make_mut(&mut plain.2).nat.clear();
+        let (arrived, _) = arrivals(&[plain], &[UPLINK, BRIDGE].into());
+        assert!(arrived.is_empty());
+    }
+}

@@ -1,0 +1,63 @@
+//! The forwarded-traffic counters as the drain holds them: the tc programs' maps, and the
+//! loaded object they attach from, shared with [`Kernel`](super::Kernel) so that the drain
+//! can attach to an interface that appears while the daemon runs (a new container's veth).
+//!
+//! The object is detached when its last holder drops it: the drain thread ends before the
+//! daemon exits, so the links go with it.
+
+use std::sync::{Arc, Mutex};
+
+use aya::Ebpf;
+use trafficd_common::forwarding::{ForwardKey, InterfaceKindKey, WireCount};
+
+use super::tc::{TcCounters, TcLosses};
+use crate::error::Result;
+
+pub struct Forwarding {
+    ebpf: Arc<Mutex<Ebpf>>,
+    counters: TcCounters,
+}
+
+impl Forwarding {
+    pub(super) fn new(ebpf: Arc<Mutex<Ebpf>>, counters: TcCounters) -> Forwarding {
+        Forwarding { ebpf, counters }
+    }
+
+    /// Counts on interface `name` of the daemon's network namespace from now on.
+    pub fn attach(&mut self, name: &str, link_header_len: u32) -> Result<()> {
+        // A panic elsewhere while holding the lock leaves the object usable: attaching only
+        // borrows a program.
+        let mut ebpf = self.ebpf.lock().unwrap_or_else(|e| e.into_inner());
+        self.counters.attach(&mut ebpf, name, link_header_len)
+    }
+
+    /// Stops counting on `ifindex` and forgets its per-kind counts.
+    pub fn detach(&mut self, ifindex: u32) {
+        self.counters.detach(ifindex);
+        self.counters.forget_kinds(ifindex);
+    }
+
+    /// The interfaces counted on: (ifindex, name).
+    pub fn attached(&self) -> Vec<(u32, String)> {
+        self.counters
+            .attached()
+            .map(|(i, n)| (i, n.to_string()))
+            .collect()
+    }
+
+    pub fn forwarded(&self) -> Vec<(ForwardKey, WireCount)> {
+        self.counters.forwarded()
+    }
+
+    pub fn forget(&mut self, keys: &[ForwardKey]) {
+        self.counters.forget(keys);
+    }
+
+    pub fn kinds(&self) -> Vec<(InterfaceKindKey, WireCount)> {
+        self.counters.kinds()
+    }
+
+    pub fn losses(&self) -> TcLosses {
+        self.counters.losses()
+    }
+}
