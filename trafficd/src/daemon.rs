@@ -24,16 +24,7 @@ use crate::{
 
 pub fn run(args: RunArgs) -> Result<()> {
     keep_large_buffers_returnable();
-    let sizes = MapSizes {
-        sockets: args.maps.socket_map_size,
-        flows: args.maps.flow_map_size,
-        cgroups: args.maps.cgroup_map_size,
-        owners: args.maps.owner_map_size,
-        processes: args.maps.process_map_size,
-        socket_processes: args.maps.socket_process_map_size,
-        closed: args.maps.closed_map_size,
-        forwarded: args.interfaces.forwarded_flows,
-    };
+    let sizes = map_sizes(&args);
     // A bad web config file stops the start before anything is loaded or bound.
     let web = match &args.web.web_config_file {
         Some(path) => http::WebConfig::load(path)?,
@@ -66,16 +57,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     let logger = kernel.take_logger();
     let owners = start_containers(runtime.handle(), &args.containers);
     let mut drainer = Drainer::new(maps, logger, kernel.cgroup_root.clone(), owners, config);
-    let interfaces = InterfaceConfig {
-        names: args.interfaces.interfaces.clone(),
-        capacities: args.interfaces.interface_capacity.clone(),
-        conntrack_cache: args.interfaces.conntrack_cache as usize,
-        idle_drains: drains_in(args.idle_expiry, args.interval),
-    };
-    match InterfacePhase::new(interfaces, kernel.take_forwarding()) {
-        Ok(phase) => drainer.count_interfaces(phase),
-        Err(err) => warn!("{err}; interfaces are not counted"),
-    }
+    count_interfaces(&mut drainer, &mut kernel, &args);
     let stop_drain = Arc::new(StopSignal::new()?);
     let stopped = stop_drain.clone();
     let drain_store = store.clone();
@@ -116,6 +98,35 @@ pub fn run(args: RunArgs) -> Result<()> {
     drop(kernel);
     info!("programs detached, exiting");
     served.map_err(Error::Io)
+}
+
+/// The kernel maps' sizes, from the `--*-map-size` flags.
+fn map_sizes(args: &RunArgs) -> MapSizes {
+    MapSizes {
+        sockets: args.maps.socket_map_size,
+        flows: args.maps.flow_map_size,
+        cgroups: args.maps.cgroup_map_size,
+        owners: args.maps.owner_map_size,
+        processes: args.maps.process_map_size,
+        socket_processes: args.maps.socket_process_map_size,
+        closed: args.maps.closed_map_size,
+        forwarded: args.interfaces.forwarded_flows,
+    }
+}
+
+/// Adds the interfaces' phase to the drain; without the forwarding programs the rest still
+/// counts, so a failure here is a warning.
+fn count_interfaces(drainer: &mut Drainer, kernel: &mut Kernel, args: &RunArgs) {
+    let interfaces = InterfaceConfig {
+        names: args.interfaces.interfaces.clone(),
+        capacities: args.interfaces.interface_capacity.clone(),
+        conntrack_cache: args.interfaces.conntrack_cache as usize,
+        idle_drains: drains_in(args.idle_expiry, args.interval),
+    };
+    match InterfacePhase::new(interfaces, kernel.take_forwarding()) {
+        Ok(phase) => drainer.count_interfaces(phase),
+        Err(err) => warn!("{err}; interfaces are not counted"),
+    }
 }
 
 /// What /metrics exports, and with --bpf-stats the descriptor that keeps the kernel's
