@@ -124,6 +124,15 @@ fn a_labels_file_names_a_peer_and_relabels_without_restart() {
                            "source": "labels", "class": "private"})
     );
     assert_eq!(flow.str("id").len(), 16, "{}", flow.0);
+    // /metrics counts the peer under its name, every byte once.
+    let named = wait_for("the named remote's series", || {
+        let value = d.metrics().value(
+            "trafficd_remote_transmit_bytes_total",
+            &[("remote", "sink-host")],
+        );
+        value.filter(|v| *v >= PAYLOAD as f64).ok_or(value)
+    });
+    assert!(named <= at_most(PAYLOAD) as f64, "{named}");
 
     // A new version of the file relabels the peer; a broken one changes nothing.
     let IpAddr::V4(b) = link.b_v4() else {

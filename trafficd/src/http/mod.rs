@@ -62,6 +62,11 @@ pub fn router(
         sources.exposure.clone(),
         metrics,
     )));
+    registry.register_collector(Box::new(metrics::RemoteCollector::new(
+        store.clone(),
+        sources.peers.clone(),
+        metrics,
+    )));
     let registry = Arc::new(registry);
     let router = Router::new()
         .route("/top", get(get_top))

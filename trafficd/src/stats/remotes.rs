@@ -86,6 +86,32 @@ impl Remotes {
     }
 }
 
+impl Remotes {
+    /// Every remote the store still knows, with its lifetime totals (expired flows included)
+    /// and when it last moved bytes: what /metrics counts per remote.
+    pub fn lifetimes(
+        &self,
+        flows: &Dimension<FlowKey, Arc<FlowInfo>>,
+    ) -> Vec<(IpAddr, Traffic, Instant)> {
+        let mut remotes: HashMap<IpAddr, (Traffic, Instant)> = HashMap::default();
+        for (key, entry) in flows.entries() {
+            let Some(ip) = remote_addr(key) else {
+                continue;
+            };
+            let (total, last) = remotes.entry(ip).or_insert_with(|| {
+                let expired = self.expired.get(&ip).copied().unwrap_or_default();
+                (expired, entry.last_active)
+            });
+            *total = total.add(&entry.lifetime);
+            *last = (*last).max(entry.last_active);
+        }
+        remotes
+            .into_iter()
+            .map(|(ip, (total, last))| (ip, total, last))
+            .collect()
+    }
+}
+
 /// The local and remote addresses of a flow; `None` for packets that were not IP.
 pub fn local_addr(key: &FlowKey) -> Option<IpAddr> {
     to_ip(key.family, &key.local_addr)

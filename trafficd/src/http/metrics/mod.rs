@@ -13,9 +13,11 @@ mod health;
 mod interfaces;
 mod owners;
 mod programs;
+mod remotes;
 
 pub use exposure::ExposureCollector;
 pub use programs::Programs;
+pub use remotes::RemoteCollector;
 
 use std::{
     sync::{Arc, Mutex, RwLock},
