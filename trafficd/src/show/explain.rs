@@ -43,10 +43,15 @@ pub fn render(e: &Explanation) -> String {
     }
     for hop in e.nat.iter().flatten() {
         let (original, reply) = (&hop.hop.original, &hop.hop.reply);
+        // A hop seen in the flow's container is named as the container is.
+        let seen_in = match &e.owner.name {
+            Some(name) if hop.hop.seen_in == flow.cgroup => name,
+            _ => &hop.hop.seen_in,
+        };
         let _ = writeln!(
             out,
-            "  nat       {} -> {} became {} -> {} (in {})",
-            original.src, original.dst, reply.dst, reply.src, hop.hop.seen_in
+            "  nat       {} -> {} became {} -> {} (in {seen_in})",
+            original.src, original.dst, reply.dst, reply.src
         );
         let _ = writeln!(out, "    from    {}", peer(&hop.source));
     }
@@ -230,7 +235,7 @@ mod tests {
                  10.0.7.248:40142 -> 10.8.1.3:3129 (in host)",
                 "    from    172.17.0.2 (private)",
                 "  nat       172.16.248.22:51000 -> 10.8.1.3:3129 became \
-                 172.17.0.2:40000 -> 10.8.1.3:3129 (in /docker/3f4e)",
+                 172.17.0.2:40000 -> 10.8.1.3:3129 (in openvpn)",
                 "    from    tke-xxx (172.16.248.22, private, from openvpn)",
                 "  owner     openvpn (container)",
                 "  netns     /docker/3f4e",
