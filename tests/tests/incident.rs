@@ -316,5 +316,24 @@ fn the_incident_is_answered_in_one_query() {
             "/explain of the uplink flow has no NAT hops or interface: {e:#}"
         );
     }
+    // The CLI prints the same chain, wire first.
+    let out = Command::new(Daemon::binary())
+        .args(["explain", flow.str("id"), "--url", &d.url("")])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let wire = format!("  wire      {} egress", uplink.if_a());
+    assert!(
+        text.lines().nth(1).is_some_and(|l| l.starts_with(&wire)),
+        "{text}"
+    );
+    for needle in ["tke-xxx", "openvpn (container)"] {
+        assert!(text.contains(needle), "{text}");
+    }
     let _ = fs::write(&release.0, "");
 }
