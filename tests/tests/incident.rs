@@ -8,9 +8,9 @@
 //!
 //! From one /top?by=flow and one /explain, the chain must be whole: the uplink tuple, the
 //! container's original tuple, the container's name, the VPN client named `tke-xxx`. The
-//! NAT hops and container names come from the interface/NAT and container sources: until
-//! they fill /explain this test fails, saying which link of the chain is missing, rather than
-//! passing with half of it.
+//! NAT hops and container names come from the interface/NAT and container sources; when one
+//! is missing this test fails, saying which link of the chain it is, rather than passing
+//! with half of it.
 
 use std::fs;
 use std::net::SocketAddr;
@@ -20,7 +20,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use trafficd_tests::docker::Dockerd;
 use trafficd_tests::{
-    require_root, scratch_path, trafficgen, wait_for, Daemon, Link, NetNs, RemoveOnDrop,
+    require_root, scratch_path, trafficgen, wait_counted, wait_for, Daemon, Link, NetNs,
+    RemoveOnDrop,
 };
 
 const PAYLOAD: u64 = 1 << 20;
@@ -96,7 +97,6 @@ fn explain(d: &Daemon, id: &str) -> Value {
 }
 
 #[test]
-#[ignore = "until /explain carries the interface and NAT hops"]
 fn the_incident_is_answered_in_one_query() {
     require_root!();
     let dockerd = Dockerd::ensure();
@@ -181,6 +181,8 @@ fn the_incident_is_answered_in_one_query() {
         .arg("--internal-ports")
         .arg(PORT.to_string())
         .start();
+    // The uplink's forwarded flow is counted only once the tc programs are on it.
+    wait_counted(&d, uplink.if_a());
 
     let tg = trafficgen!();
     let upstream = SocketAddr::new(UPSTREAM.parse().unwrap(), PORT);
@@ -254,13 +256,15 @@ fn the_incident_is_answered_in_one_query() {
     let e = explain(&d, outbound.str("id"));
     assert_eq!(e["inbound_peers"][0]["ip"], STRANGER, "{e}");
 
-    // The flow on the uplink, as nethogs showed it: the upstream's end of the tuple.
+    // The flow on the uplink, as nethogs showed it: the upstream's end of the tuple, counted
+    // on the uplink (the upstream's own socket is a flow item with the same ends).
     let bound = PAYLOAD + PAYLOAD / 10;
     let flow = wait_for("the uplink flow in /top?by=flow", || {
         let top = d.top("by=flow&window=60s&limit=1000");
         let uplink_flow = top
             .items()
             .iter()
+            .filter(|i| i.0["interface"] == uplink.if_a())
             .filter(|i| {
                 let ends = [i.str("local"), i.str("remote")].map(|s| s.parse::<SocketAddr>().ok());
                 ends.contains(&Some(upstream)) && ends.contains(&Some(uplink_peer))
@@ -311,6 +315,25 @@ fn the_incident_is_answered_in_one_query() {
             !e["nat"].is_null() && !e["interface"].is_null(),
             "/explain of the uplink flow has no NAT hops or interface: {e:#}"
         );
+    }
+    // The CLI prints the same chain, wire first.
+    let out = Command::new(Daemon::binary())
+        .args(["explain", flow.str("id"), "--url", &d.url("")])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let wire = format!("  wire      {} egress", uplink.if_a());
+    assert!(
+        text.lines().nth(1).is_some_and(|l| l.starts_with(&wire)),
+        "{text}"
+    );
+    for needle in ["tke-xxx", "openvpn (container)"] {
+        assert!(text.contains(needle), "{text}");
     }
     let _ = fs::write(&release.0, "");
 }

@@ -15,7 +15,10 @@ mod top;
 
 pub use choices::{By, Sort, Window};
 pub use error::{ApiError, ErrorBody};
-pub use explain::{ExplainedFlow, ExplainedProcess, Explanation, InboundPeer, WindowRates};
+pub use explain::{
+    ExplainedFlow, ExplainedHop, ExplainedInterface, ExplainedProcess, Explanation, InboundPeer,
+    WindowRates,
+};
 pub use exposure::{ExposedListener, ExposedPeer, ExposureResponse};
 pub use health::Health;
 pub use interface::{FlowPath, InterfaceItem, NatHop, Parts, Split, Tuple, UnattributedParts};

@@ -11,8 +11,8 @@ use trafficd_common::{
 use super::top::{endpoint, protocol_name, ranked, render, Best};
 use crate::{
     api::{
-        FlowItem, FlowPath, InterfaceItem, Item, NatHop, Owner, Parts, PeerItem, Sort, Split,
-        TopQuery, Tuple, UnattributedParts,
+        FlowItem, FlowPath, InterfaceItem, Item, NatHop, Owner, Parts, PeerItem, Rates, Sort,
+        Split, TopQuery, Tuple, UnattributedParts,
     },
     enrich::{conntrack::FlowTuple, nat, peers::PeerNames},
     stats::{address, PartKey, Store, Windowed},
@@ -57,10 +57,7 @@ pub fn interfaces(store: &Store, query: &TopQuery, now: Instant) -> Vec<Item<Int
     for item in &mut items {
         let rates = &item.rates;
         let identity = &mut item.identity;
-        identity.utilization = identity.capacity_bytes_per_sec.map(|capacity| {
-            let busier = rates.tx_bytes_per_second.max(rates.rx_bytes_per_second);
-            (busier / capacity.max(1) as f64 * 1000.0).round() / 1000.0
-        });
+        identity.utilization = utilization(identity.capacity_bytes_per_sec, rates);
         if identity.split.is_none() {
             continue;
         }
@@ -81,6 +78,14 @@ pub fn interfaces(store: &Store, query: &TopQuery, now: Instant) -> Vec<Item<Int
         identity.lifetime_split = Some(split(&of(|p| p.1), lifetime));
     }
     items
+}
+
+/// The busier direction's rate over `capacity`, to three decimals; none without a capacity.
+pub(super) fn utilization(capacity: Option<u64>, rates: &Rates) -> Option<f64> {
+    capacity.map(|capacity| {
+        let busier = rates.tx_bytes_per_second.max(rates.rx_bytes_per_second);
+        (busier / capacity.max(1) as f64 * 1000.0).round() / 1000.0
+    })
 }
 
 /// The parts of `device` (transmit, receive bytes) by kind; what no part holds is not seen.
@@ -169,7 +174,7 @@ pub fn merge(
     flows
 }
 
-fn hop(hop: &nat::NatHop) -> NatHop {
+pub(super) fn hop(hop: &nat::NatHop) -> NatHop {
     NatHop {
         original: tuple(&hop.original),
         reply: tuple(&hop.reply),
