@@ -23,6 +23,7 @@ pub mod nat;
 // cost the drain more than the flow itself.
 pub mod peers;
 pub mod processes;
+pub mod sock_diag;
 mod socket_owners;
 
 use std::{path::PathBuf, sync::Arc};

@@ -10,15 +10,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use netlink_packet_core::{
-    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_DUMP, NLM_F_REQUEST,
-};
 use netlink_packet_sock_diag::{
     constants::{AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP},
-    inet::{ExtensionFlags, InetRequest, SocketId, StateFlags},
-    SockDiagMessage,
+    inet::StateFlags,
 };
-use netlink_sys::{protocols::NETLINK_SOCK_DIAG, Socket, SocketAddr};
 use tracing::debug;
 
 const RESCAN_EVERY: Duration = Duration::from_secs(5);
@@ -112,63 +107,17 @@ fn scan(cookies: &HashSet<u64>) -> std::io::Result<HashMap<u64, FoundOwner>> {
 
 /// All sockets of one family and protocol: (cookie, inode, uid).
 fn dump(family: u8, protocol: u8) -> std::io::Result<Vec<(u64, u64, u32)>> {
-    let mut socket = Socket::new(NETLINK_SOCK_DIAG)?;
-    socket.bind_auto()?;
-    socket.connect(&SocketAddr::new(0, 0))?;
-
-    let mut header = NetlinkHeader::default();
-    header.flags = NLM_F_REQUEST | NLM_F_DUMP;
-    let socket_id = if family == AF_INET {
-        SocketId::new_v4()
-    } else {
-        SocketId::new_v6()
-    };
-    let mut request = NetlinkMessage::new(
-        header,
-        SockDiagMessage::InetRequest(InetRequest {
-            family,
-            protocol,
-            extensions: ExtensionFlags::empty(),
-            states: StateFlags::all(),
-            socket_id,
+    let headers = super::sock_diag::dump(family, protocol, StateFlags::all())?;
+    Ok(headers
+        .iter()
+        .map(|h| {
+            (
+                u64::from_ne_bytes(h.socket_id.cookie),
+                u64::from(h.inode),
+                h.uid,
+            )
         })
-        .into(),
-    );
-    request.finalize();
-    let mut buf = vec![0; request.buffer_len()];
-    request.serialize(&mut buf);
-    socket.send(&buf, 0)?;
-
-    let mut sockets = Vec::new();
-    let mut receive = vec![0u8; 1 << 16];
-    loop {
-        let size = socket.recv(&mut &mut receive[..], 0)?;
-        let mut offset = 0;
-        while offset < size {
-            let message = <NetlinkMessage<SockDiagMessage>>::deserialize(&receive[offset..size])
-                .map_err(|e| std::io::Error::other(e.to_string()))?;
-            let length = message.header.length as usize;
-            match message.payload {
-                NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(response)) => {
-                    let header = &response.header;
-                    sockets.push((
-                        u64::from_ne_bytes(header.socket_id.cookie),
-                        u64::from(header.inode),
-                        header.uid,
-                    ));
-                }
-                NetlinkPayload::Done(_) => return Ok(sockets),
-                NetlinkPayload::Error(err) => {
-                    return Err(std::io::Error::other(format!("sock_diag: {err:?}")))
-                }
-                _ => {}
-            }
-            if length == 0 {
-                break;
-            }
-            offset += length;
-        }
-    }
+        .collect())
 }
 
 #[cfg(test)]
