@@ -20,7 +20,7 @@ pub enum By {
     Flow,
     /// Remote addresses, summed over their flows.
     Remote,
-    /// Owners: containers, systemd units, the host; until they are named, each cgroup.
+    /// Owners: containers, pods, systemd units, the host (a cgroup of an unknown layout alone).
     Container,
     /// Interfaces: their own counters, capacity, and the split of their bytes by kind.
     Interface,

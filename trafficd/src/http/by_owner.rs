@@ -10,7 +10,7 @@ use super::top::{render, Best};
 use crate::{
     api::{ContainerItem, Item, Owner, TopQuery},
     enrich::containers::{Owner as CgroupOwner, OwnerKind},
-    stats::{Store, Windowed},
+    stats::{CgroupInfo, Store, Windowed},
 };
 
 /// An owner's cgroups, summed.
@@ -26,29 +26,40 @@ struct Group {
 /// A container, pod or unit by its id or name; a cgroup of an unknown layout by its path.
 type GroupKey = (OwnerKind, Arc<str>);
 
+/// The owner a cgroup's bytes are summed under.
+fn group_key(meta: &CgroupInfo) -> GroupKey {
+    let owner = &meta.owner;
+    let name = owner
+        .group_key()
+        .map_or_else(|| meta.path.clone(), Arc::from);
+    (owner.kind, name)
+}
+
 pub fn top(store: &Store, query: &TopQuery, now: Instant) -> Vec<Item<ContainerItem>> {
     let window = query.window.duration();
     let mut groups: HashMap<GroupKey, Group> = HashMap::new();
     let covered = store.cgroups.window_each(now, window, |item| {
-        let owner = &item.meta.owner;
-        let name = owner
-            .group_key()
-            .map_or_else(|| item.meta.path.clone(), Arc::from);
         let bytes = item.window.tx_bytes + item.window.rx_bytes;
-        let group = groups.entry((owner.kind, name)).or_insert_with(|| Group {
-            owner: owner.clone(),
+        let group = groups.entry(group_key(item.meta)).or_insert_with(|| Group {
+            owner: item.meta.owner.clone(),
             window: Traffic::default(),
             lifetime: Traffic::default(),
             busiest: (bytes, item.meta.path.clone()),
             cgroups: 0,
         });
         group.window = group.window.add(&item.window);
-        group.lifetime = group.lifetime.add(&item.lifetime);
         group.cgroups += 1;
         if bytes > group.busiest.0 {
             group.busiest = (bytes, item.meta.path.clone());
         }
     });
+    // An owner's lifetime is all of its cgroups', those idle in the window included (a
+    // container whose first process sent its bytes and exited, say).
+    for (_, entry) in store.cgroups.entries() {
+        if let Some(group) = groups.get_mut(&group_key(&entry.meta)) {
+            group.lifetime = group.lifetime.add(&entry.lifetime);
+        }
+    }
     let mut best = Best::new(query);
     for (key, group) in &groups {
         best.push(Windowed {
@@ -83,6 +94,40 @@ mod tests {
             Items::Container(items) => items,
             other => panic!("asked by container, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn an_owners_lifetime_counts_its_cgroups_idle_in_the_window() {
+        let start = Instant::now();
+        let mut store = Store::new(start);
+        let mut directory = ContainerDirectory::new(&Writer::default(), vec![]);
+        let path = format!("/docker/{ID}");
+        let info = CgroupInfo {
+            path: path.clone().into(),
+            owner: directory.owner(&path),
+        };
+        let nested = CgroupInfo {
+            path: format!("{path}/nested").into(),
+            owner: directory.owner(&path),
+        };
+        let tx = |b| Traffic {
+            tx_bytes: b,
+            ..Traffic::default()
+        };
+        let tick = Duration::from_secs(1);
+        store.cgroups.record(start, tick, vec![(1, tx(1000), info)]);
+        // A minute later only the nested cgroup moves: the first is idle in a 10 s window.
+        let later = start + Duration::from_secs(60);
+        store.cgroups.record(later, tick, vec![(2, tx(7), nested)]);
+        let query = TopQuery {
+            by: By::Container,
+            ..TopQuery::default()
+        };
+        let peers = crate::enrich::peers::PeerNames::classes_only();
+        let items = containers(crate::http::top::top(&store, &query, later, &peers));
+        assert_eq!(items.len(), 1);
+        assert_eq!(items[0].rates.tx_bytes, 7);
+        assert_eq!(items[0].rates.lifetime_tx_bytes, 1007);
     }
 
     #[test]
