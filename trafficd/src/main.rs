@@ -13,7 +13,6 @@ mod http;
 mod kernel;
 mod show;
 mod stats;
-mod table;
 #[cfg(test)]
 mod testnet;
 mod tracker;
@@ -50,7 +49,7 @@ fn main() -> ExitCode {
 
 fn top(args: &cli::TopArgs) -> ExitCode {
     loop {
-        match table::fetch_and_render(args) {
+        match show::top::fetch_and_render(args) {
             Ok(table) => {
                 if args.watch.is_some() {
                     // Clear the screen and home the cursor, like watch(1).

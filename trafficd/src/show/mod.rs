@@ -1,8 +1,10 @@
-//! `trafficd explain` and `trafficd exposure`: one of the daemon's answers, read for a person
-//! as a short indented text. Each subcommand is one file: its flags, its request, its text.
+//! `trafficd top`, `trafficd explain` and `trafficd exposure`: one of the daemon's answers, read
+//! for a person as a table or a short indented text. Each subcommand is one file: its flags,
+//! its request, its text.
 
 mod explain;
 mod exposure;
+pub mod top;
 
 use std::{process::ExitCode, time::Duration};
 
@@ -12,7 +14,7 @@ pub use explain::ExplainArgs;
 pub use exposure::ExposureArgs;
 
 use crate::api::ErrorBody;
-use crate::table::bytes;
+use top::bytes;
 
 /// Prints the text or the error of a subcommand named `name`.
 pub fn print(text: Result<String, String>, name: &str) -> ExitCode {

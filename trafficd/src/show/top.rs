@@ -1,38 +1,16 @@
 //! `trafficd top`: the daemon's /top as a table in the terminal.
 
-use std::{fmt::Write as _, time::Duration};
+use std::fmt::Write as _;
 
 use crate::{
-    api::{ContainerItem, ErrorBody, Item, Items, Rates, RemoteItem, TopResponse},
+    api::{ContainerItem, Item, Items, Rates, RemoteItem, TopResponse},
     cli::TopArgs,
 };
 
 /// Fetches /top once and renders it.
 pub fn fetch_and_render(args: &TopArgs) -> Result<String, String> {
-    let url = format!(
-        "{}/top?{}",
-        args.url.trim_end_matches('/'),
-        args.query().to_query_string()
-    );
-    let response = match ureq::get(&url).timeout(Duration::from_secs(5)).call() {
-        Ok(response) => response,
-        Err(ureq::Error::Status(code, response)) => {
-            let message = match response.into_json::<ErrorBody>() {
-                Ok(body) => body.error,
-                Err(_) => "no error message".to_string(),
-            };
-            return Err(format!("{url} answered {code}: {message}"));
-        }
-        Err(err) => {
-            return Err(format!(
-                "cannot reach trafficd at {}: {err}; is `trafficd run` running? (--url sets the address)",
-                args.url
-            ))
-        }
-    };
-    let body: TopResponse = response
-        .into_json()
-        .map_err(|e| format!("{url} did not answer a /top response: {e}"))?;
+    let path = format!("/top?{}", args.query().to_query_string());
+    let body: TopResponse = super::fetch(&args.url, &path)?;
     Ok(render(&body))
 }
 
