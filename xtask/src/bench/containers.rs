@@ -11,7 +11,7 @@ use std::io::Read;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -20,8 +20,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde::Serialize;
 
-use super::api::Api;
-use super::measure::cpu_seconds;
+use super::daemon::{Daemon, Phase};
 use super::proc::{sleep, wait_for, Proc};
 use crate::{build_trafficd, is_root, target_dir};
 
@@ -44,19 +43,6 @@ pub struct ContainerArgs {
     /// Containers started at once during the churn (each runs, sends, is removed).
     #[arg(long, default_value_t = 4)]
     parallel: usize,
-}
-
-/// trafficd's cost during one phase.
-#[derive(Debug, Default, Serialize)]
-pub struct Phase {
-    /// trafficd's CPU time over the phase, in percent of one core.
-    pub cpu_percent: f64,
-    /// The drain thread's own CPU time: on a loaded machine the drain's wall time below also
-    /// counts waiting for a CPU.
-    pub drain_cpu_percent: f64,
-    /// The drain's duration, as /healthz reported it every 250 ms: mean and largest.
-    pub drain_mean_microseconds: f64,
-    pub drain_max_microseconds: u64,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -97,7 +83,7 @@ fn measure(
     engine: &Engine,
 ) -> Result<ContainerResult> {
     let seconds = Duration::from_secs_f64(args.seconds);
-    let mut daemon = Daemon::start(trafficd, out)?;
+    let mut daemon = Daemon::start(trafficd, out, "containers", &[])?;
     let idle = daemon.phase(seconds, || Ok(()))?;
 
     start_running(args.running, args.parallel)?;
@@ -125,72 +111,9 @@ fn measure(
 }
 
 /// A trafficd for the bench, on a free loopback port.
-struct Daemon {
-    proc: Proc,
-    api: Api,
-}
-
 impl Daemon {
-    fn start(trafficd: &Path, out: &Path) -> Result<Daemon> {
-        let listener = TcpListener::bind("127.0.0.1:0")?;
-        let addr: SocketAddr = listener.local_addr()?;
-        drop(listener);
-        let mut cmd = Command::new(trafficd);
-        cmd.args(["run", "--listen", &addr.to_string(), "--interval", "1s"])
-            .args(["--log-level", "warn"]);
-        let stdout = out.join("containers-trafficd.out");
-        let stderr = out.join("containers-trafficd.err");
-        let proc = Proc::spawn("trafficd", &mut cmd, &stdout, &stderr)?;
-        let mut api = Api::new(addr);
-        wait_for("trafficd's first drain", Duration::from_secs(30), || {
-            api.healthz().ok().filter(|h| h.drains > 0)
-        })?;
-        Ok(Daemon { proc, api })
-    }
-
-    /// trafficd's CPU and drain durations while `work` runs (or, if it returns at once, for
-    /// `length`).
-    fn phase(
-        &mut self,
-        length: Duration,
-        work: impl FnOnce() -> Result<()> + Send,
-    ) -> Result<Phase> {
-        let pid = self.proc.pid();
-        let cpu_before = cpu_seconds(pid)?;
-        let drain_before = thread_cpu_seconds(pid, "drain")?;
-        let started = Instant::now();
-        let done = AtomicBool::new(false);
-        let mut drains = Vec::new();
-        let worked = thread::scope(|scope| {
-            let worker = scope.spawn(|| {
-                let result = work();
-                done.store(true, Ordering::Relaxed);
-                result
-            });
-            while started.elapsed() < length || !done.load(Ordering::Relaxed) {
-                if let Ok(health) = self.api.healthz() {
-                    drains.push(health.last_drain_microseconds);
-                }
-                thread::sleep(Duration::from_millis(250));
-            }
-            worker.join()
-        });
-        worked.map_err(|_| anyhow::anyhow!("the phase's work panicked"))??;
-        let elapsed = started.elapsed().as_secs_f64();
-        let cpu = cpu_seconds(pid)? - cpu_before;
-        let drain_cpu = thread_cpu_seconds(pid, "drain")? - drain_before;
-        let mean = drains.iter().sum::<u64>() as f64 / drains.len().max(1) as f64;
-        let percent = |seconds: f64| (seconds / elapsed * 1000.0).round() / 10.0;
-        Ok(Phase {
-            cpu_percent: percent(cpu),
-            drain_cpu_percent: percent(drain_cpu),
-            drain_mean_microseconds: mean.round(),
-            drain_max_microseconds: drains.iter().copied().max().unwrap_or(0),
-        })
-    }
-
     /// How many churned containers /top?by=container names.
-    fn named_churned(&mut self) -> Result<usize> {
+    pub(super) fn named_churned(&mut self) -> Result<usize> {
         let (body, _) = self.api.get(
             "/top?by=container&window=60s&limit=1000",
             Duration::from_secs(10),
@@ -203,35 +126,6 @@ impl Daemon {
             .filter(|name| name.starts_with(&format!("{PREFIX}churn-")))
             .count())
     }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        self.proc.stop(Duration::from_secs(10));
-    }
-}
-
-/// User + system CPU seconds of `pid`'s thread named `name`.
-fn thread_cpu_seconds(pid: u32, name: &str) -> Result<f64> {
-    for task in fs::read_dir(format!("/proc/{pid}/task"))?.flatten() {
-        let comm = fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-        if comm.trim() != name {
-            continue;
-        }
-        let stat = fs::read_to_string(task.path().join("stat"))?;
-        // As in measure::cpu_seconds: utime and stime are the 12th and 13th fields after ')'.
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .map(|(_, rest)| rest.split_whitespace().collect())
-            .unwrap_or_default();
-        let ticks = |i: usize| -> Result<f64> {
-            Ok(fields.get(i).context("short task stat")?.parse::<f64>()?)
-        };
-        // SAFETY: sysconf has no memory effects.
-        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-        return Ok((ticks(11)? + ticks(12)?) / per_second);
-    }
-    bail!("trafficd ({pid}) has no thread named {name}")
 }
 
 fn docker(args: &[&str]) -> Result<String> {

@@ -17,11 +17,13 @@
 //! [`sampling`] (the programs' share of the traffic's CPU by perf, statistics off), [`memory`]
 //! (the machine's memory latency), [`report`] (figures, targets, markdown and JSON);
 //! [`metrics_encode`] (`bench metrics-encode`: one /metrics scrape at scale, apart from the
-//! runs) and [`containers`] (`bench containers`: trafficd beside many and churning containers).
+//! runs), [`containers`] (`bench containers`: trafficd beside many and churning containers) and
+//! [`peer_names`] (`bench peer-names`: the drain and /top?by=remote with 10k labelled networks).
 
 mod api;
 mod conditions;
 mod containers;
+mod daemon;
 mod drains;
 mod empty_bpf;
 mod gen;
@@ -30,6 +32,7 @@ mod memory;
 mod metrics_encode;
 mod netns;
 mod one_run;
+mod peer_names;
 mod plan;
 mod proc;
 mod record;
@@ -106,6 +109,8 @@ enum BenchSub {
     MetricsEncode,
     /// trafficd's CPU and drain with many running containers and with containers churning.
     Containers(containers::ContainerArgs),
+    /// trafficd's drain and /top?by=remote at 100k flows, without and with 10k labelled networks.
+    PeerNames(peer_names::PeerNamesArgs),
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
@@ -113,6 +118,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         Some(BenchSub::Gen(cmd)) => return gen::run(cmd),
         Some(BenchSub::MetricsEncode) => return metrics_encode::run(),
         Some(BenchSub::Containers(args)) => return containers::run(args),
+        Some(BenchSub::PeerNames(args)) => return peer_names::run(args),
         None => {}
     }
     if args.report_only {
