@@ -58,6 +58,10 @@ impl Daemon {
 
     /// trafficd's CPU and drain durations while `work` runs (or, if it returns at once, for
     /// `length`).
+    pub fn pid(&self) -> u32 {
+        self.proc.pid()
+    }
+
     pub fn phase(
         &mut self,
         length: Duration,

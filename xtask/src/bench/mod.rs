@@ -18,7 +18,8 @@
 //! (the machine's memory latency), [`report`] (figures, targets, markdown and JSON);
 //! [`metrics_encode`] (`bench metrics-encode`: one /metrics scrape at scale, apart from the
 //! runs), [`containers`] (`bench containers`: trafficd beside many and churning containers) and
-//! [`peer_names`] (`bench peer-names`: the drain and /top?by=remote with 10k labelled networks).
+//! [`peer_names`] (`bench peer-names`: the drain and /top?by=remote with 10k labelled networks)
+//! and [`forwarding`] (`bench forwarding`: forwarded and NAT'd throughput, 100k NAT'd flows).
 
 mod api;
 mod conditions;
@@ -26,6 +27,7 @@ mod containers;
 mod daemon;
 mod drains;
 mod empty_bpf;
+mod forwarding;
 mod gen;
 mod measure;
 mod memory;
@@ -111,6 +113,8 @@ enum BenchSub {
     Containers(containers::ContainerArgs),
     /// trafficd's drain and /top?by=remote at 100k flows, without and with 10k labelled networks.
     PeerNames(peer_names::PeerNamesArgs),
+    /// Throughput of forwarded and NAT'd traffic with and without trafficd, and 100k NAT'd flows.
+    Forwarding(forwarding::ForwardingArgs),
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
@@ -119,6 +123,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         Some(BenchSub::MetricsEncode) => return metrics_encode::run(),
         Some(BenchSub::Containers(args)) => return containers::run(args),
         Some(BenchSub::PeerNames(args)) => return peer_names::run(args),
+        Some(BenchSub::Forwarding(args)) => return forwarding::run(args),
         None => {}
     }
     if args.report_only {

@@ -1,0 +1,369 @@
+//! `cargo xtask bench forwarding`: what counting forwarded traffic costs a host that routes it.
+//! Namespaces A and C reach each other only through the host (two veth pairs, forwarding on
+//! for those two interfaces); iperf3 runs A -> C, TCP bulk and 64-byte UDP, with no monitor
+//! and with trafficd (whose tc programs attach to the host's two veths), alternating run by
+//! run, first routed and then with the host MASQUERADEing A's subnet. Then 100k UDP flows go
+//! through the NAT (one datagram to each of 100k addresses routed to C, which drops them), so
+//! the host holds 100k conntrack entries: trafficd's CPU once they exist, its memory, and the
+//! answer time of /top?by=flow.
+//!
+//! Results go to target/bench/forwarding.json.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use serde::Serialize;
+use trafficd_tests::{Forwarder, Link, NetNs};
+
+use super::daemon::{Daemon, Phase};
+use super::measure;
+use super::netns::ONE_WAY_NETWORK;
+use super::proc::sleep;
+use super::scenarios::FLOWS_MAX_SECONDS;
+use crate::{build_trafficd, is_root, target_dir};
+
+const IPERF_PORT: &str = "5399";
+
+/// `cargo xtask bench forwarding [options]`.
+#[derive(Args, Debug)]
+pub struct ForwardingArgs {
+    /// Runs of each condition and variant, alternating.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Seconds of each iperf3 transfer.
+    #[arg(long, default_value_t = 5)]
+    seconds: u32,
+    /// UDP flows sent through the NAT.
+    #[arg(long, default_value_t = 100_000)]
+    flows: u64,
+}
+
+/// One transfer pair (TCP then UDP) under one condition.
+#[derive(Debug, Serialize)]
+pub struct Transfer {
+    pub masquerade: bool,
+    pub trafficd: bool,
+    pub tcp_bits_per_second: f64,
+    pub udp_packets_per_second: f64,
+    /// trafficd's CPU over both transfers, in percent of one core.
+    pub trafficd_cpu_percent: Option<f64>,
+}
+
+/// trafficd with the NAT's conntrack table full of flows.
+#[derive(Debug, Serialize)]
+pub struct NatScale {
+    pub flows: u64,
+    pub conntrack_entries: u64,
+    /// While the flows are sent, and for as long again once they exist.
+    pub sending: Phase,
+    pub steady: Phase,
+    pub peak_rss_kib: u64,
+    pub top_flow_milliseconds: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ForwardingResult {
+    pub transfers: Vec<Transfer>,
+    pub nat_scale: NatScale,
+}
+
+/// The two namespaces, their links to the host and the forwarding between them; dropped in
+/// reverse order, namespaces last (which destroys the veths).
+struct Topology {
+    /// Held for its drop: the FORWARD rules go before the namespaces.
+    _forwarder: Forwarder,
+    to_a: Link,
+    to_c: Link,
+    a: NetNs,
+    c: NetNs,
+}
+
+impl Topology {
+    fn create() -> Topology {
+        let a = NetNs::new("fwa");
+        let c = NetNs::new("fwc");
+        let to_a = Link::root_to(&a);
+        let to_c = Link::root_to(&c);
+        let forwarder = Forwarder::between(&a, &to_a, &c, &to_c);
+        Topology {
+            _forwarder: forwarder,
+            to_a,
+            to_c,
+            a,
+            c,
+        }
+    }
+
+    fn subnet_a(&self) -> String {
+        let ip = self.to_a.b_v4().to_string();
+        let (net, _) = ip.rsplit_once('.').unwrap_or((&ip, ""));
+        format!("{net}.0/24")
+    }
+}
+
+/// A MASQUERADE rule for A's subnet leaving towards C, removed on drop.
+struct Masquerade(Vec<String>);
+
+impl Masquerade {
+    fn add(topology: &Topology) -> Result<Masquerade> {
+        let rule: Vec<String> = [
+            "POSTROUTING",
+            "-s",
+            &topology.subnet_a(),
+            "-o",
+            topology.to_c.if_a(),
+            "-j",
+            "MASQUERADE",
+        ]
+        .map(String::from)
+        .to_vec();
+        iptables("-A", &rule)?;
+        Ok(Masquerade(rule))
+    }
+}
+
+impl Drop for Masquerade {
+    fn drop(&mut self) {
+        let _ = iptables("-D", &self.0);
+    }
+}
+
+fn iptables(action: &str, rule: &[String]) -> Result<()> {
+    let status = Command::new("iptables")
+        .args(["-t", "nat", action])
+        .args(rule)
+        .status()
+        .context("could not run iptables")?;
+    if !status.success() {
+        bail!("iptables -t nat {action} {rule:?} failed ({status})");
+    }
+    Ok(())
+}
+
+pub fn run(args: ForwardingArgs) -> Result<()> {
+    if !is_root() {
+        bail!("the forwarding bench needs root (BPF, namespaces, iptables); retry with sudo");
+    }
+    let trafficd = build_trafficd()?;
+    let xtask = std::env::current_exe()?;
+    let out = target_dir().join("bench");
+    fs::create_dir_all(&out)?;
+    let topology = Topology::create();
+    let mut transfers = Vec::new();
+    for masquerade in [false, true] {
+        let _nat = masquerade.then(|| Masquerade::add(&topology)).transpose()?;
+        for _ in 0..args.runs {
+            for with_trafficd in [false, true] {
+                let transfer =
+                    transfer(&trafficd, &out, &topology, masquerade, with_trafficd, &args)?;
+                println!("bench: forwarding {transfer:?}");
+                transfers.push(transfer);
+            }
+        }
+    }
+    let _nat = Masquerade::add(&topology)?;
+    let nat_scale = nat_scale(&trafficd, &xtask, &out, &topology, &args)?;
+    let result = ForwardingResult {
+        transfers,
+        nat_scale,
+    };
+    let json = out.join("forwarding.json");
+    fs::write(&json, serde_json::to_string_pretty(&result)?)?;
+    print!("{}", table(&result));
+    println!("bench: wrote {}", json.display());
+    Ok(())
+}
+
+fn transfer(
+    trafficd: &Path,
+    out: &Path,
+    topology: &Topology,
+    masquerade: bool,
+    with_trafficd: bool,
+    args: &ForwardingArgs,
+) -> Result<Transfer> {
+    let daemon = with_trafficd
+        .then(|| Daemon::start(trafficd, out, "forwarding", &[]))
+        .transpose()?;
+    if daemon.is_some() {
+        // The tc programs attach to the interfaces the first drains find.
+        sleep(Duration::from_secs(2))?;
+    }
+    let cpu_before = daemon
+        .as_ref()
+        .map(|d| measure::cpu_seconds(d.pid()))
+        .transpose()?;
+    let started = std::time::Instant::now();
+    let tcp = iperf3(topology, args.seconds, false)?;
+    let udp = iperf3(topology, args.seconds, true)?;
+    let trafficd_cpu_percent = match (&daemon, cpu_before) {
+        (Some(d), Some(before)) => {
+            let used = measure::cpu_seconds(d.pid())? - before;
+            Some((used / started.elapsed().as_secs_f64() * 1000.0).round() / 10.0)
+        }
+        _ => None,
+    };
+    Ok(Transfer {
+        masquerade,
+        trafficd: with_trafficd,
+        tcp_bits_per_second: tcp,
+        udp_packets_per_second: udp,
+        trafficd_cpu_percent,
+    })
+}
+
+/// One iperf3 transfer A -> C: TCP bits per second received, or 64-byte UDP datagrams per
+/// second received.
+fn iperf3(topology: &Topology, seconds: u32, udp: bool) -> Result<f64> {
+    let mut server = Command::new("ip")
+        .args(["netns", "exec", topology.c.name()])
+        .args(["iperf3", "-s", "-1", "-p", IPERF_PORT])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("could not start iperf3 in C")?;
+    sleep(Duration::from_millis(300))?;
+    let server_ip = topology.to_c.b_v4().to_string();
+    let mut client = Command::new("ip");
+    client
+        .args(["netns", "exec", topology.a.name()])
+        .args(["iperf3", "-c", &server_ip, "-p", IPERF_PORT, "--json"])
+        .args(["-t", &seconds.to_string()]);
+    if udp {
+        client.args(["-u", "-l", "64", "-b", "0"]);
+    }
+    let output = client.output().context("could not run iperf3 in A")?;
+    let _ = server.kill();
+    let _ = server.wait();
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .with_context(|| format!("iperf3 said: {}", String::from_utf8_lossy(&output.stderr)))?;
+    let end = &report["end"];
+    if udp {
+        let sum = &end["sum"];
+        let received =
+            sum["packets"].as_f64().unwrap_or(0.0) - sum["lost_packets"].as_f64().unwrap_or(0.0);
+        Ok(received / sum["seconds"].as_f64().filter(|s| *s > 0.0).unwrap_or(1.0))
+    } else {
+        end["sum_received"]["bits_per_second"]
+            .as_f64()
+            .context("iperf3's report has no received rate")
+    }
+}
+
+fn nat_scale(
+    trafficd: &Path,
+    xtask: &Path,
+    out: &Path,
+    topology: &Topology,
+    args: &ForwardingArgs,
+) -> Result<NatScale> {
+    // The generator's destinations are routed A -> host -> C, which owns none and drops them.
+    let (network, prefix) = ONE_WAY_NETWORK;
+    let destinations = format!("{network}/{prefix}");
+    topology.a.ip(&[
+        "route",
+        "add",
+        &destinations,
+        "via",
+        &topology.to_a.a_v4().to_string(),
+    ]);
+    let _route = HostRoute::add(&destinations, &topology.to_c.b_v4().to_string())?;
+    let mut daemon = Daemon::start(trafficd, out, "forwarding", &[])?;
+    sleep(Duration::from_secs(2))?;
+    let seconds = Duration::from_secs(10);
+    let sending = daemon.phase(seconds, || send_flows(xtask, topology, args.flows))?;
+    let conntrack_entries = conntrack_count();
+    let steady = daemon.phase(seconds, || Ok(()))?;
+    let peak_rss_kib = measure::status_kib(daemon.pid(), "VmHWM").unwrap_or(0);
+    let mut times = Vec::new();
+    for _ in 0..5 {
+        let (_, took) = daemon
+            .api
+            .get("/top?by=flow&limit=100", Duration::from_secs(10))?;
+        times.push(took.as_secs_f64() * 1000.0);
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(NatScale {
+        flows: args.flows,
+        conntrack_entries,
+        sending,
+        steady,
+        peak_rss_kib,
+        top_flow_milliseconds: times[times.len() / 2],
+    })
+}
+
+/// A host route to the generator's destinations, deleted on drop.
+struct HostRoute(String);
+
+impl HostRoute {
+    fn add(destinations: &str, via: &str) -> Result<HostRoute> {
+        trafficd_tests::ip::ip(&["route", "add", destinations, "via", via])?;
+        Ok(HostRoute(destinations.to_string()))
+    }
+}
+
+impl Drop for HostRoute {
+    fn drop(&mut self) {
+        let _ = trafficd_tests::ip::ip(&["route", "del", &self.0]);
+    }
+}
+
+fn send_flows(xtask: &Path, topology: &Topology, flows: u64) -> Result<()> {
+    let status = Command::new("ip")
+        .args(["netns", "exec", topology.a.name()])
+        .arg(xtask)
+        .args(["bench", "gen", "flows", "--count", &flows.to_string()])
+        .args(["--seconds", "1", "--rate", &flows.to_string()])
+        .args(["--max-seconds", &FLOWS_MAX_SECONDS.to_string()])
+        .args(["--one-way-to", &ONE_WAY_NETWORK.0.to_string()])
+        .stdout(Stdio::null())
+        .status()
+        .context("could not run the flow generator")?;
+    if !status.success() {
+        bail!("the flow generator failed ({status})");
+    }
+    Ok(())
+}
+
+/// Entries in the host's conntrack table.
+fn conntrack_count() -> u64 {
+    fs::read_to_string("/proc/sys/net/netfilter/nf_conntrack_count")
+        .ok()
+        .and_then(|text| text.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn table(result: &ForwardingResult) -> String {
+    let mut text = String::from("| variant | condition | TCP Gbit/s | 64 B UDP kpps | trafficd CPU |\n| --- | --- | --- | --- | --- |\n");
+    for t in &result.transfers {
+        let _ = writeln!(
+            text,
+            "| {} | {} | {:.2} | {:.0} | {} |",
+            if t.masquerade { "masquerade" } else { "routed" },
+            if t.trafficd { "trafficd" } else { "none" },
+            t.tcp_bits_per_second / 1e9,
+            t.udp_packets_per_second / 1e3,
+            t.trafficd_cpu_percent
+                .map_or("-".to_string(), |c| format!("{c}%"))
+        );
+    }
+    let n = &result.nat_scale;
+    let _ = writeln!(
+        text,
+        "\n{} flows through the NAT ({} conntrack entries): trafficd CPU {}% while sent, {}% once \
+         they exist; peak RSS {:.1} MiB; /top?by=flow {:.1} ms (targets: < 3% of a core, < 100 ms)",
+        n.flows,
+        n.conntrack_entries,
+        n.sending.cpu_percent,
+        n.steady.cpu_percent,
+        n.peak_rss_kib as f64 / 1024.0,
+        n.top_flow_milliseconds
+    );
+    text
+}
