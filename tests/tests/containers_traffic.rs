@@ -552,8 +552,15 @@ fn same_addresses_in_two_containers_never_merge() {
         let owner = settled_owner(&d, c.name(), |_, rx| rx >= *bytes);
         // Both ends are inside: data and ACKs count once each way.
         let (tx, rx) = lifetime(&owner);
-        within_one_percent(&format!("{} tx", c.name()), tx, *bytes);
+        // What the receiver got is exact; the sender's side also counts a segment it had to
+        // send again (they crossed the wire twice), so it may sit above the payload, by far
+        // less than the other container's bytes, which a merge would add.
         within_one_percent(&format!("{} rx", c.name()), rx, *bytes);
+        assert!(
+            (*bytes..=*bytes + *bytes / 20).contains(&tx),
+            "{} tx: trafficd says {tx}, expected {bytes} to 5% above (retransmissions)",
+            c.name()
+        );
         let flows: Vec<Value> = items(&d, "flow")
             .into_iter()
             .filter(|f| f["local"].as_str().and_then(|l| l.parse().ok()) == Some(sink_local))
