@@ -24,7 +24,6 @@ use super::daemon::{Daemon, Phase};
 use super::measure;
 use super::netns::ONE_WAY_NETWORK;
 use super::proc::sleep;
-use super::scenarios::FLOWS_MAX_SECONDS;
 use crate::{build_trafficd, is_root, target_dir};
 
 const IPERF_PORT: &str = "5399";
@@ -276,7 +275,9 @@ fn nat_scale(
     let mut daemon = Daemon::start(trafficd, out, "forwarding", &[])?;
     sleep(Duration::from_secs(2))?;
     let seconds = Duration::from_secs(10);
-    let sending = daemon.phase(seconds, || send_flows(xtask, topology, args.flows))?;
+    let sending = daemon.phase(seconds, || {
+        super::gen::one_way_flows(xtask, topology.a.name(), args.flows, 1.0)
+    })?;
     let conntrack_entries = conntrack_count();
     let steady = daemon.phase(seconds, || Ok(()))?;
     let peak_rss_kib = measure::status_kib(daemon.pid(), "VmHWM").unwrap_or(0);
@@ -312,23 +313,6 @@ impl Drop for HostRoute {
     fn drop(&mut self) {
         let _ = trafficd_tests::ip::ip(&["route", "del", &self.0]);
     }
-}
-
-fn send_flows(xtask: &Path, topology: &Topology, flows: u64) -> Result<()> {
-    let status = Command::new("ip")
-        .args(["netns", "exec", topology.a.name()])
-        .arg(xtask)
-        .args(["bench", "gen", "flows", "--count", &flows.to_string()])
-        .args(["--seconds", "1", "--rate", &flows.to_string()])
-        .args(["--max-seconds", &FLOWS_MAX_SECONDS.to_string()])
-        .args(["--one-way-to", &ONE_WAY_NETWORK.0.to_string()])
-        .stdout(Stdio::null())
-        .status()
-        .context("could not run the flow generator")?;
-    if !status.success() {
-        bail!("the flow generator failed ({status})");
-    }
-    Ok(())
 }
 
 /// Entries in the host's conntrack table.

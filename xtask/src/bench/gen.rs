@@ -86,6 +86,33 @@ pub enum GenCmd {
     },
 }
 
+/// Runs `flows` one-way flows from network namespace `ns` to ONE_WAY_NETWORK + i (routed
+/// to a host that drops them), round after round for `seconds`, bounded by
+/// FLOWS_MAX_SECONDS; for the bench's side subcommands, which run the generator by itself.
+pub fn one_way_flows(xtask: &std::path::Path, ns: &str, flows: u64, seconds: f64) -> Result<()> {
+    use super::netns::ONE_WAY_NETWORK;
+    use super::scenarios::FLOWS_MAX_SECONDS;
+    let started = Instant::now();
+    let status = std::process::Command::new("ip")
+        .args(["netns", "exec", ns])
+        .arg(xtask)
+        .args(["bench", "gen", "flows", "--count", &flows.to_string()])
+        .args(["--seconds", &seconds.to_string()])
+        .args(["--rate", &flows.to_string()])
+        .args(["--max-seconds", &FLOWS_MAX_SECONDS.to_string()])
+        .args(["--one-way-to", &ONE_WAY_NETWORK.0.to_string()])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .context("could not run the flow generator")?;
+    if !status.success() {
+        bail!(
+            "the flow generator failed ({status}) after {:.0} s",
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
 pub fn run(cmd: GenCmd) -> Result<()> {
     match cmd {
         GenCmd::ChurnServer {

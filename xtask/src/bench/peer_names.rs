@@ -11,16 +11,14 @@ use std::fmt::Write as _;
 use std::fs;
 use std::net::Ipv4Addr;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::Args;
 use serde::Serialize;
 
 use super::daemon::{Daemon, Phase};
 use super::netns::{VethPair, ONE_WAY_NETWORK};
-use super::scenarios::FLOWS_MAX_SECONDS;
 use crate::{build_trafficd, is_root, target_dir};
 
 /// The answer time asked of /top?by=remote.
@@ -109,7 +107,9 @@ fn one_run(
     };
     let mut daemon = Daemon::start(trafficd, out, "peer-names", &extra)?;
     let seconds = Duration::from_secs_f64(args.seconds);
-    let phase = daemon.phase(seconds, || send_flows(xtask, net, args))?;
+    let phase = daemon.phase(seconds, || {
+        super::gen::one_way_flows(xtask, net.ns_a(), args.flows, args.seconds)
+    })?;
     let mut times = Vec::new();
     let mut remote_items = 0;
     for _ in 0..5 {
@@ -129,30 +129,6 @@ fn one_run(
         top_remote_milliseconds: times[times.len() / 2],
         top_remote_max_milliseconds: times[times.len() - 1],
     })
-}
-
-/// Runs the one-way flow generator in namespace A until it has sent every flow at least once
-/// and `args.seconds` have passed (bounded by the generator's own limit).
-fn send_flows(xtask: &Path, net: &VethPair, args: &PeerNamesArgs) -> Result<()> {
-    let started = Instant::now();
-    let status = Command::new("ip")
-        .args(["netns", "exec", net.ns_a()])
-        .arg(xtask)
-        .args(["bench", "gen", "flows", "--count", &args.flows.to_string()])
-        .args(["--seconds", &args.seconds.to_string()])
-        .args(["--rate", &args.flows.to_string()])
-        .args(["--max-seconds", &FLOWS_MAX_SECONDS.to_string()])
-        .args(["--one-way-to", &ONE_WAY_NETWORK.0.to_string()])
-        .stdout(Stdio::null())
-        .status()
-        .context("could not run the flow generator")?;
-    if !status.success() {
-        bail!(
-            "the flow generator failed ({status}) after {:.0} s",
-            started.elapsed().as_secs_f64()
-        );
-    }
-    Ok(())
 }
 
 /// `count` networks over the generator's destinations (ONE_WAY_NETWORK + i for i below
