@@ -85,33 +85,41 @@ impl Target {
     }
 
     fn matches(&self, key: &FlowKey) -> bool {
-        match self {
-            Target::Id(id) => flow_id(key) == *id,
-            Target::Tuple {
-                protocol,
-                local,
-                remote,
-            } => {
-                key.protocol == *protocol
-                    && local_addr(key).map(|ip| SocketAddr::new(ip, key.local_port)) == Some(*local)
-                    && remote_addr(key).map(|ip| SocketAddr::new(ip, key.remote_port))
-                        == Some(*remote)
-            }
-        }
+        let end = |ip: Option<std::net::IpAddr>, port| ip.map(|ip| SocketAddr::new(ip, port));
+        self.names(
+            key,
+            key.protocol,
+            end(local_addr(key), key.local_port),
+            end(remote_addr(key), key.remote_port),
+        )
     }
 
     fn matches_forwarded(&self, key: &ForwardKey) -> bool {
+        let end = |ip: &[u8; 16], port| Some(SocketAddr::new(address(key.family, ip), port));
+        self.names(
+            key,
+            key.protocol,
+            end(&key.src_addr, key.src_port),
+            end(&key.dst_addr, key.dst_port),
+        )
+    }
+
+    /// Whether this target names the flow of `key`, whose protocol and two ends are given:
+    /// by its id, or by its tuple.
+    fn names(
+        &self,
+        key: &impl Hash,
+        protocol: u8,
+        local: Option<SocketAddr>,
+        remote: Option<SocketAddr>,
+    ) -> bool {
         match self {
             Target::Id(id) => flow_id(key) == *id,
             Target::Tuple {
-                protocol,
-                local,
-                remote,
-            } => {
-                key.protocol == *protocol
-                    && SocketAddr::new(address(key.family, &key.src_addr), key.src_port) == *local
-                    && SocketAddr::new(address(key.family, &key.dst_addr), key.dst_port) == *remote
-            }
+                protocol: wanted,
+                local: want_local,
+                remote: want_remote,
+            } => protocol == *wanted && local == Some(*want_local) && remote == Some(*want_remote),
         }
     }
 
