@@ -106,6 +106,24 @@ impl Netns {
             .unwrap_or_else(|| panic!("no MAC address for {dev} in {out:?}"))
             .to_string()
     }
+
+    /// A permanent neighbour entry for `addr` (IPv4 or IPv6) at `mac` on `dev`: no ARP or
+    /// neighbour discovery delays or adds to the test's packets.
+    pub fn permanent_neighbour(&self, dev: &str, addr: &str, mac: &str) {
+        let family = if addr.contains(':') { "-6" } else { "-4" };
+        self.ip(&[
+            family,
+            "neigh",
+            "replace",
+            addr,
+            "lladdr",
+            mac,
+            "dev",
+            dev,
+            "nud",
+            "permanent",
+        ]);
+    }
 }
 
 impl Drop for Netns {
@@ -216,17 +234,7 @@ impl Routed {
             (&c, &bc.b, "10.1.2.1", b.mac(&bc.a)),
         ];
         for (ns, dev, addr, mac) in neighbours {
-            ns.ip(&[
-                "neigh",
-                "replace",
-                addr,
-                "lladdr",
-                &mac,
-                "dev",
-                dev,
-                "nud",
-                "permanent",
-            ]);
+            ns.permanent_neighbour(dev, addr, &mac);
         }
         Routed { a, b, c, ab, bc }
     }

@@ -281,18 +281,7 @@ fn with_ipv6(net: &Routed) {
         (&net.c, &net.bc.b, "fd00:1:2::1", net.b.mac(&net.bc.a)),
     ];
     for (ns, dev, addr, mac) in neighbours {
-        ns.ip(&[
-            "-6",
-            "neigh",
-            "replace",
-            addr,
-            "lladdr",
-            &mac,
-            "dev",
-            dev,
-            "nud",
-            "permanent",
-        ]);
+        ns.permanent_neighbour(dev, addr, &mac);
     }
 }
 
