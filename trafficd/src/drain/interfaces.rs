@@ -112,7 +112,7 @@ impl InterfacePhase {
         owner_of: &mut dyn FnMut(&str) -> Arc<Owner>,
     ) {
         self.follow_link_events();
-        let samples = match self.interfaces.poll() {
+        let mut samples = match self.interfaces.poll() {
             Ok(samples) => samples,
             Err(err) => {
                 warn!("{err}; interface counters are skipped this drain");
@@ -120,7 +120,15 @@ impl InterfacePhase {
             }
         };
         self.check_names(&samples);
-        self.keep_attached(&samples);
+        if self.keep_attached(&samples) {
+            // An attach takes a while, and the device's counters must be read right before
+            // the tc programs' split below: a packet counted by one and not the other would
+            // show as unattributed for a drain.
+            match self.interfaces.poll() {
+                Ok(again) => samples = again,
+                Err(err) => debug!("{err}; the counters read before the attach are used"),
+            }
+        }
         let attached: HashSet<u32> = self.attached_ifindexes();
         let counters = self.counter_deltas(&samples, &attached);
         let mut parts = self.part_deltas();
@@ -206,11 +214,13 @@ impl InterfacePhase {
     }
 
     /// Attaches to wanted interfaces not yet counted; lets go of vanished or unwanted ones.
-    fn keep_attached(&mut self, samples: &[InterfaceSample]) {
+    /// True when it attached or detached any.
+    fn keep_attached(&mut self, samples: &[InterfaceSample]) -> bool {
         let wanted: Vec<&InterfaceSample> = samples.iter().filter(|s| self.is_wanted(s)).collect();
         let Some(forwarding) = &mut self.forwarding else {
-            return;
+            return false;
         };
+        let mut changed = false;
         let attached = forwarding.attached();
         for (ifindex, name) in &attached {
             if !wanted
@@ -218,6 +228,7 @@ impl InterfacePhase {
                 .any(|s| s.ifindex == *ifindex && &s.name == name)
             {
                 forwarding.detach(*ifindex);
+                changed = true;
                 // Its kinds counts are deleted with it: an interface attached again counts
                 // from zero.
                 self.measures.retain(|(i, _), _| i != ifindex);
@@ -242,6 +253,7 @@ impl InterfacePhase {
                 Ok(()) => {
                     debug!(interface = %sample.name, "counting forwarded traffic");
                     self.just_attached.insert(sample.ifindex);
+                    changed = true;
                 }
                 Err(err) => {
                     if self.said_failed.insert(sample.ifindex) {
@@ -250,6 +262,7 @@ impl InterfacePhase {
                 }
             }
         }
+        changed
     }
 
     fn attached_ifindexes(&self) -> HashSet<u32> {
