@@ -1,10 +1,12 @@
 //! Forwarded flows, as the drain reads them: deltas of what the tc programs counted per
 //! (interface, direction, tuple), idle flows deleted so the map keeps room, and each new
-//! flow's NAT hops looked up once, a bounded number per drain.
+//! flow's NAT hops looked up, a bounded number per drain; a flow whose chain stopped at an
+//! address no namespace was known to hold is asked about again a few times.
 
 use std::{
     collections::{HashMap, HashSet, VecDeque},
     sync::Arc,
+    time::{Duration, Instant},
 };
 
 use trafficd_common::{
@@ -23,16 +25,25 @@ use crate::{
 const LOOKUPS_PER_DRAIN: usize = 64;
 /// Flows waiting for a lookup, at most; beyond this a new flow shows no hops.
 const PENDING_AT_MOST: usize = 16_384;
+/// An unsettled flow (see [`FlowOrigin::settled`](crate::enrich::nat::FlowOrigin)) is looked
+/// up again this long after, this many times: a container's namespace gets its address a
+/// moment after its first packets may be seen, and namespaces are rescanned every few seconds.
+const RETRY_AFTER: Duration = Duration::from_secs(2);
+const RETRIES: u8 = 8;
 
 struct FlowState {
     last: WireCount,
     idle: u32,
     info: Arc<ForwardInfo>,
+    /// Lookups of its NAT hops so far.
+    lookups: u8,
 }
 
 pub struct ForwardedFlows {
     flows: HashMap<ForwardKey, FlowState>,
     pending: VecDeque<ForwardKey>,
+    /// Unsettled flows and when to look them up again, in that order (a constant delay).
+    retries: VecDeque<(Instant, ForwardKey)>,
     nat: Nat,
     idle_drains: u32,
 }
@@ -42,6 +53,7 @@ impl ForwardedFlows {
         ForwardedFlows {
             flows: HashMap::new(),
             pending: VecDeque::new(),
+            retries: VecDeque::new(),
             nat: Nat::new(conntrack_cache),
             idle_drains: idle_drains.max(2),
         }
@@ -67,6 +79,7 @@ impl ForwardedFlows {
                     last: WireCount::default(),
                     idle: 0,
                     info: Arc::new(describe(&key, names)),
+                    lookups: 0,
                 }
             });
             let (bytes, packets) = if counts_segments(key.ifindex, key.direction) {
@@ -120,28 +133,50 @@ impl ForwardedFlows {
         deltas
     }
 
-    /// The NAT hops of the oldest new flows, a bounded number.
+    /// The NAT hops of the oldest new flows, then of unsettled flows due again, a bounded
+    /// number in all.
     fn look_up_new(&mut self, owner_of: &mut dyn FnMut(&str) -> Arc<Owner>) {
+        let now = Instant::now();
         let mut done = 0;
         while done < LOOKUPS_PER_DRAIN {
-            let Some(key) = self.pending.pop_front() else {
-                break;
+            let key = match self.pending.pop_front() {
+                Some(key) => key,
+                None => match self.retries.front() {
+                    Some((due, _)) if *due <= now => self.retries.pop_front().expect("front").1,
+                    _ => break,
+                },
             };
-            let Some(state) = self.flows.get_mut(&key) else {
-                continue;
-            };
-            let origin = self.nat.origin(&tuple_of(&key));
-            let mut info = (*state.info).clone();
-            info.nat = origin.hops;
-            info.owner = origin.container.as_deref().map(&mut *owner_of);
-            info.container = origin.container;
-            info.namespace = origin.namespace;
-            state.info = Arc::new(info);
-            done += 1;
+            if self.look_up(key, now, owner_of) {
+                done += 1;
+            }
         }
         if done > 0 && self.pending.is_empty() {
             self.nat.forget_vanished();
         }
+    }
+
+    /// Looks up one flow's hops; false when the flow is gone.
+    fn look_up(
+        &mut self,
+        key: ForwardKey,
+        now: Instant,
+        owner_of: &mut dyn FnMut(&str) -> Arc<Owner>,
+    ) -> bool {
+        let Some(state) = self.flows.get_mut(&key) else {
+            return false;
+        };
+        let origin = self.nat.origin(&tuple_of(&key));
+        state.lookups = state.lookups.saturating_add(1);
+        if !origin.settled && state.lookups <= RETRIES && self.retries.len() < PENDING_AT_MOST {
+            self.retries.push_back((now + RETRY_AFTER, key));
+        }
+        let mut info = (*state.info).clone();
+        info.nat = origin.hops;
+        info.owner = origin.container.as_deref().map(&mut *owner_of);
+        info.container = origin.container;
+        info.namespace = origin.namespace;
+        state.info = Arc::new(info);
+        true
     }
 }
 
@@ -323,6 +358,48 @@ mod tests {
             ..Traffic::default()
         };
         (key, traffic, Arc::new(info))
+    }
+
+    /// Documentation addresses: no namespace of this host holds them, so every lookup ends
+    /// unsettled, and the flow is asked about again until the retries run out.
+    #[test]
+    fn an_unsettled_flow_is_looked_up_again_a_bounded_number_of_times() {
+        let mut flows = ForwardedFlows::new(16, 2);
+        let key = key_of(
+            UPLINK,
+            0,
+            &tuple("192.0.2.1:5000", "198.51.100.1:80"),
+            AF_INET,
+        );
+        flows.flows.insert(
+            key,
+            FlowState {
+                last: WireCount::default(),
+                idle: 0,
+                info: Arc::new(ForwardInfo::default()),
+                lookups: 0,
+            },
+        );
+        flows.pending.push_back(key);
+        let mut owner_of = |path: &str| -> Arc<Owner> { panic!("no container, yet {path}") };
+        flows.look_up_new(&mut owner_of);
+        assert_eq!((flows.flows[&key].lookups, flows.retries.len()), (1, 1));
+        // Not due yet.
+        flows.look_up_new(&mut owner_of);
+        assert_eq!(flows.flows[&key].lookups, 1);
+        for _ in 0..2 * RETRIES {
+            if let Some((due, _)) = flows.retries.front_mut() {
+                *due = Instant::now();
+            }
+            flows.look_up_new(&mut owner_of);
+        }
+        assert_eq!(flows.flows[&key].lookups, RETRIES + 1);
+        assert!(flows.retries.is_empty());
+        // A flow deleted while waiting is not looked up, and leaves the queue.
+        flows.retries.push_back((Instant::now(), key));
+        flows.flows.clear();
+        flows.look_up_new(&mut owner_of);
+        assert!(flows.retries.is_empty());
     }
 
     #[test]

@@ -45,6 +45,10 @@ pub struct FlowOrigin {
     pub container: Option<Arc<str>>,
     /// The namespace the flow's inner end lives in, when it is not the daemon's.
     pub namespace: Option<Arc<str>>,
+    /// False when the chain stopped at an address no namespace of this host was known to
+    /// hold: a container that is still getting its address, or traffic passing through.
+    /// Asking again later may find more.
+    pub settled: bool,
 }
 
 pub struct Nat {
@@ -73,7 +77,10 @@ impl Nat {
 
     /// The hops of the flow with tuple `seen` on one of the host's interfaces.
     pub fn origin(&mut self, seen: &FlowTuple) -> FlowOrigin {
-        let mut origin = FlowOrigin::default();
+        let mut origin = FlowOrigin {
+            settled: true,
+            ..FlowOrigin::default()
+        };
         let Some(first) = self.host_lookup(seen) else {
             self.name_inner_end(seen, &mut origin);
             return origin;
@@ -86,6 +93,7 @@ impl Nat {
                 .owner(current.src.ip())
                 .or_else(|| self.owners.owner(current.dst.ip()))
             else {
+                origin.settled = false;
                 break;
             };
             if origin.namespace.is_none() {
@@ -115,6 +123,8 @@ impl Nat {
         {
             origin.container = owner.cgroup.clone();
             origin.namespace = Some(owner.name.clone());
+        } else {
+            origin.settled = false;
         }
     }
 
