@@ -13,6 +13,7 @@
 mod api;
 pub mod bpf;
 mod cgroup;
+pub mod containerd;
 mod daemon;
 pub mod docker;
 pub mod engine_docker;
@@ -52,11 +53,15 @@ pub fn scratch_path(tag: &str) -> std::path::PathBuf {
     std::env::temp_dir().join(format!("trafficd-test-{}-{n}-{tag}", std::process::id()))
 }
 
-/// Removes a file on drop (ignoring errors).
+/// Removes a file, or a directory and all in it, on drop (ignoring errors).
 pub struct RemoveOnDrop(pub std::path::PathBuf);
 
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+        if self.0.is_dir() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        } else {
+            let _ = std::fs::remove_file(&self.0);
+        }
     }
 }

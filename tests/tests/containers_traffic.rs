@@ -17,6 +17,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use trafficd_tests::containerd::Containerd;
 use trafficd_tests::docker::{Container, Dockerd, Engine};
 use trafficd_tests::podman::Podman;
 use trafficd_tests::{require_root, trafficgen, wait_for, Daemon};
@@ -399,6 +400,68 @@ fn podman_container_is_named_with_its_bytes() {
     // Its own datagrams and ARP: nothing else leaves it.
     within_one_percent("the Podman container's tx", lifetime(&owner).0, udp_wire);
     let process = process_in(&d, c.name(), "tg-udp", udp["pid"].as_u64());
+    assert_eq!(lifetime(&process).0, udp_wire, "{process:#}");
+}
+
+/// containerd through its own gRPC API (as ctr and nerdctl use it): a container named by
+/// nerdctl's label, with its image and runtime, its UDP bytes exact. It runs in the host's
+/// network namespace and sends to loopback, so its bytes are its socket's.
+#[test]
+fn containerd_container_is_named_with_its_bytes() {
+    require_root!();
+    let dockerd = Dockerd::ensure();
+    let _docker_image = dockerd.busybox();
+    let containerd = Containerd::start();
+    let image = containerd.import_busybox();
+    let d = Daemon::builder()
+        .arg("--containerd-socket")
+        .arg(containerd.socket().display().to_string())
+        .start();
+    let (sink, sink_addr) = udp_sink("127.0.0.1", UDP_PAYLOAD);
+    let trafficgen = env!("CARGO_BIN_EXE_trafficgen");
+    let to = sink_addr.to_string();
+    let bytes = UDP_PAYLOAD.to_string();
+    let name = name("ctr");
+    let (c, out) = containerd.run(
+        &image,
+        &name,
+        &[trafficgen, "/lib", "/lib64"],
+        &[
+            trafficgen,
+            "--name",
+            "tg-udp",
+            "udp-send",
+            "--to",
+            &to,
+            "--bytes",
+            &bytes,
+            "--pace-every",
+            "1",
+        ],
+    );
+    assert_eq!(sink.finish().bytes_received(), UDP_PAYLOAD);
+    let line = out.lines().last().unwrap_or_default();
+    let udp: Value =
+        serde_json::from_str(line).unwrap_or_else(|e| panic!("trafficgen printed {out:?}: {e}"));
+    let datagrams = udp["datagrams_sent"].as_u64().expect("datagrams_sent");
+    let udp_wire = UDP_PAYLOAD + UDP_HEADER * datagrams;
+
+    let owner = settled_owner(&d, &name, |tx, _| tx >= udp_wire);
+    assert_eq!(owner["container"]["id"], c.id(), "{owner:#}");
+    assert_eq!(owner["container"]["runtime"], "containerd", "{owner:#}");
+    assert_eq!(owner["container"]["image"], image.as_str(), "{owner:#}");
+    assert!(
+        owner["cgroup"]
+            .as_str()
+            .is_some_and(|p| p.ends_with(&format!("/{}", c.id()))),
+        "{owner:#}"
+    );
+    within_one_percent(
+        "the containerd container's tx",
+        lifetime(&owner).0,
+        udp_wire,
+    );
+    let process = process_in(&d, &name, "tg-udp", udp["pid"].as_u64());
     assert_eq!(lifetime(&process).0, udp_wire, "{process:#}");
 }
 

@@ -202,6 +202,17 @@ pub struct ContainerArgs {
     /// Podman's Docker-compatible API socket (`podman system service`).
     #[arg(long, value_name = "PATH", default_value = "/run/podman/podman.sock")]
     pub podman_socket: PathBuf,
+    /// containerd's gRPC socket (ctr, nerdctl, Kubernetes' CRI plugin); Docker's own
+    /// containers in it are left to the Docker engine.
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "/run/containerd/containerd.sock"
+    )]
+    pub containerd_socket: PathBuf,
+    /// CRI-O's socket, asked for the containers whose cgroups appear (it has no event stream).
+    #[arg(long, value_name = "PATH", default_value = "/var/run/crio/crio.sock")]
+    pub crio_socket: PathBuf,
     /// Name no containers from engines or the Kubernetes API: owners come from cgroup paths
     /// alone (a container shows its short id).
     #[arg(long)]

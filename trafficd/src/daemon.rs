@@ -159,8 +159,10 @@ fn start_containers(runtime: &tokio::runtime::Handle, args: &ContainerArgs) -> C
     let sources = if args.no_containers {
         containers::Sources::none()
     } else {
-        let detected =
-            containers::Sources::detect().with_socket(Runtime::Podman, args.podman_socket.clone());
+        let detected = containers::Sources::detect()
+            .with_socket(Runtime::Podman, args.podman_socket.clone())
+            .with_socket(Runtime::Containerd, args.containerd_socket.clone())
+            .with_socket(Runtime::CriO, args.crio_socket.clone());
         match &args.docker_socket {
             Some(socket) => detected.with_socket(Runtime::Docker, socket.clone()),
             None => detected,

@@ -87,13 +87,13 @@ pub enum Error {
     },
 
     #[error(
-        "cannot talk to the {runtime} engine at {socket}: {source}; its containers show by id \
+        "cannot talk to the {runtime} engine at {socket}: {reason}; its containers show by id \
          until it answers: start the engine, or check that this is its API socket"
     )]
     Engine {
         runtime: &'static str,
         socket: PathBuf,
-        source: bollard::errors::Error,
+        reason: String,
     },
 
     #[error(

@@ -31,8 +31,11 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "docker.io",
     "busybox-static",
     "prometheus",
-    // The container tests' second engine.
+    // The container tests' second and third engines.
     "podman",
+    "containerd",
+    // containerd's gRPC API types are generated from its .proto files when trafficd builds.
+    "protobuf-compiler",
     // deploy/ tests: systemd-analyze verify of the unit.
     "systemd",
     // NAT rules in the forwarded-traffic tests, which call it directly (docker.io pulls it in too).

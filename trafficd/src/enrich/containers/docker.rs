@@ -10,81 +10,79 @@ use bollard::{
     query_parameters::{EventsOptionsBuilder, ListContainersOptionsBuilder},
     Docker, API_DEFAULT_VERSION,
 };
-use futures_util::{Stream, StreamExt};
+use futures_util::StreamExt;
 
-use super::{cgroup_path::is_container_id, ContainerMeta, Runtime};
-use crate::error::Error;
+use super::{
+    cgroup_path::is_container_id,
+    engine::{ContainerEvent, Events, RuntimeClient},
+    ContainerMeta, Runtime,
+};
 
 /// A request that takes longer than this is treated as an engine that went away.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// What a container event means for the directory.
-#[derive(Debug, PartialEq, Eq)]
-pub enum ContainerEvent {
-    /// Created, started or renamed: its metadata as the event carried it.
-    Appeared(ContainerMeta),
-    Removed(Arc<str>),
-}
 
 pub struct EngineClient {
     docker: Docker,
     runtime: Runtime,
 }
 
-impl EngineClient {
+impl RuntimeClient for EngineClient {
     /// Connects and settles the API version with the engine: bollard speaks a newer version
     /// than many engines in service (Debian 12's Docker answers at most 1.41), and an engine
     /// refuses a client version above its own.
-    pub async fn connect(socket: &Path, runtime: Runtime) -> Result<EngineClient, Error> {
-        let engine_error = |source| Error::Engine {
-            runtime: runtime.as_str(),
-            socket: socket.to_path_buf(),
-            source,
-        };
+    async fn connect(socket: &Path, runtime: Runtime) -> Result<EngineClient, String> {
         let path = socket.to_string_lossy();
         let docker =
             Docker::connect_with_unix(&path, REQUEST_TIMEOUT.as_secs(), API_DEFAULT_VERSION)
-                .map_err(engine_error)?;
-        let docker = docker.negotiate_version().await.map_err(engine_error)?;
+                .map_err(|e| e.to_string())?;
+        let docker = docker
+            .negotiate_version()
+            .await
+            .map_err(|e| e.to_string())?;
         Ok(EngineClient { docker, runtime })
     }
 
-    /// All containers, running or not: a stopped container may still have counters to drain.
-    pub async fn list(&self) -> Result<Vec<ContainerMeta>, BollardError> {
+    async fn list(&self) -> Result<Vec<ContainerMeta>, String> {
         let options = ListContainersOptionsBuilder::new().all(true).build();
-        let listed = self.docker.list_containers(Some(options)).await?;
+        let listed = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(|e| e.to_string())?;
         Ok(listed
             .into_iter()
             .filter_map(|c| from_summary(c, self.runtime))
             .collect())
     }
 
-    /// One container, `None` when the engine does not know the id.
-    pub async fn inspect(&self, id: &str) -> Result<Option<ContainerMeta>, BollardError> {
+    async fn inspect(&self, id: &str) -> Result<Option<ContainerMeta>, String> {
         match self.docker.inspect_container(id, None).await {
             Ok(found) => Ok(from_inspect(found, self.runtime)),
             Err(BollardError::DockerResponseServerError {
                 status_code: 404, ..
             }) => Ok(None),
-            Err(err) => Err(err),
+            Err(err) => Err(err.to_string()),
         }
     }
 
-    /// Container events from `since` (unix seconds) on, so that nothing between a list and the
-    /// subscription is missed. Ends when the engine goes away.
-    pub fn events(
-        &self,
-        since: i64,
-    ) -> impl Stream<Item = Result<Option<ContainerEvent>, BollardError>> + use<> {
+    /// Docker's and Podman's event streams replay from `since`. The stream ends when the
+    /// engine goes away.
+    async fn events(&self, since: i64) -> Result<Events, String> {
         let filters = HashMap::from([("type", vec!["container"])]);
         let options = EventsOptionsBuilder::new()
             .since(&since.to_string())
             .filters(&filters)
             .build();
         let runtime = self.runtime;
-        self.docker
+        Ok(self
+            .docker
             .events(Some(options))
-            .map(move |event| event.map(|e| from_event(e, runtime)))
+            .map(move |event| {
+                event
+                    .map(|e| from_event(e, runtime))
+                    .map_err(|e| e.to_string())
+            })
+            .boxed())
     }
 }
 

@@ -1,21 +1,59 @@
-//! Keeps one engine (Docker or Podman) connected: list at start, then follow its event stream
-//! and answer the drain's lookups of unknown ids. An engine that is absent or goes away costs one
-//! log line; the names it gave are kept and the task reconnects with backoff.
+//! Keeps one engine (Docker, Podman, containerd or CRI-O) connected: follow its events, list
+//! its containers, and answer the drain's lookups of unknown ids. An engine that is absent or
+//! goes away costs one log line; the names it gave are kept and the task reconnects with
+//! backoff. Each runtime's API is a [`RuntimeClient`] in a file of its own.
 
 use std::{
-    path::PathBuf,
+    future::Future,
+    path::{Path, PathBuf},
+    sync::Arc,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use futures_util::StreamExt;
+use futures_util::{stream::BoxStream, StreamExt};
 use tokio::sync::mpsc;
 
 use super::{
+    containerd::ContainerdClient,
+    crio::CrioClient,
     directory::{Lookup, Writer},
-    docker::{ContainerEvent, EngineClient},
-    Runtime,
+    docker::EngineClient,
+    ContainerMeta, Runtime,
 };
 use crate::error::Error;
+
+/// What a runtime's event means for the directory.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ContainerEvent {
+    /// Created, started or renamed: its metadata as the event carried it.
+    Appeared(ContainerMeta),
+    /// Created, with an event that carries only the id: the engine is asked for the rest.
+    Created(Arc<str>),
+    Removed(Arc<str>),
+}
+
+/// A stream of a runtime's container events; `Ok(None)` for events that change nothing.
+pub type Events = BoxStream<'static, Result<Option<ContainerEvent>, String>>;
+
+/// One runtime's API, as the engine task uses it. Errors are the engine's own words: the task
+/// puts them in one line with the runtime and the socket.
+pub trait RuntimeClient: Sized + Send + Sync {
+    fn connect(
+        socket: &Path,
+        runtime: Runtime,
+    ) -> impl Future<Output = Result<Self, String>> + Send;
+    /// Every container it knows, running or not: a stopped one may still have counters to
+    /// drain.
+    fn list(&self) -> impl Future<Output = Result<Vec<ContainerMeta>, String>> + Send;
+    /// One container, `None` when the engine does not know the id.
+    fn inspect(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<ContainerMeta>, String>> + Send;
+    /// Container events from `since` (unix seconds) on where the API can replay them, else from
+    /// now: the task subscribes before it lists, so nothing in between is missed.
+    fn events(&self, since: i64) -> impl Future<Output = Result<Events, String>> + Send;
+}
 
 const FIRST_RETRY: Duration = Duration::from_secs(1);
 const MAX_RETRY: Duration = Duration::from_secs(30);
@@ -29,7 +67,7 @@ pub struct Engine {
 
 impl Engine {
     /// The sockets the engines listen on by default: Docker's (or `DOCKER_HOST` when it names a
-    /// unix socket) and rootful Podman's API service.
+    /// unix socket), rootful Podman's API service, containerd's and CRI-O's.
     pub fn defaults() -> Vec<Engine> {
         let docker = std::env::var("DOCKER_HOST")
             .ok()
@@ -44,6 +82,14 @@ impl Engine {
                 runtime: Runtime::Podman,
                 socket: PathBuf::from("/run/podman/podman.sock"),
             },
+            Engine {
+                runtime: Runtime::Containerd,
+                socket: PathBuf::from("/run/containerd/containerd.sock"),
+            },
+            Engine {
+                runtime: Runtime::CriO,
+                socket: PathBuf::from("/var/run/crio/crio.sock"),
+            },
         ]
     }
 }
@@ -57,12 +103,25 @@ enum Ended {
 }
 
 /// Runs until the runtime shuts down.
-pub async fn run(engine: Engine, writer: Writer, mut lookups: mpsc::Receiver<Lookup>) {
+pub async fn run(engine: Engine, writer: Writer, lookups: mpsc::Receiver<Lookup>) {
+    match engine.runtime {
+        Runtime::Docker | Runtime::Podman => keep::<EngineClient>(engine, writer, lookups).await,
+        Runtime::Containerd => keep::<ContainerdClient>(engine, writer, lookups).await,
+        Runtime::CriO => keep::<CrioClient>(engine, writer, lookups).await,
+    }
+}
+
+/// Sessions with one engine, one after the other, with backoff between them.
+async fn keep<C: RuntimeClient>(
+    engine: Engine,
+    writer: Writer,
+    mut lookups: mpsc::Receiver<Lookup>,
+) {
     let mut retry = FIRST_RETRY;
     // Log a state only when it changes: a host without Podman says so once, not every 30 s.
     let mut said_unreachable = false;
     loop {
-        match session(&engine, &writer, &mut lookups).await {
+        match session::<C>(&engine, &writer, &mut lookups).await {
             Ended::Unreachable(err) => {
                 if !said_unreachable {
                     tracing::info!("{err}");
@@ -82,20 +141,28 @@ pub async fn run(engine: Engine, writer: Writer, mut lookups: mpsc::Receiver<Loo
     }
 }
 
-async fn session(engine: &Engine, writer: &Writer, lookups: &mut mpsc::Receiver<Lookup>) -> Ended {
-    let lost = |source| Ended::Lost(engine_error(engine, source));
-    let client = match EngineClient::connect(&engine.socket, engine.runtime).await {
+async fn session<C: RuntimeClient>(
+    engine: &Engine,
+    writer: &Writer,
+    lookups: &mut mpsc::Receiver<Lookup>,
+) -> Ended {
+    let failed = |reason| engine_error(engine, reason);
+    let client = match C::connect(&engine.socket, engine.runtime).await {
         Ok(client) => client,
-        Err(err) => return Ended::Unreachable(err),
+        Err(err) => return Ended::Unreachable(failed(err)),
     };
     // Events from a second before the list on: a container created in between is named by its
     // event, one named twice costs nothing.
     let since = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64 - 1);
+    let mut events = match client.events(since).await {
+        Ok(events) => events,
+        Err(err) => return Ended::Unreachable(failed(err)),
+    };
     let listed = match client.list().await {
         Ok(listed) => listed,
-        Err(err) => return Ended::Unreachable(engine_error(engine, err)),
+        Err(err) => return Ended::Unreachable(failed(err)),
     };
     tracing::info!(
         "{} engine at {}: {} containers",
@@ -104,38 +171,42 @@ async fn session(engine: &Engine, writer: &Writer, lookups: &mut mpsc::Receiver<
         listed.len()
     );
     writer.listed(engine.runtime, listed);
-    let events = client.events(since);
-    tokio::pin!(events);
     loop {
-        tokio::select! {
+        let id = tokio::select! {
             event = events.next() => match event {
-                Some(Ok(Some(ContainerEvent::Appeared(meta)))) => writer.upsert_container(meta),
-                Some(Ok(Some(ContainerEvent::Removed(id)))) => writer.container_removed(&id),
-                Some(Ok(None)) => {}
-                Some(Err(err)) => return lost(err),
-                None => return lost(bollard::errors::Error::IOError {
-                    err: std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "event stream ended"),
-                }),
+                Some(Ok(Some(ContainerEvent::Appeared(meta)))) => {
+                    writer.upsert_container(meta);
+                    continue;
+                }
+                Some(Ok(Some(ContainerEvent::Created(id)))) => id,
+                Some(Ok(Some(ContainerEvent::Removed(id)))) => {
+                    writer.container_removed(&id);
+                    continue;
+                }
+                Some(Ok(None)) => continue,
+                Some(Err(err)) => return Ended::Lost(failed(err)),
+                None => return Ended::Lost(failed("event stream ended".into())),
             },
             Some(id) = lookups.recv() => {
                 if writer.knows_container(&id) {
                     continue;
                 }
-                match client.inspect(&id).await {
-                    Ok(Some(meta)) => writer.upsert_container(meta),
-                    Ok(None) => {}
-                    Err(err) => return lost(err),
-                }
+                id
             }
+        };
+        match client.inspect(&id).await {
+            Ok(Some(meta)) => writer.upsert_container(meta),
+            Ok(None) => {}
+            Err(err) => return Ended::Lost(failed(err)),
         }
     }
 }
 
-fn engine_error(engine: &Engine, source: bollard::errors::Error) -> Error {
+fn engine_error(engine: &Engine, reason: String) -> Error {
     Error::Engine {
         runtime: engine.runtime.as_str(),
         socket: engine.socket.clone(),
-        source,
+        reason,
     }
 }
 

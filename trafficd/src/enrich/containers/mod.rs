@@ -1,12 +1,15 @@
 //! Containers, pods and systemd units: who owns a cgroup.
 //!
 //! The cgroup path names the owner's kind and id (`cgroup_path`); the runtimes' APIs name the
-//! containers (`engine` keeps Docker and Podman connected through `docker`'s client); the
+//! containers (`engine` keeps each runtime connected through its client: `docker` for Docker
+//! and Podman, `containerd`, `crio`); the
 //! Kubernetes API server names the pods (`kubernetes`). They all write one shared map
 //! (`directory`); the drain only reads it through a [`ContainerDirectory`], and never waits on
 //! a runtime.
 
 mod cgroup_path;
+mod containerd;
+mod crio;
 mod directory;
 mod docker;
 mod engine;
