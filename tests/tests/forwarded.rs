@@ -227,7 +227,8 @@ impl Drop for Server {
 }
 
 /// The heaviest item of /top?by=flow once the download's item on the server's veth (ingress,
-/// from the server) holds the whole download and its NAT hops: (heaviest, the veth's item).
+/// from the server) holds the whole download, its NAT hops and its container's name:
+/// (heaviest, the veth's item).
 fn download_flow(d: &Daemon, server: &Server, hops: usize) -> (Value, Value) {
     let server_end = server.addr().to_string();
     wait_for("the download's flow on the server's veth", || {
@@ -239,9 +240,12 @@ fn download_flow(d: &Daemon, server: &Server, hops: usize) -> (Value, Value) {
                 && i.str("local") == server_end
         });
         match on_veth {
+            // The engine names the container a moment after its cgroup appears (the daemon
+            // may have started before the engine).
             Some(item)
                 if item.u64("lifetime_rx_bytes") >= DOWNLOAD
-                    && item.0["nat"].as_array().is_some_and(|n| n.len() >= hops) =>
+                    && item.0["nat"].as_array().is_some_and(|n| n.len() >= hops)
+                    && item.0["owner"]["container"]["name"].is_string() =>
             {
                 Ok((items[0].0.clone(), item.0.clone()))
             }

@@ -5,6 +5,7 @@
 
 use std::{
     future::Future,
+    os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
     sync::Arc,
     time::{Duration, SystemTime, UNIX_EPOCH},
@@ -56,6 +57,8 @@ pub trait RuntimeClient: Sized + Send + Sync {
 }
 
 const FIRST_RETRY: Duration = Duration::from_secs(1);
+/// How often a waiting task looks whether its engine's socket appeared (a stat).
+const SOCKET_CHECK: Duration = Duration::from_millis(250);
 const MAX_RETRY: Duration = Duration::from_secs(30);
 
 /// One engine's API socket.
@@ -136,8 +139,23 @@ async fn keep<C: RuntimeClient>(
                 retry = FIRST_RETRY;
             }
         }
-        tokio::time::sleep(retry).await;
+        until_retry(&engine.socket, retry).await;
         retry = (retry * 2).min(MAX_RETRY);
+    }
+}
+
+/// Waits `retry`, or less when the socket is created or replaced meanwhile: an engine that
+/// starts after trafficd is connected to within a moment, not at the end of the backoff.
+async fn until_retry(socket: &Path, retry: Duration) {
+    let identity = |socket: &Path| std::fs::metadata(socket).ok().map(|m| (m.dev(), m.ino()));
+    let before = identity(socket);
+    let deadline = tokio::time::Instant::now() + retry;
+    while tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(SOCKET_CHECK.min(retry)).await;
+        let now = identity(socket);
+        if now.is_some() && now != before {
+            return;
+        }
     }
 }
 
