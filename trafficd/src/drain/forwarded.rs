@@ -4,10 +4,12 @@
 //! address no namespace was known to hold is asked about again a few times.
 
 use std::{
-    collections::{HashMap, HashSet, VecDeque},
+    collections::{hash_map::Entry, HashMap, HashSet, VecDeque},
     sync::Arc,
     time::{Duration, Instant},
 };
+
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use trafficd_common::{
     forwarding::{ForwardKey, WireCount, EGRESS, INGRESS},
@@ -37,10 +39,15 @@ struct FlowState {
     info: Arc<ForwardInfo>,
     /// Lookups of its NAT hops so far.
     lookups: u8,
+    /// Its place in the deltas of the drain that last saw it move.
+    delta: u32,
 }
 
 pub struct ForwardedFlows {
-    flows: HashMap<ForwardKey, FlowState>,
+    /// Fx: the keys are the kernel's, and every moving flow is looked up at every drain.
+    flows: FxHashMap<ForwardKey, FlowState>,
+    /// The kernel map's entries, read into the same buffer at every drain.
+    read: Vec<(ForwardKey, WireCount)>,
     pending: VecDeque<ForwardKey>,
     /// Unsettled flows and when to look them up again, in that order (a constant delay).
     retries: VecDeque<(Instant, ForwardKey)>,
@@ -51,7 +58,8 @@ pub struct ForwardedFlows {
 impl ForwardedFlows {
     pub fn new(conntrack_cache: usize, idle_drains: u32) -> ForwardedFlows {
         ForwardedFlows {
-            flows: HashMap::new(),
+            flows: FxHashMap::default(),
+            read: Vec::new(),
             pending: VecDeque::new(),
             retries: VecDeque::new(),
             nat: Nat::new(conntrack_cache),
@@ -68,20 +76,25 @@ impl ForwardedFlows {
         counts_segments: impl Fn(u32, u8) -> bool,
         owner_of: &mut dyn FnMut(&str) -> Arc<Owner>,
     ) -> Vec<FlowDelta> {
-        let mut deltas = Vec::new();
+        let mut deltas = Vec::with_capacity(self.read.len());
         let mut idle = Vec::new();
-        for (key, count) in forwarding.forwarded() {
-            let state = self.flows.entry(key).or_insert_with(|| {
-                if self.pending.len() < PENDING_AT_MOST {
-                    self.pending.push_back(key);
+        forwarding.forwarded(&mut self.read);
+        for &(key, count) in &self.read {
+            let state = match self.flows.entry(key) {
+                Entry::Occupied(found) => found.into_mut(),
+                Entry::Vacant(place) => {
+                    if self.pending.len() < PENDING_AT_MOST {
+                        self.pending.push_back(key);
+                    }
+                    place.insert(FlowState {
+                        last: WireCount::default(),
+                        idle: 0,
+                        info: Arc::new(describe(&key, names)),
+                        lookups: 0,
+                        delta: 0,
+                    })
                 }
-                FlowState {
-                    last: WireCount::default(),
-                    idle: 0,
-                    info: Arc::new(describe(&key, names)),
-                    lookups: 0,
-                }
-            });
+            };
             let (bytes, packets) = if counts_segments(key.ifindex, key.direction) {
                 (
                     count.wire_bytes.wrapping_sub(state.last.wire_bytes),
@@ -102,6 +115,8 @@ impl ForwardedFlows {
                 continue;
             }
             state.idle = 0;
+            // One whose container was known by id alone shows its name once the engine gave it.
+            name_late(state, owner_of);
             let traffic = if key.direction == EGRESS {
                 Traffic {
                     tx_bytes: bytes,
@@ -115,30 +130,34 @@ impl ForwardedFlows {
                     ..Traffic::default()
                 }
             };
+            state.delta = deltas.len() as u32;
             deltas.push((key, traffic, state.info.clone()));
         }
         forwarding.forget(&idle);
         for key in &idle {
             self.flows.remove(key);
         }
-        self.look_up_new(owner_of);
-        // A flow looked up this drain shows its hops now, and one whose container was known
-        // by id alone its name once the engine gave it.
-        for (key, _, info) in &mut deltas {
-            if let Some(state) = self.flows.get_mut(key) {
-                name_late(state, owner_of);
-                *info = state.info.clone();
+        // A flow looked up this drain shows its hops now.
+        for key in self.look_up_new(owner_of) {
+            let Some(state) = self.flows.get(&key) else {
+                continue;
+            };
+            if let Some(delta) = deltas.get_mut(state.delta as usize) {
+                // A flow that did not move this drain has a stale place: checked by key.
+                if delta.0 == key {
+                    delta.2 = state.info.clone();
+                }
             }
         }
         deltas
     }
 
     /// The NAT hops of the oldest new flows, then of unsettled flows due again, a bounded
-    /// number in all.
-    fn look_up_new(&mut self, owner_of: &mut dyn FnMut(&str) -> Arc<Owner>) {
+    /// number in all; returns the flows looked up.
+    fn look_up_new(&mut self, owner_of: &mut dyn FnMut(&str) -> Arc<Owner>) -> Vec<ForwardKey> {
         let now = Instant::now();
-        let mut done = 0;
-        while done < LOOKUPS_PER_DRAIN {
+        let mut done = Vec::new();
+        while done.len() < LOOKUPS_PER_DRAIN {
             let key = match self.pending.pop_front() {
                 Some(key) => key,
                 None => match self.retries.front() {
@@ -147,12 +166,13 @@ impl ForwardedFlows {
                 },
             };
             if self.look_up(key, now, owner_of) {
-                done += 1;
+                done.push(key);
             }
         }
-        if done > 0 && self.pending.is_empty() {
+        if !done.is_empty() && self.pending.is_empty() {
             self.nat.forget_vanished();
         }
+        done
     }
 
     /// Looks up one flow's hops; false when the flow is gone.
@@ -233,19 +253,22 @@ pub fn arrivals(
     deltas: &[FlowDelta],
     counted_on: &HashSet<u32>,
 ) -> (Vec<FlowDelta>, HashMap<u32, Moved>) {
+    let translated_arrival = |(key, _, info): &&FlowDelta| {
+        key.direction == EGRESS && !info.nat.is_empty() && counted_on.contains(&key.other_ifindex)
+    };
+    if !deltas.iter().any(|d| translated_arrival(&d)) {
+        return (Vec::new(), HashMap::new());
+    }
     // The ingress flows the tc programs recorded themselves (the routing lookup saw them
     // forwarded): nothing to add for those.
-    let recorded: HashSet<(u32, FlowTuple)> = deltas
+    let recorded: FxHashSet<(u32, FlowTuple)> = deltas
         .iter()
         .filter(|(key, _, _)| key.direction != EGRESS)
         .map(|(key, _, _)| (key.ifindex, tuple_of(key)))
         .collect();
-    let mut arrived: HashMap<(u32, FlowTuple), FlowDelta> = HashMap::new();
-    for (key, traffic, info) in deltas {
+    let mut arrived: FxHashMap<(u32, FlowTuple), FlowDelta> = FxHashMap::default();
+    for (key, traffic, info) in deltas.iter().filter(translated_arrival) {
         let came_in_by = key.other_ifindex;
-        if key.direction != EGRESS || !counted_on.contains(&came_in_by) {
-            continue;
-        }
         let Some(hop) = info.nat.first() else {
             continue;
         };
@@ -268,11 +291,11 @@ pub fn arrivals(
         let entry = arrived.entry((came_in_by, arrived_as));
         let busier = |old: &Traffic| old.rx_bytes < traffic.rx_bytes;
         match entry {
-            std::collections::hash_map::Entry::Occupied(mut e) if busier(&e.get().1) => {
+            Entry::Occupied(mut e) if busier(&e.get().1) => {
                 e.get_mut().1 = traffic;
             }
-            std::collections::hash_map::Entry::Occupied(_) => {}
-            std::collections::hash_map::Entry::Vacant(e) => {
+            Entry::Occupied(_) => {}
+            Entry::Vacant(e) => {
                 let key = key_of(came_in_by, key.ifindex, &arrived_as, key.family);
                 // Seen from the arrival interface: the interfaces trade places.
                 let arrival = ForwardInfo {
@@ -378,6 +401,7 @@ mod tests {
                 idle: 0,
                 info: Arc::new(ForwardInfo::default()),
                 lookups: 0,
+                delta: 0,
             },
         );
         flows.pending.push_back(key);

@@ -94,18 +94,21 @@ pub fn read_keys<K: Pod>(map: impl AsFd, value_size: usize) -> io::Result<Vec<K>
     Ok(keys)
 }
 
-/// Every (key, value) of a plain (not per-CPU) hash map, or `Err` when the kernel has no
-/// batch lookup for it.
-pub fn read_entries<K: Pod, V: Pod>(map: impl AsFd) -> io::Result<Vec<(K, V)>> {
-    let mut entries = Vec::new();
+/// Every (key, value) of a plain (not per-CPU) hash map into `entries`, cleared first, or
+/// `Err` when the kernel has no batch lookup for it. A drain that reads tens of thousands of
+/// entries every time keeps one buffer instead of faulting in fresh pages for each read.
+pub fn read_entries_into<K: Pod, V: Pod>(
+    map: impl AsFd,
+    entries: &mut Vec<(K, V)>,
+) -> io::Result<()> {
+    entries.clear();
     for_each_entry::<K>(map, size_of::<V>(), |key, value| {
         // SAFETY: `value` holds one V (a plain hash map packs its values at their size); V is
         // Pod.
         entries.push((key, unsafe {
             std::ptr::read_unaligned(value.as_ptr() as *const V)
         }));
-    })?;
-    Ok(entries)
+    })
 }
 
 /// Every value of a plain (not per-CPU) array, in index order, or `Err` when the kernel has no

@@ -45,8 +45,9 @@ impl Forwarding {
             .collect()
     }
 
-    pub fn forwarded(&self) -> Vec<(ForwardKey, WireCount)> {
-        self.counters.forwarded()
+    /// Every forwarded flow's counts since it was first seen, into `entries` (cleared first).
+    pub fn forwarded(&self, entries: &mut Vec<(ForwardKey, WireCount)>) {
+        self.counters.forwarded(entries)
     }
 
     pub fn forget(&mut self, keys: &[ForwardKey]) {

@@ -168,15 +168,14 @@ impl TcCounters {
 
     /// Every forwarded flow's counts since it was first seen: a batch of flows per syscall
     /// where the kernel allows (a busy router has tens of thousands), key by key otherwise.
-    pub fn forwarded(&self) -> Vec<(ForwardKey, WireCount)> {
-        match batch::read_entries(IterableMap::map(&self.forwarded).fd()) {
-            Ok(entries) => return entries,
+    /// `entries` is cleared first, and kept by the caller from one drain to the next.
+    pub fn forwarded(&self, entries: &mut Vec<(ForwardKey, WireCount)>) {
+        match batch::read_entries_into(IterableMap::map(&self.forwarded).fd(), entries) {
+            Ok(()) => return,
             Err(err) => tracing::debug!("batch lookup unavailable ({err}); reading key by key"),
         }
-        self.forwarded
-            .iter()
-            .filter_map(|entry| entry.ok())
-            .collect()
+        entries.clear();
+        entries.extend(self.forwarded.iter().filter_map(|entry| entry.ok()));
     }
 
     /// Deletes flows the caller has read for the last time (idle ones), so the map has room.
