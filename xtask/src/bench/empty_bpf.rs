@@ -1,5 +1,6 @@
 //! The floor under the BPF statistics: empty programs of the kinds trafficd attaches, on the
-//! same hooks, for the `empty-bpf` condition.
+//! same hooks, for the `empty-bpf` condition (and, in `bench forwarding`, empty tc programs on
+//! the interfaces trafficd's tc programs count on: [`EmptyTc`]).
 //!
 //! With kernel.bpf_stats_enabled=1 the kernel times every program run with two clock reads, and
 //! reaching a program has a cost of its own (the cgroup program array, the tracepoint's call).
@@ -35,6 +36,11 @@ const BPF_PROG_TYPE_TRACING: u32 = 26;
 const BPF_CGROUP_INET_INGRESS: u32 = 0;
 const BPF_CGROUP_INET_EGRESS: u32 = 1;
 const BPF_TRACE_RAW_TP: u32 = 23;
+const BPF_PROG_TYPE_SCHED_CLS: u32 = 3;
+const BPF_TCX_INGRESS: u32 = 46;
+const BPF_TCX_EGRESS: u32 = 47;
+/// TCX_NEXT: the packet goes on to the next program on the hook, or on its way.
+const TCX_NEXT: i32 = -1;
 
 const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 
@@ -182,6 +188,47 @@ impl EmptyPrograms {
             .into_iter()
             .filter(|p| names.contains_key(&p.id))
             .collect()
+    }
+}
+
+/// Empty tc programs (`r0 = TCX_NEXT; exit`) attached with TCX at ingress and egress of some
+/// interfaces: what any program on those hooks costs a forwarded packet, beside which
+/// trafficd's tc programs' own work shows. Dropping it detaches and releases them.
+pub struct EmptyTc {
+    // Each link before its program: detach, then release.
+    _attached: Vec<(OwnedFd, OwnedFd)>,
+}
+
+impl EmptyTc {
+    pub fn attach(ifindexes: &[u32]) -> Result<EmptyTc> {
+        let mut attached = Vec::new();
+        for &ifindex in ifindexes {
+            for (attach_type, name) in [
+                (BPF_TCX_INGRESS, "empty_tc_in"),
+                (BPF_TCX_EGRESS, "empty_tc_out"),
+            ] {
+                let prog = load(
+                    name,
+                    BPF_PROG_TYPE_SCHED_CLS,
+                    attach_type,
+                    0,
+                    &empty_program(TCX_NEXT),
+                )?;
+                // The target of a TCX link is the interface's index, in the target_fd slot.
+                let mut attr = LinkCreateAttr {
+                    prog_fd: prog.as_raw_fd() as u32,
+                    target_fd: ifindex,
+                    attach_type,
+                    ..LinkCreateAttr::default()
+                };
+                let link = bpf(BPF_LINK_CREATE, &mut attr)
+                    .with_context(|| format!("BPF_LINK_CREATE tcx on ifindex {ifindex}"))?;
+                attached.push((link, prog));
+            }
+        }
+        Ok(EmptyTc {
+            _attached: attached,
+        })
     }
 }
 

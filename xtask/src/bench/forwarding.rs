@@ -21,6 +21,7 @@ use serde::Serialize;
 use trafficd_tests::{Forwarder, Link, NetNs};
 
 use super::daemon::{Daemon, Phase};
+use super::empty_bpf::EmptyTc;
 use super::measure;
 use super::netns::ONE_WAY_NETWORK;
 use super::proc::sleep;
@@ -42,11 +43,31 @@ pub struct ForwardingArgs {
     flows: u64,
 }
 
+/// What watches the host's two veths during a transfer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Condition {
+    None,
+    /// Empty tc programs at ingress and egress of both veths.
+    EmptyTc,
+    Trafficd,
+}
+
+impl Condition {
+    fn as_str(self) -> &'static str {
+        match self {
+            Condition::None => "none",
+            Condition::EmptyTc => "empty tc",
+            Condition::Trafficd => "trafficd",
+        }
+    }
+}
+
 /// One transfer pair (TCP then UDP) under one condition.
 #[derive(Debug, Serialize)]
 pub struct Transfer {
     pub masquerade: bool,
-    pub trafficd: bool,
+    pub condition: Condition,
     pub tcp_bits_per_second: f64,
     pub udp_packets_per_second: f64,
     /// trafficd's CPU over both transfers, in percent of one core.
@@ -97,6 +118,21 @@ impl Topology {
             a,
             c,
         }
+    }
+
+    /// The host's ends of the two veths, where tc programs count forwarded packets.
+    fn host_ifindexes(&self) -> Result<Vec<u32>> {
+        [self.to_a.if_a(), self.to_c.if_a()]
+            .into_iter()
+            .map(|name| {
+                let path = format!("/sys/class/net/{name}/ifindex");
+                fs::read_to_string(&path)
+                    .with_context(|| format!("read {path}"))?
+                    .trim()
+                    .parse()
+                    .with_context(|| format!("{path} is not an index"))
+            })
+            .collect()
     }
 
     fn subnet_a(&self) -> String {
@@ -158,9 +194,8 @@ pub fn run(args: ForwardingArgs) -> Result<()> {
     for masquerade in [false, true] {
         let _nat = masquerade.then(|| Masquerade::add(&topology)).transpose()?;
         for _ in 0..args.runs {
-            for with_trafficd in [false, true] {
-                let transfer =
-                    transfer(&trafficd, &out, &topology, masquerade, with_trafficd, &args)?;
+            for condition in [Condition::None, Condition::EmptyTc, Condition::Trafficd] {
+                let transfer = transfer(&trafficd, &out, &topology, masquerade, condition, &args)?;
                 println!("bench: forwarding {transfer:?}");
                 transfers.push(transfer);
             }
@@ -184,10 +219,13 @@ fn transfer(
     out: &Path,
     topology: &Topology,
     masquerade: bool,
-    with_trafficd: bool,
+    condition: Condition,
     args: &ForwardingArgs,
 ) -> Result<Transfer> {
-    let daemon = with_trafficd
+    let _empty = (condition == Condition::EmptyTc)
+        .then(|| EmptyTc::attach(&topology.host_ifindexes()?))
+        .transpose()?;
+    let daemon = (condition == Condition::Trafficd)
         .then(|| Daemon::start(trafficd, out, "forwarding", &[]))
         .transpose()?;
     if daemon.is_some() {
@@ -210,7 +248,7 @@ fn transfer(
     };
     Ok(Transfer {
         masquerade,
-        trafficd: with_trafficd,
+        condition,
         tcp_bits_per_second: tcp,
         udp_packets_per_second: udp,
         trafficd_cpu_percent,
@@ -355,7 +393,7 @@ fn table(result: &ForwardingResult) -> String {
             text,
             "| {} | {} | {:.2} | {:.0} | {} |",
             if t.masquerade { "masquerade" } else { "routed" },
-            if t.trafficd { "trafficd" } else { "none" },
+            t.condition.as_str(),
             t.tcp_bits_per_second / 1e9,
             t.udp_packets_per_second / 1e3,
             t.trafficd_cpu_percent
