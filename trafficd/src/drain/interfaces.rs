@@ -167,14 +167,18 @@ impl InterfacePhase {
 
     fn follow_link_events(&mut self) {
         let Some(events) = &mut self.events else {
+            self.interfaces.reread_links();
             return;
         };
         match events.pending() {
             Ok(events) => {
                 for event in events {
                     match event {
-                        LinkEvent::New { ifindex, .. } => self.interfaces.refresh(ifindex),
+                        LinkEvent::New { ifindex, link, .. } => {
+                            self.interfaces.link_changed(ifindex, link.as_ref())
+                        }
                         LinkEvent::Gone { ifindex, name } => {
+                            self.interfaces.link_gone(ifindex);
                             // A bridge port's removal is announced twice: said once.
                             if self.last_counters.remove(&ifindex).is_some() {
                                 info!("interface {name} (ifindex {ifindex}) vanished: let go");
@@ -183,8 +187,11 @@ impl InterfacePhase {
                     }
                 }
             }
-            // Notifications were dropped: the link dump below says what exists all the same.
-            Err(err) => debug!("{err}"),
+            // Notifications were dropped: the poll below reads the link table whole.
+            Err(err) => {
+                debug!("{err}");
+                self.interfaces.reread_links();
+            }
         }
     }
 

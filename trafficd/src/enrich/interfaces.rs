@@ -2,19 +2,29 @@
 //! them, and its capacity, so that "the uplink is above 90%" has an answer that does not depend
 //! on any trafficd hook having seen the packets.
 //!
-//! The counters come from one rtnetlink link dump (RTM_GETLINK, IFLA_STATS64), the figures
-//! `ip -s link` prints; capacity from `--interface-capacity` or else the driver's speed in
-//! sysfs. [`LinkEvents`] follows interfaces that appear and vanish (a container's veth) without
-//! polling.
+//! The counters are the figures `ip -s link` prints (IFLA_STATS64). Each poll asks for them
+//! alone (an RTM_GETSTATS dump of the 64-bit link counters) and takes names and states from a
+//! table of links, filled by a full link dump (RTM_GETLINK) and kept current by the link
+//! events the caller hands in: a full dump carries every link's configuration too (IPv6
+//! settings, bridge port attributes), dozens of times the bytes, which on a host with hundreds
+//! of container veths was most of a drain. Capacity comes from `--interface-capacity` or else the
+//! driver's speed in sysfs. [`LinkEvents`] follows interfaces that appear and vanish (a
+//! container's veth) without polling.
 
-use std::{collections::HashMap, io::ErrorKind, path::Path};
+use std::{
+    collections::{BTreeMap, HashMap},
+    io::ErrorKind,
+    path::Path,
+    time::{Duration, Instant},
+};
 
 use netlink_packet_core::{
     NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_DUMP, NLM_F_REQUEST,
 };
 use netlink_packet_route::{
-    link::{LinkAttribute, LinkLayerType, LinkMessage, State},
-    RouteNetlinkMessage,
+    link::{LinkAttribute, LinkLayerType, LinkMessage, State, Stats64},
+    stats::{StatsAttribute, StatsFilterMask, StatsMessage},
+    AddressFamily, RouteNetlinkMessage,
 };
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 
@@ -22,6 +32,44 @@ use crate::error::{Error, Result};
 
 /// Longest interface name the kernel accepts (IFNAMSIZ less the NUL).
 const MAX_NAME_LEN: usize = 15;
+/// The link table is read whole again this often even when events say nothing changed: a
+/// safety net for a notification lost without an error.
+const FULL_DUMP_EVERY: Duration = Duration::from_secs(30);
+
+/// What a poll of the counters alone needs to know of a link besides its counters.
+#[derive(Clone, Debug)]
+struct LinkInfo {
+    name: String,
+    up: bool,
+    admin_up: bool,
+    link_header_len: Option<u32>,
+}
+
+impl LinkInfo {
+    fn of(sample: &InterfaceSample) -> LinkInfo {
+        LinkInfo {
+            name: sample.name.clone(),
+            up: sample.up,
+            admin_up: sample.admin_up,
+            link_header_len: sample.link_header_len,
+        }
+    }
+
+    fn sample(&self, ifindex: u32, stats: &Stats64) -> InterfaceSample {
+        InterfaceSample {
+            name: self.name.clone(),
+            ifindex,
+            up: self.up,
+            admin_up: self.admin_up,
+            tx_bytes: stats.tx_bytes,
+            rx_bytes: stats.rx_bytes,
+            tx_packets: stats.tx_packets,
+            rx_packets: stats.rx_packets,
+            capacity_bytes_per_sec: None,
+            link_header_len: self.link_header_len,
+        }
+    }
+}
 
 /// One interface at one poll: the kernel's counters since the interface was created.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,6 +104,10 @@ pub struct Interfaces {
     /// a host with many container veths. A link event says when to read one again.
     speeds: HashMap<(u32, String), Option<u64>>,
     sequence: u32,
+    /// Every link's name and state by ifindex, as of the last full dump and the events since.
+    links: BTreeMap<u32, LinkInfo>,
+    /// When the link table was last read whole; `None`: read it at the next poll.
+    full_dump_at: Option<Instant>,
 }
 
 impl Interfaces {
@@ -73,14 +125,24 @@ impl Interfaces {
             capacities: capacities.into_iter().collect(),
             speeds: HashMap::new(),
             sequence: 0,
+            links: BTreeMap::new(),
+            full_dump_at: None,
         })
     }
 
     /// Every interface's counters now, in ifindex order.
     pub fn poll(&mut self) -> Result<Vec<InterfaceSample>> {
-        self.sequence = self.sequence.wrapping_add(1);
-        let links = dump_links(&mut self.socket, self.sequence)?;
-        let mut samples: Vec<InterfaceSample> = links.iter().filter_map(sample).collect();
+        let due = self
+            .full_dump_at
+            .is_none_or(|at| at.elapsed() >= FULL_DUMP_EVERY);
+        let counters_alone = if due { None } else { self.poll_counters()? };
+        if counters_alone.is_none() {
+            tracing::debug!(due, "reading the link table whole");
+        }
+        let mut samples = match counters_alone {
+            Some(samples) => samples,
+            None => self.poll_links()?,
+        };
         // Rebuilt at every poll, so interfaces that are gone or were renamed are forgotten.
         let mut speeds = HashMap::with_capacity(samples.len());
         for sample in &mut samples {
@@ -97,10 +159,59 @@ impl Interfaces {
         Ok(samples)
     }
 
-    /// Reads interface `ifindex`'s driver speed again at the next poll: call it on a
-    /// [`LinkEvent::New`], which is also how a renegotiated speed is announced.
-    pub fn refresh(&mut self, ifindex: u32) {
+    /// Takes a link's new name and state from its [`LinkEvent::New`], and reads its driver
+    /// speed again at the next poll (the event is also how a renegotiated speed is announced).
+    /// An event without them has the next poll read the link table whole.
+    pub fn link_changed(&mut self, ifindex: u32, link: Option<&InterfaceSample>) {
         self.speeds.retain(|(i, _), _| *i != ifindex);
+        match link {
+            Some(link) => {
+                self.links.insert(ifindex, LinkInfo::of(link));
+            }
+            None => {
+                tracing::debug!(ifindex, "a link event without the link");
+                self.full_dump_at = None
+            }
+        }
+    }
+
+    pub fn link_gone(&mut self, ifindex: u32) {
+        self.links.remove(&ifindex);
+    }
+
+    /// Reads the link table whole at the next poll: link events were lost, or are not followed.
+    pub fn reread_links(&mut self) {
+        self.full_dump_at = None;
+    }
+
+    /// Every link with its name, state and counters, from a full link dump that also refills
+    /// the link table.
+    fn poll_links(&mut self) -> Result<Vec<InterfaceSample>> {
+        self.sequence = self.sequence.wrapping_add(1);
+        let links = dump_links(&mut self.socket, self.sequence)?;
+        let samples: Vec<InterfaceSample> = links.iter().filter_map(sample).collect();
+        self.links = samples
+            .iter()
+            .map(|s| (s.ifindex, LinkInfo::of(s)))
+            .collect();
+        self.full_dump_at = Some(Instant::now());
+        Ok(samples)
+    }
+
+    /// The counters alone, joined to the link table; `None` when a link the table does not
+    /// know has counters (created after the events were read): the caller reads it whole.
+    fn poll_counters(&mut self) -> Result<Option<Vec<InterfaceSample>>> {
+        self.sequence = self.sequence.wrapping_add(1);
+        let counters = dump_counters(&mut self.socket, self.sequence)?;
+        let mut samples = Vec::with_capacity(counters.len());
+        for (ifindex, stats) in &counters {
+            let Some(link) = self.links.get(ifindex) else {
+                tracing::debug!(ifindex, "counters of a link the table does not know");
+                return Ok(None);
+            };
+            samples.push(link.sample(*ifindex, stats));
+        }
+        Ok(Some(samples))
     }
 }
 
@@ -142,6 +253,60 @@ fn dump_links(socket: &mut Socket, sequence: u32) -> Result<Vec<LinkMessage>> {
                 NetlinkPayload::Done(_) if ours => return Ok(links),
                 NetlinkPayload::Error(err) if ours => {
                     return Err(fail("dump the links", format!("{err:?}")))
+                }
+                _ => {}
+            }
+            if length == 0 {
+                break;
+            }
+            offset += length;
+        }
+    }
+}
+
+/// Sends one RTM_GETSTATS dump request for the 64-bit link counters alone and collects them
+/// by ifindex.
+fn dump_counters(socket: &mut Socket, sequence: u32) -> Result<Vec<(u32, Stats64)>> {
+    let fail = |action, reason: String| Error::Rtnetlink { action, reason };
+    let mut header = NetlinkHeader::default();
+    header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+    header.sequence_number = sequence;
+    let mut message = StatsMessage::default();
+    message.header.filter_mask = StatsFilterMask::Link64;
+    let mut request = NetlinkMessage::new(header, RouteNetlinkMessage::GetStats(message).into());
+    request.finalize();
+    let mut buf = vec![0; request.buffer_len()];
+    request.serialize(&mut buf);
+    socket
+        .send(&buf, 0)
+        .map_err(|e| fail("request the link counters", e.to_string()))?;
+
+    let mut counters = Vec::new();
+    let mut receive = vec![0u8; 1 << 16];
+    loop {
+        let size = socket
+            .recv(&mut &mut receive[..], 0)
+            .map_err(|e| fail("read the link counters", e.to_string()))?;
+        let mut offset = 0;
+        while offset < size {
+            let message =
+                <NetlinkMessage<RouteNetlinkMessage>>::deserialize(&receive[offset..size])
+                    .map_err(|e| fail("parse the link counters", e.to_string()))?;
+            let length = message.header.length as usize;
+            let ours = message.header.sequence_number == sequence;
+            match message.payload {
+                NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewStats(stats)) if ours => {
+                    let link64 = stats.attributes.into_iter().find_map(|a| match a {
+                        StatsAttribute::Link64(s) => Some(s),
+                        _ => None,
+                    });
+                    if let Some(link64) = link64 {
+                        counters.push((stats.header.ifindex, link64));
+                    }
+                }
+                NetlinkPayload::Done(_) if ours => return Ok(counters),
+                NetlinkPayload::Error(err) if ours => {
+                    return Err(fail("dump the link counters", format!("{err:?}")))
                 }
                 _ => {}
             }
@@ -278,6 +443,9 @@ pub enum LinkEvent {
         ifindex: u32,
         name: String,
         up: bool,
+        /// The link as the notification describes it, counters included (`None` when the
+        /// notification lacks them).
+        link: Option<InterfaceSample>,
     },
     /// RTM_DELLINK: deleted, or moved to another network namespace.
     Gone { ifindex: u32, name: String },
@@ -347,13 +515,19 @@ fn parse_events(mut buf: &[u8], events: &mut Vec<LinkEvent>) {
             })
         };
         match message.payload {
+            // The link's own notifications are AF_UNSPEC. Those of one protocol on it (IPv6
+            // autoconfiguration on a new container's veth, a bridge port's state) change
+            // neither its name nor its state.
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(link))
+                if link.header.interface_family != AddressFamily::Unspec => {}
             NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(link)) => {
                 if let Some(name) = name_of(&link) {
-                    let up = sample(&link).is_some_and(|s| s.up);
+                    let sampled = sample(&link);
                     events.push(LinkEvent::New {
                         ifindex: link.header.index,
                         name,
-                        up,
+                        up: sampled.as_ref().is_some_and(|s| s.up),
+                        link: sampled,
                     });
                 }
             }

@@ -11,7 +11,7 @@ use std::{
     fs::{self, File},
     io,
     os::{fd::AsRawFd, unix::fs::MetadataExt},
-    path::PathBuf,
+    path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
@@ -48,8 +48,10 @@ impl Namespaces {
         })
     }
 
-    /// Runs `f` in the daemon's own namespace, then in each other one this thread can enter.
-    pub fn for_each(&mut self, mut f: impl FnMut()) {
+    /// Runs `f` in the daemon's own namespace, then in each other one this thread can enter
+    /// and `skip(path, inode)` does not rule out from outside (entering one costs a setns
+    /// there and back).
+    pub fn for_each(&mut self, skip: impl Fn(&Path, u64) -> bool, mut f: impl FnMut()) {
         f();
         self.entered = 1;
         if self.scanned.is_none_or(|at| at.elapsed() >= RESCAN_EVERY) {
@@ -57,6 +59,9 @@ impl Namespaces {
         }
         let mut gone = Vec::new();
         for (&inode, path) in &self.others {
+            if skip(path, inode) {
+                continue;
+            }
             match enter(path, inode) {
                 Ok(true) => {}
                 Ok(false) => {

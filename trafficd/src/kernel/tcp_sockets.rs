@@ -11,7 +11,11 @@
 use std::{
     fs::File,
     io::{self, Read},
-    os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd},
+    os::{
+        fd::{AsFd, AsRawFd, FromRawFd, OwnedFd},
+        unix::fs::MetadataExt,
+    },
+    path::Path,
     time::{Duration, Instant},
 };
 
@@ -112,10 +116,11 @@ impl TcpSockets {
             failed,
             ..
         } = self;
-        namespaces.for_each(|| {
-            // A container with no TCP socket (most idle ones) costs two small reads instead
-            // of a walk of the whole table.
-            if !has_tcp_sockets() {
+        // A container with no TCP socket (most idle ones) costs two small reads instead of a
+        // walk of the whole table: from outside when a process names the namespace, else
+        // inside it.
+        namespaces.for_each(has_no_tcp_socket_seen_from_outside, || {
+            if !has_tcp_sockets(Path::new("/proc/thread-self/net")) {
                 return;
             }
             if let Err(err) = walk(link, buffer) {
@@ -136,16 +141,26 @@ impl TcpSockets {
     }
 }
 
-/// Whether the calling thread's network namespace has any TCP socket in use (IPv4 or IPv6),
-/// by its sockstat counters; true when they cannot be read, so the walk is never skipped for
-/// lack of an answer.
-fn has_tcp_sockets() -> bool {
-    [
-        "/proc/thread-self/net/sockstat",
-        "/proc/thread-self/net/sockstat6",
-    ]
-    .iter()
-    .any(|path| std::fs::read_to_string(path).map_or(true, |text| tcp_in_use(&text) != Some(0)))
+/// Whether the network namespace that `net` (a /proc `net` directory) shows has any TCP
+/// socket in use (IPv4 or IPv6), by its sockstat counters; true when they cannot be read, so
+/// the walk is never skipped for lack of an answer.
+fn has_tcp_sockets(net: &Path) -> bool {
+    ["sockstat", "sockstat6"].iter().any(|file| {
+        std::fs::read_to_string(net.join(file)).map_or(true, |text| tcp_in_use(&text) != Some(0))
+    })
+}
+
+/// For a namespace reached through a process (`/proc/<pid>/ns/net`): true when that process's
+/// /proc `net` shows no TCP socket and the process is still in namespace `inode` after the
+/// read (its pid was not reused meanwhile).
+fn has_no_tcp_socket_seen_from_outside(path: &Path, inode: u64) -> bool {
+    let Some(process) = path.parent().and_then(Path::parent) else {
+        return false;
+    };
+    if !path.starts_with("/proc") || has_tcp_sockets(&process.join("net")) {
+        return false;
+    }
+    std::fs::metadata(path).is_ok_and(|m| m.ino() == inode)
 }
 
 /// The `inuse` count of the `TCP:` or `TCP6:` line of a sockstat file.
@@ -185,6 +200,37 @@ fn walk(link: &OwnedFd, buffer: &mut [u8]) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testnet::require_root;
+
+    /// A process alone in a new network namespace: no TCP socket there, seen without entering;
+    /// the same path once it names another namespace is not ruled out.
+    #[test]
+    fn a_namespace_without_tcp_sockets_is_skipped_from_outside() {
+        require_root!();
+        let mut child = std::process::Command::new("unshare")
+            .args(["--net", "sleep", "30"])
+            .spawn()
+            .expect("unshare (util-linux)");
+        let path = std::path::PathBuf::from(format!("/proc/{}/ns/net", child.id()));
+        let own = std::fs::metadata("/proc/self/ns/net").unwrap().ino();
+        let mut inode = own;
+        for _ in 0..100 {
+            inode = std::fs::metadata(&path).map_or(own, |m| m.ino());
+            if inode != own {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_ne!(inode, own, "the child never entered its own namespace");
+        assert!(has_no_tcp_socket_seen_from_outside(&path, inode));
+        assert!(!has_no_tcp_socket_seen_from_outside(&path, inode + 1));
+        assert!(!has_no_tcp_socket_seen_from_outside(
+            Path::new("/run/netns/nothing"),
+            inode
+        ));
+        let _ = child.kill();
+        let _ = child.wait();
+    }
 
     #[test]
     fn reads_tcp_sockets_in_use_from_sockstat() {
