@@ -17,7 +17,7 @@ use std::{
 use tracing::warn;
 
 use super::{
-    address_owners::AddressOwners,
+    address_owners::{AddressOwners, NamespaceOwner},
     conntrack::{Conntrack, FlowTuple, NatEntry},
 };
 use crate::error::Error;
@@ -88,12 +88,7 @@ impl Nat {
         let mut current = first.original;
         origin.hops.push(hop(first, Arc::from("host")));
         while origin.hops.len() < MAX_HOPS {
-            let Some(owner) = self
-                .owners
-                .owner(current.src.ip())
-                .or_else(|| self.owners.owner(current.dst.ip()))
-            else {
-                origin.settled = false;
+            let Some(owner) = self.owner_of(&current, &mut origin) else {
                 break;
             };
             if origin.namespace.is_none() {
@@ -116,16 +111,26 @@ impl Nat {
     /// routed container or test namespace), or none (traffic passing through).
     fn name_inner_end(&mut self, seen: &FlowTuple, origin: &mut FlowOrigin) {
         let tuple = origin.hops.last().map_or(*seen, |h| h.original);
-        if let Some(owner) = self
-            .owners
-            .owner(tuple.src.ip())
-            .or_else(|| self.owners.owner(tuple.dst.ip()))
-        {
+        if let Some(owner) = self.owner_of(&tuple, origin) {
             origin.container = owner.cgroup.clone();
             origin.namespace = Some(owner.name.clone());
-        } else {
+        }
+    }
+
+    /// The namespace of a tuple's source, else of its destination. A source no namespace is
+    /// known to hold leaves the origin unsettled even when the destination's is found: a
+    /// container a moment old may not have been scanned with its address yet, and the flow's
+    /// origin is its source.
+    fn owner_of(
+        &mut self,
+        tuple: &FlowTuple,
+        origin: &mut FlowOrigin,
+    ) -> Option<Arc<NamespaceOwner>> {
+        let source = self.owners.owner(tuple.src.ip());
+        if source.is_none() {
             origin.settled = false;
         }
+        source.or_else(|| self.owners.owner(tuple.dst.ip()))
     }
 
     fn host_lookup(&mut self, seen: &FlowTuple) -> Option<NatEntry> {
