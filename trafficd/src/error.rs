@@ -129,10 +129,7 @@ pub enum Error {
         "cannot {action} over rtnetlink: {reason}; trafficd reads interface counters from the \
          kernel's NETLINK_ROUTE socket, which needs Linux with netlink (any supported kernel)"
     )]
-    Rtnetlink {
-        action: &'static str,
-        reason: String,
-    },
+    Rtnetlink { action: String, reason: String },
 
     #[error(
         "conntrack is not available: {reason}; load it with `modprobe nf_conntrack_netlink` \

@@ -114,7 +114,7 @@ impl Interfaces {
     /// Opens the rtnetlink socket. `capacities` override the driver's speed, by name.
     pub fn new(capacities: impl IntoIterator<Item = (String, u64)>) -> Result<Interfaces> {
         let fail = |reason: std::io::Error| Error::Rtnetlink {
-            action: "open a socket",
+            action: "open a socket".into(),
             reason: reason.to_string(),
         };
         let mut socket = Socket::new(NETLINK_ROUTE).map_err(fail)?;
@@ -215,100 +215,87 @@ impl Interfaces {
     }
 }
 
-/// Sends one RTM_GETLINK dump request and collects the links of every reply part.
+/// One RTM_GETLINK dump: every link, with its configuration and counters.
 fn dump_links(socket: &mut Socket, sequence: u32) -> Result<Vec<LinkMessage>> {
-    let fail = |action, reason: String| Error::Rtnetlink { action, reason };
-    let mut header = NetlinkHeader::default();
-    header.flags = NLM_F_REQUEST | NLM_F_DUMP;
-    header.sequence_number = sequence;
-    let mut request = NetlinkMessage::new(
-        header,
-        RouteNetlinkMessage::GetLink(LinkMessage::default()).into(),
-    );
-    request.finalize();
-    let mut buf = vec![0; request.buffer_len()];
-    request.serialize(&mut buf);
-    socket
-        .send(&buf, 0)
-        .map_err(|e| fail("request the link dump", e.to_string()))?;
-
-    let mut links = Vec::new();
-    let mut receive = vec![0u8; 1 << 16];
-    loop {
-        let size = socket
-            .recv(&mut &mut receive[..], 0)
-            .map_err(|e| fail("read the link dump", e.to_string()))?;
-        let mut offset = 0;
-        while offset < size {
-            let message =
-                <NetlinkMessage<RouteNetlinkMessage>>::deserialize(&receive[offset..size])
-                    .map_err(|e| fail("parse the link dump", e.to_string()))?;
-            let length = message.header.length as usize;
-            // Replies to an earlier, abandoned request (an error midway) are not ours.
-            let ours = message.header.sequence_number == sequence;
-            match message.payload {
-                NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(link)) if ours => {
-                    links.push(link)
-                }
-                NetlinkPayload::Done(_) if ours => return Ok(links),
-                NetlinkPayload::Error(err) if ours => {
-                    return Err(fail("dump the links", format!("{err:?}")))
-                }
-                _ => {}
-            }
-            if length == 0 {
-                break;
-            }
-            offset += length;
-        }
-    }
+    let request = RouteNetlinkMessage::GetLink(LinkMessage::default());
+    dump(
+        socket,
+        sequence,
+        request,
+        "the links",
+        |reply| match reply {
+            RouteNetlinkMessage::NewLink(link) => Some(link),
+            _ => None,
+        },
+    )
 }
 
-/// Sends one RTM_GETSTATS dump request for the 64-bit link counters alone and collects them
-/// by ifindex.
+/// One RTM_GETSTATS dump of the 64-bit link counters alone, by ifindex.
 fn dump_counters(socket: &mut Socket, sequence: u32) -> Result<Vec<(u32, Stats64)>> {
-    let fail = |action, reason: String| Error::Rtnetlink { action, reason };
+    let mut message = StatsMessage::default();
+    message.header.filter_mask = StatsFilterMask::Link64;
+    let request = RouteNetlinkMessage::GetStats(message);
+    dump(
+        socket,
+        sequence,
+        request,
+        "the link counters",
+        |reply| match reply {
+            RouteNetlinkMessage::NewStats(stats) => {
+                let ifindex = stats.header.ifindex;
+                stats.attributes.into_iter().find_map(|a| match a {
+                    StatsAttribute::Link64(counters) => Some((ifindex, counters)),
+                    _ => None,
+                })
+            }
+            _ => None,
+        },
+    )
+}
+
+/// Sends one dump request and collects what `pick` takes from every part of its reply.
+fn dump<T>(
+    socket: &mut Socket,
+    sequence: u32,
+    request: RouteNetlinkMessage,
+    what: &'static str,
+    mut pick: impl FnMut(RouteNetlinkMessage) -> Option<T>,
+) -> Result<Vec<T>> {
+    let fail = |action: &str, reason: String| Error::Rtnetlink {
+        action: format!("{action} {what}"),
+        reason,
+    };
     let mut header = NetlinkHeader::default();
     header.flags = NLM_F_REQUEST | NLM_F_DUMP;
     header.sequence_number = sequence;
-    let mut message = StatsMessage::default();
-    message.header.filter_mask = StatsFilterMask::Link64;
-    let mut request = NetlinkMessage::new(header, RouteNetlinkMessage::GetStats(message).into());
+    let mut request = NetlinkMessage::new(header, request.into());
     request.finalize();
     let mut buf = vec![0; request.buffer_len()];
     request.serialize(&mut buf);
     socket
         .send(&buf, 0)
-        .map_err(|e| fail("request the link counters", e.to_string()))?;
+        .map_err(|e| fail("request", e.to_string()))?;
 
-    let mut counters = Vec::new();
+    let mut picked = Vec::new();
     let mut receive = vec![0u8; 1 << 16];
     loop {
         let size = socket
             .recv(&mut &mut receive[..], 0)
-            .map_err(|e| fail("read the link counters", e.to_string()))?;
+            .map_err(|e| fail("read", e.to_string()))?;
         let mut offset = 0;
         while offset < size {
             let message =
                 <NetlinkMessage<RouteNetlinkMessage>>::deserialize(&receive[offset..size])
-                    .map_err(|e| fail("parse the link counters", e.to_string()))?;
+                    .map_err(|e| fail("parse", e.to_string()))?;
             let length = message.header.length as usize;
-            let ours = message.header.sequence_number == sequence;
-            match message.payload {
-                NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewStats(stats)) if ours => {
-                    let link64 = stats.attributes.into_iter().find_map(|a| match a {
-                        StatsAttribute::Link64(s) => Some(s),
-                        _ => None,
-                    });
-                    if let Some(link64) = link64 {
-                        counters.push((stats.header.ifindex, link64));
-                    }
+            // Replies to an earlier, abandoned request (an error midway) are not ours.
+            if message.header.sequence_number == sequence {
+                match message.payload {
+                    NetlinkPayload::InnerMessage(reply) => picked.extend(pick(reply)),
+                    NetlinkPayload::Done(_) => return Ok(picked),
+                    NetlinkPayload::Error(err) => return Err(fail("dump", format!("{err:?}"))),
+                    _ => {}
                 }
-                NetlinkPayload::Done(_) if ours => return Ok(counters),
-                NetlinkPayload::Error(err) if ours => {
-                    return Err(fail("dump the link counters", format!("{err:?}")))
-                }
-                _ => {}
             }
             if length == 0 {
                 break;
@@ -460,7 +447,7 @@ pub struct LinkEvents {
 impl LinkEvents {
     pub fn subscribe() -> Result<LinkEvents> {
         let fail = |reason: std::io::Error| Error::Rtnetlink {
-            action: "subscribe to link events",
+            action: "subscribe to link events".into(),
             reason: reason.to_string(),
         };
         let mut socket = Socket::new(NETLINK_ROUTE).map_err(fail)?;
@@ -485,7 +472,7 @@ impl LinkEvents {
                 Err(err) if err.kind() == ErrorKind::WouldBlock => return Ok(events),
                 Err(err) => {
                     return Err(Error::Rtnetlink {
-                        action: "read link events",
+                        action: "read link events".into(),
                         reason: err.to_string(),
                     })
                 }
