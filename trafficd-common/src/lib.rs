@@ -404,24 +404,20 @@ pub const LOSS_SLOTS: u32 = 2 * Loss::ALL.len() as u32;
 pub mod forwarding {
     /// Map names.
     pub mod maps {
-        /// Interfaces the tc programs count on: ifindex -> link-layer header length (14 on
-        /// Ethernet, 0 on IP-only links such as WireGuard or tun). Written by the daemon before
-        /// it attaches; packets on other interfaces are not counted.
+        /// Interfaces the tc programs count on: ifindex -> [`InterfaceCounts`](super::InterfaceCounts),
+        /// per CPU: the link-layer header length (written by the daemon before it attaches) and
+        /// every packet's bytes by direction and [`kind`](super::kind). Packets on other
+        /// interfaces are not counted.
         pub const TC_INTERFACES: &str = "TC_INTERFACES";
         /// [`ForwardKey`](super::ForwardKey) -> [`WireCount`](super::WireCount): packets no
         /// local socket sent or receives.
         pub const FORWARDED: &str = "FORWARDED";
-        /// [`InterfaceKindKey`](super::InterfaceKindKey) -> [`WireCount`](super::WireCount),
-        /// per CPU: every packet of every counted interface, once, by [`kind`](super::kind).
-        pub const INTERFACE_KINDS: &str = "INTERFACE_KINDS";
         /// Per CPU, [`LOSS_SLOTS`](super::LOSS_SLOTS) counters: what did not fit.
         pub const TC_LOSSES: &str = "TC_LOSSES";
     }
 
     /// Entries of FORWARDED the daemon asks for at load time unless told otherwise.
     pub const DEFAULT_FLOWS: u32 = 65_536;
-    /// Entries of INTERFACE_KINDS: interfaces x 2 directions x 4 kinds.
-    pub const DEFAULT_INTERFACE_KINDS: u32 = 4_096;
 
     pub const INGRESS: u8 = 0;
     pub const EGRESS: u8 = 1;
@@ -446,11 +442,17 @@ pub mod forwarding {
         ];
     }
 
+    /// Packet kinds per direction in [`InterfaceCounts`].
+    pub const KINDS: usize = kind::ALL.len();
+    const _: () = assert!(
+        KINDS.is_power_of_two(),
+        "InterfaceCounts::slot masks by KINDS - 1"
+    );
+
     /// TC_LOSSES slots: events then bytes of FORWARDED being full (the bytes still count in
-    /// INTERFACE_KINDS as forwarded), then of INTERFACE_KINDS being full.
+    /// TC_INTERFACES as forwarded).
     pub const FLOWS_FULL: u32 = 0;
-    pub const KINDS_FULL: u32 = 2;
-    pub const LOSS_SLOTS: u32 = 4;
+    pub const LOSS_SLOTS: u32 = 2;
 
     /// One forwarded flow as one interface saw it, addresses as on the wire (network order,
     /// IPv4 in the first 4 bytes), ports in host order. Aligned to 8 so the programs can
@@ -475,13 +477,34 @@ pub mod forwarding {
         pub _pad: u8,
     }
 
+    /// One counted interface on one CPU: its link-layer header length (14 on Ethernet, 0 on
+    /// IP-only links such as WireGuard or tun), the same on every CPU, and what its packets
+    /// were, by direction and kind.
     #[repr(C)]
-    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-    pub struct InterfaceKindKey {
-        pub ifindex: u32,
-        pub direction: u8,
-        pub kind: u8,
-        pub _pad: [u8; 2],
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct InterfaceCounts {
+        pub link_header_len: u32,
+        pub _pad: u32,
+        /// Indexed by [`InterfaceCounts::slot`].
+        pub kinds: [WireCount; 2 * KINDS],
+    }
+
+    impl InterfaceCounts {
+        /// The place of (direction, kind) in `kinds`; masked so that it is in bounds by
+        /// construction, which the verifier can see.
+        #[inline(always)]
+        pub fn slot(direction: u8, kind: u8) -> usize {
+            (direction as usize & 1) * KINDS + (kind as usize & (KINDS - 1))
+        }
+
+        /// `self`'s counts plus `other`'s (two CPUs' values of one interface).
+        pub fn add(&self, other: &InterfaceCounts) -> InterfaceCounts {
+            let mut sum = *self;
+            for (total, more) in sum.kinds.iter_mut().zip(&other.kinds) {
+                *total = total.add(more);
+            }
+            sum
+        }
     }
 
     /// Bytes and packets as the device's counters may count them: `bytes` and `packets` per
@@ -519,7 +542,7 @@ mod pod {
     unsafe impl aya::Pod for super::Payload {}
     unsafe impl aya::Pod for super::RecentUse {}
     unsafe impl aya::Pod for super::forwarding::ForwardKey {}
-    unsafe impl aya::Pod for super::forwarding::InterfaceKindKey {}
+    unsafe impl aya::Pod for super::forwarding::InterfaceCounts {}
     unsafe impl aya::Pod for super::forwarding::WireCount {}
 }
 
@@ -537,7 +560,7 @@ mod tests {
         assert_eq!(size_of::<SocketProcessKey>(), 16);
         assert_eq!(size_of::<Payload>(), 32);
         assert_eq!(size_of::<forwarding::ForwardKey>(), 48);
-        assert_eq!(size_of::<forwarding::InterfaceKindKey>(), 8);
+        assert_eq!(size_of::<forwarding::InterfaceCounts>(), 8 + 8 * 32);
         assert_eq!(size_of::<forwarding::WireCount>(), 32);
     }
 

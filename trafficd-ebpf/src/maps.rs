@@ -17,13 +17,15 @@ use aya_ebpf::{
 };
 use trafficd_common::{
     control, defaults,
-    forwarding::{self, ForwardKey, InterfaceKindKey, WireCount},
+    forwarding::{self, ForwardKey, InterfaceCounts, WireCount},
     FlowKey, FlowSlot, Payload, RecentUse, SocketOwner, SocketProcessKey, Traffic,
     FLOW_CACHE_ENTRIES, LOSS_SLOTS, RECENT_USES,
 };
 
 /// Map flags: none, i.e. preallocated (see above).
 const PREALLOC: u32 = 0;
+/// `BPF_F_NO_PREALLOC`: elements are allocated when inserted.
+const NO_PREALLOC: u32 = 1;
 /// `BPF_F_MMAPABLE`: the daemon maps the array into its memory.
 const MMAPABLE: u32 = 1 << 10;
 
@@ -147,9 +149,13 @@ pub struct TcpSocket {
     pub segs_in: u64,
 }
 
-/// Interfaces the tc programs count on, with their link-layer header length.
+/// Interfaces the tc programs count on: their link-layer header length and every packet's
+/// bytes by direction and kind, per CPU. Not preallocated: only the daemon inserts, once per
+/// interface it attaches to, and a preallocated per-CPU map would hold every CPU's copy of
+/// every possible interface.
 #[map]
-pub static TC_INTERFACES: HashMap<u32, u32> = HashMap::with_max_entries(1_024, PREALLOC);
+pub static TC_INTERFACES: PerCpuHashMap<u32, InterfaceCounts> =
+    PerCpuHashMap::with_max_entries(1_024, NO_PREALLOC);
 
 /// Forwarded flows per interface and direction. Preallocated like FLOWS: a new flow takes an
 /// element off the free list; when none is left its bytes still count per interface. Small
@@ -157,10 +163,24 @@ pub static TC_INTERFACES: HashMap<u32, u32> = HashMap::with_max_entries(1_024, P
 #[map]
 pub static FORWARDED: HashMap<ForwardKey, WireCount> = HashMap::with_max_entries(1_024, PREALLOC);
 
-/// Every counted packet's bytes per interface, direction and kind.
+/// The routing verdicts of the flows that entered by a counted interface lately, per CPU (see
+/// `programs::tc_forward`).
 #[map]
-pub static INTERFACE_KINDS: PerCpuHashMap<InterfaceKindKey, WireCount> =
-    PerCpuHashMap::with_max_entries(forwarding::DEFAULT_INTERFACE_KINDS, PREALLOC);
+pub static ROUTE_CACHE: PerCpuArray<RouteVerdict> =
+    PerCpuArray::with_max_entries(ROUTE_CACHE_ENTRIES, 0);
+
+/// Entries of ROUTE_CACHE per CPU: a power of two, the cache is indexed by a hash's top bits.
+pub const ROUTE_CACHE_BITS: u32 = 8;
+pub const ROUTE_CACHE_ENTRIES: u32 = 1 << ROUTE_CACHE_BITS;
+
+/// One routing verdict: the flow's key as the ingress program builds it (`other_ifindex` is
+/// the verdict's output interface), its kind, and when the kernel was last asked.
+#[repr(C)]
+pub struct RouteVerdict {
+    pub key: ForwardKey,
+    pub kind: u64,
+    pub checked_at_ns: u64,
+}
 
 #[map]
 pub static TC_LOSSES: PerCpuArray<u64> = PerCpuArray::with_max_entries(forwarding::LOSS_SLOTS, 0);

@@ -184,7 +184,7 @@ fn read_in_place<const ADDR: usize, const IP_LEN: usize>(
 /// # Safety
 /// `from` is in bounds of the packet for 4 bytes; `to` is valid and aligned for a `u32`.
 #[inline(always)]
-unsafe fn copy_word(from: *const u8, to: *mut u8) {
+pub unsafe fn copy_word(from: *const u8, to: *mut u8) {
     // SAFETY: the caller's.
     unsafe { (to as *mut u32).write(core::ptr::read_unaligned(from as *const u32)) };
 }

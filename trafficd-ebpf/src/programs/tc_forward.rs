@@ -16,13 +16,25 @@
 //!   a published port counts as local here; the egress of the interface it leaves by counts it
 //!   as forwarded with this interface as its other end, which the daemon uses to reconcile.
 //!
+//! The ingress verdict is cached per CPU by flow for a short while (`ROUTE_CACHE`): the
+//! lookup is most of what the ingress program costs, and a flow's packets get the same answer
+//! until a route, an address or a forwarding setting changes, which the cache sees within
+//! [`RECHECK_NS`].
+//!
+//! The per-interface counts are per CPU and added without atomics: a tc program runs in
+//! softirq (ingress) or with bottom halves off (egress), so no other tc program can start on
+//! the same CPU in the middle of an add, and nothing else writes these counts.
+//!
 //! A veth keeps a packet's socket when it crosses into another namespace (since Linux 4.19),
 //! so a frame a bridge passes from one container to another leaves the host's bridge port
 //! with the sending container's socket: local on that egress, since a socket of this host
 //! owns it and the socket hooks count it. Routed container traffic loses its socket in the
 //! host's `ip_rcv` and counts as forwarded on the way out.
 
-use core::mem::{size_of, MaybeUninit};
+use core::{
+    hint::black_box,
+    mem::{size_of, MaybeUninit},
+};
 
 use aya_ebpf::{
     bindings::{
@@ -30,20 +42,19 @@ use aya_ebpf::{
         BPF_FIB_LKUP_RET_FWD_DISABLED, BPF_FIB_LKUP_RET_NOT_FWDED, BPF_FIB_LKUP_RET_PROHIBIT,
         BPF_FIB_LKUP_RET_UNREACHABLE, TC_ACT_UNSPEC,
     },
-    helpers::generated::{bpf_fib_lookup, bpf_skb_load_bytes},
+    helpers::generated::{bpf_fib_lookup, bpf_ktime_get_coarse_ns, bpf_skb_load_bytes},
     macros::classifier,
     programs::TcContext,
 };
 use trafficd_common::{
-    forwarding::{
-        kind, ForwardKey, InterfaceKindKey, WireCount, EGRESS, FLOWS_FULL, INGRESS, KINDS_FULL,
-    },
+    forwarding::{kind, ForwardKey, InterfaceCounts, WireCount, EGRESS, FLOWS_FULL, INGRESS},
     AF_INET, AF_INET6,
 };
 
 use crate::{
-    counters::{add, add_to_slot, entry, zeroed, BPF_NOEXIST, EEXIST},
-    maps::{FORWARDED, INTERFACE_KINDS, TC_INTERFACES, TC_LOSSES},
+    counters::{add, add_to_slot, zeroed, BPF_NOEXIST, EEXIST},
+    maps::{FORWARDED, ROUTE_CACHE, ROUTE_CACHE_BITS, TC_INTERFACES, TC_LOSSES},
+    packet::copy_word,
 };
 
 /// `ETH_P_IP` and `ETH_P_IPV6` as `__sk_buff.protocol` holds them (network order).
@@ -53,6 +64,10 @@ const ETH_P_IPV6: u32 = 0x86ddu16.to_be() as u32;
 const PACKET_OTHERHOST: u32 = 3;
 /// Longest link-layer header accepted from TC_INTERFACES; bounds the loads for the verifier.
 const MAX_L2_LEN: u32 = 32;
+/// The link-layer header of the interfaces the headers are read in place on.
+const ETHERNET_HEADER_LEN: u32 = 14;
+/// How long a cached routing verdict is believed.
+const RECHECK_NS: u64 = 1_000_000_000;
 
 #[classifier]
 pub fn trafficd_tc_ingress(ctx: TcContext) -> i32 {
@@ -72,15 +87,16 @@ fn count(ctx: &TcContext, direction: u8) {
     // SAFETY: fields a tc program may read from its own context.
     let (ifindex, protocol, segments) =
         unsafe { ((*skb).ifindex, (*skb).protocol, (*skb).gso_segs) };
-    // SAFETY: a plain lookup; the value is copied out at once.
-    let Some(l2_len) = (unsafe { TC_INTERFACES.get(ifindex) }).copied() else {
+    let Some(interface) = TC_INTERFACES.get_ptr_mut(ifindex) else {
         return;
     };
+    // SAFETY: this CPU's value, alive for the program's run.
+    let l2_len = unsafe { (*interface).link_header_len };
     let bytes = u64::from(ctx.len());
     let segments = u64::from(segments).max(1);
     if protocol != ETH_P_IP && protocol != ETH_P_IPV6 || l2_len > MAX_L2_LEN {
         let moved = wire(bytes, segments, 0);
-        add_kind(ifindex, direction, kind::NON_IP, &moved);
+        add_kind(interface, direction, kind::NON_IP, &moved);
         return;
     }
 
@@ -88,14 +104,18 @@ fn count(ctx: &TcContext, direction: u8) {
     let key = zeroed(&mut place);
     key.ifindex = ifindex;
     key.direction = direction;
-    let headers = parse(ctx, key, l2_len, protocol == ETH_P_IPV6);
+    let headers = match l2_len {
+        ETHERNET_HEADER_LEN => parse_in_place(ctx, key),
+        _ => None,
+    }
+    .unwrap_or_else(|| parse(ctx, key, l2_len, protocol == ETH_P_IPV6));
     let moved = wire(bytes, segments, u64::from(l2_len) + u64::from(headers));
     let verdict = if direction == EGRESS {
         egress_verdict(skb, key)
     } else {
         ingress_verdict(ctx, key)
     };
-    add_kind(ifindex, direction, verdict, &moved);
+    add_kind(interface, direction, verdict, &moved);
     if verdict == kind::FORWARDED {
         add_flow(key, &moved);
     }
@@ -130,6 +150,76 @@ fn ingress_verdict(ctx: &TcContext, key: &mut ForwardKey) -> u8 {
     if unsafe { (*skb).pkt_type } == PACKET_OTHERHOST {
         return kind::DROPPED;
     }
+    // SAFETY: a helper without arguments.
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
+    let Some(cached) = ROUTE_CACHE.get_ptr_mut(cache_slot(key)) else {
+        return route(ctx, key);
+    };
+    // SAFETY: this CPU's entry, alive for the program's run; only tc ingress runs touch it,
+    // and none can start on this CPU before this one ends.
+    unsafe {
+        if same_flow(&(*cached).key, key) && now.wrapping_sub((*cached).checked_at_ns) < RECHECK_NS
+        {
+            key.other_ifindex = (*cached).key.other_ifindex;
+            return (*cached).kind as u8;
+        }
+        let verdict = route(ctx, key);
+        copy_key(&mut (*cached).key, key);
+        (*cached).kind = u64::from(verdict);
+        (*cached).checked_at_ns = now;
+        verdict
+    }
+}
+
+/// Where `key`'s flow has its place in ROUTE_CACHE: the key's words folded, then multiplied
+/// by 2^64 / phi, whose top bits mix every bit of the product.
+#[inline(always)]
+fn cache_slot(key: &ForwardKey) -> u32 {
+    let words = words_of(key);
+    let mut folded = words[0] & 0xffff_ffff;
+    for word in &words[1..] {
+        folded ^= word;
+    }
+    (folded.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - ROUTE_CACHE_BITS)) as u32
+}
+
+/// The same flow on the same interface and direction: every field but `other_ifindex` (the
+/// upper half of the first word), which is the cached verdict's own.
+#[inline(always)]
+fn same_flow(cached: &ForwardKey, key: &ForwardKey) -> bool {
+    let (a, b) = (words_of(cached), words_of(key));
+    let differ = a[1..]
+        .iter()
+        .zip(&b[1..])
+        .fold((a[0] ^ b[0]) & 0xffff_ffff, |differ, (x, y)| {
+            differ | (x ^ y)
+        });
+    differ == 0
+}
+
+/// Word by word: a plain struct copy may become an out-of-line memcpy (see `zeroed`).
+#[inline(always)]
+fn copy_key(to: &mut ForwardKey, from: &ForwardKey) {
+    let words = words_of(from);
+    let target = (to as *mut ForwardKey).cast::<u64>();
+    for (i, word) in words.iter().enumerate() {
+        // SAFETY: in bounds of `to`, which is aligned to 8.
+        unsafe { target.add(i).write_volatile(*word) };
+    }
+}
+
+const KEY_WORDS: usize = size_of::<ForwardKey>() / 8;
+
+#[inline(always)]
+fn words_of(key: &ForwardKey) -> [u64; KEY_WORDS] {
+    // SAFETY: ForwardKey is plain data, aligned to 8, a whole number of words with no padding.
+    unsafe { *(key as *const ForwardKey).cast::<[u64; KEY_WORDS]>() }
+}
+
+/// Asks the kernel where it would route the packet, as `ip_forward` would.
+#[inline(always)]
+fn route(ctx: &TcContext, key: &mut ForwardKey) -> u8 {
+    let skb = ctx.skb.skb;
     let mut place = MaybeUninit::<FibParams>::uninit();
     let params = zeroed_fib(&mut place);
     params.family = key.family;
@@ -208,10 +298,103 @@ fn load<const N: usize>(ctx: &TcContext, offset: u32) -> Option<[u8; N]> {
     (ret == 0).then(|| unsafe { buf.assume_init() })
 }
 
+/// The common case without a helper call, as `packet::parse_into` reads it for the socket
+/// hooks: an Ethernet frame carrying IPv4 without options or IPv6 without extension headers,
+/// then TCP or UDP, whose headers lie in the packet's linear part. `None` leaves `key`
+/// untouched for [`parse`].
+#[inline(always)]
+fn parse_in_place(ctx: &TcContext, key: &mut ForwardKey) -> Option<u32> {
+    const L2: usize = ETHERNET_HEADER_LEN as usize;
+    let skb = ctx.skb.skb;
+    // SAFETY: context fields a tc program may read; the verifier makes them the frame's start
+    // and end and checks every read below against them. `black_box`: see `packet.rs`.
+    let (start, end) = unsafe {
+        (
+            black_box((*skb).data as usize),
+            black_box((*skb).data_end as usize),
+        )
+    };
+    if start + L2 + 20 > end {
+        return None;
+    }
+    let ip = (start + L2) as *const u8;
+    // SAFETY: in bounds, checked above.
+    let first = unsafe { *ip };
+    match first >> 4 {
+        4 => {
+            // SAFETY: the 20 bytes were checked above.
+            let (fragment, protocol) = unsafe { ([*ip.add(6) & 0x3f, *ip.add(7)], *ip.add(9)) };
+            if first != 0x45 || fragment != [0, 0] {
+                return None;
+            }
+            read_in_place::<L2, 4, 20>(start, end, key, AF_INET, protocol)
+        }
+        6 => {
+            if start + L2 + 40 > end {
+                return None;
+            }
+            // SAFETY: the 40 bytes were checked above.
+            let protocol = unsafe { *ip.add(6) };
+            read_in_place::<L2, 16, 40>(start, end, key, AF_INET6, protocol)
+        }
+        _ => None,
+    }
+}
+
+/// The ports, then the addresses, of an IP header of `IP_LEN` bytes at `L2` bytes into the
+/// frame, ending in its `ADDR`-byte source and destination (checked in bounds by the caller).
+/// Constant offsets: the verifier relates a read to a bounds check only at a fixed offset.
+#[inline(always)]
+fn read_in_place<const L2: usize, const ADDR: usize, const IP_LEN: usize>(
+    start: usize,
+    end: usize,
+    key: &mut ForwardKey,
+    family: u8,
+    protocol: u8,
+) -> Option<u32> {
+    let transport = (start + L2 + IP_LEN) as *const u8;
+    let transport_len = match protocol {
+        6 => {
+            if start + L2 + IP_LEN + 13 > end {
+                return None;
+            }
+            // SAFETY: checked above.
+            u32::from(unsafe { *transport.add(12) } >> 4) * 4
+        }
+        17 => {
+            if start + L2 + IP_LEN + 4 > end {
+                return None;
+            }
+            8
+        }
+        _ => return None,
+    };
+    let ip = (start + L2) as *const u8;
+    // SAFETY: the IP header and the ports were checked in bounds above and by the caller.
+    unsafe {
+        for word in (0..ADDR).step_by(4) {
+            copy_word(
+                ip.add(IP_LEN - 2 * ADDR + word),
+                key.src_addr.as_mut_ptr().add(word),
+            );
+            copy_word(
+                ip.add(IP_LEN - ADDR + word),
+                key.dst_addr.as_mut_ptr().add(word),
+            );
+        }
+        key.src_port = u16::from_be_bytes([*transport, *transport.add(1)]);
+        key.dst_port = u16::from_be_bytes([*transport.add(2), *transport.add(3)]);
+    }
+    key.family = family;
+    key.protocol = protocol;
+    Some(IP_LEN as u32 + transport_len)
+}
+
 /// Fills the family, protocol, addresses and ports; returns the IP plus transport header
 /// length (0 when unreadable: the packet still counts, without its tuple). IPv6 extension
-/// headers are not walked: such packets count with the extension as their protocol.
-#[inline(always)]
+/// headers are not walked: such packets count with the extension as their protocol. Out of
+/// line, as the rare path.
+#[inline(never)]
 fn parse(ctx: &TcContext, key: &mut ForwardKey, l2_len: u32, v6: bool) -> u32 {
     let (ip_len, protocol) = if v6 {
         let Some(header) = load::<40>(ctx, l2_len) else {
@@ -271,18 +454,15 @@ fn add_counts(counts: *mut WireCount, moved: &WireCount) {
     }
 }
 
+/// Plain adds to this CPU's counts of the interface (see the module's comment).
 #[inline(always)]
-fn add_kind(ifindex: u32, direction: u8, kind: u8, moved: &WireCount) {
-    let key = InterfaceKindKey {
-        ifindex,
-        direction,
-        kind,
-        _pad: [0; 2],
-    };
-    match entry(&INTERFACE_KINDS, &key) {
-        Some(counts) => add_counts(counts, moved),
-        None => lose(KINDS_FULL, moved.bytes),
-    }
+fn add_kind(interface: *mut InterfaceCounts, direction: u8, kind: u8, moved: &WireCount) {
+    // SAFETY: this CPU's value of the interface, alive for the program's run.
+    let counts = unsafe { &mut (*interface).kinds[InterfaceCounts::slot(direction, kind)] };
+    counts.bytes = counts.bytes.wrapping_add(moved.bytes);
+    counts.packets = counts.packets.wrapping_add(moved.packets);
+    counts.wire_bytes = counts.wire_bytes.wrapping_add(moved.wire_bytes);
+    counts.segments = counts.segments.wrapping_add(moved.segments);
 }
 
 /// Adds to the flow's counts, creating its entry; when FORWARDED is full the loss is counted

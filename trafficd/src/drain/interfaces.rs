@@ -14,7 +14,7 @@ use std::{
 
 use tracing::{debug, info, warn};
 use trafficd_common::{
-    forwarding::{kind, InterfaceKindKey, WireCount, EGRESS, INGRESS},
+    forwarding::{kind, WireCount, EGRESS, INGRESS},
     Traffic,
 };
 
@@ -25,7 +25,7 @@ use crate::{
         interfaces::{InterfaceSample, Interfaces, LinkEvent, LinkEvents},
     },
     error::Result,
-    kernel::Forwarding,
+    kernel::{Forwarding, KindKey},
     stats::{InterfaceInfo, PartKey, Store},
 };
 
@@ -65,7 +65,7 @@ pub struct InterfacePhase {
     flows: ForwardedFlows,
     wanted: Vec<String>,
     last_counters: HashMap<u32, InterfaceSample>,
-    last_kinds: HashMap<InterfaceKindKey, WireCount>,
+    last_kinds: HashMap<KindKey, WireCount>,
     measures: HashMap<(u32, u8), Measures>,
     /// Interfaces whose attach failed, each said once.
     said_failed: HashSet<u32>,

@@ -8,9 +8,9 @@
 use std::sync::{Arc, Mutex};
 
 use aya::Ebpf;
-use trafficd_common::forwarding::{ForwardKey, InterfaceKindKey, WireCount};
+use trafficd_common::forwarding::{ForwardKey, WireCount};
 
-use super::tc::{TcCounters, TcLosses};
+use super::tc::{KindKey, TcCounters, TcLosses};
 use crate::error::Result;
 
 pub struct Forwarding {
@@ -34,7 +34,6 @@ impl Forwarding {
     /// Stops counting on `ifindex` and forgets its per-kind counts.
     pub fn detach(&mut self, ifindex: u32) {
         self.counters.detach(ifindex);
-        self.counters.forget_kinds(ifindex);
     }
 
     /// The interfaces counted on: (ifindex, name).
@@ -54,7 +53,7 @@ impl Forwarding {
         self.counters.forget(keys);
     }
 
-    pub fn kinds(&self) -> Vec<(InterfaceKindKey, WireCount)> {
+    pub fn kinds(&self) -> Vec<(KindKey, WireCount)> {
         self.counters.kinds()
     }
 

@@ -41,7 +41,7 @@ pub use compat::{cgroup2_root, check_privileges};
 pub use flow_slots::MovedFlows;
 pub use forwarding::Forwarding;
 pub use maps::{KernelMaps, MapEntries, MapFill, MapMemory};
-pub use tc::TcLosses;
+pub use tc::{KindKey, TcLosses};
 
 use crate::error::{Error, Result};
 

@@ -19,7 +19,7 @@ use aya::{
     Ebpf,
 };
 use trafficd_common::forwarding::{
-    maps as names, ForwardKey, InterfaceKindKey, WireCount, FLOWS_FULL, KINDS_FULL,
+    self as forwarding, kind, maps as names, ForwardKey, InterfaceCounts, WireCount, FLOWS_FULL,
 };
 
 use super::{batch, program_mut, summarize};
@@ -34,8 +34,14 @@ pub struct TcLosses {
     /// FORWARDED was full: flows without per-flow detail (their bytes still count per
     /// interface as forwarded).
     pub flows_full: (u64, u64),
-    /// INTERFACE_KINDS was full: bytes missing from the per-interface split.
-    pub kinds_full: (u64, u64),
+}
+
+/// One interface, one direction, one [`kind`] of packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct KindKey {
+    pub ifindex: u32,
+    pub direction: u8,
+    pub kind: u8,
 }
 
 /// How classifiers are attached: TCX links (Linux >= 6.6), else on a clsact qdisc.
@@ -62,9 +68,8 @@ struct Attached {
 
 /// The loaded tc programs, their maps, and the interfaces they are attached to.
 pub struct TcCounters {
-    interfaces: HashMap<MapData, u32, u32>,
+    interfaces: PerCpuHashMap<MapData, u32, InterfaceCounts>,
     forwarded: HashMap<MapData, ForwardKey, WireCount>,
-    kinds: PerCpuHashMap<MapData, InterfaceKindKey, WireCount>,
     losses: PerCpuArray<MapData, u64>,
     attached: StdHashMap<u32, Attached>,
     mode: AttachMode,
@@ -88,7 +93,6 @@ impl TcCounters {
         Ok(TcCounters {
             interfaces: take(ebpf, names::TC_INTERFACES)?,
             forwarded: take(ebpf, names::FORWARDED)?,
-            kinds: take(ebpf, names::INTERFACE_KINDS)?,
             losses: take(ebpf, names::TC_LOSSES)?,
             attached: StdHashMap::new(),
             mode: AttachMode::of_this_kernel(),
@@ -114,9 +118,19 @@ impl TcCounters {
             return Ok(());
         }
         // The interface is configured before the programs see it, so no packet is counted
-        // with a wrong header length.
-        self.interfaces
-            .insert(ifindex, link_header_len, 0)
+        // with a wrong header length. Every CPU's value holds the length.
+        let configured = InterfaceCounts {
+            link_header_len,
+            ..InterfaceCounts::default()
+        };
+        aya::util::nr_cpus()
+            .map_err(|(_, e)| e)
+            .and_then(|cpus| PerCpuValues::try_from(vec![configured; cpus]))
+            .and_then(|values| {
+                self.interfaces
+                    .insert(ifindex, values, 0)
+                    .map_err(std::io::Error::other)
+            })
             .map_err(|e| fail(format!("cannot configure it: {e}")))?;
         let links = attach_both(ebpf, name, self.mode).map_err(|reason| {
             let _ = self.interfaces.remove(&ifindex);
@@ -132,33 +146,13 @@ impl TcCounters {
         Ok(())
     }
 
-    /// Stops counting on interface `ifindex` (it vanished, or is no longer wanted). Its
-    /// counts stay in the maps until the caller forgets them.
+    /// Stops counting on interface `ifindex` (it vanished, or is no longer wanted) and forgets
+    /// its per-kind counts, so that a host whose containers come and go does not fill
+    /// TC_INTERFACES with interfaces long gone.
     pub fn detach(&mut self, ifindex: u32) {
         // Dropping the links detaches them; a vanished interface took its links along.
         self.attached.remove(&ifindex);
         let _ = self.interfaces.remove(&ifindex);
-    }
-
-    /// Deletes the per-kind counts of interface `ifindex`, once detached, so that a host whose
-    /// containers come and go does not fill INTERFACE_KINDS with interfaces long gone.
-    pub fn forget_kinds(&mut self, ifindex: u32) {
-        let keys: Vec<InterfaceKindKey> = self
-            .kinds
-            .keys()
-            .filter_map(|key| key.ok())
-            .filter(|key| key.ifindex == ifindex)
-            .collect();
-        // Zeroed first: the kernel hands a deleted element of a preallocated per-CPU map to
-        // the next insert without clearing the other CPUs' values.
-        let cpus = aya::util::nr_cpus().unwrap_or(1);
-        let zeros = vec![WireCount::default(); cpus];
-        for key in keys {
-            if let Ok(zeros) = PerCpuValues::try_from(zeros.clone()) {
-                let _ = self.kinds.insert(key, zeros, 0);
-            }
-            let _ = self.kinds.remove(&key);
-        }
     }
 
     /// The interfaces counted on: (ifindex, name).
@@ -190,24 +184,44 @@ impl TcCounters {
         }
     }
 
-    /// Every interface's counts by direction and kind, summed over CPUs.
-    pub fn kinds(&self) -> Vec<(InterfaceKindKey, WireCount)> {
-        let fd = IterableMap::map(&self.kinds).fd();
-        if let Ok(cpus) = aya::util::nr_cpus() {
-            if let Ok(entries) = batch::read_per_cpu(fd, cpus, WireCount::add) {
-                return entries;
+    /// Every counted interface's packets by direction and kind, summed over CPUs; kinds it
+    /// has seen no packet of are left out.
+    pub fn kinds(&self) -> Vec<(KindKey, WireCount)> {
+        let fd = IterableMap::map(&self.interfaces).fd();
+        let interfaces = match aya::util::nr_cpus()
+            .map_err(|(_, e)| e)
+            .and_then(|cpus| batch::read_per_cpu(fd, cpus, InterfaceCounts::add))
+        {
+            Ok(entries) => entries,
+            Err(_) => self
+                .interfaces
+                .iter()
+                .filter_map(|entry| entry.ok())
+                .map(|(ifindex, values)| {
+                    let sum = values
+                        .iter()
+                        .fold(InterfaceCounts::default(), |sum, v| sum.add(v));
+                    (ifindex, sum)
+                })
+                .collect(),
+        };
+        let mut kinds = Vec::new();
+        for (ifindex, counts) in interfaces {
+            for direction in [forwarding::INGRESS, forwarding::EGRESS] {
+                for (kind, _) in kind::ALL {
+                    let count = counts.kinds[InterfaceCounts::slot(direction, kind)];
+                    if count.packets > 0 {
+                        let key = KindKey {
+                            ifindex,
+                            direction,
+                            kind,
+                        };
+                        kinds.push((key, count));
+                    }
+                }
             }
         }
-        self.kinds
-            .iter()
-            .filter_map(|entry| entry.ok())
-            .map(|(key, values)| {
-                let total = values
-                    .iter()
-                    .fold(WireCount::default(), |sum, v| sum.add(v));
-                (key, total)
-            })
-            .collect()
+        kinds
     }
 
     pub fn losses(&self) -> TcLosses {
@@ -219,7 +233,6 @@ impl TcCounters {
         };
         TcLosses {
             flows_full: (slot(FLOWS_FULL), slot(FLOWS_FULL + 1)),
-            kinds_full: (slot(KINDS_FULL), slot(KINDS_FULL + 1)),
         }
     }
 }

@@ -47,10 +47,7 @@ pub fn kernel(encoder: &mut DescriptorEncoder, store: &Store) -> Result<(), std:
     let health = &store.health;
     // The tc programs' losses beside the socket hooks', when they count.
     let tc = &store.interfaces.losses;
-    let tc_losses = [
-        ("forwarded_flows_full", tc.flows_full),
-        ("interface_kinds_full", tc.kinds_full),
-    ];
+    let tc_losses = [("forwarded_flows_full", tc.flows_full)];
     let losses: Vec<(String, u64, u64)> = health
         .losses
         .iter()

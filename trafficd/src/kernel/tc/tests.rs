@@ -155,7 +155,7 @@ fn forwarded_udp(mode: AttachMode) {
     );
     assert_eq!(tc.losses(), TcLosses::default());
 
-    // Detached: nothing more is counted.
+    // Detached: its counts are forgotten and nothing more is counted.
     // In B: a clsact filter is removed over netlink, by ifindex in the caller's namespace.
     net.b.enter(|| tc.detach(b_out));
     if mode == AttachMode::Clsact {
@@ -164,10 +164,44 @@ fn forwarded_udp(mode: AttachMode) {
             .exec("tc", &["filter", "show", "dev", &net.bc.a, "egress"]);
         assert!(!filters.contains("trafficd"), "{filters}");
     }
+    assert!(tc.kinds().iter().all(|(k, _)| k.ifindex != b_out));
     udp_to_c(&local, &receiver, 10);
-    assert_eq!(kind_bytes(&tc, b_out, EGRESS, kind::LOCAL), 50 * FRAME);
+    assert!(tc.kinds().iter().all(|(k, _)| k.ifindex != b_out));
+    assert_eq!(kind_bytes(&tc, b_in, INGRESS, kind::FORWARDED), rx);
     assert_eq!(tc.attached().count(), 1);
     net.b.enter(|| drop((tc, ebpf)));
+}
+
+/// The ingress program caches a flow's routing verdict for a moment: once C's address becomes
+/// B's own, the same flow's datagrams count as local on B's ingress within that moment, and
+/// the forwarded flow stops growing.
+#[test]
+fn a_route_change_is_seen_by_a_cached_flow() {
+    require_root!();
+    let net = Routed::new();
+    let (ebpf, mut tc, b_in) = net.b.enter(|| {
+        let mut ebpf = load_object();
+        let mut tc = TcCounters::load(&mut ebpf).unwrap();
+        tc.attach(&mut ebpf, &net.ab.b, 14).unwrap();
+        (ebpf, tc, ifindex_of(&net.ab.b).unwrap())
+    });
+    let receiver = net.c.enter(|| UdpSocket::bind("10.1.2.2:5000").unwrap());
+    let sender = net.a.enter(|| UdpSocket::bind("10.1.1.1:0").unwrap());
+    udp_to_c(&sender, &receiver, 50);
+    assert_eq!(kind_bytes(&tc, b_in, INGRESS, kind::FORWARDED), 50 * FRAME);
+
+    // C's address on B's loopback: the kernel now delivers the flow to B.
+    net.b
+        .exec("ip", &["addr", "add", "10.1.2.2/32", "dev", "lo"]);
+    let on_b = net.b.enter(|| UdpSocket::bind("10.1.2.2:5000").unwrap());
+    std::thread::sleep(Duration::from_millis(1_100));
+    udp_to_c(&sender, &on_b, 20);
+    assert_eq!(kind_bytes(&tc, b_in, INGRESS, kind::FORWARDED), 50 * FRAME);
+    assert_eq!(kind_bytes(&tc, b_in, INGRESS, kind::LOCAL), 20 * FRAME);
+    net.b.enter(|| {
+        tc.detach(b_in);
+        drop((tc, ebpf));
+    });
 }
 
 const TCP_PAYLOAD: u64 = 4 << 20;
