@@ -1,11 +1,16 @@
 //! `cargo xtask bench forwarding`: what counting forwarded traffic costs a host that routes it.
 //! Namespaces A and C reach each other only through the host (two veth pairs, forwarding on
-//! for those two interfaces); iperf3 runs A -> C, TCP bulk and 64-byte UDP, with no monitor
-//! and with trafficd (whose tc programs attach to the host's two veths), alternating run by
-//! run, first routed and then with the host MASQUERADEing A's subnet. Then 100k UDP flows go
+//! for those two interfaces); iperf3 runs A -> C, TCP bulk and 64-byte UDP, with no monitor,
+//! with empty programs on every hook trafficd uses, and with trafficd (whose tc programs
+//! attach to the host's two veths), alternating run by run, first routed and then with the host MASQUERADEing A's subnet. Then 100k UDP flows go
 //! through the NAT (one datagram to each of 100k addresses routed to C, which drops them), so
 //! the host holds 100k conntrack entries: trafficd's CPU once they exist, its memory, and the
 //! answer time of /top?by=flow.
+//!
+//! iperf3's two ends are sockets of this host (in A and C), so the socket hooks run for every
+//! packet too, as they would not on a router whose ends are other machines: the empty
+//! condition has empty programs on those hooks as well as on the tc ones, so that trafficd's
+//! own work shows as the difference.
 //!
 //! Results go to target/bench/forwarding.json.
 
@@ -21,7 +26,7 @@ use serde::Serialize;
 use trafficd_tests::{Forwarder, Link, NetNs};
 
 use super::daemon::{Daemon, Phase};
-use super::empty_bpf::EmptyTc;
+use super::empty_bpf::{EmptyPrograms, EmptyTc};
 use super::measure;
 use super::netns::ONE_WAY_NETWORK;
 use super::proc::sleep;
@@ -48,8 +53,9 @@ pub struct ForwardingArgs {
 #[serde(rename_all = "kebab-case")]
 pub enum Condition {
     None,
-    /// Empty tc programs at ingress and egress of both veths.
-    EmptyTc,
+    /// Empty programs on every hook trafficd uses: tc ingress and egress of both veths, and
+    /// the socket hooks (cgroup_skb on the cgroup2 root, the sock tracepoints).
+    Empty,
     Trafficd,
 }
 
@@ -57,7 +63,7 @@ impl Condition {
     fn as_str(self) -> &'static str {
         match self {
             Condition::None => "none",
-            Condition::EmptyTc => "empty tc",
+            Condition::Empty => "empty programs",
             Condition::Trafficd => "trafficd",
         }
     }
@@ -194,7 +200,7 @@ pub fn run(args: ForwardingArgs) -> Result<()> {
     for masquerade in [false, true] {
         let _nat = masquerade.then(|| Masquerade::add(&topology)).transpose()?;
         for _ in 0..args.runs {
-            for condition in [Condition::None, Condition::EmptyTc, Condition::Trafficd] {
+            for condition in [Condition::None, Condition::Empty, Condition::Trafficd] {
                 let transfer = transfer(&trafficd, &out, &topology, masquerade, condition, &args)?;
                 println!("bench: forwarding {transfer:?}");
                 transfers.push(transfer);
@@ -222,8 +228,12 @@ fn transfer(
     condition: Condition,
     args: &ForwardingArgs,
 ) -> Result<Transfer> {
-    let _empty = (condition == Condition::EmptyTc)
-        .then(|| EmptyTc::attach(&topology.host_ifindexes()?))
+    let _empty = (condition == Condition::Empty)
+        .then(|| -> Result<_> {
+            let root = measure::cgroup2_root().context("no cgroup2 mount")?;
+            let tc = EmptyTc::attach(&topology.host_ifindexes()?)?;
+            Ok((tc, EmptyPrograms::attach(&root)?))
+        })
         .transpose()?;
     let daemon = (condition == Condition::Trafficd)
         .then(|| Daemon::start(trafficd, out, "forwarding", &[]))
@@ -258,9 +268,14 @@ fn transfer(
 /// One iperf3 transfer A -> C: TCP bits per second received, or 64-byte UDP datagrams per
 /// second received.
 fn iperf3(topology: &Topology, seconds: u32, udp: bool) -> Result<f64> {
+    // Sender and receiver on CPUs of their own where there are two: runs that differ only
+    // in where the scheduler put them would otherwise differ by more than the monitor costs.
+    let pinned = std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2);
+    let affinity = |cpu: &'static str| if pinned { vec!["-A", cpu] } else { Vec::new() };
     let mut server = Command::new("ip")
         .args(["netns", "exec", topology.c.name()])
         .args(["iperf3", "-s", "-1", "-p", IPERF_PORT])
+        .args(affinity("1"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -271,7 +286,8 @@ fn iperf3(topology: &Topology, seconds: u32, udp: bool) -> Result<f64> {
     client
         .args(["netns", "exec", topology.a.name()])
         .args(["iperf3", "-c", &server_ip, "-p", IPERF_PORT, "--json"])
-        .args(["-t", &seconds.to_string()]);
+        .args(["-t", &seconds.to_string()])
+        .args(affinity("0"));
     if udp {
         client.args(["-u", "-l", "64", "-b", "0"]);
     }
@@ -386,6 +402,39 @@ fn conntrack_count() -> u64 {
         .unwrap_or(0)
 }
 
+/// Each condition's mean rate as a share of the unmonitored mean of the same variant, the runs
+/// having alternated; the targets are trafficd's.
+fn ratios(transfers: &[Transfer]) -> String {
+    let mut text = String::from(
+        "\n| variant | condition | TCP of none | 64 B UDP of none |\n| --- | --- | --- | --- |\n",
+    );
+    for masquerade in [false, true] {
+        let mean = |condition: Condition, rate: fn(&Transfer) -> f64| {
+            let rates: Vec<f64> = transfers
+                .iter()
+                .filter(|t| t.masquerade == masquerade && t.condition == condition)
+                .map(rate)
+                .collect();
+            rates.iter().sum::<f64>() / rates.len().max(1) as f64
+        };
+        let tcp = |t: &Transfer| t.tcp_bits_per_second;
+        let udp = |t: &Transfer| t.udp_packets_per_second;
+        let (tcp_none, udp_none) = (mean(Condition::None, tcp), mean(Condition::None, udp));
+        for condition in [Condition::Empty, Condition::Trafficd] {
+            let _ = writeln!(
+                text,
+                "| {} | {} | {:.2} | {:.2} |",
+                if masquerade { "masquerade" } else { "routed" },
+                condition.as_str(),
+                mean(condition, tcp) / tcp_none,
+                mean(condition, udp) / udp_none,
+            );
+        }
+    }
+    text.push_str("(targets for trafficd: TCP >= 0.97, 64 B UDP >= 0.90)\n");
+    text
+}
+
 fn table(result: &ForwardingResult) -> String {
     let mut text = String::from("| variant | condition | TCP Gbit/s | 64 B UDP kpps | trafficd CPU |\n| --- | --- | --- | --- | --- |\n");
     for t in &result.transfers {
@@ -400,6 +449,7 @@ fn table(result: &ForwardingResult) -> String {
                 .map_or("-".to_string(), |c| format!("{c}%"))
         );
     }
+    text.push_str(&ratios(&result.transfers));
     let n = &result.nat_scale;
     let _ = writeln!(
         text,
