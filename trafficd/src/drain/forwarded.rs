@@ -19,7 +19,7 @@ use trafficd_common::{
 use crate::{
     enrich::{conntrack::FlowTuple, containers::Owner, nat::Nat},
     kernel::Forwarding,
-    stats::{tuple_of, ForwardInfo},
+    stats::{tuple_of, ForwardInfo, NO_HINT},
 };
 
 /// New flows whose NAT hops are looked up per drain, at most: each costs one or two
@@ -34,6 +34,7 @@ const RETRY_AFTER: Duration = Duration::from_secs(2);
 const RETRIES: u8 = 8;
 
 struct FlowState {
+    key: ForwardKey,
     last: WireCount,
     idle: u32,
     info: Arc<ForwardInfo>,
@@ -41,11 +42,25 @@ struct FlowState {
     lookups: u8,
     /// Its place in the deltas of the drain that last saw it move.
     delta: u32,
+    /// Its slot in the store, as last recorded: a hint the store checks.
+    stored: u32,
 }
 
 pub struct ForwardedFlows {
-    /// Fx: the keys are the kernel's, and every moving flow is looked up at every drain.
-    flows: FxHashMap<ForwardKey, FlowState>,
+    /// Every flow of the kernel map, by place; `index` finds a key's place.
+    states: Vec<Option<FlowState>>,
+    free: Vec<u32>,
+    /// Fx: the keys are the kernel's.
+    index: FxHashMap<ForwardKey, u32>,
+    /// The flows' places in the order the last read returned them. The kernel returns a hash
+    /// map's entries in bucket order, the same from one read to the next while no flow comes
+    /// or goes, so the place at the same position is tried before the index: at 100k flows a
+    /// hash and a probe per flow were a cache miss each, every drain.
+    by_position: Vec<u32>,
+    next_positions: Vec<u32>,
+    /// The places of the flows of the last deltas, in their order, and their store hints.
+    moved: Vec<u32>,
+    hints: Vec<u32>,
     /// The kernel map's entries, read into the same buffer at every drain.
     read: Vec<(ForwardKey, WireCount)>,
     pending: VecDeque<ForwardKey>,
@@ -58,7 +73,13 @@ pub struct ForwardedFlows {
 impl ForwardedFlows {
     pub fn new(conntrack_cache: usize, idle_drains: u32) -> ForwardedFlows {
         ForwardedFlows {
-            flows: FxHashMap::default(),
+            states: Vec::new(),
+            free: Vec::new(),
+            index: FxHashMap::default(),
+            by_position: Vec::new(),
+            next_positions: Vec::new(),
+            moved: Vec::new(),
+            hints: Vec::new(),
             read: Vec::new(),
             pending: VecDeque::new(),
             retries: VecDeque::new(),
@@ -67,7 +88,81 @@ impl ForwardedFlows {
         }
     }
 
-    /// What each flow moved since the last drain. `names`: interface names by ifindex;
+    fn state(&self, key: &ForwardKey) -> Option<&FlowState> {
+        let place = *self.index.get(key)?;
+        self.states.get(place as usize)?.as_ref()
+    }
+
+    /// The place of the flow read at `position`: where it was at that position last time,
+    /// else where the index says, else a new place (and the flow waits for its lookup).
+    fn place_of(
+        &mut self,
+        position: usize,
+        key: &ForwardKey,
+        names: &HashMap<u32, Arc<str>>,
+    ) -> u32 {
+        if let Some(&place) = self.by_position.get(position) {
+            let same = self.states.get(place as usize).and_then(Option::as_ref);
+            if same.is_some_and(|state| state.key == *key) {
+                return place;
+            }
+        }
+        if let Some(&place) = self.index.get(key) {
+            return place;
+        }
+        if self.pending.len() < PENDING_AT_MOST {
+            self.pending.push_back(*key);
+        }
+        let state = FlowState {
+            key: *key,
+            last: WireCount::default(),
+            idle: 0,
+            info: Arc::new(describe(key, names)),
+            lookups: 0,
+            delta: 0,
+            stored: NO_HINT,
+        };
+        let place = match self.free.pop() {
+            Some(place) => {
+                self.states[place as usize] = Some(state);
+                place
+            }
+            None => {
+                self.states.push(Some(state));
+                (self.states.len() - 1) as u32
+            }
+        };
+        self.index.insert(*key, place);
+        place
+    }
+
+    fn remove(&mut self, key: &ForwardKey) {
+        if let Some(place) = self.index.remove(key) {
+            self.states[place as usize] = None;
+            self.free.push(place);
+        }
+    }
+
+    /// The store's slots of the flows of the last [`deltas`](Self::deltas), in their order,
+    /// for the first `len` deltas ([`NO_HINT`] past them: flows added after, such as arrivals).
+    pub fn take_hints(&mut self, len: usize) -> Vec<u32> {
+        let mut hints = std::mem::take(&mut self.hints);
+        hints.resize(len, NO_HINT);
+        hints
+    }
+
+    /// Keeps the slots the store gave the last deltas' flows (see [`take_hints`](Self::take_hints)).
+    pub fn keep_hints(&mut self, hints: Vec<u32>) {
+        for (&place, &hint) in self.moved.iter().zip(&hints) {
+            if let Some(Some(state)) = self.states.get_mut(place as usize) {
+                state.stored = hint;
+            }
+        }
+        self.hints = hints;
+    }
+
+    /// What each flow moved since the last drain, into `deltas` (cleared first; the caller
+    /// keeps it from one drain to the next, as it holds every moving flow). `names`: interface names by ifindex;
     /// `counts_segments(ifindex, direction)`: whether the device counts GSO segments.
     pub fn deltas(
         &mut self,
@@ -75,25 +170,22 @@ impl ForwardedFlows {
         names: &HashMap<u32, Arc<str>>,
         counts_segments: impl Fn(u32, u8) -> bool,
         owner_of: &mut dyn FnMut(&str) -> Arc<Owner>,
-    ) -> Vec<FlowDelta> {
-        let mut deltas = Vec::with_capacity(self.read.len());
+        deltas: &mut Vec<FlowDelta>,
+    ) {
+        deltas.clear();
         let mut idle = Vec::new();
         forwarding.forwarded(&mut self.read);
-        for &(key, count) in &self.read {
-            let state = match self.flows.entry(key) {
-                Entry::Occupied(found) => found.into_mut(),
-                Entry::Vacant(place) => {
-                    if self.pending.len() < PENDING_AT_MOST {
-                        self.pending.push_back(key);
-                    }
-                    place.insert(FlowState {
-                        last: WireCount::default(),
-                        idle: 0,
-                        info: Arc::new(describe(&key, names)),
-                        lookups: 0,
-                        delta: 0,
-                    })
-                }
+        let read = std::mem::take(&mut self.read);
+        // The last read's positions stay readable while this read's are written.
+        let mut positions = std::mem::take(&mut self.next_positions);
+        positions.clear();
+        self.moved.clear();
+        self.hints.clear();
+        for (position, &(key, count)) in read.iter().enumerate() {
+            let place = self.place_of(position, &key, names);
+            positions.push(place);
+            let Some(Some(state)) = self.states.get_mut(place as usize) else {
+                continue;
             };
             let (bytes, packets) = if counts_segments(key.ifindex, key.direction) {
                 (
@@ -131,15 +223,19 @@ impl ForwardedFlows {
                 }
             };
             state.delta = deltas.len() as u32;
+            self.moved.push(place);
+            self.hints.push(state.stored);
             deltas.push((key, traffic, state.info.clone()));
         }
+        self.read = read;
+        self.next_positions = std::mem::replace(&mut self.by_position, positions);
         forwarding.forget(&idle);
         for key in &idle {
-            self.flows.remove(key);
+            self.remove(key);
         }
         // A flow looked up this drain shows its hops now.
         for key in self.look_up_new(owner_of) {
-            let Some(state) = self.flows.get(&key) else {
+            let Some(state) = self.state(&key) else {
                 continue;
             };
             if let Some(delta) = deltas.get_mut(state.delta as usize) {
@@ -149,7 +245,6 @@ impl ForwardedFlows {
                 }
             }
         }
-        deltas
     }
 
     /// The NAT hops of the oldest new flows, then of unsettled flows due again, a bounded
@@ -182,10 +277,14 @@ impl ForwardedFlows {
         now: Instant,
         owner_of: &mut dyn FnMut(&str) -> Arc<Owner>,
     ) -> bool {
-        let Some(state) = self.flows.get_mut(&key) else {
+        let nat = &mut self.nat;
+        let Some(place) = self.index.get(&key) else {
             return false;
         };
-        let origin = self.nat.origin(&tuple_of(&key));
+        let Some(Some(state)) = self.states.get_mut(*place as usize) else {
+            return false;
+        };
+        let origin = nat.origin(&tuple_of(&key));
         state.lookups = state.lookups.saturating_add(1);
         if !origin.settled && state.lookups <= RETRIES && self.retries.len() < PENDING_AT_MOST {
             self.retries.push_back((now + RETRY_AFTER, key));
@@ -249,9 +348,12 @@ pub struct Moved {
 /// flow as the arrival interface saw it (the conntrack tuple that is not the one it left
 /// with), and the bytes to move from local to forwarded there. A packet bridged out of two
 /// interfaces (docker0 and a container's veth) is counted once.
+/// `recorded` is scratch space, kept by the caller from one drain to the next: at 100k
+/// translated flows, a set built afresh every drain was most of the drain's page faults.
 pub fn arrivals(
     deltas: &[FlowDelta],
     counted_on: &HashSet<u32>,
+    recorded: &mut FxHashSet<(u32, FlowTuple)>,
 ) -> (Vec<FlowDelta>, HashMap<u32, Moved>) {
     let translated_arrival = |(key, _, info): &&FlowDelta| {
         key.direction == EGRESS && !info.nat.is_empty() && counted_on.contains(&key.other_ifindex)
@@ -261,11 +363,13 @@ pub fn arrivals(
     }
     // The ingress flows the tc programs recorded themselves (the routing lookup saw them
     // forwarded): nothing to add for those.
-    let recorded: FxHashSet<(u32, FlowTuple)> = deltas
-        .iter()
-        .filter(|(key, _, _)| key.direction != EGRESS)
-        .map(|(key, _, _)| (key.ifindex, tuple_of(key)))
-        .collect();
+    recorded.clear();
+    recorded.extend(
+        deltas
+            .iter()
+            .filter(|(key, _, _)| key.direction != EGRESS)
+            .map(|(key, _, _)| (key.ifindex, tuple_of(key))),
+    );
     let mut arrived: FxHashMap<(u32, FlowTuple), FlowDelta> = FxHashMap::default();
     for (key, traffic, info) in deltas.iter().filter(translated_arrival) {
         let came_in_by = key.other_ifindex;
@@ -383,6 +487,33 @@ mod tests {
         (key, traffic, Arc::new(info))
     }
 
+    /// A flow is found at the position it was read at last time, and by its key when the
+    /// read's order changed; a flow removed leaves its place to the next new one.
+    #[test]
+    fn flows_keep_their_place_whatever_order_they_are_read_in() {
+        let mut flows = ForwardedFlows::new(16, 2);
+        let names = HashMap::new();
+        let a = key_of(UPLINK, 0, &tuple("192.0.2.1:1", "198.51.100.1:80"), AF_INET);
+        let b = key_of(UPLINK, 0, &tuple("192.0.2.2:2", "198.51.100.1:80"), AF_INET);
+        let c = key_of(UPLINK, 0, &tuple("192.0.2.3:3", "198.51.100.1:80"), AF_INET);
+        let (pa, pb) = (flows.place_of(0, &a, &names), flows.place_of(1, &b, &names));
+        flows.by_position = vec![pa, pb];
+        assert_eq!(flows.place_of(0, &a, &names), pa);
+        // Read the other way round: the position misses, the index finds them.
+        assert_eq!(flows.place_of(0, &b, &names), pb);
+        assert_eq!(flows.place_of(1, &a, &names), pa);
+        flows.remove(&a);
+        let pc = flows.place_of(0, &c, &names);
+        assert_eq!(pc, pa, "a's place is free again");
+        assert_eq!(flows.state(&c).map(|s| s.key), Some(c));
+        assert!(flows.state(&a).is_none());
+        assert_eq!(
+            flows.pending.len(),
+            3,
+            "each new flow waits for its NAT lookup"
+        );
+    }
+
     /// Documentation addresses: no namespace of this host holds them, so every lookup ends
     /// unsettled, and the flow is asked about again until the retries run out.
     #[test]
@@ -394,34 +525,30 @@ mod tests {
             &tuple("192.0.2.1:5000", "198.51.100.1:80"),
             AF_INET,
         );
-        flows.flows.insert(
-            key,
-            FlowState {
-                last: WireCount::default(),
-                idle: 0,
-                info: Arc::new(ForwardInfo::default()),
-                lookups: 0,
-                delta: 0,
-            },
-        );
+        let names = HashMap::new();
+        flows.place_of(0, &key, &names);
+        flows.pending.clear();
         flows.pending.push_back(key);
         let mut owner_of = |path: &str| -> Arc<Owner> { panic!("no container, yet {path}") };
         flows.look_up_new(&mut owner_of);
-        assert_eq!((flows.flows[&key].lookups, flows.retries.len()), (1, 1));
+        assert_eq!(
+            (flows.state(&key).unwrap().lookups, flows.retries.len()),
+            (1, 1)
+        );
         // Not due yet.
         flows.look_up_new(&mut owner_of);
-        assert_eq!(flows.flows[&key].lookups, 1);
+        assert_eq!(flows.state(&key).unwrap().lookups, 1);
         for _ in 0..2 * RETRIES {
             if let Some((due, _)) = flows.retries.front_mut() {
                 *due = Instant::now();
             }
             flows.look_up_new(&mut owner_of);
         }
-        assert_eq!(flows.flows[&key].lookups, RETRIES + 1);
+        assert_eq!(flows.state(&key).unwrap().lookups, RETRIES + 1);
         assert!(flows.retries.is_empty());
         // A flow deleted while waiting is not looked up, and leaves the queue.
         flows.retries.push_back((Instant::now(), key));
-        flows.flows.clear();
+        flows.remove(&key);
         flows.look_up_new(&mut owner_of);
         assert!(flows.retries.is_empty());
     }
@@ -431,7 +558,7 @@ mod tests {
         // Bridged: out of docker0 and out of the container's veth, a few bytes apart.
         let deltas = [leaving(BRIDGE, 8_000_000), leaving(PORT, 8_000_014)];
         let counted: HashSet<u32> = [UPLINK, BRIDGE, PORT].into();
-        let (arrived, moved) = arrivals(&deltas, &counted);
+        let (arrived, moved) = arrivals(&deltas, &counted, &mut FxHashSet::default());
         assert_eq!(arrived.len(), 1);
         let (key, traffic, info) = &arrived[0];
         assert_eq!((key.ifindex, key.direction), (UPLINK, INGRESS));
@@ -452,7 +579,7 @@ mod tests {
     fn flows_the_arrival_interface_recorded_or_did_not_count_are_left_alone() {
         let deltas = [leaving(BRIDGE, 1000)];
         // The uplink is not counted: nothing to move there.
-        let (arrived, moved) = arrivals(&deltas, &[BRIDGE].into());
+        let (arrived, moved) = arrivals(&deltas, &[BRIDGE].into(), &mut FxHashSet::default());
         assert!(arrived.is_empty() && moved.is_empty());
         // The uplink recorded the arrival itself (routed, not addressed to the host).
         let mut recorded = deltas[0].clone();
@@ -462,12 +589,20 @@ mod tests {
             &tuple("10.8.1.3:3129", "10.0.7.248:40142"),
             AF_INET,
         );
-        let (arrived, _) = arrivals(&[deltas[0].clone(), recorded], &[UPLINK, BRIDGE].into());
+        let (arrived, _) = arrivals(
+            &[deltas[0].clone(), recorded],
+            &[UPLINK, BRIDGE].into(),
+            &mut FxHashSet::default(),
+        );
         assert!(arrived.is_empty());
         // Untranslated: no hop, no other tuple to arrive as.
         let mut plain = leaving(BRIDGE, 1000);
         Arc::make_mut(&mut plain.2).nat.clear();
-        let (arrived, _) = arrivals(&[plain], &[UPLINK, BRIDGE].into());
+        let (arrived, _) = arrivals(
+            &[plain],
+            &[UPLINK, BRIDGE].into(),
+            &mut FxHashSet::default(),
+        );
         assert!(arrived.is_empty());
     }
 }

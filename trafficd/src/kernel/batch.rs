@@ -133,10 +133,16 @@ fn for_each_entry<K: Pod>(
     // The hash map's batch token is a bucket index (u32); 8 bytes leave room.
     let mut token = [0u64; 1];
     let mut first = true;
+    // One pair of buffers for every batch of the call: fresh ones for each batch were page
+    // faults on every batch of a large map.
+    let mut keys: Vec<MaybeUninit<K>> = Vec::new();
+    // Not zeroed: the kernel writes the values it returns, and only those are read.
+    let mut values: Vec<u8> = Vec::new();
     loop {
-        let mut keys: Vec<MaybeUninit<K>> = Vec::with_capacity(capacity);
-        // Not zeroed: the kernel writes the values it returns, and only those are read.
-        let mut values: Vec<u8> = Vec::with_capacity(capacity * value_bytes);
+        keys.clear();
+        values.clear();
+        keys.reserve(capacity);
+        values.reserve(capacity * value_bytes);
         let mut next = [0u64; 1];
         let mut attr = BatchAttr {
             in_batch: if first { 0 } else { token.as_ptr() as u64 },
@@ -164,12 +170,9 @@ fn for_each_entry<K: Pod>(
             keys.set_len(filled);
             values.set_len(filled * value_bytes);
         }
-        for (key, value) in keys
-            .into_iter()
-            .zip(values.chunks_exact(value_bytes.max(1)))
-        {
+        for (key, value) in keys.iter().zip(values.chunks_exact(value_bytes.max(1))) {
             // SAFETY: initialized by the kernel above; K is Pod.
-            each(unsafe { key.assume_init() }, value);
+            each(unsafe { key.assume_init_read() }, value);
         }
         if err.is_some() {
             // ENOENT: that was the last batch.
