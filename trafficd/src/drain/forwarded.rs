@@ -187,17 +187,8 @@ impl ForwardedFlows {
             let Some(Some(state)) = self.states.get_mut(place as usize) else {
                 continue;
             };
-            let (bytes, packets) = if counts_segments(key.ifindex, key.direction) {
-                (
-                    count.wire_bytes.wrapping_sub(state.last.wire_bytes),
-                    count.segments.wrapping_sub(state.last.segments),
-                )
-            } else {
-                (
-                    count.bytes.wrapping_sub(state.last.bytes),
-                    count.packets.wrapping_sub(state.last.packets),
-                )
-            };
+            let segments = counts_segments(key.ifindex, key.direction);
+            let (bytes, packets) = moved_since(&state.last, &count, segments);
             state.last = count;
             if packets == 0 {
                 state.idle += 1;
@@ -296,6 +287,22 @@ impl ForwardedFlows {
         info.namespace = origin.namespace;
         state.info = Arc::new(info);
         true
+    }
+}
+
+/// Bytes and packets between two reads of a flow's counts, in the measure the device counts
+/// in (`segments`: each GSO segment with its headers).
+fn moved_since(last: &WireCount, now: &WireCount, segments: bool) -> (u64, u64) {
+    if segments {
+        (
+            now.wire_bytes.wrapping_sub(last.wire_bytes),
+            now.segments.wrapping_sub(last.segments),
+        )
+    } else {
+        (
+            now.bytes.wrapping_sub(last.bytes),
+            now.packets.wrapping_sub(last.packets),
+        )
     }
 }
 
