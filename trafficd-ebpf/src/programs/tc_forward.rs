@@ -100,6 +100,12 @@ fn count(ctx: &TcContext, direction: u8) {
         return;
     }
 
+    // A local socket's packet on its way out needs no tuple: the socket hooks attribute it.
+    // Only a GSO buffer's headers are needed, to count what its segments add on the wire.
+    if direction == EGRESS && segments == 1 && has_socket(skb) {
+        add_kind(interface, direction, kind::LOCAL, &wire(bytes, 1, 0));
+        return;
+    }
     let mut place = MaybeUninit::<ForwardKey>::uninit();
     let key = zeroed(&mut place);
     key.ifindex = ifindex;
@@ -134,13 +140,18 @@ fn wire(bytes: u64, segments: u64, header_len: u64) -> WireCount {
 
 #[inline(always)]
 fn egress_verdict(skb: *mut __sk_buff, key: &mut ForwardKey) -> u8 {
-    // SAFETY: context fields a tc program may read; `sk` is only compared with null.
-    let (sk, came_in_by) = unsafe { ((*skb).__bindgen_anon_2.sk, (*skb).ingress_ifindex) };
-    if !sk.is_null() {
+    if has_socket(skb) {
         return kind::LOCAL;
     }
-    key.other_ifindex = came_in_by;
+    // SAFETY: a context field a tc program may read.
+    key.other_ifindex = unsafe { (*skb).ingress_ifindex };
     kind::FORWARDED
+}
+
+#[inline(always)]
+fn has_socket(skb: *mut __sk_buff) -> bool {
+    // SAFETY: a context field a tc program may read; `sk` is only compared with null.
+    !unsafe { (*skb).__bindgen_anon_2.sk }.is_null()
 }
 
 #[inline(always)]
