@@ -29,9 +29,10 @@ const LOOKUPS_PER_DRAIN: usize = 64;
 const PENDING_AT_MOST: usize = 16_384;
 /// An unsettled flow (see [`FlowOrigin::settled`](crate::enrich::nat::FlowOrigin)) is looked
 /// up again this long after, this many times: a container's namespace gets its address a
-/// moment after its first packets may be seen, and namespaces are rescanned every few seconds.
+/// moment after its first packets may be seen, and namespaces are rescanned every few seconds
+/// (later on a loaded host).
 const RETRY_AFTER: Duration = Duration::from_secs(2);
-const RETRIES: u8 = 8;
+const RETRIES: u8 = 15;
 
 struct FlowState {
     key: ForwardKey,
@@ -61,6 +62,8 @@ pub struct ForwardedFlows {
     /// The places of the flows of the last deltas, in their order, and their store hints.
     moved: Vec<u32>,
     hints: Vec<u32>,
+    /// Flows looked up in the last drain that did not move in it.
+    relooked: Vec<ForwardKey>,
     /// The kernel map's entries, read into the same buffer at every drain.
     read: Vec<(ForwardKey, WireCount)>,
     pending: VecDeque<ForwardKey>,
@@ -80,6 +83,7 @@ impl ForwardedFlows {
             next_positions: Vec::new(),
             moved: Vec::new(),
             hints: Vec::new(),
+            relooked: Vec::new(),
             read: Vec::new(),
             pending: VecDeque::new(),
             retries: VecDeque::new(),
@@ -224,18 +228,28 @@ impl ForwardedFlows {
         for key in &idle {
             self.remove(key);
         }
-        // A flow looked up this drain shows its hops now.
+        // A flow looked up this drain shows its hops now; one that did not move this drain
+        // (its place in the deltas is stale: checked by key) is described again in the store.
+        self.relooked.clear();
         for key in self.look_up_new(owner_of) {
             let Some(state) = self.state(&key) else {
                 continue;
             };
-            if let Some(delta) = deltas.get_mut(state.delta as usize) {
-                // A flow that did not move this drain has a stale place: checked by key.
-                if delta.0 == key {
-                    delta.2 = state.info.clone();
-                }
+            match deltas.get_mut(state.delta as usize) {
+                Some(delta) if delta.0 == key => delta.2 = state.info.clone(),
+                _ => self.relooked.push(key),
             }
         }
+    }
+
+    /// The flows looked up in the last [`deltas`](Self::deltas) that did not move in it: their
+    /// store slot hint, key and new description. A download that ended before its hops were
+    /// all known (a container's namespace found a moment late) shows them all the same.
+    pub fn relooked(&self) -> impl Iterator<Item = (u32, &ForwardKey, &Arc<ForwardInfo>)> {
+        self.relooked
+            .iter()
+            .filter_map(|key| self.state(key))
+            .map(|state| (state.stored, &state.key, &state.info))
     }
 
     /// The NAT hops of the oldest new flows, then of unsettled flows due again, a bounded

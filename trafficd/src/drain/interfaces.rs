@@ -176,6 +176,9 @@ impl InterfacePhase {
             .forwarded
             .record_checked(at, length, &mut flows, &mut hints);
         self.flows.keep_hints(hints);
+        for (hint, key, info) in self.flows.relooked() {
+            links.forwarded.describe_checked(hint, key, info);
+        }
         self.flow_deltas = flows;
         links.losses = losses;
         links.counting = self.forwarding.is_some();

@@ -166,6 +166,16 @@ impl<K: Hash + Eq + Clone, M: Clone + PartialEq> Dimension<K, M> {
         self.history.push(at, length, tick);
     }
 
+    /// Gives the group in slot `hint` the description `meta`, if that slot holds `key`: what
+    /// was learnt about a group after its last bytes were recorded.
+    pub fn describe_checked(&mut self, hint: u32, key: &K, meta: &M) {
+        if let Some(Some(slot)) = self.slots.get_mut(hint as usize) {
+            if slot.key == *key && slot.entry.meta != *meta {
+                slot.entry.meta = meta.clone();
+            }
+        }
+    }
+
     /// The slot of a group: `hint` when it names a taken slot, else the slot of `key()`, taken
     /// for it when new, described by `meta`. The slot stays the group's until
     /// [`expire`](Self::expire) frees it.
@@ -507,6 +517,14 @@ mod tests {
                 .map(|(_, e)| e.lifetime.tx_bytes)
         };
         assert_eq!((lifetime(&d, "b"), lifetime(&d, "c")), (Some(7), Some(5)));
+        // A late description reaches the group only through a slot that holds its key.
+        let mut d2: Dimension<&str, u8> = Dimension::default();
+        let mut h = vec![NO_HINT];
+        d2.record_checked(at(1), second, &mut vec![("a", tx(1), 0)], &mut h);
+        d2.describe_checked(h[0], &"b", &7);
+        d2.describe_checked(h[0], &"a", &9);
+        let metas: Vec<u8> = d2.entries().map(|(_, e)| e.meta).collect();
+        assert_eq!(metas, [9]);
         // A short list of hints: the rest are looked up by key, none is dropped.
         d.record_checked(
             at(83),
