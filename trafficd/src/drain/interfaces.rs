@@ -176,8 +176,23 @@ impl InterfacePhase {
             .forwarded
             .record_checked(at, length, &mut flows, &mut hints);
         self.flows.keep_hints(hints);
+        // Hops found after a flow went quiet: for the flow, and for the arrival derived from
+        // it (see `arrivals`), which only a moving flow would otherwise refresh.
+        let mut relooked = Vec::new();
         for (hint, key, info) in self.flows.relooked() {
             links.forwarded.describe_checked(hint, key, info);
+            let moved = Traffic {
+                tx_bytes: 1,
+                tx_packets: 1,
+                ..Traffic::default()
+            };
+            relooked.push((*key, moved, info.clone()));
+        }
+        if !relooked.is_empty() {
+            let (arrived, _) = arrivals(&relooked, &attached, &mut self.recorded);
+            for (key, _, info) in &arrived {
+                links.forwarded.describe(key, info);
+            }
         }
         self.flow_deltas = flows;
         links.losses = losses;

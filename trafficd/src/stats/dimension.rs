@@ -176,6 +176,22 @@ impl<K: Hash + Eq + Clone, M: Clone + PartialEq> Dimension<K, M> {
         }
     }
 
+    /// [`describe_checked`](Self::describe_checked) for a group known by its key alone; a
+    /// group the dimension does not hold is left alone.
+    pub fn describe(&mut self, key: &K, meta: &M) {
+        let hash = hash_of(key);
+        let slots = &self.slots;
+        let found = self
+            .ids
+            .find(widen(hash), |id| {
+                id.hash == hash && key_of(slots, id.slot) == key
+            })
+            .map(|id| id.slot);
+        if let Some(slot) = found {
+            self.describe_checked(slot, key, meta);
+        }
+    }
+
     /// The slot of a group: `hint` when it names a taken slot, else the slot of `key()`, taken
     /// for it when new, described by `meta`. The slot stays the group's until
     /// [`expire`](Self::expire) frees it.
@@ -525,6 +541,10 @@ mod tests {
         d2.describe_checked(h[0], &"a", &9);
         let metas: Vec<u8> = d2.entries().map(|(_, e)| e.meta).collect();
         assert_eq!(metas, [9]);
+        d2.describe(&"a", &4);
+        d2.describe(&"z", &5);
+        let metas: Vec<u8> = d2.entries().map(|(_, e)| e.meta).collect();
+        assert_eq!(metas, [4]);
         // A short list of hints: the rest are looked up by key, none is dropped.
         d.record_checked(
             at(83),
