@@ -395,6 +395,13 @@ mod tests {
         }
     }
 
+    /// The bytes `key` sent in its lifetime, if the dimension holds it.
+    fn lifetime(d: &Dimension<&str, ()>, key: &str) -> Option<u64> {
+        d.entries()
+            .find(|(k, _)| **k == key)
+            .map(|(_, e)| e.lifetime.tx_bytes)
+    }
+
     fn window_of(d: &Dimension<&'static str, ()>, now: Instant, secs: u64) -> (u64, Duration) {
         let (items, covered) = d.window(now, Duration::from_secs(secs));
         (items.iter().map(|w| w.window.tx_bytes).sum(), covered)
@@ -487,11 +494,6 @@ mod tests {
         assert_eq!(hints, [0, 1]);
         // A hint naming no taken slot is no hint: the key is looked up.
         d.record_hinted(at(3), second, [(tx(100), ())], &mut [7], |_| "a");
-        let lifetime = |d: &Dimension<&str, ()>, key| {
-            d.entries()
-                .find(|(k, _)| **k == key)
-                .map(|(_, e)| e.lifetime.tx_bytes)
-        };
         assert_eq!(lifetime(&d, "a"), Some(111));
         assert_eq!(lifetime(&d, "b"), Some(22));
         // b expires; expiry names its slot, which the next new group takes.
@@ -527,11 +529,6 @@ mod tests {
         d.record(at(81), second, vec![("c", tx(5), ())]);
         d.record_checked(at(82), second, &mut vec![("b", tx(7), ())], &mut b_hint);
         assert_ne!(b_hint, [1], "slot 1 is c's now");
-        let lifetime = |d: &Dimension<&str, ()>, key| {
-            d.entries()
-                .find(|(k, _)| **k == key)
-                .map(|(_, e)| e.lifetime.tx_bytes)
-        };
         assert_eq!((lifetime(&d, "b"), lifetime(&d, "c")), (Some(7), Some(5)));
         // A late description reaches the group only through a slot that holds its key.
         let mut d2: Dimension<&str, u8> = Dimension::default();
