@@ -99,8 +99,12 @@ pub mod control {
 /// the slots are aligned) followed by up to [`SLOTS`](hand_back::SLOTS) slot numbers, native
 /// endian. One syscall hands back hundreds of slots, where a queue push from userspace is a
 /// syscall per slot.
+/// The header's first byte names the queue the slots go to.
 pub mod hand_back {
     pub const HEADER: usize = 16;
+    /// Queues, as the header's first byte names them.
+    pub const FLOW_SLOTS: u8 = 0;
+    pub const FORWARDED_SLOTS: u8 = 1;
     /// Fits the kernel's limit on a test packet (a page, less its headroom and tailroom).
     pub const SLOTS: usize = 768;
 }
@@ -409,9 +413,16 @@ pub mod forwarding {
         /// every packet's bytes by direction and [`kind`](super::kind). Packets on other
         /// interfaces are not counted.
         pub const TC_INTERFACES: &str = "TC_INTERFACES";
-        /// [`ForwardKey`](super::ForwardKey) -> [`WireCount`](super::WireCount): packets no
-        /// local socket sent or receives.
+        /// [`ForwardKey`](super::ForwardKey) -> its slot in FORWARDED_COUNTERS: packets no
+        /// local socket sent or receives, one flow per interface and direction.
         pub const FORWARDED: &str = "FORWARDED";
+        /// The forwarded flows' counts, one [`ForwardSlot`](super::ForwardSlot) each, in an
+        /// array the daemon maps into its memory and reads without a syscall, as FLOW_COUNTERS.
+        pub const FORWARDED_COUNTERS: &str = "FORWARDED_COUNTERS";
+        /// Slots of FORWARDED_COUNTERS given back by the daemon, for new flows to reuse.
+        pub const FREE_FORWARDED_SLOTS: &str = "FREE_FORWARDED_SLOTS";
+        /// One counter: slots of FORWARDED_COUNTERS ever handed out (see FRESH_FLOW_SLOTS).
+        pub const FRESH_FORWARDED_SLOTS: &str = "FRESH_FORWARDED_SLOTS";
         /// Per CPU, [`LOSS_SLOTS`](super::LOSS_SLOTS) counters: what did not fit.
         pub const TC_LOSSES: &str = "TC_LOSSES";
     }
@@ -475,6 +486,17 @@ pub mod forwarding {
         /// [`INGRESS`] or [`EGRESS`].
         pub direction: u8,
         pub _pad: u8,
+    }
+
+    /// One forwarded flow's slot: its counts, added atomically by the tc programs and swapped to
+    /// 0 by the daemon, and its key, written once before `claimed` is set.
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct ForwardSlot {
+        pub count: WireCount,
+        /// Non-zero once `key` is valid.
+        pub claimed: u64,
+        pub key: ForwardKey,
     }
 
     /// One counted interface on one CPU: its link-layer header length (14 on Ethernet, 0 on
@@ -543,6 +565,7 @@ mod pod {
     unsafe impl aya::Pod for super::RecentUse {}
     unsafe impl aya::Pod for super::forwarding::ForwardKey {}
     unsafe impl aya::Pod for super::forwarding::InterfaceCounts {}
+    unsafe impl aya::Pod for super::forwarding::ForwardSlot {}
     unsafe impl aya::Pod for super::forwarding::WireCount {}
 }
 
@@ -562,6 +585,7 @@ mod tests {
         assert_eq!(size_of::<forwarding::ForwardKey>(), 48);
         assert_eq!(size_of::<forwarding::InterfaceCounts>(), 8 + 8 * 32);
         assert_eq!(size_of::<forwarding::WireCount>(), 32);
+        assert_eq!(size_of::<forwarding::ForwardSlot>(), 88);
     }
 
     #[test]

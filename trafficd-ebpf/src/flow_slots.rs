@@ -6,22 +6,25 @@ use aya_ebpf::EbpfContext;
 use trafficd_common::{FlowKey, Loss, Traffic, BURST_FLOWS};
 
 use crate::{
-    counters::{add, count_loss, entry, fetch_add, BPF_NOEXIST, EEXIST},
+    counters::{add, count_loss, entry, fetch_add},
     maps::{
         CGROUPS, FLOWS, FLOW_BURSTS, FLOW_CLAIMS, FLOW_COUNTERS, FREE_FLOW_SLOTS, FRESH_FLOW_SLOTS,
         SOCKETS,
     },
+    slots::Slots,
 };
 
 /// The slot of flow `key`, claiming a free one for a new flow; `None` when none is free (or
 /// FLOWS is full).
 #[inline(always)]
 pub fn slot_of(key: &FlowKey) -> Option<u32> {
-    // SAFETY: the slot number is copied out at once.
-    match unsafe { FLOWS.get(key) } {
-        Some(slot) => Some(*slot),
-        None => claim_slot(key),
-    }
+    let slots = Slots {
+        index: &FLOWS,
+        counters: &FLOW_COUNTERS,
+        free: &FREE_FLOW_SLOTS,
+        fresh: &FRESH_FLOW_SLOTS,
+    };
+    slots.slot_of(key, count_claim)
 }
 
 /// The counters of slot `slot`.
@@ -75,34 +78,9 @@ pub fn add_traffic(traffic: *mut Traffic, moved: &Traffic) {
     }
 }
 
-/// Takes a free slot for `key` and indexes it. The index goes in before the key is written to
-/// the slot: if another CPU indexed the same flow first, the slot goes back untouched.
+/// Counts a new flow in FLOW_CLAIMS, and wakes the drain every [`BURST_FLOWS`] of them.
 #[inline(always)]
-fn claim_slot(key: &FlowKey) -> Option<u32> {
-    let slot = match fresh_slot() {
-        Some(slot) => slot,
-        None => FREE_FLOW_SLOTS.pop().ok()??,
-    };
-    match FLOWS.insert(key, slot, BPF_NOEXIST) {
-        Ok(()) => {}
-        Err(err) => {
-            // The queue holds every slot, so it has room for this one again.
-            let _ = FREE_FLOW_SLOTS.push(slot, 0);
-            // SAFETY: as above.
-            return (err == -EEXIST)
-                .then(|| unsafe { FLOWS.get(key) }.copied())
-                .flatten();
-        }
-    }
-    let counters = FLOW_COUNTERS.get_ptr_mut(slot)?;
-    // SAFETY: a live array element that no other program writes the key of: the slot was
-    // free and is indexed under `key` by this program only.
-    unsafe {
-        (*counters).key = *key;
-        // A fetching atomic add is a full barrier under every BPF JIT (a plain atomic add is
-        // not on arm64): the key's stores come before `claimed`, which the daemon reads first.
-        fetch_add(&raw mut (*counters).claimed, 1);
-    }
+fn count_claim() {
     if let Some(claims) = FLOW_CLAIMS.get_ptr_mut(0) {
         let claimed = fetch_add(claims, 1) + 1;
         if claimed.is_multiple_of(BURST_FLOWS) {
@@ -110,22 +88,4 @@ fn claim_slot(key: &FlowKey) -> Option<u32> {
             let _ = FLOW_BURSTS.output::<u64>(claimed, 0);
         }
     }
-    Some(slot)
-}
-
-/// The next never-used slot, while there is one.
-#[inline(always)]
-fn fresh_slot() -> Option<u32> {
-    let next = FRESH_FLOW_SLOTS.get_ptr_mut(0)?;
-    // SAFETY: a live array element; read first so that a full array does not keep counting.
-    let seen = unsafe { core::ptr::read_volatile(next) };
-    if seen >= u64::from(u32::MAX) || FLOW_COUNTERS.get_ptr(seen as u32).is_none() {
-        return None;
-    }
-    let slot = fetch_add(next, 1);
-    // Another CPU may have taken the last one in between.
-    FLOW_COUNTERS
-        .get_ptr(slot as u32)
-        .filter(|_| slot < u64::from(u32::MAX))
-        .map(|_| slot as u32)
 }

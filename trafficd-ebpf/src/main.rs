@@ -16,6 +16,7 @@ mod flow_slots;
 mod maps;
 mod packet;
 mod programs;
+mod slots;
 mod sock;
 mod tcp_socket;
 

@@ -17,7 +17,7 @@ use aya_ebpf::{
 };
 use trafficd_common::{
     control, defaults,
-    forwarding::{self, ForwardKey, InterfaceCounts, WireCount},
+    forwarding::{self, ForwardKey, ForwardSlot, InterfaceCounts},
     FlowKey, FlowSlot, Payload, RecentUse, SocketOwner, SocketProcessKey, Traffic,
     FLOW_CACHE_ENTRIES, LOSS_SLOTS, RECENT_USES,
 };
@@ -157,11 +157,23 @@ pub struct TcpSocket {
 pub static TC_INTERFACES: PerCpuHashMap<u32, InterfaceCounts> =
     PerCpuHashMap::with_max_entries(1_024, NO_PREALLOC);
 
-/// Forwarded flows per interface and direction. Preallocated like FLOWS: a new flow takes an
-/// element off the free list; when none is left its bytes still count per interface. Small
-/// here: the daemon sizes it at load when it counts forwarded traffic.
+/// Forwarded flow (per interface and direction) -> its slot in FORWARDED_COUNTERS, as FLOWS
+/// for local flows. Preallocated like FLOWS: when no element or slot is left a new flow's
+/// bytes still count per interface. Small here: the daemon sizes the four forwarded maps at
+/// load.
 #[map]
-pub static FORWARDED: HashMap<ForwardKey, WireCount> = HashMap::with_max_entries(1_024, PREALLOC);
+pub static FORWARDED: HashMap<ForwardKey, u32> = HashMap::with_max_entries(1_024, PREALLOC);
+
+/// The forwarded flows' counts, added atomically (see FLOW_COUNTERS).
+#[map]
+pub static FORWARDED_COUNTERS: Array<ForwardSlot> = Array::with_max_entries(1_024, MMAPABLE);
+
+#[map]
+pub static FREE_FORWARDED_SLOTS: Queue<u32> = Queue::with_max_entries(1_024, 0);
+
+/// Slots of FORWARDED_COUNTERS ever handed out (index 0), as FRESH_FLOW_SLOTS.
+#[map]
+pub static FRESH_FORWARDED_SLOTS: Array<u64> = Array::with_max_entries(1, 0);
 
 /// The routing verdicts of the flows that entered by a counted interface lately, per CPU (see
 /// `programs::tc_forward`).

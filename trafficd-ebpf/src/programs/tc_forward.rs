@@ -52,9 +52,13 @@ use trafficd_common::{
 };
 
 use crate::{
-    counters::{add, add_to_slot, zeroed, BPF_NOEXIST, EEXIST},
-    maps::{FORWARDED, ROUTE_CACHE, ROUTE_CACHE_BITS, TC_INTERFACES, TC_LOSSES},
+    counters::{add, add_to_slot, zeroed},
+    maps::{
+        FORWARDED, FORWARDED_COUNTERS, FREE_FORWARDED_SLOTS, FRESH_FORWARDED_SLOTS, ROUTE_CACHE,
+        ROUTE_CACHE_BITS, TC_INTERFACES, TC_LOSSES,
+    },
     packet::copy_word,
+    slots::Slots,
 };
 
 /// `ETH_P_IP` and `ETH_P_IPV6` as `__sk_buff.protocol` holds them (network order).
@@ -476,22 +480,22 @@ fn add_kind(interface: *mut InterfaceCounts, direction: u8, kind: u8, moved: &Wi
     counts.segments = counts.segments.wrapping_add(moved.segments);
 }
 
-/// Adds to the flow's counts, creating its entry; when FORWARDED is full the loss is counted
-/// (the bytes are in INTERFACE_KINDS already).
+/// Adds to the flow's counts, claiming a slot for a new flow; when none is left the loss is
+/// counted (the bytes are in the interface's counts already).
 #[inline(never)]
 fn add_flow(key: &ForwardKey, moved: &WireCount) {
-    if let Some(counts) = FORWARDED.get_ptr_mut(key) {
-        add_counts(counts, moved);
-        return;
-    }
-    let counts = match FORWARDED.insert(key, moved, BPF_NOEXIST) {
-        Ok(()) => return,
-        // Another CPU created it between our lookup and insert: add to that one.
-        Err(err) if err == -EEXIST => FORWARDED.get_ptr_mut(key),
-        Err(_) => None,
+    let slots = Slots {
+        index: &FORWARDED,
+        counters: &FORWARDED_COUNTERS,
+        free: &FREE_FORWARDED_SLOTS,
+        fresh: &FRESH_FORWARDED_SLOTS,
     };
-    match counts {
-        Some(counts) => add_counts(counts, moved),
+    match slots
+        .slot_of(key, || {})
+        .and_then(|slot| FORWARDED_COUNTERS.get_ptr_mut(slot))
+    {
+        // SAFETY: a live array element; only the field's address is taken.
+        Some(slot) => add_counts(unsafe { &raw mut (*slot).count }, moved),
         None => lose(FLOWS_FULL, moved.bytes),
     }
 }

@@ -1,7 +1,7 @@
-//! Forwarded flows, as the drain reads them: deltas of what the tc programs counted per
-//! (interface, direction, tuple), idle flows deleted so the map keeps room, and each new
-//! flow's NAT hops looked up, a bounded number per drain; a flow whose chain stopped at an
-//! address no namespace was known to hold is asked about again a few times.
+//! Forwarded flows, as the drain reads them: what the tc programs counted per (interface,
+//! direction, tuple) since the last drain, each flow known by its slot in the kernel's counter
+//! array, and each new flow's NAT hops looked up, a bounded number per drain; a flow whose
+//! chain stopped at an address no namespace was known to hold is asked about again a few times.
 
 use std::{
     collections::{hash_map::Entry, HashMap, HashSet, VecDeque},
@@ -18,7 +18,7 @@ use trafficd_common::{
 
 use crate::{
     enrich::{conntrack::FlowTuple, containers::Owner, nat::Nat},
-    kernel::Forwarding,
+    kernel::{ForwardMoves, Forwarding},
     stats::{tuple_of, ForwardInfo, NO_HINT},
 };
 
@@ -36,8 +36,6 @@ const RETRIES: u8 = 15;
 
 struct FlowState {
     key: ForwardKey,
-    last: WireCount,
-    idle: u32,
     info: Arc<ForwardInfo>,
     /// Lookups of its NAT hops so far.
     lookups: u8,
@@ -48,24 +46,19 @@ struct FlowState {
 }
 
 pub struct ForwardedFlows {
-    /// Every flow of the kernel map, by place; `index` finds a key's place.
+    /// Every flow the kernel holds a counter slot for, by that slot. A flow let go while idle
+    /// that moves again takes a new slot while the old one is still read for a while: `index`
+    /// finds a key's newest slot.
     states: Vec<Option<FlowState>>,
-    free: Vec<u32>,
     /// Fx: the keys are the kernel's.
     index: FxHashMap<ForwardKey, u32>,
-    /// The flows' places in the order the last read returned them. The kernel returns a hash
-    /// map's entries in bucket order, the same from one read to the next while no flow comes
-    /// or goes, so the place at the same position is tried before the index: at 100k flows a
-    /// hash and a probe per flow were a cache miss each, every drain.
-    by_position: Vec<u32>,
-    next_positions: Vec<u32>,
-    /// The places of the flows of the last deltas, in their order, and their store hints.
+    /// What the last take found, in the same buffers at every drain.
+    moves: ForwardMoves,
+    /// The slots of the flows of the last deltas, in their order, and their store hints.
     moved: Vec<u32>,
     hints: Vec<u32>,
     /// Flows looked up in the last drain that did not move in it.
     relooked: Vec<ForwardKey>,
-    /// The kernel map's entries, read into the same buffer at every drain.
-    read: Vec<(ForwardKey, WireCount)>,
     pending: VecDeque<ForwardKey>,
     /// Unsettled flows and when to look them up again, in that order (a constant delay).
     retries: VecDeque<(Instant, ForwardKey)>,
@@ -77,14 +70,11 @@ impl ForwardedFlows {
     pub fn new(conntrack_cache: usize, idle_drains: u32) -> ForwardedFlows {
         ForwardedFlows {
             states: Vec::new(),
-            free: Vec::new(),
             index: FxHashMap::default(),
-            by_position: Vec::new(),
-            next_positions: Vec::new(),
+            moves: ForwardMoves::default(),
             moved: Vec::new(),
             hints: Vec::new(),
             relooked: Vec::new(),
-            read: Vec::new(),
             pending: VecDeque::new(),
             retries: VecDeque::new(),
             nat: Nat::new(conntrack_cache),
@@ -93,57 +83,49 @@ impl ForwardedFlows {
     }
 
     fn state(&self, key: &ForwardKey) -> Option<&FlowState> {
-        let place = *self.index.get(key)?;
-        self.states.get(place as usize)?.as_ref()
+        let slot = *self.index.get(key)?;
+        self.states.get(slot as usize)?.as_ref()
     }
 
-    /// The place of the flow read at `position`: where it was at that position last time,
-    /// else where the index says, else a new place (and the flow waits for its lookup).
-    fn place_of(
-        &mut self,
-        position: usize,
-        key: &ForwardKey,
-        names: &HashMap<u32, Arc<str>>,
-    ) -> u32 {
-        if let Some(&place) = self.by_position.get(position) {
-            let same = self.states.get(place as usize).and_then(Option::as_ref);
-            if same.is_some_and(|state| state.key == *key) {
-                return place;
-            }
-        }
-        if let Some(&place) = self.index.get(key) {
-            return place;
-        }
-        if self.pending.len() < PENDING_AT_MOST {
-            self.pending.push_back(*key);
-        }
-        let state = FlowState {
-            key: *key,
-            last: WireCount::default(),
-            idle: 0,
-            info: Arc::new(describe(key, names)),
-            lookups: 0,
-            delta: 0,
-            stored: NO_HINT,
-        };
-        let place = match self.free.pop() {
-            Some(place) => {
-                self.states[place as usize] = Some(state);
-                place
-            }
+    /// A new flow in `slot`. One that held another slot before (let go while idle, then moving
+    /// again) keeps what was found about it; any other waits for its NAT lookup.
+    fn adopt(&mut self, slot: u32, key: ForwardKey, names: &HashMap<u32, Arc<str>>) {
+        let state = match self.state(&key) {
+            Some(before) => FlowState {
+                key,
+                info: before.info.clone(),
+                lookups: before.lookups,
+                delta: 0,
+                stored: before.stored,
+            },
             None => {
-                self.states.push(Some(state));
-                (self.states.len() - 1) as u32
+                if self.pending.len() < PENDING_AT_MOST {
+                    self.pending.push_back(key);
+                }
+                FlowState {
+                    key,
+                    info: Arc::new(describe(&key, names)),
+                    lookups: 0,
+                    delta: 0,
+                    stored: NO_HINT,
+                }
             }
         };
-        self.index.insert(*key, place);
-        place
+        let slot = slot as usize;
+        if self.states.len() <= slot {
+            self.states.resize_with(slot + 1, || None);
+        }
+        self.states[slot] = Some(state);
+        self.index.insert(key, slot as u32);
     }
 
-    fn remove(&mut self, key: &ForwardKey) {
-        if let Some(place) = self.index.remove(key) {
-            self.states[place as usize] = None;
-            self.free.push(place);
+    /// The flow in `slot` is gone: the kernel handed the slot back.
+    fn forget(&mut self, slot: u32) {
+        let Some(state) = self.states.get_mut(slot as usize).and_then(Option::take) else {
+            return;
+        };
+        if self.index.get(&state.key) == Some(&slot) {
+            self.index.remove(&state.key);
         }
     }
 
@@ -157,8 +139,8 @@ impl ForwardedFlows {
 
     /// Keeps the slots the store gave the last deltas' flows (see [`take_hints`](Self::take_hints)).
     pub fn keep_hints(&mut self, hints: Vec<u32>) {
-        for (&place, &hint) in self.moved.iter().zip(&hints) {
-            if let Some(Some(state)) = self.states.get_mut(place as usize) {
+        for (&slot, &hint) in self.moved.iter().zip(&hints) {
+            if let Some(Some(state)) = self.states.get_mut(slot as usize) {
                 state.stored = hint;
             }
         }
@@ -166,8 +148,9 @@ impl ForwardedFlows {
     }
 
     /// What each flow moved since the last drain, into `deltas` (cleared first; the caller
-    /// keeps it from one drain to the next, as it holds every moving flow). `names`: interface names by ifindex;
-    /// `counts_segments(ifindex, direction)`: whether the device counts GSO segments.
+    /// keeps it from one drain to the next, as it holds every moving flow). `names`: interface
+    /// names by ifindex; `counts_segments(ifindex, direction)`: whether the device counts GSO
+    /// segments.
     pub fn deltas(
         &mut self,
         forwarding: &mut Forwarding,
@@ -177,31 +160,22 @@ impl ForwardedFlows {
         deltas: &mut Vec<FlowDelta>,
     ) {
         deltas.clear();
-        let mut idle = Vec::new();
-        forwarding.forwarded(&mut self.read);
-        let read = std::mem::take(&mut self.read);
-        // The last read's positions stay readable while this read's are written.
-        let mut positions = std::mem::take(&mut self.next_positions);
-        positions.clear();
+        let mut moves = std::mem::take(&mut self.moves);
+        forwarding.take(&mut moves, self.idle_drains);
+        for &slot in &moves.freed {
+            self.forget(slot);
+        }
+        for &slot in &moves.claimed {
+            self.adopt(slot, forwarding.key(slot), names);
+        }
         self.moved.clear();
         self.hints.clear();
-        for (position, &(key, count)) in read.iter().enumerate() {
-            let place = self.place_of(position, &key, names);
-            positions.push(place);
-            let Some(Some(state)) = self.states.get_mut(place as usize) else {
+        for &(slot, count) in &moves.moved {
+            let Some(Some(state)) = self.states.get_mut(slot as usize) else {
                 continue;
             };
-            let segments = counts_segments(key.ifindex, key.direction);
-            let (bytes, packets) = moved_since(&state.last, &count, segments);
-            state.last = count;
-            if packets == 0 {
-                state.idle += 1;
-                if state.idle >= self.idle_drains {
-                    idle.push(key);
-                }
-                continue;
-            }
-            state.idle = 0;
+            let key = state.key;
+            let (bytes, packets) = measured(&count, counts_segments(key.ifindex, key.direction));
             // One whose container was known by id alone shows its name once the engine gave it.
             name_late(state, owner_of);
             let traffic = if key.direction == EGRESS {
@@ -218,16 +192,11 @@ impl ForwardedFlows {
                 }
             };
             state.delta = deltas.len() as u32;
-            self.moved.push(place);
+            self.moved.push(slot);
             self.hints.push(state.stored);
             deltas.push((key, traffic, state.info.clone()));
         }
-        self.read = read;
-        self.next_positions = std::mem::replace(&mut self.by_position, positions);
-        forwarding.forget(&idle);
-        for key in &idle {
-            self.remove(key);
-        }
+        self.moves = moves;
         // A flow looked up this drain shows its hops now; one that did not move this drain
         // (its place in the deltas is stale: checked by key) is described again in the store.
         self.relooked.clear();
@@ -283,10 +252,10 @@ impl ForwardedFlows {
         owner_of: &mut dyn FnMut(&str) -> Arc<Owner>,
     ) -> bool {
         let nat = &mut self.nat;
-        let Some(place) = self.index.get(&key) else {
+        let Some(slot) = self.index.get(&key) else {
             return false;
         };
-        let Some(Some(state)) = self.states.get_mut(*place as usize) else {
+        let Some(Some(state)) = self.states.get_mut(*slot as usize) else {
             return false;
         };
         let origin = nat.origin(&tuple_of(&key));
@@ -304,19 +273,13 @@ impl ForwardedFlows {
     }
 }
 
-/// Bytes and packets between two reads of a flow's counts, in the measure the device counts
-/// in (`segments`: each GSO segment with its headers).
-fn moved_since(last: &WireCount, now: &WireCount, segments: bool) -> (u64, u64) {
+/// Bytes and packets in the measure the device counts in (`segments`: each GSO segment with
+/// its headers).
+fn measured(count: &WireCount, segments: bool) -> (u64, u64) {
     if segments {
-        (
-            now.wire_bytes.wrapping_sub(last.wire_bytes),
-            now.segments.wrapping_sub(last.segments),
-        )
+        (count.wire_bytes, count.segments)
     } else {
-        (
-            now.bytes.wrapping_sub(last.bytes),
-            now.packets.wrapping_sub(last.packets),
-        )
+        (count.bytes, count.packets)
     }
 }
 
@@ -508,31 +471,40 @@ mod tests {
         (key, traffic, Arc::new(info))
     }
 
-    /// A flow is found at the position it was read at last time, and by its key when the
-    /// read's order changed; a flow removed leaves its place to the next new one.
+    /// A flow let go while idle that moves again takes a new slot, and keeps the hops found
+    /// for it; the old slot, handed back later, takes nothing with it.
     #[test]
-    fn flows_keep_their_place_whatever_order_they_are_read_in() {
+    fn a_flow_back_in_a_new_slot_keeps_what_was_found() {
         let mut flows = ForwardedFlows::new(16, 2);
         let names = HashMap::new();
         let a = key_of(UPLINK, 0, &tuple("192.0.2.1:1", "198.51.100.1:80"), AF_INET);
-        let b = key_of(UPLINK, 0, &tuple("192.0.2.2:2", "198.51.100.1:80"), AF_INET);
         let c = key_of(UPLINK, 0, &tuple("192.0.2.3:3", "198.51.100.1:80"), AF_INET);
-        let (pa, pb) = (flows.place_of(0, &a, &names), flows.place_of(1, &b, &names));
-        flows.by_position = vec![pa, pb];
-        assert_eq!(flows.place_of(0, &a, &names), pa);
-        // Read the other way round: the position misses, the index finds them.
-        assert_eq!(flows.place_of(0, &b, &names), pb);
-        assert_eq!(flows.place_of(1, &a, &names), pa);
-        flows.remove(&a);
-        let pc = flows.place_of(0, &c, &names);
-        assert_eq!(pc, pa, "a's place is free again");
-        assert_eq!(flows.state(&c).map(|s| s.key), Some(c));
-        assert!(flows.state(&a).is_none());
+        flows.adopt(0, a, &names);
         assert_eq!(
             flows.pending.len(),
-            3,
-            "each new flow waits for its NAT lookup"
+            1,
+            "a new flow waits for its NAT lookup"
         );
+        let mut found = (*flows.state(&a).unwrap().info).clone();
+        found.container = Some("/docker/openvpn".into());
+        flows.states[0].as_mut().unwrap().info = Arc::new(found);
+
+        flows.adopt(5, a, &names);
+        assert_eq!(flows.pending.len(), 1, "nothing new to look up");
+        assert_eq!(flows.index[&a], 5);
+        let info = &flows.state(&a).unwrap().info;
+        assert_eq!(info.container.as_deref(), Some("/docker/openvpn"));
+
+        flows.forget(0);
+        assert_eq!(
+            flows.index[&a], 5,
+            "the old slot's hand-back leaves the new one"
+        );
+        flows.adopt(0, c, &names);
+        assert_eq!(flows.state(&c).map(|s| s.key), Some(c));
+        flows.forget(5);
+        assert!(flows.state(&a).is_none());
+        assert_eq!(flows.states.len(), 6);
     }
 
     /// Documentation addresses: no namespace of this host holds them, so every lookup ends
@@ -547,7 +519,7 @@ mod tests {
             AF_INET,
         );
         let names = HashMap::new();
-        flows.place_of(0, &key, &names);
+        flows.adopt(0, key, &names);
         flows.pending.clear();
         flows.pending.push_back(key);
         let mut owner_of = |path: &str| -> Arc<Owner> { panic!("no container, yet {path}") };
@@ -569,7 +541,7 @@ mod tests {
         assert!(flows.retries.is_empty());
         // A flow deleted while waiting is not looked up, and leaves the queue.
         flows.retries.push_back((Instant::now(), key));
-        flows.remove(&key);
+        flows.forget(0);
         flows.look_up_new(&mut owner_of);
         assert!(flows.retries.is_empty());
     }

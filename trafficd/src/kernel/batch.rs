@@ -3,7 +3,7 @@
 //! aya 0.14 reads maps one key at a time (get_next_key + lookup: two syscalls per entry), which
 //! is far too slow for a drain of many flows. A batch lookup returns thousands of
 //! entries per syscall. Kernels without it (< 5.6) fall back to the per-key iterator. A queue
-//! map has no batch command at all: slots go into FREE_FLOW_SLOTS through a program run with
+//! map has no batch command at all: slots go into a free queue through a program run with
 //! `BPF_PROG_TEST_RUN`, hundreds per syscall.
 
 use std::{
@@ -37,14 +37,16 @@ pub(super) fn bpf<A>(cmd: libc::c_long, attr: &mut A) -> io::Result<libc::c_long
     }
 }
 
-/// Pushes `slots` into FREE_FLOW_SLOTS through the hand-back program, in order, and returns
-/// how many went in: fewer than all only if the queue was full.
-pub fn hand_back(program: impl AsFd, slots: &[u32]) -> io::Result<usize> {
+/// Pushes `slots` into the free queue `queue` names ([`hand_back`](trafficd_common::hand_back)'s
+/// FLOW_SLOTS or FORWARDED_SLOTS) through the hand-back program, in order, and returns how
+/// many went in: fewer than all only if the queue was full.
+pub fn hand_back(program: impl AsFd, queue: u8, slots: &[u32]) -> io::Result<usize> {
     let mut packet = Vec::with_capacity(HEADER + SLOTS * size_of::<u32>());
     let mut pushed = 0;
     for chunk in slots.chunks(SLOTS) {
         packet.clear();
         packet.resize(HEADER, 0);
+        packet[0] = queue;
         packet.extend(chunk.iter().flat_map(|slot| slot.to_ne_bytes()));
         let mut attr = TestRunAttr {
             prog_fd: program.as_fd().as_raw_fd() as u32,
@@ -92,23 +94,6 @@ pub fn read_keys<K: Pod>(map: impl AsFd, value_size: usize) -> io::Result<Vec<K>
     let mut keys = Vec::new();
     for_each_entry(map, value_size, |key, _| keys.push(key))?;
     Ok(keys)
-}
-
-/// Every (key, value) of a plain (not per-CPU) hash map into `entries`, cleared first, or
-/// `Err` when the kernel has no batch lookup for it. A drain that reads tens of thousands of
-/// entries every time keeps one buffer instead of faulting in fresh pages for each read.
-pub fn read_entries_into<K: Pod, V: Pod>(
-    map: impl AsFd,
-    entries: &mut Vec<(K, V)>,
-) -> io::Result<()> {
-    entries.clear();
-    for_each_entry::<K>(map, size_of::<V>(), |key, value| {
-        // SAFETY: `value` holds one V (a plain hash map packs its values at their size); V is
-        // Pod.
-        entries.push((key, unsafe {
-            std::ptr::read_unaligned(value.as_ptr() as *const V)
-        }));
-    })
 }
 
 /// Every value of a plain (not per-CPU) array, in index order, or `Err` when the kernel has no

@@ -14,36 +14,31 @@
 //! slots ever used are a prefix of the array, and the daemon maps and reads only that prefix:
 //! memory the flows never needed is neither read nor resident in the daemon.
 
-use std::{
-    collections::VecDeque,
-    io,
-    os::fd::{AsFd, AsRawFd},
-    ptr::NonNull,
-    sync::{
-        atomic::{AtomicU64, Ordering},
-        Arc,
-    },
-};
+use std::{collections::VecDeque, io, sync::Arc};
 
 use aya::{
     maps::{Array, HashMap, IterableMap, MapData, Queue},
     programs::ProgramFd,
 };
 use rustc_hash::FxHashMap;
-use trafficd_common::{FlowKey, FlowSlot, Traffic};
+use trafficd_common::{hand_back::FLOW_SLOTS, FlowKey, FlowSlot, Traffic};
 
-use super::{batch, control::Control};
+use super::{
+    batch,
+    control::Control,
+    slots::{FreeQueue, Mapping, SharedArray, SlotRef},
+};
 
 /// Drains between retiring a slot and reusing it.
 const RETIRED_DRAINS: u32 = 2;
 /// Slots handed back per drain at most: a socket with 100k flows closing would otherwise stall
 /// one drain. The rest wait for the next drains. Through the hand-back program a slot costs
 /// about 0.1 us; one syscall each, when the program is not loaded, about 4 us.
-const HAND_BACKS_PER_DRAIN: usize = 16_384;
+pub(super) const HAND_BACKS_PER_DRAIN: usize = 16_384;
 /// Flows unindexed per drain at most: the kernel deletes an index entry in about 0.7 us here,
 /// and a process with 200k flows exiting stalled one drain for 150 ms. The rest stay indexed,
 /// counting as before, until the next drains.
-const RETIRES_PER_DRAIN: usize = 16_384;
+pub(super) const RETIRES_PER_DRAIN: usize = 16_384;
 /// Slots mapped at start (96 KiB): a quiet host's flows. The mapping grows with the slots used.
 const FIRST_MAPPED_SLOTS: usize = 1024;
 
@@ -78,7 +73,7 @@ pub struct MovedFlows {
     pub by_socket: Vec<((u64, u64), Traffic)>,
     pub claimed: Vec<u32>,
     socket_index: FxHashMap<(u64, u64), u32>,
-    counters: Option<Arc<Mapping>>,
+    counters: Option<Arc<Mapping<FlowSlot>>>,
 }
 
 impl MovedFlows {
@@ -131,14 +126,9 @@ impl MovedFlows {
 
 pub struct FlowSlots {
     index: HashMap<MapData, FlowKey, u32>,
-    free: Queue<MapData, u32>,
-    /// The program that pushes freed slots into `free` hundreds per syscall, when it loaded.
-    hand_back: Option<ProgramFd>,
+    free: FreeQueue,
     fresh: Array<MapData, u64>,
-    counters: Arc<Mapping>,
-    /// The map behind `counters`: mapped again as the flows outgrow the mapping, and kept
-    /// open so that bpftool and fdinfo see it as ours (a mapping alone keeps it alive unseen).
-    counters_map: MapData,
+    counters: SharedArray<FlowSlot>,
     states: Vec<State>,
     /// Slots to unindex, oldest first: at most [`RETIRES_PER_DRAIN`] a drain.
     retiring: VecDeque<u32>,
@@ -157,15 +147,13 @@ impl FlowSlots {
         counters_map: MapData,
         capacity: u32,
     ) -> io::Result<FlowSlots> {
-        let fd = counters_map.fd().as_fd().as_raw_fd();
-        let counters = Arc::new(Mapping::new(fd, FIRST_MAPPED_SLOTS, capacity as usize)?);
+        let counters =
+            SharedArray::new(counters_map, FIRST_MAPPED_SLOTS, capacity, "flow counters")?;
         Ok(FlowSlots {
             index,
-            free,
-            hand_back,
+            free: FreeQueue::new(free, hand_back, FLOW_SLOTS, "flow slots"),
             fresh,
             counters,
-            counters_map,
             states: vec![State::Free; capacity as usize],
             retiring: VecDeque::new(),
             drains: 0,
@@ -181,13 +169,9 @@ impl FlowSlots {
         moved.clear();
         let mut reusable = Vec::new();
         let mut live = 0;
-        // Slots past the count were never handed out. A slot handed out after this read is
-        // read at the next drain.
-        let used = self.fresh.get(&0, 0).map_or(self.states.len(), |n| {
-            n.min(self.states.len() as u64) as usize
-        });
-        let used = self.map_slots(used);
-        moved.counters = Some(self.counters.clone());
+        let used = self.counters.cover_handed_out(&self.fresh);
+        let counters = self.counters.mapping().clone();
+        moved.counters = Some(counters.clone());
         // At most every slot in use moves: room for that, and no more (a doubling would leave
         // megabytes unused at 100k flows). Not populated: how many move is known only after
         // the loop, and at 2M flows of which a tenth moved, populating the room for all of
@@ -197,7 +181,7 @@ impl FlowSlots {
         moved.sockets.reserve_exact(used);
         let drain = self.drain_number();
         for (slot, state) in self.states[..used].iter_mut().enumerate() {
-            let counters = self.counters.slot(slot);
+            let counters = counters.slot(slot);
             if *state == State::Free {
                 if !counters.claimed() {
                     continue;
@@ -205,7 +189,7 @@ impl FlowSlots {
                 *state = State::Live { idle: 0 };
                 moved.claimed.push(slot as u32);
             }
-            let traffic = counters.take_traffic();
+            let traffic = counters.take();
             let moving = !traffic.is_zero();
             if moving {
                 moved.push(slot as u32, counters.socket(), traffic);
@@ -229,35 +213,6 @@ impl FlowSlots {
         }
         self.hand_back(&reusable);
         self.live = live;
-    }
-
-    /// Maps at least the first `used` slots, and returns how many of them are mapped. The
-    /// kernel maps every page of a mapping at once: mapping the whole array (all of its
-    /// slots) would make it all resident in the daemon however few flows there are.
-    /// So only the slots handed out so far are mapped, and the mapping grows with them. Should
-    /// growing fail, the slots past the mapping wait in the kernel, counting, for a later drain.
-    fn map_slots(&mut self, used: usize) -> usize {
-        let mapped = self.counters.len;
-        if used <= mapped {
-            return used;
-        }
-        // A little room for the next drain's new flows, so that flows appearing slowly do not
-        // remap at every drain; a little only, since it is resident: growing by a quarter of
-        // the mapping left 100k flows with 123k slots mapped or 103k, as the drains fell.
-        let wanted = used + (used / 16).max(FIRST_MAPPED_SLOTS);
-        let fd = self.counters_map.fd().as_fd().as_raw_fd();
-        match Mapping::new(fd, wanted, self.states.len()) {
-            Ok(bigger) => {
-                self.counters = Arc::new(bigger);
-                used.min(self.counters.len)
-            }
-            Err(err) => {
-                tracing::warn!(
-                    "cannot map {wanted} flow counters ({err}); the flows past the first {mapped} are read once it works"
-                );
-                mapped
-            }
-        }
     }
 
     /// Flows counting at the last [`take`](Self::take).
@@ -306,7 +261,7 @@ impl FlowSlots {
             .iter()
             .enumerate()
             .filter(|(_, state)| matches!(state, State::Live { idle } if *idle >= drains))
-            .filter(|(slot, _)| wanted(self.counters.slot(*slot).cookie()))
+            .filter(|(slot, _)| wanted(self.counters.mapping().slot(*slot).cookie()))
             .map(|(slot, _)| slot as u32)
             .collect()
     }
@@ -317,7 +272,7 @@ impl FlowSlots {
         }
         let keys: Vec<FlowKey> = slots
             .iter()
-            .map(|&s| self.counters.slot(s as usize).key())
+            .map(|&s| self.counters.mapping().slot(s as usize).key())
             .collect();
         if batch::delete_present(IterableMap::map(&self.index).fd(), &keys).is_err() {
             // No batch deletes on this kernel: one by one.
@@ -343,182 +298,30 @@ impl FlowSlots {
         self.drains as u32
     }
 
-    /// Zeroes `slots` and puts them in the free queue for new flows.
+    /// Zeroes `slots` and puts them in the free queue for new flows. A slot that did not go in
+    /// stays retired and is tried again at the next drain.
     fn hand_back(&mut self, slots: &[u32]) {
         for &slot in slots {
-            self.counters.slot(slot as usize).clear();
+            self.counters.mapping().slot(slot as usize).clear();
         }
-        let batched = match &self.hand_back {
-            Some(program) => match batch::hand_back(program, slots) {
-                Ok(pushed) if pushed == slots.len() => pushed,
-                Ok(pushed) => {
-                    tracing::warn!(
-                        "the hand-back program took {pushed} of {} freed flow slots; the rest are pushed one syscall each",
-                        slots.len()
-                    );
-                    pushed
-                }
-                Err(err) => {
-                    tracing::warn!(
-                        "cannot run the hand-back program ({err}); freed flow slots go back one syscall each"
-                    );
-                    self.hand_back = None;
-                    0
-                }
-            },
-            None => 0,
-        };
-        let (pushed, rest) = slots.split_at(batched);
-        for &slot in pushed {
+        let pushed = self.free.push_all(slots);
+        for &slot in &slots[..pushed] {
             self.states[slot as usize] = State::Free;
         }
-        // The queue holds every slot, so there is room. Should a push fail anyway, the slot
-        // stays retired and is tried again at the next drain: never lost, never reused twice.
-        for &slot in rest {
-            if self.free.push(slot, 0).is_ok() {
-                self.states[slot as usize] = State::Free;
-            }
-        }
     }
 }
 
-/// FLOW_COUNTERS mapped into this process.
-struct Mapping {
-    base: NonNull<FlowSlot>,
-    len: usize,
-    bytes: usize,
-}
-
-// SAFETY: the mapping is plain shared memory; every access goes through atomics or happens
-// while the kernel does not write the slot (see `SlotRef`). Only the drain thread rewrites a
-// slot, and only one that no `MovedFlows` names.
-unsafe impl Send for Mapping {}
-// SAFETY: as for `Send`: shared references only read through atomics or read slots the kernel
-// no longer writes.
-unsafe impl Sync for Mapping {}
-
-impl Mapping {
-    /// The first `len` (rounded up to whole pages) of the `capacity` slots of the array.
-    fn new(fd: i32, len: usize, capacity: usize) -> io::Result<Mapping> {
-        let page = page_size();
-        let slot = size_of::<FlowSlot>();
-        let whole = (capacity * slot).div_ceil(page).max(1) * page;
-        let bytes = ((len.max(1) * slot).div_ceil(page) * page).min(whole);
-        let len = (bytes / slot).min(capacity);
-        // SAFETY: a shared mapping of the start of a BPF_F_MMAPABLE array of `capacity` slots,
-        // no longer than the array's memory, which the kernel rounds up to whole pages too.
-        let base = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                bytes,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd,
-                0,
-            )
-        };
-        if base == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let base = NonNull::new(base.cast()).ok_or_else(|| io::Error::other("mmap gave NULL"))?;
-        Ok(Mapping { base, len, bytes })
-    }
-
-    fn slot(&self, slot: usize) -> SlotRef<'_> {
-        assert!(slot < self.len, "flow slot {slot} out of {}", self.len);
-        SlotRef {
-            // SAFETY: in bounds of the mapping, as asserted above.
-            slot: unsafe { self.base.add(slot) },
-            _mapping: self,
-        }
-    }
-}
-
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        // SAFETY: the mapping made in `new`; no SlotRef outlives `self`.
-        unsafe { libc::munmap(self.base.as_ptr().cast(), self.bytes) };
-    }
-}
-
-fn page_size() -> usize {
-    // SAFETY: no preconditions.
-    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    usize::try_from(size).unwrap_or(4096).max(1)
-}
-
-/// One slot of the mapping. The kernel writes `key` once before setting `claimed`, and adds to
-/// `traffic` atomically; the daemon reads `claimed` with acquire ordering before the key and
-/// rewrites a slot only once it is unindexed and unused for two drains.
-struct SlotRef<'a> {
-    slot: NonNull<FlowSlot>,
-    _mapping: &'a Mapping,
-}
-
-impl SlotRef<'_> {
-    fn counter(&self, field: *mut u64) -> &AtomicU64 {
-        // SAFETY: `field` is an aligned u64 inside the live mapping; the kernel only touches it
-        // with atomic instructions.
-        unsafe { AtomicU64::from_ptr(field) }
-    }
-
-    fn claimed(&self) -> bool {
-        let slot = self.slot.as_ptr();
-        // SAFETY: field of the slot.
-        self.counter(unsafe { &raw mut (*slot).claimed })
-            .load(Ordering::Acquire)
-            != 0
-    }
-
-    fn key(&self) -> FlowKey {
-        // SAFETY: written once before `claimed`, which the caller saw set, and not written again
-        // while the slot is claimed.
-        unsafe { std::ptr::read(&raw const (*self.slot.as_ptr()).key) }
-    }
-
+impl SlotRef<'_, FlowSlot> {
+    /// The flow's socket cookie, read alone (see [`key`](SlotRef::key)).
     fn cookie(&self) -> u64 {
         // SAFETY: as for `key`.
-        unsafe { std::ptr::read(&raw const (*self.slot.as_ptr()).key.cookie) }
+        unsafe { std::ptr::read(&raw const (*self.as_ptr()).key.cookie) }
     }
 
     /// The flow's socket cookie and cgroup id.
     fn socket(&self) -> (u64, u64) {
         // SAFETY: as for `key`.
-        let cgroup = unsafe { std::ptr::read(&raw const (*self.slot.as_ptr()).key.cgroup_id) };
+        let cgroup = unsafe { std::ptr::read(&raw const (*self.as_ptr()).key.cgroup_id) };
         (self.cookie(), cgroup)
-    }
-
-    /// The counters, each swapped to 0: read once, counted once.
-    fn take_traffic(&self) -> Traffic {
-        let t = self.slot.as_ptr();
-        let take = |field: *mut u64| {
-            let counter = self.counter(field);
-            // Most flows are idle most drains: a load keeps their cache lines shared.
-            match counter.load(Ordering::Relaxed) {
-                0 => 0,
-                _ => counter.swap(0, Ordering::Relaxed),
-            }
-        };
-        // SAFETY: fields of the slot.
-        unsafe {
-            Traffic {
-                tx_bytes: take(&raw mut (*t).traffic.tx_bytes),
-                tx_packets: take(&raw mut (*t).traffic.tx_packets),
-                rx_bytes: take(&raw mut (*t).traffic.rx_bytes),
-                rx_packets: take(&raw mut (*t).traffic.rx_packets),
-            }
-        }
-    }
-
-    /// Zeroes the slot for its next flow. Only for a slot no program can reach.
-    fn clear(&self) {
-        let slot = self.slot.as_ptr();
-        // SAFETY: unindexed for RETIRED_DRAINS drains: no program holds it. `claimed` goes last.
-        unsafe {
-            std::ptr::write_bytes(&raw mut (*slot).key, 0, 1);
-            (*slot).traffic = Traffic::default();
-            self.counter(&raw mut (*slot).claimed)
-                .store(0, Ordering::Release);
-        }
     }
 }

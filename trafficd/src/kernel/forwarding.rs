@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use aya::Ebpf;
 use trafficd_common::forwarding::{ForwardKey, WireCount};
 
-use super::tc::{KindKey, TcCounters, TcLosses};
+use super::tc::{ForwardMoves, KindKey, TcCounters, TcLosses};
 use crate::error::Result;
 
 pub struct Forwarding {
@@ -44,13 +44,15 @@ impl Forwarding {
             .collect()
     }
 
-    /// Every forwarded flow's counts since it was first seen, into `entries` (cleared first).
-    pub fn forwarded(&self, entries: &mut Vec<(ForwardKey, WireCount)>) {
-        self.counters.forwarded(entries)
+    /// What the forwarded flows moved since the last call, into `moves` (emptied first); flows
+    /// idle for `idle_drains` calls are let go.
+    pub fn take(&mut self, moves: &mut ForwardMoves, idle_drains: u32) {
+        self.counters.take(moves, idle_drains)
     }
 
-    pub fn forget(&mut self, keys: &[ForwardKey]) {
-        self.counters.forget(keys);
+    /// The flow in `slot`, from the take that reported it claimed to the one that freed it.
+    pub fn key(&self, slot: u32) -> ForwardKey {
+        self.counters.key(slot)
     }
 
     pub fn kinds(&self) -> Vec<(KindKey, WireCount)> {

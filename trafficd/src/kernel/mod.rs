@@ -8,10 +8,12 @@ mod bursts;
 mod compat;
 mod control;
 mod flow_slots;
+mod forward_slots;
 mod forwarding;
 mod maps;
 mod namespaces;
 mod recent_use;
+mod slots;
 mod tc;
 mod tcp_sockets;
 
@@ -31,9 +33,7 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use tracing::{info, warn};
-use trafficd_common::{
-    forwarding::maps as forwarding_names, maps as names, FLOW_CACHE_ENTRIES, RECENT_USES,
-};
+use trafficd_common::{maps as names, FLOW_CACHE_ENTRIES, RECENT_USES};
 
 pub use bursts::Woken;
 use compat::cpu_number_limit;
@@ -41,7 +41,7 @@ pub use compat::{cgroup2_root, check_privileges};
 pub use flow_slots::MovedFlows;
 pub use forwarding::Forwarding;
 pub use maps::{KernelMaps, MapEntries, MapFill, MapMemory};
-pub use tc::{KindKey, TcLosses};
+pub use tc::{ForwardMoves, KindKey, TcLosses};
 
 use crate::error::{Error, Result};
 
@@ -149,7 +149,8 @@ impl Kernel {
             attach_optional(&mut ebpf, &btf, &cgroup, tcp_sweep, &mut hooks);
         // Optional: without them, interfaces show their counters but no split, and forwarded
         // traffic has no flows.
-        let forwarding = tc::TcCounters::load(&mut ebpf)
+        let tc_hand_back = hand_back.as_ref().and_then(|p| p.try_clone().ok());
+        let forwarding = tc::TcCounters::load(&mut ebpf, sizes.forwarded, tc_hand_back)
             .map_err(|err| warn!("{err}"))
             .ok();
         for program in ["trafficd_tc_ingress", "trafficd_tc_egress"] {
@@ -211,7 +212,9 @@ fn load(
     let log_level: u8 = if kernel_log { 0xff } else { 0 };
     let cpus = cpu_number_limit()?;
     let object = offsets.patch(OBJECT)?;
-    let ebpf = EbpfLoader::new()
+    let mut loader = EbpfLoader::new();
+    tc::with_forwarded_flows(&mut loader, sizes.forwarded);
+    let ebpf = loader
         .btf(Some(btf))
         .override_global(aya_log::LEVEL, &log_level, false)
         .map_max_entries(names::SOCKETS, sizes.sockets)
@@ -223,7 +226,6 @@ fn load(
         .map_max_entries(names::PROCESSES, sizes.processes)
         .map_max_entries(names::SOCKET_PROCESSES, sizes.socket_processes)
         .map_max_entries(names::CLOSED, sizes.closed)
-        .map_max_entries(forwarding_names::FORWARDED, sizes.forwarded)
         .map_max_entries(names::RECENT_USE, cpus * RECENT_USES)
         .map_max_entries(names::FLOW_CACHE, cpus * FLOW_CACHE_ENTRIES)
         .load(object.bytes())?;

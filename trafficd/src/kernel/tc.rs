@@ -10,19 +10,20 @@
 use std::collections::HashMap as StdHashMap;
 
 use aya::{
-    maps::{HashMap, IterableMap, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues},
+    maps::{IterableMap, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues},
     programs::{
         tc::{self, NlOptions, SchedClassifierLink, TcAttachOptions},
-        LinkOrder, SchedClassifier, TcAttachType,
+        LinkOrder, ProgramFd, SchedClassifier, TcAttachType,
     },
     util::KernelVersion,
-    Ebpf,
+    Ebpf, EbpfLoader,
 };
 use trafficd_common::forwarding::{
     self as forwarding, kind, maps as names, ForwardKey, InterfaceCounts, WireCount, FLOWS_FULL,
 };
 
-use super::{batch, program_mut, summarize};
+pub use super::forward_slots::ForwardMoves;
+use super::{batch, forward_slots::ForwardSlots, program_mut, summarize};
 use crate::error::{Error, Result};
 
 const INGRESS: &str = "trafficd_tc_ingress";
@@ -31,7 +32,7 @@ const EGRESS: &str = "trafficd_tc_egress";
 /// What the tc programs could not record: (events, bytes).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TcLosses {
-    /// FORWARDED was full: flows without per-flow detail (their bytes still count per
+    /// No forwarded-flow slot was left: flows without per-flow detail (their bytes still count per
     /// interface as forwarded).
     pub flows_full: (u64, u64),
 }
@@ -69,15 +70,17 @@ struct Attached {
 /// The loaded tc programs, their maps, and the interfaces they are attached to.
 pub struct TcCounters {
     interfaces: PerCpuHashMap<MapData, u32, InterfaceCounts>,
-    forwarded: HashMap<MapData, ForwardKey, WireCount>,
+    forwarded: ForwardSlots,
     losses: PerCpuArray<MapData, u64>,
     attached: StdHashMap<u32, Attached>,
     mode: AttachMode,
 }
 
 impl TcCounters {
-    /// Loads both programs and takes their maps out of `ebpf`. Call once.
-    pub fn load(ebpf: &mut Ebpf) -> Result<TcCounters> {
+    /// Loads both programs and takes their maps out of `ebpf`, which was loaded with room for
+    /// `flows` forwarded flows (see [`with_forwarded_flows`]). `hand_back`: the program that
+    /// hands freed slots back in batches, when it loaded. Call once.
+    pub fn load(ebpf: &mut Ebpf, flows: u32, hand_back: Option<ProgramFd>) -> Result<TcCounters> {
         for program in [INGRESS, EGRESS] {
             let fail = |action, source| Error::Program {
                 action,
@@ -90,9 +93,28 @@ impl TcCounters {
                 program_mut(ebpf, program).map_err(|e| fail("find", e))?;
             prog.load().map_err(|e| fail("load", e))?;
         }
+        let counters = match ebpf.take_map(names::FORWARDED_COUNTERS) {
+            Some(aya::maps::Map::Array(data)) => data,
+            Some(_) => {
+                return Err(Error::Map {
+                    name: names::FORWARDED_COUNTERS,
+                    source: aya::maps::MapError::InvalidMapType { map_type: 0 },
+                })
+            }
+            None => return Err(Error::MissingMap(names::FORWARDED_COUNTERS)),
+        };
+        let forwarded = ForwardSlots::new(
+            take(ebpf, names::FORWARDED)?,
+            take(ebpf, names::FREE_FORWARDED_SLOTS)?,
+            hand_back,
+            take(ebpf, names::FRESH_FORWARDED_SLOTS)?,
+            counters,
+            flows,
+        )
+        .map_err(Error::MapCounters)?;
         Ok(TcCounters {
             interfaces: take(ebpf, names::TC_INTERFACES)?,
-            forwarded: take(ebpf, names::FORWARDED)?,
+            forwarded,
             losses: take(ebpf, names::TC_LOSSES)?,
             attached: StdHashMap::new(),
             mode: AttachMode::of_this_kernel(),
@@ -160,28 +182,15 @@ impl TcCounters {
         self.attached.iter().map(|(i, a)| (*i, a.name.as_str()))
     }
 
-    /// Every forwarded flow's counts since it was first seen: a batch of flows per syscall
-    /// where the kernel allows (a busy router has tens of thousands), key by key otherwise.
-    /// `entries` is cleared first, and kept by the caller from one drain to the next.
-    pub fn forwarded(&self, entries: &mut Vec<(ForwardKey, WireCount)>) {
-        match batch::read_entries_into(IterableMap::map(&self.forwarded).fd(), entries) {
-            Ok(()) => return,
-            Err(err) => tracing::debug!("batch lookup unavailable ({err}); reading key by key"),
-        }
-        entries.clear();
-        entries.extend(self.forwarded.iter().filter_map(|entry| entry.ok()));
+    /// What the forwarded flows moved since the last call, into `moves` (emptied first); flows
+    /// idle for `idle_drains` calls are let go (see `forward_slots`).
+    pub fn take(&mut self, moves: &mut ForwardMoves, idle_drains: u32) {
+        self.forwarded.take(moves, idle_drains);
     }
 
-    /// Deletes flows the caller has read for the last time (idle ones), so the map has room.
-    pub fn forget(&mut self, keys: &[ForwardKey]) {
-        if keys.is_empty()
-            || batch::delete_present(IterableMap::map(&self.forwarded).fd(), keys).is_ok()
-        {
-            return;
-        }
-        for key in keys {
-            let _ = self.forwarded.remove(key);
-        }
+    /// The flow in `slot`, from the take that reported it claimed to the one that freed it.
+    pub fn key(&self, slot: u32) -> ForwardKey {
+        self.forwarded.key(slot)
     }
 
     /// Every counted interface's packets by direction and kind, summed over CPUs; kinds it
@@ -235,6 +244,14 @@ impl TcCounters {
             flows_full: (slot(FLOWS_FULL), slot(FLOWS_FULL + 1)),
         }
     }
+}
+
+/// Sizes the forwarded-flow maps of an object about to load for `flows` flows at once.
+pub fn with_forwarded_flows(loader: &mut EbpfLoader<'_>, flows: u32) {
+    loader
+        .map_max_entries(names::FORWARDED, flows)
+        .map_max_entries(names::FORWARDED_COUNTERS, flows)
+        .map_max_entries(names::FREE_FORWARDED_SLOTS, flows);
 }
 
 fn take<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T>

@@ -21,16 +21,24 @@ const PAYLOAD: usize = 1000;
 /// Ethernet 14 + IPv4 20 + UDP 8 + payload: what each datagram is on a veth.
 const FRAME: u64 = 14 + 20 + 8 + PAYLOAD as u64;
 
-fn load_object() -> Ebpf {
+fn load_object(flows: u32) -> Ebpf {
     let object = super::super::btf::offsets()
         .and_then(|offsets| offsets.patch(super::super::OBJECT))
         .expect("the embedded object");
     let btf = aya::Btf::from_sys_fs().expect("kernel BTF");
-    EbpfLoader::new()
+    let mut loader = EbpfLoader::new();
+    with_forwarded_flows(&mut loader, flows);
+    loader
         .btf(Some(&btf))
-        .map_max_entries(names::FORWARDED, DEFAULT_FLOWS)
         .load(object.bytes())
         .expect("load the object")
+}
+
+/// The object with room for the default number of forwarded flows, and its tc programs.
+fn load_counters() -> (Ebpf, TcCounters) {
+    let mut ebpf = load_object(DEFAULT_FLOWS);
+    let tc = TcCounters::load(&mut ebpf, DEFAULT_FLOWS, None).unwrap();
+    (ebpf, tc)
 }
 
 /// Sends `count` datagrams from `sender` to the receiver at 10.1.2.2:5000 in C, each received
@@ -81,8 +89,7 @@ fn forwarded_udp_is_counted_on_clsact_too() {
 fn forwarded_udp(mode: AttachMode) {
     let net = Routed::new();
     let (ebpf, mut tc, mut interfaces, b_in, b_out) = net.b.enter(|| {
-        let mut ebpf = load_object();
-        let mut tc = TcCounters::load(&mut ebpf).unwrap();
+        let (mut ebpf, mut tc) = load_counters();
         tc.set_mode(mode);
         tc.attach(&mut ebpf, &net.ab.b, 14).unwrap();
         tc.attach(&mut ebpf, &net.bc.a, 14).unwrap();
@@ -102,7 +109,7 @@ fn forwarded_udp(mode: AttachMode) {
     let sender = net.a.enter(|| UdpSocket::bind("10.1.1.1:0").unwrap());
     udp_to_c(&sender, &receiver, DATAGRAMS);
 
-    let flows = forwarded(&tc);
+    let flows = forwarded(&mut tc);
     let flow = |ifindex: u32, direction: u8| {
         flows
             .iter()
@@ -149,9 +156,9 @@ fn forwarded_udp(mode: AttachMode) {
     udp_to_c(&local, &receiver, 50);
     assert_eq!(kind_bytes(&tc, b_out, EGRESS, kind::LOCAL), 50 * FRAME);
     assert_eq!(
-        forwarded(&tc).len(),
-        2,
-        "B's own datagrams are not forwarded"
+        forwarded(&mut tc),
+        vec![],
+        "B's own datagrams move no forwarded flow"
     );
     assert_eq!(tc.losses(), TcLosses::default());
 
@@ -180,8 +187,7 @@ fn a_route_change_is_seen_by_a_cached_flow() {
     require_root!();
     let net = Routed::new();
     let (ebpf, mut tc, b_in) = net.b.enter(|| {
-        let mut ebpf = load_object();
-        let mut tc = TcCounters::load(&mut ebpf).unwrap();
+        let (mut ebpf, mut tc) = load_counters();
         tc.attach(&mut ebpf, &net.ab.b, 14).unwrap();
         (ebpf, tc, ifindex_of(&net.ab.b).unwrap())
     });
@@ -212,9 +218,8 @@ const TCP_PAYLOAD: u64 = 4 << 20;
 fn forwarded_tcp_matches_the_interface_counters() {
     require_root!();
     let net = Routed::new();
-    let (ebpf, tc, mut interfaces, b_in, b_out) = net.b.enter(|| {
-        let mut ebpf = load_object();
-        let mut tc = TcCounters::load(&mut ebpf).unwrap();
+    let (ebpf, mut tc, mut interfaces, b_in, b_out) = net.b.enter(|| {
+        let (mut ebpf, mut tc) = load_counters();
         tc.attach(&mut ebpf, &net.ab.b, 14).unwrap();
         tc.attach(&mut ebpf, &net.bc.a, 14).unwrap();
         let interfaces = Interfaces::new([]).unwrap();
@@ -271,7 +276,7 @@ fn forwarded_tcp_matches_the_interface_counters() {
         );
         assert_eq!(kind_bytes(&tc, ifindex, direction, kind::LOCAL), 0);
     }
-    let data = forwarded(&tc)
+    let data = forwarded(&mut tc)
         .into_iter()
         .find(|(k, _)| k.ifindex == b_out && k.direction == EGRESS && k.dst_port == 5001)
         .expect("the data direction on B's way out")
@@ -323,9 +328,8 @@ fn forwarded_udp_over_ipv6_is_counted_per_flow() {
     require_root!();
     let net = Routed::new();
     with_ipv6(&net);
-    let (ebpf, tc, b_in, b_out) = net.b.enter(|| {
-        let mut ebpf = load_object();
-        let mut tc = TcCounters::load(&mut ebpf).unwrap();
+    let (ebpf, mut tc, b_in, b_out) = net.b.enter(|| {
+        let (mut ebpf, mut tc) = load_counters();
         tc.attach(&mut ebpf, &net.ab.b, 14).unwrap();
         tc.attach(&mut ebpf, &net.bc.a, 14).unwrap();
         (
@@ -350,7 +354,7 @@ fn forwarded_udp_over_ipv6_is_counted_per_flow() {
     }
     // Ethernet 14 + IPv6 40 + UDP 8 + payload.
     let frame = 14 + 40 + 8 + PAYLOAD as u64;
-    let flows = forwarded(&tc);
+    let flows = forwarded(&mut tc);
     for (ifindex, direction, other) in [(b_in, INGRESS, b_out), (b_out, EGRESS, b_in)] {
         let (key, counts) = flows
             .iter()
@@ -382,8 +386,83 @@ fn forwarded_udp_over_ipv6_is_counted_per_flow() {
     net.b.enter(|| drop((tc, ebpf)));
 }
 
-fn forwarded(tc: &TcCounters) -> Vec<(ForwardKey, WireCount)> {
-    let mut entries = Vec::new();
-    tc.forwarded(&mut entries);
-    entries
+/// What each forwarded flow moved since the last call.
+fn forwarded(tc: &mut TcCounters) -> Vec<(ForwardKey, WireCount)> {
+    let mut moves = ForwardMoves::default();
+    tc.take(&mut moves, u32::MAX);
+    moves
+        .moved
+        .iter()
+        .map(|&(slot, count)| (tc.key(slot), count))
+        .collect()
+}
+
+/// A flow idle long enough is let go: moving again, it takes a new slot, and once the old
+/// slots have been read for their last bytes they go to the next new flow, which counts from
+/// zero. Four slots, so the second flow can only have reused the first's.
+#[test]
+fn idle_forwarded_flows_give_their_slots_to_new_ones() {
+    require_root!();
+    let net = Routed::new();
+    let (ebpf, mut tc, b_in) = net.b.enter(|| {
+        let mut ebpf = load_object(4);
+        let program: &mut SchedClassifier = program_mut(&mut ebpf, "trafficd_hand_back").unwrap();
+        program.load().unwrap();
+        let hand_back = program.fd().unwrap().try_clone().unwrap();
+        let mut tc = TcCounters::load(&mut ebpf, 4, Some(hand_back)).unwrap();
+        tc.attach(&mut ebpf, &net.ab.b, 14).unwrap();
+        tc.attach(&mut ebpf, &net.bc.a, 14).unwrap();
+        (ebpf, tc, ifindex_of(&net.ab.b).unwrap())
+    });
+    let receiver = net.c.enter(|| UdpSocket::bind("10.1.2.2:5000").unwrap());
+    let first = net.a.enter(|| UdpSocket::bind("10.1.1.1:0").unwrap());
+    let second = net.a.enter(|| UdpSocket::bind("10.1.1.1:0").unwrap());
+    let port = |socket: &UdpSocket| socket.local_addr().unwrap().port();
+    let mut moves = ForwardMoves::default();
+    // Each take is a drain; a flow one drain idle is let go.
+    let mut take = |tc: &mut TcCounters| {
+        tc.take(&mut moves, 1);
+        let mut claimed: Vec<(u32, u16)> = moves
+            .claimed
+            .iter()
+            .map(|&slot| (slot, tc.key(slot).src_port))
+            .collect();
+        claimed.sort();
+        let mut moved: Vec<(u32, u64, u64)> = moves
+            .moved
+            .iter()
+            .map(|(slot, c)| (*slot, c.packets, c.bytes))
+            .collect();
+        moved.sort();
+        (claimed, moved, moves.freed.clone())
+    };
+    let both = |slots: [u32; 2], datagrams: u64| {
+        slots
+            .map(|slot| (slot, datagrams, datagrams * FRAME))
+            .to_vec()
+    };
+
+    udp_to_c(&first, &receiver, 10);
+    let (claimed, moved, _) = take(&mut tc);
+    assert_eq!(claimed, vec![(0, port(&first)), (1, port(&first))]);
+    assert_eq!(moved, both([0, 1], 10));
+    // Idle: let go.
+    assert_eq!(take(&mut tc), (vec![], vec![], vec![]));
+
+    udp_to_c(&first, &receiver, 5);
+    let (claimed, moved, freed) = take(&mut tc);
+    assert_eq!(claimed, vec![(2, port(&first)), (3, port(&first))]);
+    assert_eq!(moved, both([2, 3], 5));
+    assert!(freed.is_empty(), "read one more drain first");
+    let (_, moved, mut freed) = take(&mut tc);
+    freed.sort();
+    assert_eq!((moved, freed), (vec![], vec![0, 1]));
+
+    udp_to_c(&second, &receiver, 7);
+    let (claimed, moved, _) = take(&mut tc);
+    assert_eq!(claimed, vec![(0, port(&second)), (1, port(&second))]);
+    assert_eq!(moved, both([0, 1], 7));
+    assert_eq!(tc.losses().flows_full, (0, 0));
+    assert_eq!(kind_bytes(&tc, b_in, INGRESS, kind::FORWARDED), 22 * FRAME);
+    net.b.enter(|| drop((tc, ebpf)));
 }
