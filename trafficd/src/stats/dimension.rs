@@ -27,6 +27,15 @@ use super::{
 /// A hint for [`Dimension::record_hinted`] that names no slot.
 pub const NO_HINT: u32 = u32::MAX;
 
+/// How far a slot hint is trusted.
+#[derive(Clone, Copy)]
+enum Hints {
+    /// Any taken slot is believed: the key is not even asked for.
+    Believed,
+    /// Believed only when the slot holds the delta's key, so hints outlive freed slots.
+    Checked,
+}
+
 /// Longest window served; older ticks are dropped.
 pub const LONGEST_WINDOW: Duration = Duration::from_secs(60);
 /// Shortest retention: no tick or bucket may refer to a freed slot.
@@ -96,7 +105,7 @@ impl<K: Hash + Eq + Clone, M: Clone + PartialEq> Dimension<K, M> {
     pub fn record(&mut self, at: Instant, length: Duration, deltas: Vec<(K, Traffic, M)>) {
         let mut tick = self.history.new_tick(deltas.len());
         for (key, delta, meta) in deltas {
-            let id = self.slot_of(NO_HINT, || key, &meta, at);
+            let id = self.slot_of(NO_HINT, Hints::Believed, || key, &meta, at);
             self.add(id, delta, meta, at, &mut tick);
         }
         self.history.push(at, length, tick);
@@ -119,17 +128,19 @@ impl<K: Hash + Eq + Clone, M: Clone + PartialEq> Dimension<K, M> {
         hints: &mut [u32],
         key_of: impl Fn(usize) -> K,
     ) {
-        let deltas = deltas.into_iter();
-        let mut tick = self.history.new_tick(hints.len());
         // Room for every group without a hint at once: when 100k flows appear in one drain,
         // growing the table step by step rehashed it several times, each a cache miss per key.
         self.reserve(hints.iter().filter(|&&hint| hint == NO_HINT).count());
-        for ((i, (delta, meta)), hint) in deltas.enumerate().zip(hints.iter_mut()) {
-            let id = self.slot_of(*hint, || key_of(i), meta.borrow(), at);
-            *hint = id;
-            self.add(id, delta, meta, at, &mut tick);
-        }
-        self.history.push(at, length, tick);
+        let key_of = &key_of;
+        // One hint per delta is the contract: deltas past the last hint were never recorded,
+        // and are not looked up by key here.
+        let deltas = deltas
+            .into_iter()
+            .take(hints.len())
+            .enumerate()
+            .map(|(i, (delta, meta))| (move || key_of(i), delta, meta));
+        let room = hints.len();
+        self.record_with_hints(at, length, room, deltas, hints, Hints::Believed);
     }
 
     /// [`record`](Self::record) with a hint per delta, as in
@@ -145,19 +156,30 @@ impl<K: Hash + Eq + Clone, M: Clone + PartialEq> Dimension<K, M> {
         deltas: &mut Vec<(K, Traffic, M)>,
         hints: &mut [u32],
     ) {
-        let mut tick = self.history.new_tick(deltas.len());
-        for (i, (key, delta, meta)) in deltas.drain(..).enumerate() {
-            // A delta without a hint (the caller's list was short) is looked up by key.
+        let room = deltas.len();
+        let deltas = deltas
+            .drain(..)
+            .map(|(key, delta, meta)| (move || key, delta, meta));
+        self.record_with_hints(at, length, room, deltas, hints, Hints::Checked);
+    }
+
+    /// The loop of [`record_hinted`](Self::record_hinted) and
+    /// [`record_checked`](Self::record_checked): delta `i` starts from `hints[i]`, or from no
+    /// hint when `hints` is shorter, and leaves its slot there. `room` is the tick's expected
+    /// number of entries.
+    fn record_with_hints<F: FnOnce() -> K, B: Borrow<M>>(
+        &mut self,
+        at: Instant,
+        length: Duration,
+        room: usize,
+        deltas: impl Iterator<Item = (F, Traffic, B)>,
+        hints: &mut [u32],
+        trust: Hints,
+    ) {
+        let mut tick = self.history.new_tick(room);
+        for (i, (key, delta, meta)) in deltas.enumerate() {
             let hint = hints.get(i).copied().unwrap_or(NO_HINT);
-            let holds_key = matches!(
-                self.slots.get(hint as usize),
-                Some(Some(slot)) if slot.key == key
-            );
-            let id = if holds_key {
-                hint
-            } else {
-                self.slot_of(NO_HINT, || key, &meta, at)
-            };
+            let id = self.slot_of(hint, trust, key, meta.borrow(), at);
             if let Some(kept) = hints.get_mut(i) {
                 *kept = id;
             }
@@ -192,14 +214,28 @@ impl<K: Hash + Eq + Clone, M: Clone + PartialEq> Dimension<K, M> {
         }
     }
 
-    /// The slot of a group: `hint` when it names a taken slot, else the slot of `key()`, taken
-    /// for it when new, described by `meta`. The slot stays the group's until
-    /// [`expire`](Self::expire) frees it.
-    fn slot_of(&mut self, hint: u32, key: impl FnOnce() -> K, meta: &M, at: Instant) -> u32 {
-        if matches!(self.slots.get(hint as usize), Some(Some(_))) {
-            return hint;
-        }
-        let key = key();
+    /// The slot of a group: `hint` when it names a taken slot (one holding `key()`, when
+    /// hints are [checked](Hints::Checked)), else the slot of `key()`, taken for it when new,
+    /// described by `meta`. The slot stays the group's until [`expire`](Self::expire) frees it.
+    fn slot_of(
+        &mut self,
+        hint: u32,
+        trust: Hints,
+        key: impl FnOnce() -> K,
+        meta: &M,
+        at: Instant,
+    ) -> u32 {
+        let key = match (self.slots.get(hint as usize), trust) {
+            (Some(Some(_)), Hints::Believed) => return hint,
+            (Some(Some(slot)), Hints::Checked) => {
+                let key = key();
+                if slot.key == key {
+                    return hint;
+                }
+                key
+            }
+            _ => key(),
+        };
         let hash = hash_of(&key);
         let Self {
             ids, slots, free, ..
