@@ -339,9 +339,7 @@ pub fn arrivals(
     counted_on: &HashSet<u32>,
     recorded: &mut FxHashSet<(u32, FlowTuple)>,
 ) -> (Vec<FlowDelta>, HashMap<u32, Moved>) {
-    let translated_arrival = |(key, _, info): &&FlowDelta| {
-        key.direction == EGRESS && !info.nat.is_empty() && counted_on.contains(&key.other_ifindex)
-    };
+    let translated_arrival = |(key, _, info): &&FlowDelta| arrived_as_local(key, info, counted_on);
     if !deltas.iter().any(|d| translated_arrival(&d)) {
         return (Vec::new(), HashMap::new());
     }
@@ -356,19 +354,10 @@ pub fn arrivals(
     );
     let mut arrived: FxHashMap<(u32, FlowTuple), FlowDelta> = FxHashMap::default();
     for (key, traffic, info) in deltas.iter().filter(translated_arrival) {
-        let came_in_by = key.other_ifindex;
-        let Some(hop) = info.nat.first() else {
+        let Some((arrival, arrived_as)) = arrival_of(key, info) else {
             continue;
         };
-        let left_as = tuple_of(key);
-        let arrived_as = if left_as == hop.original.inverted() {
-            hop.reply
-        } else if left_as == hop.reply.inverted() {
-            hop.original
-        } else {
-            continue;
-        };
-        if recorded.contains(&(came_in_by, arrived_as)) {
+        if recorded.contains(&(arrival.ifindex, arrived_as)) {
             continue;
         }
         let traffic = Traffic {
@@ -376,25 +365,14 @@ pub fn arrivals(
             rx_packets: traffic.tx_packets,
             ..Traffic::default()
         };
-        let entry = arrived.entry((came_in_by, arrived_as));
         let busier = |old: &Traffic| old.rx_bytes < traffic.rx_bytes;
-        match entry {
+        match arrived.entry((arrival.ifindex, arrived_as)) {
             Entry::Occupied(mut e) if busier(&e.get().1) => {
                 e.get_mut().1 = traffic;
             }
             Entry::Occupied(_) => {}
             Entry::Vacant(e) => {
-                let key = key_of(came_in_by, key.ifindex, &arrived_as, key.family);
-                // Seen from the arrival interface: the interfaces trade places.
-                let arrival = ForwardInfo {
-                    interface: info
-                        .other_interface
-                        .clone()
-                        .unwrap_or_else(|| info.interface.clone()),
-                    other_interface: Some(info.interface.clone()),
-                    ..(**info).clone()
-                };
-                e.insert((key, traffic, Arc::new(arrival)));
+                e.insert((arrival, traffic, Arc::new(arrival_info(info))));
             }
         }
     }
@@ -405,6 +383,42 @@ pub fn arrivals(
         m.packets += traffic.rx_packets;
     }
     (arrived.into_values().collect(), moved)
+}
+
+/// Whether the flow leaving by `key` was translated and came in by a counted interface, whose
+/// ingress counted it as local (see [`arrivals`]).
+pub fn arrived_as_local(key: &ForwardKey, info: &ForwardInfo, counted_on: &HashSet<u32>) -> bool {
+    key.direction == EGRESS && !info.nat.is_empty() && counted_on.contains(&key.other_ifindex)
+}
+
+/// The flow a translated flow leaving by `key` arrived as, on the interface it came in by, and
+/// its tuple there: the conntrack tuple of its first hop that is not the one it left with.
+/// `None` when the flow left as neither of them.
+pub fn arrival_of(key: &ForwardKey, info: &ForwardInfo) -> Option<(ForwardKey, FlowTuple)> {
+    let hop = info.nat.first()?;
+    let left_as = tuple_of(key);
+    let arrived_as = if left_as == hop.original.inverted() {
+        hop.reply
+    } else if left_as == hop.reply.inverted() {
+        hop.original
+    } else {
+        return None;
+    };
+    let arrival = key_of(key.other_ifindex, key.ifindex, &arrived_as, key.family);
+    Some((arrival, arrived_as))
+}
+
+/// The description of an arrival derived from the flow described by `left`: seen from the
+/// arrival interface, the interfaces trade places.
+pub fn arrival_info(left: &ForwardInfo) -> ForwardInfo {
+    ForwardInfo {
+        interface: left
+            .other_interface
+            .clone()
+            .unwrap_or_else(|| left.interface.clone()),
+        other_interface: Some(left.interface.clone()),
+        ..left.clone()
+    }
 }
 
 fn key_of(ifindex: u32, other_ifindex: u32, tuple: &FlowTuple, family: u8) -> ForwardKey {

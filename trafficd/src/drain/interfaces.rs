@@ -19,7 +19,9 @@ use trafficd_common::{
     Traffic,
 };
 
-use super::forwarded::{arrivals, FlowDelta, ForwardedFlows, Moved};
+use super::forwarded::{
+    arrival_info, arrival_of, arrivals, arrived_as_local, FlowDelta, ForwardedFlows, Moved,
+};
 use crate::{
     enrich::{
         conntrack::FlowTuple,
@@ -178,20 +180,15 @@ impl InterfacePhase {
         self.flows.keep_hints(hints);
         // Hops found after a flow went quiet: for the flow, and for the arrival derived from
         // it (see `arrivals`), which only a moving flow would otherwise refresh.
-        let mut relooked = Vec::new();
         for (hint, key, info) in self.flows.relooked() {
             links.forwarded.describe_checked(hint, key, info);
-            let moved = Traffic {
-                tx_bytes: 1,
-                tx_packets: 1,
-                ..Traffic::default()
-            };
-            relooked.push((*key, moved, info.clone()));
-        }
-        if !relooked.is_empty() {
-            let (arrived, _) = arrivals(&relooked, &attached, &mut self.recorded);
-            for (key, _, info) in &arrived {
-                links.forwarded.describe(key, info);
+            if !arrived_as_local(key, info, &attached) {
+                continue;
+            }
+            if let Some((arrival, _)) = arrival_of(key, info) {
+                links
+                    .forwarded
+                    .describe(&arrival, &Arc::new(arrival_info(info)));
             }
         }
         self.flow_deltas = flows;
