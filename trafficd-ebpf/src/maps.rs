@@ -175,23 +175,42 @@ pub static FREE_FORWARDED_SLOTS: Queue<u32> = Queue::with_max_entries(1_024, 0);
 #[map]
 pub static FRESH_FORWARDED_SLOTS: Array<u64> = Array::with_max_entries(1, 0);
 
-/// The routing verdicts of the flows that entered by a counted interface lately, per CPU (see
-/// `programs::tc_forward`).
+/// The routing verdicts of the flows that entered by a counted interface lately, and their
+/// slots, per CPU (see `programs::tc_forward`).
 #[map]
 pub static ROUTE_CACHE: PerCpuArray<RouteVerdict> =
     PerCpuArray::with_max_entries(ROUTE_CACHE_ENTRIES, 0);
 
-/// Entries of ROUTE_CACHE per CPU: a power of two, the cache is indexed by a hash's top bits.
+/// The slots of the forwarded flows that left by a counted interface lately, per CPU.
+#[map]
+pub static EGRESS_SLOTS: PerCpuArray<CachedForward> =
+    PerCpuArray::with_max_entries(ROUTE_CACHE_ENTRIES, 0);
+
+/// Entries of ROUTE_CACHE and EGRESS_SLOTS per CPU: a power of two, the caches are indexed by
+/// a hash's top bits.
 pub const ROUTE_CACHE_BITS: u32 = 8;
 pub const ROUTE_CACHE_ENTRIES: u32 = 1 << ROUTE_CACHE_BITS;
 
+/// A cached slot number that names no slot.
+pub const NO_SLOT: u32 = u32::MAX;
+
 /// One routing verdict: the flow's key as the ingress program builds it (`other_ifindex` is
-/// the verdict's output interface), its kind, and when the kernel was last asked.
+/// the verdict's output interface), its kind, its slot in FORWARDED_COUNTERS once known, and
+/// when the kernel was last asked.
 #[repr(C)]
 pub struct RouteVerdict {
     pub key: ForwardKey,
-    pub kind: u64,
+    pub kind: u32,
+    pub slot: u32,
     pub checked_at_ns: u64,
+}
+
+/// A forwarded flow's key and its slot in FORWARDED_COUNTERS.
+#[repr(C)]
+pub struct CachedForward {
+    pub key: ForwardKey,
+    pub slot: u32,
+    pub _pad: u32,
 }
 
 #[map]

@@ -19,7 +19,11 @@
 //! The ingress verdict is cached per CPU by flow for a short while (`ROUTE_CACHE`): the
 //! lookup is most of what the ingress program costs, and a flow's packets get the same answer
 //! until a route, an address or a forwarding setting changes, which the cache sees within
-//! [`RECHECK_NS`].
+//! [`RECHECK_NS`]. The same entry remembers the flow's counter slot, as `EGRESS_SLOTS` does for
+//! flows on their way out, so that a flow's next packets skip the FORWARDED lookup (a hash of
+//! the 48-byte key and a compare). A remembered slot is believed only while it holds the
+//! packet's key: the daemon zeroes a slot's key before it hands the slot to another flow, and
+//! does so only once the slot has gone unread-to for two drains after its flow was let go.
 //!
 //! The per-interface counts are per CPU and added without atomics: a tc program runs in
 //! softirq (ingress) or with bottom halves off (egress), so no other tc program can start on
@@ -34,6 +38,7 @@
 use core::{
     hint::black_box,
     mem::{size_of, MaybeUninit},
+    ptr::null_mut,
 };
 
 use aya_ebpf::{
@@ -54,8 +59,8 @@ use trafficd_common::{
 use crate::{
     counters::{add, add_to_slot, zeroed},
     maps::{
-        FORWARDED, FORWARDED_COUNTERS, FREE_FORWARDED_SLOTS, FRESH_FORWARDED_SLOTS, ROUTE_CACHE,
-        ROUTE_CACHE_BITS, TC_INTERFACES, TC_LOSSES,
+        EGRESS_SLOTS, FORWARDED, FORWARDED_COUNTERS, FREE_FORWARDED_SLOTS, FRESH_FORWARDED_SLOTS,
+        NO_SLOT, ROUTE_CACHE, ROUTE_CACHE_BITS, TC_INTERFACES, TC_LOSSES,
     },
     packet::copy_word,
     slots::Slots,
@@ -120,14 +125,15 @@ fn count(ctx: &TcContext, direction: u8) {
     }
     .unwrap_or_else(|| parse(ctx, key, l2_len, protocol == ETH_P_IPV6));
     let moved = wire(bytes, segments, u64::from(l2_len) + u64::from(headers));
-    let verdict = if direction == EGRESS {
-        egress_verdict(skb, key)
+    let (verdict, memo) = if direction == EGRESS {
+        let verdict = egress_verdict(skb, key);
+        (verdict, egress_memo(verdict, key))
     } else {
         ingress_verdict(ctx, key)
     };
     add_kind(interface, direction, verdict, &moved);
     if verdict == kind::FORWARDED {
-        add_flow(key, &moved);
+        add_flow(key, &moved, memo);
     }
 }
 
@@ -158,31 +164,55 @@ fn has_socket(skb: *mut __sk_buff) -> bool {
     !unsafe { (*skb).__bindgen_anon_2.sk }.is_null()
 }
 
+/// The verdict, and where this CPU remembers the flow's slot (null when nowhere).
 #[inline(always)]
-fn ingress_verdict(ctx: &TcContext, key: &mut ForwardKey) -> u8 {
+fn ingress_verdict(ctx: &TcContext, key: &mut ForwardKey) -> (u8, *mut u32) {
     let skb = ctx.skb.skb;
     // SAFETY: a context field a tc program may read.
     if unsafe { (*skb).pkt_type } == PACKET_OTHERHOST {
-        return kind::DROPPED;
+        return (kind::DROPPED, null_mut());
     }
     // SAFETY: a helper without arguments.
     let now = unsafe { bpf_ktime_get_coarse_ns() };
     let Some(cached) = ROUTE_CACHE.get_ptr_mut(cache_slot(key)) else {
-        return route(ctx, key);
+        return (route(ctx, key), null_mut());
     };
     // SAFETY: this CPU's entry, alive for the program's run; only tc ingress runs touch it,
     // and none can start on this CPU before this one ends.
     unsafe {
+        let memo = &raw mut (*cached).slot;
         if same_flow(&(*cached).key, key) && now.wrapping_sub((*cached).checked_at_ns) < RECHECK_NS
         {
             key.other_ifindex = (*cached).key.other_ifindex;
-            return (*cached).kind as u8;
+            return ((*cached).kind as u8, memo);
         }
         let verdict = route(ctx, key);
         copy_key(&mut (*cached).key, key);
-        (*cached).kind = u64::from(verdict);
+        (*cached).kind = u32::from(verdict);
+        (*cached).slot = NO_SLOT;
         (*cached).checked_at_ns = now;
-        verdict
+        (verdict, memo)
+    }
+}
+
+/// Where this CPU remembers the slot of a forwarded flow on its way out (null when nowhere);
+/// the entry is the flow's from now on.
+#[inline(always)]
+fn egress_memo(verdict: u8, key: &ForwardKey) -> *mut u32 {
+    if verdict != kind::FORWARDED {
+        return null_mut();
+    }
+    let Some(cached) = EGRESS_SLOTS.get_ptr_mut(cache_slot(key)) else {
+        return null_mut();
+    };
+    // SAFETY: this CPU's entry, alive for the program's run; only tc egress runs touch it, and
+    // none can start on this CPU before this one ends.
+    unsafe {
+        if !same_key(&(*cached).key, key) {
+            copy_key(&mut (*cached).key, key);
+            (*cached).slot = NO_SLOT;
+        }
+        &raw mut (*cached).slot
     }
 }
 
@@ -210,6 +240,13 @@ fn same_flow(cached: &ForwardKey, key: &ForwardKey) -> bool {
             differ | (x ^ y)
         });
     differ == 0
+}
+
+/// Every field the same, word by word: a compare of the whole may become an out-of-line memcmp.
+#[inline(always)]
+fn same_key(a: &ForwardKey, b: &ForwardKey) -> bool {
+    let (a, b) = (words_of(a), words_of(b));
+    a.iter().zip(&b).fold(0, |differ, (x, y)| differ | (x ^ y)) == 0
 }
 
 /// Word by word: a plain struct copy may become an out-of-line memcpy (see `zeroed`).
@@ -480,24 +517,42 @@ fn add_kind(interface: *mut InterfaceCounts, direction: u8, kind: u8, moved: &Wi
     counts.segments = counts.segments.wrapping_add(moved.segments);
 }
 
-/// Adds to the flow's counts, claiming a slot for a new flow; when none is left the loss is
-/// counted (the bytes are in the interface's counts already).
+/// Adds to the flow's counts, in the slot `memo` remembers when it still holds the flow, else
+/// in the one the index gives (claiming one for a new flow), which `memo` then remembers; when
+/// no slot is left the loss is counted (the bytes are in the interface's counts already).
 #[inline(never)]
-fn add_flow(key: &ForwardKey, moved: &WireCount) {
+fn add_flow(key: &ForwardKey, moved: &WireCount, memo: *mut u32) {
+    if !memo.is_null() {
+        // SAFETY: a cache entry of this CPU, alive for the program's run.
+        let remembered = unsafe { *memo };
+        if let Some(slot) = FORWARDED_COUNTERS.get_ptr_mut(remembered) {
+            // SAFETY: a live array element; its key is read, and its counts only added to.
+            if same_key(unsafe { &(*slot).key }, key) {
+                add_counts(unsafe { &raw mut (*slot).count }, moved);
+                return;
+            }
+        }
+    }
     let slots = Slots {
         index: &FORWARDED,
         counters: &FORWARDED_COUNTERS,
         free: &FREE_FORWARDED_SLOTS,
         fresh: &FRESH_FORWARDED_SLOTS,
     };
-    match slots
-        .slot_of(key, || {})
-        .and_then(|slot| FORWARDED_COUNTERS.get_ptr_mut(slot))
-    {
-        // SAFETY: a live array element; only the field's address is taken.
-        Some(slot) => add_counts(unsafe { &raw mut (*slot).count }, moved),
-        None => lose(FLOWS_FULL, moved.bytes),
+    let Some(slot) = slots.slot_of(key, || {}) else {
+        lose(FLOWS_FULL, moved.bytes);
+        return;
+    };
+    let Some(counts) = FORWARDED_COUNTERS.get_ptr_mut(slot) else {
+        lose(FLOWS_FULL, moved.bytes);
+        return;
+    };
+    if !memo.is_null() {
+        // SAFETY: as above.
+        unsafe { *memo = slot };
     }
+    // SAFETY: a live array element; only the field's address is taken.
+    add_counts(unsafe { &raw mut (*counts).count }, moved);
 }
 
 #[inline(never)]
