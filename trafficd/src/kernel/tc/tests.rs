@@ -450,7 +450,10 @@ fn idle_forwarded_flows_give_their_slots_to_new_ones() {
 
     udp_to_c(&first, &receiver, 5);
     let (claimed, moved, freed) = take(&mut tc);
-    assert!(claimed.iter().all(|&(_, p)| p == port(&first)), "{claimed:?}");
+    assert!(
+        claimed.iter().all(|&(_, p)| p == port(&first)),
+        "{claimed:?}"
+    );
     let used = 2 + claimed.len() as u32;
     assert_eq!(moved, [(port(&first), both(5))].into());
     assert!(freed.is_empty(), "read one more drain first");
