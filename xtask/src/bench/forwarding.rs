@@ -2,7 +2,13 @@
 //! Namespaces A and C reach each other only through the host (two veth pairs, forwarding on
 //! for those two interfaces); iperf3 runs A -> C, TCP bulk and 64-byte UDP, with no monitor,
 //! with empty programs on every hook trafficd uses, and with trafficd (whose tc programs
-//! attach to the host's two veths), alternating run by run, first routed and then with the host MASQUERADEing A's subnet. Then 100k UDP flows go
+//! attach to the host's two veths), in rounds of one run each, first routed and then with the
+//! host MASQUERADEing A's subnet; each run is compared with its round's unmonitored run.
+//! After the rounds of each variant, one more transfer per condition with
+//! kernel.bpf_stats_enabled=1 times every program a datagram or megabyte crosses: trafficd's
+//! own work is its programs' time above the empty programs' on the same hooks, which a VM's
+//! throughput, spreading by a fifth from run to run, cannot show.
+//! Then 100k UDP flows go
 //! through the NAT (one datagram to each of 100k addresses routed to C, which drops them), so
 //! the host holds 100k conntrack entries: trafficd's CPU once they exist, its memory, and the
 //! answer time of /top?by=flow.
@@ -14,6 +20,7 @@
 //!
 //! Results go to target/bench/forwarding.json.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs;
 use std::path::Path;
@@ -25,11 +32,13 @@ use clap::Args;
 use serde::Serialize;
 use trafficd_tests::{Forwarder, Link, NetNs};
 
+use super::conditions::BpfStatsSysctl;
 use super::daemon::{Daemon, Phase};
 use super::empty_bpf::{EmptyPrograms, EmptyTc};
 use super::measure;
 use super::netns::ONE_WAY_NETWORK;
 use super::proc::sleep;
+use super::report::spread;
 use crate::{build_trafficd, is_root, target_dir};
 
 const IPERF_PORT: &str = "5399";
@@ -37,8 +46,9 @@ const IPERF_PORT: &str = "5399";
 /// `cargo xtask bench forwarding [options]`.
 #[derive(Args, Debug)]
 pub struct ForwardingArgs {
-    /// Runs of each condition and variant, alternating.
-    #[arg(long, default_value_t = 3)]
+    /// Rounds of each variant: a run of every condition per round, their order turning
+    /// round by round.
+    #[arg(long, default_value_t = 5)]
     runs: usize,
     /// Seconds of each iperf3 transfer.
     #[arg(long, default_value_t = 5)]
@@ -73,6 +83,8 @@ impl Condition {
 #[derive(Debug, Serialize)]
 pub struct Transfer {
     pub masquerade: bool,
+    /// The round it ran in; the round's unmonitored run is what its rates are compared with.
+    pub round: usize,
     pub condition: Condition,
     pub tcp_bits_per_second: f64,
     pub udp_packets_per_second: f64,
@@ -93,9 +105,41 @@ pub struct NatScale {
     pub top_flow_items: usize,
 }
 
+/// What the traffic cost under one condition, measured with kernel.bpf_stats_enabled=1 (which
+/// adds two clock reads to every program run, the empty programs' too).
+#[derive(Debug, Serialize)]
+pub struct Cost {
+    pub masquerade: bool,
+    pub condition: Condition,
+    /// Per 64-byte datagram received.
+    pub udp: UnitCost,
+    /// Per megabyte received over TCP.
+    pub tcp: UnitCost,
+}
+
+#[derive(Debug, Serialize)]
+pub struct UnitCost {
+    /// Datagrams or megabytes received.
+    pub units: f64,
+    /// Busy CPU time of the whole host per unit (the path's kernel work, iperf3's two ends and
+    /// the programs), ns.
+    pub host_cpu_ns: f64,
+    /// Run time of all the condition's programs together per unit, ns.
+    pub programs_ns: f64,
+    pub programs: Vec<ProgramCost>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ProgramCost {
+    pub name: String,
+    pub runs_per_unit: f64,
+    pub ns_per_run: f64,
+}
+
 #[derive(Debug, Serialize)]
 pub struct ForwardingResult {
     pub transfers: Vec<Transfer>,
+    pub costs: Vec<Cost>,
     pub nat_scale: NatScale,
 }
 
@@ -197,20 +241,48 @@ pub fn run(args: ForwardingArgs) -> Result<()> {
     fs::create_dir_all(&out)?;
     let topology = Topology::create();
     let mut transfers = Vec::new();
+    let mut costs = Vec::new();
     for masquerade in [false, true] {
         let _nat = masquerade.then(|| Masquerade::add(&topology)).transpose()?;
-        for _ in 0..args.runs {
-            for condition in [Condition::None, Condition::Empty, Condition::Trafficd] {
-                let transfer = transfer(&trafficd, &out, &topology, masquerade, condition, &args)?;
+        for round in 0..args.runs {
+            // Each condition goes first, second and third in turn, so none always follows the
+            // same one (a daemon just stopped, programs just detached).
+            let mut order = [Condition::None, Condition::Empty, Condition::Trafficd];
+            order.rotate_left(round % 3);
+            for condition in order {
+                let run = Run {
+                    masquerade,
+                    round,
+                    condition,
+                };
+                let transfer = transfer(&trafficd, &out, &topology, run, &args)?;
                 println!("bench: forwarding {transfer:?}");
                 transfers.push(transfer);
             }
+        }
+        // Apart from the rounds: the statistics' clock reads would weigh on their rates.
+        let stats = BpfStatsSysctl::new()?;
+        stats.set(true)?;
+        for condition in [Condition::None, Condition::Empty, Condition::Trafficd] {
+            let cost = cost(&trafficd, &out, &topology, masquerade, condition, &args)?;
+            println!(
+                "bench: forwarding cost {} {}: udp {:.0} ns/datagram host, {:.0} programs; \
+                 tcp {:.0} ns/MB host, {:.0} programs",
+                if masquerade { "masquerade" } else { "routed" },
+                condition.as_str(),
+                cost.udp.host_cpu_ns,
+                cost.udp.programs_ns,
+                cost.tcp.host_cpu_ns,
+                cost.tcp.programs_ns
+            );
+            costs.push(cost);
         }
     }
     let _nat = Masquerade::add(&topology)?;
     let nat_scale = nat_scale(&trafficd, &xtask, &out, &topology, &args)?;
     let result = ForwardingResult {
         transfers,
+        costs,
         nat_scale,
     };
     let json = out.join("forwarding.json");
@@ -220,36 +292,80 @@ pub fn run(args: ForwardingArgs) -> Result<()> {
     Ok(())
 }
 
+/// Which transfer is run: the variant, the round and the condition.
+#[derive(Clone, Copy)]
+struct Run {
+    masquerade: bool,
+    round: usize,
+    condition: Condition,
+}
+
+/// What watches the transfers of one condition, for as long as it is held.
+struct Watch {
+    /// Held for its drop: detaches the empty programs.
+    empty: Option<(EmptyTc, EmptyPrograms)>,
+    daemon: Option<Daemon>,
+}
+
+impl Watch {
+    fn start(
+        trafficd: &Path,
+        out: &Path,
+        topology: &Topology,
+        condition: Condition,
+    ) -> Result<Watch> {
+        let empty = (condition == Condition::Empty)
+            .then(|| -> Result<_> {
+                let root = measure::cgroup2_root().context("no cgroup2 mount")?;
+                let tc = EmptyTc::attach(&topology.host_ifindexes()?)?;
+                Ok((tc, EmptyPrograms::attach(&root)?))
+            })
+            .transpose()?;
+        let daemon = (condition == Condition::Trafficd)
+            .then(|| Daemon::start(trafficd, out, "forwarding", &[]))
+            .transpose()?;
+        if daemon.is_some() {
+            // The tc programs attach to the interfaces the first drains find.
+            sleep(Duration::from_secs(2))?;
+        }
+        Ok(Watch { empty, daemon })
+    }
+
+    /// Run time and runs of each program watching, by name (a program attached to several
+    /// interfaces as several programs is summed), while kernel.bpf_stats_enabled is 1.
+    fn program_runs(&self) -> BTreeMap<String, (u64, u64)> {
+        let (pid, prefix) = match &self.daemon {
+            Some(daemon) => (daemon.pid(), "trafficd_"),
+            None if self.empty.is_some() => (std::process::id(), "empty_"),
+            None => return BTreeMap::new(),
+        };
+        let mut runs = BTreeMap::new();
+        for prog in measure::prog_stats(pid, &measure::bpf_names("prog")) {
+            if prog.name.starts_with(prefix) {
+                let entry: &mut (u64, u64) = runs.entry(prog.name).or_default();
+                entry.0 += prog.run_time_ns;
+                entry.1 += prog.run_cnt;
+            }
+        }
+        runs
+    }
+}
+
 fn transfer(
     trafficd: &Path,
     out: &Path,
     topology: &Topology,
-    masquerade: bool,
-    condition: Condition,
+    run: Run,
     args: &ForwardingArgs,
 ) -> Result<Transfer> {
-    let _empty = (condition == Condition::Empty)
-        .then(|| -> Result<_> {
-            let root = measure::cgroup2_root().context("no cgroup2 mount")?;
-            let tc = EmptyTc::attach(&topology.host_ifindexes()?)?;
-            Ok((tc, EmptyPrograms::attach(&root)?))
-        })
-        .transpose()?;
-    let daemon = (condition == Condition::Trafficd)
-        .then(|| Daemon::start(trafficd, out, "forwarding", &[]))
-        .transpose()?;
-    if daemon.is_some() {
-        // The tc programs attach to the interfaces the first drains find.
-        sleep(Duration::from_secs(2))?;
-    }
-    let cpu_before = daemon
-        .as_ref()
-        .map(|d| measure::cpu_seconds(d.pid()))
-        .transpose()?;
+    let condition = run.condition;
+    let watch = Watch::start(trafficd, out, topology, condition)?;
+    let daemon = watch.daemon.as_ref();
+    let cpu_before = daemon.map(|d| measure::cpu_seconds(d.pid())).transpose()?;
     let started = std::time::Instant::now();
-    let tcp = iperf3(topology, args.seconds, false)?;
-    let udp = iperf3(topology, args.seconds, true)?;
-    let trafficd_cpu_percent = match (&daemon, cpu_before) {
+    let tcp = iperf3(topology, args.seconds, false)?.rate;
+    let udp = iperf3(topology, args.seconds, true)?.rate;
+    let trafficd_cpu_percent = match (daemon, cpu_before) {
         (Some(d), Some(before)) => {
             let used = measure::cpu_seconds(d.pid())? - before;
             Some((used / started.elapsed().as_secs_f64() * 1000.0).round() / 10.0)
@@ -257,7 +373,8 @@ fn transfer(
         _ => None,
     };
     Ok(Transfer {
-        masquerade,
+        masquerade: run.masquerade,
+        round: run.round,
         condition,
         tcp_bits_per_second: tcp,
         udp_packets_per_second: udp,
@@ -265,9 +382,66 @@ fn transfer(
     })
 }
 
-/// One iperf3 transfer A -> C: TCP bits per second received, or 64-byte UDP datagrams per
-/// second received.
-fn iperf3(topology: &Topology, seconds: u32, udp: bool) -> Result<f64> {
+/// One UDP and one TCP transfer under `condition`, timed by the host's busy CPU time and by
+/// the programs' own run-time statistics.
+fn cost(
+    trafficd: &Path,
+    out: &Path,
+    topology: &Topology,
+    masquerade: bool,
+    condition: Condition,
+    args: &ForwardingArgs,
+) -> Result<Cost> {
+    let watch = Watch::start(trafficd, out, topology, condition)?;
+    let measured = |udp: bool| -> Result<UnitCost> {
+        let runs_before = watch.program_runs();
+        let busy_before = measure::host_busy_seconds()?;
+        let received = iperf3(topology, args.seconds, udp)?;
+        let busy = measure::host_busy_seconds()? - busy_before;
+        let runs_after = watch.program_runs();
+        let units = received.amount.max(1.0);
+        let programs: Vec<ProgramCost> = runs_after
+            .iter()
+            .filter_map(|(name, &(ns, runs))| {
+                let (ns_before, runs_before) = runs_before.get(name).copied().unwrap_or_default();
+                let runs = runs.checked_sub(runs_before).filter(|r| *r > 0)?;
+                Some(ProgramCost {
+                    name: name.clone(),
+                    runs_per_unit: runs as f64 / units,
+                    ns_per_run: ns.saturating_sub(ns_before) as f64 / runs as f64,
+                })
+            })
+            .collect();
+        Ok(UnitCost {
+            units: received.amount,
+            host_cpu_ns: busy * 1e9 / units,
+            programs_ns: programs
+                .iter()
+                .map(|p| p.runs_per_unit * p.ns_per_run)
+                .sum(),
+            programs,
+        })
+    };
+    let udp = measured(true)?;
+    let tcp = measured(false)?;
+    Ok(Cost {
+        masquerade,
+        condition,
+        udp,
+        tcp,
+    })
+}
+
+/// What one iperf3 transfer delivered.
+struct Received {
+    /// TCP bits per second, or 64-byte UDP datagrams per second.
+    rate: f64,
+    /// Megabytes, or datagrams.
+    amount: f64,
+}
+
+/// One iperf3 transfer A -> C, as received by C.
+fn iperf3(topology: &Topology, seconds: u32, udp: bool) -> Result<Received> {
     // Sender and receiver on CPUs of their own where there are two: runs that differ only
     // in where the scheduler put them would otherwise differ by more than the monitor costs.
     let pinned = std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2);
@@ -301,11 +475,18 @@ fn iperf3(topology: &Topology, seconds: u32, udp: bool) -> Result<f64> {
         let sum = &end["sum"];
         let received =
             sum["packets"].as_f64().unwrap_or(0.0) - sum["lost_packets"].as_f64().unwrap_or(0.0);
-        Ok(received / sum["seconds"].as_f64().filter(|s| *s > 0.0).unwrap_or(1.0))
+        Ok(Received {
+            rate: received / sum["seconds"].as_f64().filter(|s| *s > 0.0).unwrap_or(1.0),
+            amount: received,
+        })
     } else {
-        end["sum_received"]["bits_per_second"]
-            .as_f64()
-            .context("iperf3's report has no received rate")
+        let sum = &end["sum_received"];
+        Ok(Received {
+            rate: sum["bits_per_second"]
+                .as_f64()
+                .context("iperf3's report has no received rate")?,
+            amount: sum["bytes"].as_f64().unwrap_or(0.0) / 1e6,
+        })
     }
 }
 
@@ -402,46 +583,120 @@ fn conntrack_count() -> u64 {
         .unwrap_or(0)
 }
 
-/// Each condition's mean rate as a share of the unmonitored mean of the same variant, the runs
-/// having alternated; the targets are trafficd's.
+/// Each condition's rate as a share of the unmonitored rate of the same round and variant:
+/// median (min-max) over the rounds. Pairing by round keeps the machine's slow drift (other
+/// guests, frequency) out of the ratio; the median keeps one disturbed run from moving it.
 fn ratios(transfers: &[Transfer]) -> String {
     let mut text = String::from(
         "\n| variant | condition | TCP of none | 64 B UDP of none |\n| --- | --- | --- | --- |\n",
     );
     for masquerade in [false, true] {
-        let mean = |condition: Condition, rate: fn(&Transfer) -> f64| {
-            let rates: Vec<f64> = transfers
-                .iter()
-                .filter(|t| t.masquerade == masquerade && t.condition == condition)
-                .map(rate)
-                .collect();
-            rates.iter().sum::<f64>() / rates.len().max(1) as f64
+        let shares = |condition: Condition, rate: fn(&Transfer) -> f64| {
+            let of_variant = |c: Condition| {
+                transfers
+                    .iter()
+                    .filter(move |t| t.masquerade == masquerade && t.condition == c)
+            };
+            let shares = of_variant(condition).filter_map(|t| {
+                let none = of_variant(Condition::None).find(|n| n.round == t.round)?;
+                Some(rate(t) / rate(none))
+            });
+            spread(shares).map_or("-".to_string(), |s| {
+                format!("{:.2} ({:.2}-{:.2})", s.median, s.min, s.max)
+            })
         };
         let tcp = |t: &Transfer| t.tcp_bits_per_second;
         let udp = |t: &Transfer| t.udp_packets_per_second;
-        let (tcp_none, udp_none) = (mean(Condition::None, tcp), mean(Condition::None, udp));
         for condition in [Condition::Empty, Condition::Trafficd] {
             let _ = writeln!(
                 text,
-                "| {} | {} | {:.2} | {:.2} |",
+                "| {} | {} | {} | {} |",
                 if masquerade { "masquerade" } else { "routed" },
                 condition.as_str(),
-                mean(condition, tcp) / tcp_none,
-                mean(condition, udp) / udp_none,
+                shares(condition, tcp),
+                shares(condition, udp),
             );
         }
     }
-    text.push_str("(targets for trafficd: TCP >= 0.97, 64 B UDP >= 0.90)\n");
+    text.push_str(
+        "(each round's rate over the same round's unmonitored rate: median (min-max) over the \
+         rounds; targets for trafficd: TCP >= 0.97, 64 B UDP >= 0.90)\n",
+    );
+    text
+}
+
+/// The host's CPU time and the programs' run time per datagram and per megabyte, and
+/// trafficd's own work: its programs' time above the empty programs' on the same hooks, as a
+/// share of what the unmonitored host spent on the same traffic.
+fn costs_table(costs: &[Cost]) -> String {
+    let mut text = String::from(
+        "\nWith kernel.bpf_stats_enabled=1, one transfer each:\n\n\
+         | variant | condition | host CPU ns per datagram | programs ns per datagram | \
+         host CPU us per MB | programs us per MB |\n| --- | --- | --- | --- | --- | --- |\n",
+    );
+    for c in costs {
+        let _ = writeln!(
+            text,
+            "| {} | {} | {:.0} | {:.0} | {:.1} | {:.1} |",
+            if c.masquerade { "masquerade" } else { "routed" },
+            c.condition.as_str(),
+            c.udp.host_cpu_ns,
+            c.udp.programs_ns,
+            c.tcp.host_cpu_ns / 1e3,
+            c.tcp.programs_ns / 1e3,
+        );
+    }
+    for masquerade in [false, true] {
+        let of = |condition: Condition| {
+            costs
+                .iter()
+                .find(|c| c.masquerade == masquerade && c.condition == condition)
+        };
+        let (Some(none), Some(empty), Some(trafficd)) = (
+            of(Condition::None),
+            of(Condition::Empty),
+            of(Condition::Trafficd),
+        ) else {
+            continue;
+        };
+        let own = |pick: fn(&Cost) -> &UnitCost| {
+            let above = pick(trafficd).programs_ns - pick(empty).programs_ns;
+            (above, above / pick(none).host_cpu_ns)
+        };
+        let (udp_ns, udp_share) = own(|c| &c.udp);
+        let (tcp_ns, tcp_share) = own(|c| &c.tcp);
+        let _ = writeln!(
+            text,
+            "{}: trafficd's own work, its programs' time above the empty programs', is {:.0} ns \
+             per datagram ({:.1}% of the unmonitored host's CPU time per datagram) and {:.1} us \
+             per MB of TCP ({:.1}%)",
+            if masquerade { "masquerade" } else { "routed" },
+            udp_ns,
+            udp_share * 100.0,
+            tcp_ns / 1e3,
+            tcp_share * 100.0,
+        );
+        for (condition, cost) in [("trafficd", trafficd), ("empty programs", empty)] {
+            let programs: Vec<String> = cost
+                .udp
+                .programs
+                .iter()
+                .map(|p| format!("{} {:.2}x{:.0} ns", p.name, p.runs_per_unit, p.ns_per_run))
+                .collect();
+            let _ = writeln!(text, "  {condition}, per datagram: {}", programs.join(", "));
+        }
+    }
     text
 }
 
 fn table(result: &ForwardingResult) -> String {
-    let mut text = String::from("| variant | condition | TCP Gbit/s | 64 B UDP kpps | trafficd CPU |\n| --- | --- | --- | --- | --- |\n");
+    let mut text = String::from("| variant | round | condition | TCP Gbit/s | 64 B UDP kpps | trafficd CPU |\n| --- | --- | --- | --- | --- | --- |\n");
     for t in &result.transfers {
         let _ = writeln!(
             text,
-            "| {} | {} | {:.2} | {:.0} | {} |",
+            "| {} | {} | {} | {:.2} | {:.0} | {} |",
             if t.masquerade { "masquerade" } else { "routed" },
+            t.round + 1,
             t.condition.as_str(),
             t.tcp_bits_per_second / 1e9,
             t.udp_packets_per_second / 1e3,
@@ -450,6 +705,7 @@ fn table(result: &ForwardingResult) -> String {
         );
     }
     text.push_str(&ratios(&result.transfers));
+    text.push_str(&costs_table(&result.costs));
     let n = &result.nat_scale;
     let _ = writeln!(
         text,

@@ -37,6 +37,26 @@ pub fn cpu_seconds(pid: u32) -> Result<f64> {
     Ok((utime + stime) / ticks_per_second())
 }
 
+/// CPU seconds every CPU of the host has spent busy (anything but idle and iowait), from the
+/// first line of /proc/stat.
+pub fn host_busy_seconds() -> Result<f64> {
+    let stat = fs::read_to_string("/proc/stat").context("read /proc/stat")?;
+    let ticks: Vec<f64> = stat
+        .lines()
+        .next()
+        .and_then(|line| line.strip_prefix("cpu "))
+        .context("no cpu line in /proc/stat")?
+        .split_whitespace()
+        .map(|t| t.parse().unwrap_or(0.0))
+        .collect();
+    // user nice system idle iowait irq softirq, then steal (time the hypervisor gave to
+    // others, not this host's work) and guest time (inside user already).
+    let busy: f64 = ticks.iter().take(7).sum::<f64>()
+        - ticks.get(3).copied().unwrap_or(0.0)
+        - ticks.get(4).copied().unwrap_or(0.0);
+    Ok(busy / ticks_per_second())
+}
+
 /// A `Vm*:` line of /proc/<pid>/status, in KiB.
 pub fn status_kib(pid: u32, key: &str) -> Option<u64> {
     let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;

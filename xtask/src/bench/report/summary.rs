@@ -20,7 +20,7 @@ pub struct Spread {
     pub max: f64,
 }
 
-pub(super) fn spread(values: impl IntoIterator<Item = f64>) -> Option<Spread> {
+pub fn spread(values: impl IntoIterator<Item = f64>) -> Option<Spread> {
     let mut v: Vec<f64> = values.into_iter().filter(|x| x.is_finite()).collect();
     if v.is_empty() {
         return None;
