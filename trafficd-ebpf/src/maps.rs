@@ -196,13 +196,13 @@ pub const NO_SLOT: u32 = u32::MAX;
 
 /// One routing verdict: the flow's key as the ingress program builds it (`other_ifindex` is
 /// the verdict's output interface), its kind, its slot in FORWARDED_COUNTERS once known, and
-/// when the kernel was last asked.
+/// when the kernel was last asked, in jiffies.
 #[repr(C)]
 pub struct RouteVerdict {
     pub key: ForwardKey,
     pub kind: u32,
     pub slot: u32,
-    pub checked_at_ns: u64,
+    pub checked_at: u64,
 }
 
 /// A forwarded flow's key and its slot in FORWARDED_COUNTERS.

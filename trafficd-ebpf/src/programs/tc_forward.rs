@@ -19,7 +19,7 @@
 //! The ingress verdict is cached per CPU by flow for a short while (`ROUTE_CACHE`): the
 //! lookup is most of what the ingress program costs, and a flow's packets get the same answer
 //! until a route, an address or a forwarding setting changes, which the cache sees within
-//! [`RECHECK_NS`]. The same entry remembers the flow's counter slot, as `EGRESS_SLOTS` does for
+//! [`RECHECK_JIFFIES`]. The same entry remembers the flow's counter slot, as `EGRESS_SLOTS` does for
 //! flows on their way out, so that a flow's next packets skip the FORWARDED lookup (a hash of
 //! the 48-byte key and a compare). A remembered slot is believed only while it holds the
 //! packet's key: the daemon zeroes a slot's key before it hands the slot to another flow, and
@@ -47,7 +47,7 @@ use aya_ebpf::{
         BPF_FIB_LKUP_RET_FWD_DISABLED, BPF_FIB_LKUP_RET_NOT_FWDED, BPF_FIB_LKUP_RET_PROHIBIT,
         BPF_FIB_LKUP_RET_UNREACHABLE, TC_ACT_UNSPEC,
     },
-    helpers::generated::{bpf_fib_lookup, bpf_ktime_get_coarse_ns, bpf_skb_load_bytes},
+    helpers::generated::{bpf_fib_lookup, bpf_jiffies64, bpf_skb_load_bytes},
     macros::classifier,
     programs::TcContext,
 };
@@ -75,8 +75,10 @@ const PACKET_OTHERHOST: u32 = 3;
 const MAX_L2_LEN: u32 = 32;
 /// The link-layer header of the interfaces the headers are read in place on.
 const ETHERNET_HEADER_LEN: u32 = 14;
-/// How long a cached routing verdict is believed.
-const RECHECK_NS: u64 = 1_000_000_000;
+/// How long a cached routing verdict is believed: at most a second, as HZ is 100 or more.
+/// Jiffies rather than nanoseconds because the verifier turns `bpf_jiffies64` into one load,
+/// where a clock read is a helper call.
+const RECHECK_JIFFIES: u64 = 100;
 
 #[classifier]
 pub fn trafficd_tc_ingress(ctx: TcContext) -> i32 {
@@ -173,7 +175,7 @@ fn ingress_verdict(ctx: &TcContext, key: &mut ForwardKey) -> (u8, *mut u32) {
         return (kind::DROPPED, null_mut());
     }
     // SAFETY: a helper without arguments.
-    let now = unsafe { bpf_ktime_get_coarse_ns() };
+    let now = unsafe { bpf_jiffies64() };
     let Some(cached) = ROUTE_CACHE.get_ptr_mut(cache_slot(key)) else {
         return (route(ctx, key), null_mut());
     };
@@ -181,7 +183,8 @@ fn ingress_verdict(ctx: &TcContext, key: &mut ForwardKey) -> (u8, *mut u32) {
     // and none can start on this CPU before this one ends.
     unsafe {
         let memo = &raw mut (*cached).slot;
-        if same_flow(&(*cached).key, key) && now.wrapping_sub((*cached).checked_at_ns) < RECHECK_NS
+        if same_flow(&(*cached).key, key)
+            && now.wrapping_sub((*cached).checked_at) < RECHECK_JIFFIES
         {
             key.other_ifindex = (*cached).key.other_ifindex;
             return ((*cached).kind as u8, memo);
@@ -190,7 +193,7 @@ fn ingress_verdict(ctx: &TcContext, key: &mut ForwardKey) -> (u8, *mut u32) {
         copy_key(&mut (*cached).key, key);
         (*cached).kind = u32::from(verdict);
         (*cached).slot = NO_SLOT;
-        (*cached).checked_at_ns = now;
+        (*cached).checked_at = now;
         (verdict, memo)
     }
 }
