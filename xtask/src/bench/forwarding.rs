@@ -8,6 +8,11 @@
 //! kernel.bpf_stats_enabled=1 times every program a datagram or megabyte crosses: trafficd's
 //! own work is its programs' time above the empty programs' on the same hooks, which a VM's
 //! throughput, spreading by a fifth from run to run, cannot show.
+//!
+//! iperf3's two ends are sockets of this host, whose hooks a router forwarding other machines'
+//! traffic does not run; so the host is also made a router proper: a routing loop between the
+//! host and C (see [`RoutingLoop`]) forwards each datagram sent into it 32 times, rated by the
+//! host's own count of forwarded datagrams, in rounds under the same three conditions.
 //! Then 100k UDP flows go
 //! through the NAT (one datagram to each of 100k addresses routed to C, which drops them), so
 //! the host holds 100k conntrack entries: trafficd's CPU once they exist, its memory, and the
@@ -39,7 +44,7 @@ use super::measure;
 use super::netns::ONE_WAY_NETWORK;
 use super::proc::sleep;
 use super::report::spread;
-use crate::{build_trafficd, is_root, target_dir};
+use crate::{build_trafficd, is_root, run_checked, target_dir};
 
 const IPERF_PORT: &str = "5399";
 
@@ -136,10 +141,30 @@ pub struct ProgramCost {
     pub ns_per_run: f64,
 }
 
+/// One run of the routing loop under one condition.
+#[derive(Debug, Serialize)]
+pub struct LoopRun {
+    pub round: usize,
+    pub condition: Condition,
+    /// Datagrams the host forwarded per second (its `ForwDatagrams`).
+    pub forwarded_per_second: f64,
+}
+
+/// The routing loop's program time per forwarded datagram, with kernel.bpf_stats_enabled=1.
+#[derive(Debug, Serialize)]
+pub struct LoopCost {
+    pub condition: Condition,
+    pub forwarded: f64,
+    pub programs_ns: f64,
+    pub programs: Vec<ProgramCost>,
+}
+
 #[derive(Debug, Serialize)]
 pub struct ForwardingResult {
     pub transfers: Vec<Transfer>,
     pub costs: Vec<Cost>,
+    pub routing_loop: Vec<LoopRun>,
+    pub routing_loop_costs: Vec<LoopCost>,
     pub nat_scale: NatScale,
 }
 
@@ -278,11 +303,15 @@ pub fn run(args: ForwardingArgs) -> Result<()> {
             costs.push(cost);
         }
     }
+    let (routing_loop, routing_loop_costs) =
+        routing_loop(&trafficd, &xtask, &out, &topology, &args)?;
     let _nat = Masquerade::add(&topology)?;
     let nat_scale = nat_scale(&trafficd, &xtask, &out, &topology, &args)?;
     let result = ForwardingResult {
         transfers,
         costs,
+        routing_loop,
+        routing_loop_costs,
         nat_scale,
     };
     let json = out.join("forwarding.json");
@@ -400,18 +429,7 @@ fn cost(
         let busy = measure::host_busy_seconds()? - busy_before;
         let runs_after = watch.program_runs();
         let units = received.amount.max(1.0);
-        let programs: Vec<ProgramCost> = runs_after
-            .iter()
-            .filter_map(|(name, &(ns, runs))| {
-                let (ns_before, runs_before) = runs_before.get(name).copied().unwrap_or_default();
-                let runs = runs.checked_sub(runs_before).filter(|r| *r > 0)?;
-                Some(ProgramCost {
-                    name: name.clone(),
-                    runs_per_unit: runs as f64 / units,
-                    ns_per_run: ns.saturating_sub(ns_before) as f64 / runs as f64,
-                })
-            })
-            .collect();
+        let programs = program_costs(&runs_before, &runs_after, units);
         Ok(UnitCost {
             units: received.amount,
             host_cpu_ns: busy * 1e9 / units,
@@ -430,6 +448,208 @@ fn cost(
         udp,
         tcp,
     })
+}
+
+/// Each program's runs per unit and time per run between two readings of
+/// [`Watch::program_runs`].
+fn program_costs(
+    before: &BTreeMap<String, (u64, u64)>,
+    after: &BTreeMap<String, (u64, u64)>,
+    units: f64,
+) -> Vec<ProgramCost> {
+    after
+        .iter()
+        .filter_map(|(name, &(ns, runs))| {
+            let (ns_before, runs_before) = before.get(name).copied().unwrap_or_default();
+            let runs = runs.checked_sub(runs_before).filter(|r| *r > 0)?;
+            Some(ProgramCost {
+                name: name.clone(),
+                runs_per_unit: runs as f64 / units,
+                ns_per_run: ns.saturating_sub(ns_before) as f64 / runs as f64,
+            })
+        })
+        .collect()
+}
+
+/// Where the routing loop's datagrams go: routed by the host to C and by C back to the host.
+const LOOP_DESTINATION: &str = "10.250.0.1";
+const LOOP_NETWORK: &str = "10.250.0.0/24";
+
+/// A routing loop through the host, so that the host forwards as a router does, with no socket
+/// of its own at either end of what it forwards: a datagram from A to [`LOOP_DESTINATION`] is
+/// routed by the host to C and by C back to the host, until its TTL runs out (64 hops: 32 of
+/// them the host's, every one through tc ingress and egress of the host's veth to C). The one
+/// send in A that starts it, and its socket hooks, are shared by those 32 forwards. Undone on
+/// drop.
+struct RoutingLoop<'a> {
+    topology: &'a Topology,
+    _host_route: HostRoute,
+    rule: Vec<String>,
+}
+
+impl<'a> RoutingLoop<'a> {
+    fn create(topology: &'a Topology) -> Result<RoutingLoop<'a>> {
+        let to_c = topology.to_c.if_a();
+        let host_route = HostRoute::add(LOOP_NETWORK, &topology.to_c.b_v4().to_string())?;
+        let rule: Vec<String> = ["FORWARD", "-i", to_c, "-o", to_c, "-j", "ACCEPT"]
+            .map(String::from)
+            .to_vec();
+        run_checked(Command::new("iptables").arg("-I").args(&rule))?;
+        let looped = RoutingLoop {
+            topology,
+            _host_route: host_route,
+            rule,
+        };
+        let c = looped.topology.c.name();
+        run_checked(Command::new("ip").args(["netns", "exec", c]).args([
+            "sysctl",
+            "-qw",
+            "net.ipv4.ip_forward=1",
+        ]))?;
+        // A sends into the loop by the host; C sends everything of it back to the host.
+        let topology = looped.topology;
+        for (ns, host) in [(&topology.a, &topology.to_a), (&topology.c, &topology.to_c)] {
+            ns.ip(&[
+                "route",
+                "add",
+                LOOP_NETWORK,
+                "via",
+                &host.a_v4().to_string(),
+            ]);
+        }
+        Ok(looped)
+    }
+}
+
+impl Drop for RoutingLoop<'_> {
+    fn drop(&mut self) {
+        let c = self.topology.c.name();
+        let _ = Command::new("ip")
+            .args(["netns", "exec", c, "sysctl", "-qw", "net.ipv4.ip_forward=0"])
+            .status();
+        for ns in [c, self.topology.a.name()] {
+            let _ = Command::new("ip")
+                .args(["-n", ns, "route", "del", LOOP_NETWORK])
+                .status();
+        }
+        let _ = Command::new("iptables").arg("-D").args(&self.rule).status();
+    }
+}
+
+/// The host's forwarded datagrams so far (`Ip: ForwDatagrams` of /proc/net/snmp).
+fn forwarded_datagrams() -> Result<u64> {
+    let snmp = fs::read_to_string("/proc/net/snmp").context("read /proc/net/snmp")?;
+    let mut ip_lines = snmp.lines().filter(|line| line.starts_with("Ip:"));
+    let (names, values) = (ip_lines.next(), ip_lines.next());
+    let (Some(names), Some(values)) = (names, values) else {
+        bail!("/proc/net/snmp has no Ip lines");
+    };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(name, _)| *name == "ForwDatagrams")
+        .and_then(|(_, value)| value.parse().ok())
+        .context("/proc/net/snmp has no ForwDatagrams")
+}
+
+/// The routing loop driven by one small-datagram sender in A as fast as it goes, the conditions
+/// in rounds as the transfers are; then one run per condition with the programs timed.
+fn routing_loop(
+    trafficd: &Path,
+    xtask: &Path,
+    out: &Path,
+    topology: &Topology,
+    args: &ForwardingArgs,
+) -> Result<(Vec<LoopRun>, Vec<LoopCost>)> {
+    let _looped = RoutingLoop::create(topology)?;
+    let mut runs = Vec::new();
+    for round in 0..args.runs {
+        let mut order = [Condition::None, Condition::Empty, Condition::Trafficd];
+        order.rotate_left(round % 3);
+        for condition in order {
+            let watch = Watch::start(trafficd, out, topology, condition)?;
+            let window = drive_loop(xtask, topology, &watch, args.seconds)?;
+            drop(watch);
+            let run = LoopRun {
+                round,
+                condition,
+                forwarded_per_second: window.forwarded / window.seconds,
+            };
+            println!("bench: forwarding {run:?}");
+            runs.push(run);
+        }
+    }
+    let stats = BpfStatsSysctl::new()?;
+    stats.set(true)?;
+    let mut costs = Vec::new();
+    for condition in [Condition::Empty, Condition::Trafficd] {
+        let watch = Watch::start(trafficd, out, topology, condition)?;
+        let window = drive_loop(xtask, topology, &watch, args.seconds)?;
+        let programs = program_costs(
+            &window.runs_before,
+            &window.runs_after,
+            window.forwarded.max(1.0),
+        );
+        costs.push(LoopCost {
+            condition,
+            forwarded: window.forwarded,
+            programs_ns: programs
+                .iter()
+                .map(|p| p.runs_per_unit * p.ns_per_run)
+                .sum(),
+            programs,
+        });
+    }
+    Ok((runs, costs))
+}
+
+/// What the host forwarded in a measured window of the loop, and the programs' runs at its
+/// two edges.
+struct LoopWindow {
+    forwarded: f64,
+    seconds: f64,
+    runs_before: BTreeMap<String, (u64, u64)>,
+    runs_after: BTreeMap<String, (u64, u64)>,
+}
+
+/// Sends into the loop from A for `seconds` and a half on either side, and measures the middle
+/// `seconds`.
+fn drive_loop(
+    xtask: &Path,
+    topology: &Topology,
+    watch: &Watch,
+    seconds: u32,
+) -> Result<LoopWindow> {
+    let mut sender = Command::new("ip")
+        .args(["netns", "exec", topology.a.name()])
+        // On CPU 0 as iperf3's client is: the loop runs in the softirq of the sending CPU.
+        .args(["taskset", "-c", "0"])
+        .arg(xtask)
+        .args(["bench", "gen", "flows", "--count", "1", "--rate", "0"])
+        .args(["--seconds", &(f64::from(seconds) + 1.0).to_string()])
+        .args(["--one-way-to", LOOP_DESTINATION])
+        .stdout(Stdio::null())
+        .spawn()
+        .context("could not start the loop's sender in A")?;
+    let measured = (|| -> Result<LoopWindow> {
+        sleep(Duration::from_millis(500))?;
+        let runs_before = watch.program_runs();
+        let (first, started) = (forwarded_datagrams()?, std::time::Instant::now());
+        sleep(Duration::from_secs(seconds.into()))?;
+        let forwarded = forwarded_datagrams()? - first;
+        let seconds = started.elapsed().as_secs_f64();
+        Ok(LoopWindow {
+            forwarded: forwarded as f64,
+            seconds,
+            runs_before,
+            runs_after: watch.program_runs(),
+        })
+    })();
+    let status = sender.wait().context("the loop's sender")?;
+    if !status.success() {
+        bail!("the loop's sender failed ({status})");
+    }
+    measured
 }
 
 /// What one iperf3 transfer delivered.
@@ -689,6 +909,49 @@ fn costs_table(costs: &[Cost]) -> String {
     text
 }
 
+/// The routing loop's forwarding rate under each condition as a share of its round's
+/// unmonitored rate, and the programs' time per forwarded datagram.
+fn loop_table(runs: &[LoopRun], costs: &[LoopCost]) -> String {
+    let mut text = String::from(
+        "\nRouting loop (the host forwards with no socket of its own at either end; small \
+         datagrams):\n\n| condition | forwarded kpps, each round | of none |\n| --- | --- | --- |\n",
+    );
+    let of = |condition: Condition| runs.iter().filter(move |r| r.condition == condition);
+    for condition in [Condition::None, Condition::Empty, Condition::Trafficd] {
+        let rates: Vec<String> = of(condition)
+            .map(|r| format!("{:.0}", r.forwarded_per_second / 1e3))
+            .collect();
+        let shares = of(condition).filter_map(|r| {
+            let none = of(Condition::None).find(|n| n.round == r.round)?;
+            Some(r.forwarded_per_second / none.forwarded_per_second)
+        });
+        let share = spread(shares).map_or("-".to_string(), |s| {
+            format!("{:.2} ({:.2}-{:.2})", s.median, s.min, s.max)
+        });
+        let _ = writeln!(
+            text,
+            "| {} | {} | {share} |",
+            condition.as_str(),
+            rates.join(", ")
+        );
+    }
+    for cost in costs {
+        let programs: Vec<String> = cost
+            .programs
+            .iter()
+            .map(|p| format!("{} {:.2}x{:.0} ns", p.name, p.runs_per_unit, p.ns_per_run))
+            .collect();
+        let _ = writeln!(
+            text,
+            "{}, with statistics on: {:.0} ns of programs per forwarded datagram ({})",
+            cost.condition.as_str(),
+            cost.programs_ns,
+            programs.join(", ")
+        );
+    }
+    text
+}
+
 fn table(result: &ForwardingResult) -> String {
     let mut text = String::from("| variant | round | condition | TCP Gbit/s | 64 B UDP kpps | trafficd CPU |\n| --- | --- | --- | --- | --- | --- |\n");
     for t in &result.transfers {
@@ -706,6 +969,10 @@ fn table(result: &ForwardingResult) -> String {
     }
     text.push_str(&ratios(&result.transfers));
     text.push_str(&costs_table(&result.costs));
+    text.push_str(&loop_table(
+        &result.routing_loop,
+        &result.routing_loop_costs,
+    ));
     let n = &result.nat_scale;
     let _ = writeln!(
         text,
