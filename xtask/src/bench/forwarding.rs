@@ -75,6 +75,16 @@ pub enum Condition {
 }
 
 impl Condition {
+    /// The conditions in the order round `round` runs them: each goes first, second and third
+    /// in turn, so none always follows the same one (a daemon just stopped, programs just
+    /// detached).
+    fn order_in(round: usize) -> [Condition; 3] {
+        let mut order = [Condition::None, Condition::Empty, Condition::Trafficd];
+        let turn = round % order.len();
+        order.rotate_left(turn);
+        order
+    }
+
     fn as_str(self) -> &'static str {
         match self {
             Condition::None => "none",
@@ -270,11 +280,7 @@ pub fn run(args: ForwardingArgs) -> Result<()> {
     for masquerade in [false, true] {
         let _nat = masquerade.then(|| Masquerade::add(&topology)).transpose()?;
         for round in 0..args.runs {
-            // Each condition goes first, second and third in turn, so none always follows the
-            // same one (a daemon just stopped, programs just detached).
-            let mut order = [Condition::None, Condition::Empty, Condition::Trafficd];
-            order.rotate_left(round % 3);
-            for condition in order {
+            for condition in Condition::order_in(round) {
                 let run = Run {
                     masquerade,
                     round,
@@ -433,10 +439,7 @@ fn cost(
         Ok(UnitCost {
             units: received.amount,
             host_cpu_ns: busy * 1e9 / units,
-            programs_ns: programs
-                .iter()
-                .map(|p| p.runs_per_unit * p.ns_per_run)
-                .sum(),
+            programs_ns: total_ns(&programs),
             programs,
         })
     };
@@ -469,6 +472,23 @@ fn program_costs(
             })
         })
         .collect()
+}
+
+/// All the programs' time per unit.
+fn total_ns(programs: &[ProgramCost]) -> f64 {
+    programs
+        .iter()
+        .map(|p| p.runs_per_unit * p.ns_per_run)
+        .sum()
+}
+
+/// The programs as `name runs-per-unit x ns-per-run`, for the report.
+fn program_list(programs: &[ProgramCost]) -> String {
+    let each: Vec<String> = programs
+        .iter()
+        .map(|p| format!("{} {:.2}x{:.0} ns", p.name, p.runs_per_unit, p.ns_per_run))
+        .collect();
+    each.join(", ")
 }
 
 /// Where the routing loop's datagrams go: routed by the host to C and by C back to the host.
@@ -539,17 +559,8 @@ impl Drop for RoutingLoop<'_> {
 /// The host's forwarded datagrams so far (`Ip: ForwDatagrams` of /proc/net/snmp).
 fn forwarded_datagrams() -> Result<u64> {
     let snmp = fs::read_to_string("/proc/net/snmp").context("read /proc/net/snmp")?;
-    let mut ip_lines = snmp.lines().filter(|line| line.starts_with("Ip:"));
-    let (names, values) = (ip_lines.next(), ip_lines.next());
-    let (Some(names), Some(values)) = (names, values) else {
-        bail!("/proc/net/snmp has no Ip lines");
-    };
-    names
-        .split_whitespace()
-        .zip(values.split_whitespace())
-        .find(|(name, _)| *name == "ForwDatagrams")
-        .and_then(|(_, value)| value.parse().ok())
-        .context("/proc/net/snmp has no ForwDatagrams")
+    measure::snmp_counter(&snmp, "Ip", "ForwDatagrams")
+        .context("/proc/net/snmp has no Ip: ForwDatagrams")
 }
 
 /// The routing loop driven by one small-datagram sender in A as fast as it goes, the conditions
@@ -564,9 +575,7 @@ fn routing_loop(
     let _looped = RoutingLoop::create(topology)?;
     let mut runs = Vec::new();
     for round in 0..args.runs {
-        let mut order = [Condition::None, Condition::Empty, Condition::Trafficd];
-        order.rotate_left(round % 3);
-        for condition in order {
+        for condition in Condition::order_in(round) {
             let watch = Watch::start(trafficd, out, topology, condition)?;
             let window = drive_loop(xtask, topology, &watch, args.seconds)?;
             drop(watch);
@@ -593,10 +602,7 @@ fn routing_loop(
         costs.push(LoopCost {
             condition,
             forwarded: window.forwarded,
-            programs_ns: programs
-                .iter()
-                .map(|p| p.runs_per_unit * p.ns_per_run)
-                .sum(),
+            programs_ns: total_ns(&programs),
             programs,
         });
     }
@@ -821,9 +827,7 @@ fn ratios(transfers: &[Transfer]) -> String {
                 let none = of_variant(Condition::None).find(|n| n.round == t.round)?;
                 Some(rate(t) / rate(none))
             });
-            spread(shares).map_or("-".to_string(), |s| {
-                format!("{:.2} ({:.2}-{:.2})", s.median, s.min, s.max)
-            })
+            median_and_range(shares)
         };
         let tcp = |t: &Transfer| t.tcp_bits_per_second;
         let udp = |t: &Transfer| t.udp_packets_per_second;
@@ -897,16 +901,18 @@ fn costs_table(costs: &[Cost]) -> String {
             tcp_share * 100.0,
         );
         for (condition, cost) in [("trafficd", trafficd), ("empty programs", empty)] {
-            let programs: Vec<String> = cost
-                .udp
-                .programs
-                .iter()
-                .map(|p| format!("{} {:.2}x{:.0} ns", p.name, p.runs_per_unit, p.ns_per_run))
-                .collect();
-            let _ = writeln!(text, "  {condition}, per datagram: {}", programs.join(", "));
+            let programs = program_list(&cost.udp.programs);
+            let _ = writeln!(text, "  {condition}, per datagram: {programs}");
         }
     }
     text
+}
+
+/// Shares of the rounds' unmonitored rates as `median (min-max)`.
+fn median_and_range(shares: impl IntoIterator<Item = f64>) -> String {
+    spread(shares).map_or("-".to_string(), |s| {
+        format!("{:.2} ({:.2}-{:.2})", s.median, s.min, s.max)
+    })
 }
 
 /// The routing loop's forwarding rate under each condition as a share of its round's
@@ -925,9 +931,7 @@ fn loop_table(runs: &[LoopRun], costs: &[LoopCost]) -> String {
             let none = of(Condition::None).find(|n| n.round == r.round)?;
             Some(r.forwarded_per_second / none.forwarded_per_second)
         });
-        let share = spread(shares).map_or("-".to_string(), |s| {
-            format!("{:.2} ({:.2}-{:.2})", s.median, s.min, s.max)
-        });
+        let share = median_and_range(shares);
         let _ = writeln!(
             text,
             "| {} | {} | {share} |",
@@ -936,17 +940,12 @@ fn loop_table(runs: &[LoopRun], costs: &[LoopCost]) -> String {
         );
     }
     for cost in costs {
-        let programs: Vec<String> = cost
-            .programs
-            .iter()
-            .map(|p| format!("{} {:.2}x{:.0} ns", p.name, p.runs_per_unit, p.ns_per_run))
-            .collect();
         let _ = writeln!(
             text,
             "{}, with statistics on: {:.0} ns of programs per forwarded datagram ({})",
             cost.condition.as_str(),
             cost.programs_ns,
-            programs.join(", ")
+            program_list(&cost.programs)
         );
     }
     text
@@ -987,4 +986,19 @@ fn table(result: &ForwardingResult) -> String {
         n.top_flow_items
     );
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Condition;
+
+    #[test]
+    fn every_condition_runs_first_once_in_three_rounds() {
+        let firsts: Vec<Condition> = (0..3).map(|round| Condition::order_in(round)[0]).collect();
+        assert_eq!(
+            firsts,
+            [Condition::None, Condition::Empty, Condition::Trafficd]
+        );
+        assert_eq!(Condition::order_in(3), Condition::order_in(0));
+    }
 }

@@ -57,6 +57,19 @@ pub fn host_busy_seconds() -> Result<f64> {
     Ok(busy / ticks_per_second())
 }
 
+/// One counter of /proc/net/snmp text: `field` of the `protocol:` table (a line of names, then
+/// a line of values).
+pub fn snmp_counter(snmp: &str, protocol: &str, field: &str) -> Option<u64> {
+    let prefix = format!("{protocol}:");
+    let mut lines = snmp.lines().filter(|line| line.starts_with(&prefix));
+    let (names, values) = (lines.next()?, lines.next()?);
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(name, _)| *name == field)
+        .and_then(|(_, value)| value.parse().ok())
+}
+
 /// A `Vm*:` line of /proc/<pid>/status, in KiB.
 pub fn status_kib(pid: u32, key: &str) -> Option<u64> {
     let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -351,5 +364,18 @@ mod tests {
         assert_eq!(samples[0].labels["pid"], "7");
         assert_eq!(metric_sum(&samples, "x_total", &[("pid", "7")]), 12.0);
         assert_eq!(samples[1].value, 3.5);
+    }
+
+    const SNMP: &str = "Ip: Forwarding DefaultTTL InReceives ForwDatagrams\n\
+                        Ip: 1 64 1234 567\n\
+                        Udp: InDatagrams NoPorts InErrors RcvbufErrors\n\
+                        Udp: 10 2 3 4\n";
+
+    #[test]
+    fn reads_a_counter_by_its_table_and_name() {
+        assert_eq!(snmp_counter(SNMP, "Ip", "ForwDatagrams"), Some(567));
+        assert_eq!(snmp_counter(SNMP, "Udp", "RcvbufErrors"), Some(4));
+        assert_eq!(snmp_counter(SNMP, "Udp", "ForwDatagrams"), None);
+        assert_eq!(snmp_counter(SNMP, "Tcp", "InSegs"), None);
     }
 }

@@ -297,14 +297,5 @@ fn udp_rcvbuf_errors(ns: Option<&str>) -> u64 {
         Some(ns) => crate::bench::netns::ip(&["netns", "exec", ns, "cat", "/proc/net/snmp"])
             .unwrap_or_default(),
     };
-    let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("Udp:")).collect();
-    let [names, values, ..] = lines.as_slice() else {
-        return 0;
-    };
-    names
-        .split_whitespace()
-        .zip(values.split_whitespace())
-        .find(|(name, _)| *name == "RcvbufErrors")
-        .and_then(|(_, value)| value.parse().ok())
-        .unwrap_or(0)
+    crate::bench::measure::snmp_counter(&text, "Udp", "RcvbufErrors").unwrap_or(0)
 }
