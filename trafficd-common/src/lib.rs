@@ -408,11 +408,17 @@ pub const LOSS_SLOTS: u32 = 2 * Loss::ALL.len() as u32;
 pub mod forwarding {
     /// Map names.
     pub mod maps {
-        /// Interfaces the tc programs count on: ifindex -> [`InterfaceCounts`](super::InterfaceCounts),
-        /// per CPU: the link-layer header length (written by the daemon before it attaches) and
-        /// every packet's bytes by direction and [`kind`](super::kind). Packets on other
-        /// interfaces are not counted.
+        /// Interfaces the tc programs count on: a slot -> [`InterfaceCounts`](super::InterfaceCounts),
+        /// per CPU: the interface's ifindex and link-layer header length (written by the daemon
+        /// before it attaches) and every packet's bytes by direction and [`kind`](super::kind).
+        /// Packets on other interfaces are not counted.
         pub const TC_INTERFACES: &str = "TC_INTERFACES";
+        /// An array: `ifindex % IFINDEX_SLOTS` -> the interface's slot in TC_INTERFACES, which
+        /// holds its ifindex to tell it from another whose index has the same remainder.
+        pub const INTERFACE_SLOTS: &str = "INTERFACE_SLOTS";
+        /// A hash: ifindex -> slot in TC_INTERFACES, for an interface whose place in
+        /// INTERFACE_SLOTS another counted interface holds.
+        pub const MORE_INTERFACE_SLOTS: &str = "MORE_INTERFACE_SLOTS";
         /// [`ForwardKey`](super::ForwardKey) -> its slot in FORWARDED_COUNTERS: packets no
         /// local socket sent or receives, one flow per interface and direction.
         pub const FORWARDED: &str = "FORWARDED";
@@ -429,6 +435,15 @@ pub mod forwarding {
 
     /// Entries of FORWARDED the daemon asks for at load time unless told otherwise.
     pub const DEFAULT_FLOWS: u32 = 65_536;
+
+    /// Interfaces counted on at once unless told otherwise: TC_INTERFACES holds every CPU's
+    /// copy of each.
+    pub const DEFAULT_INTERFACES: u32 = 512;
+
+    /// Places in INTERFACE_SLOTS: a power of two, as the programs take an ifindex's remainder
+    /// by masking.
+    pub const IFINDEX_SLOTS: u32 = 1 << 16;
+    const _: () = assert!(IFINDEX_SLOTS.is_power_of_two());
 
     pub const INGRESS: u8 = 0;
     pub const EGRESS: u8 = 1;
@@ -500,13 +515,14 @@ pub mod forwarding {
     }
 
     /// One counted interface on one CPU: its link-layer header length (14 on Ethernet, 0 on
-    /// IP-only links such as WireGuard or tun), the same on every CPU, and what its packets
-    /// were, by direction and kind.
+    /// IP-only links such as WireGuard or tun) and ifindex, the same on every CPU, and what its
+    /// packets were, by direction and kind.
     #[repr(C)]
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
     pub struct InterfaceCounts {
         pub link_header_len: u32,
-        pub _pad: u32,
+        /// 0 in a slot no interface holds.
+        pub ifindex: u32,
         /// Indexed by [`InterfaceCounts::slot`].
         pub kinds: [WireCount; 2 * KINDS],
     }

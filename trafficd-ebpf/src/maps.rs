@@ -24,8 +24,6 @@ use trafficd_common::{
 
 /// Map flags: none, i.e. preallocated (see above).
 const PREALLOC: u32 = 0;
-/// `BPF_F_NO_PREALLOC`: elements are allocated when inserted.
-const NO_PREALLOC: u32 = 1;
 /// `BPF_F_MMAPABLE`: the daemon maps the array into its memory.
 const MMAPABLE: u32 = 1 << 10;
 
@@ -149,13 +147,23 @@ pub struct TcpSocket {
     pub segs_in: u64,
 }
 
-/// Interfaces the tc programs count on: their link-layer header length and every packet's
-/// bytes by direction and kind, per CPU. Not preallocated: only the daemon inserts, once per
-/// interface it attaches to, and a preallocated per-CPU map would hold every CPU's copy of
-/// every possible interface.
+/// Interfaces the tc programs count on, one slot each: their ifindex, link-layer header length
+/// and every packet's bytes by direction and kind, per CPU. Arrays, not a hash by ifindex: the
+/// verifier turns an array lookup into a few instructions, where a per-CPU hash lookup is a
+/// call that hashes the key and walks a bucket, on every packet of every counted interface.
 #[map]
-pub static TC_INTERFACES: PerCpuHashMap<u32, InterfaceCounts> =
-    PerCpuHashMap::with_max_entries(1_024, NO_PREALLOC);
+pub static TC_INTERFACES: PerCpuArray<InterfaceCounts> =
+    PerCpuArray::with_max_entries(forwarding::DEFAULT_INTERFACES, 0);
+
+/// `ifindex % IFINDEX_SLOTS` -> slot in TC_INTERFACES.
+#[map]
+pub static INTERFACE_SLOTS: Array<u32> = Array::with_max_entries(forwarding::IFINDEX_SLOTS, 0);
+
+/// ifindex -> slot in TC_INTERFACES, for the rare interface whose place in INTERFACE_SLOTS
+/// another holds (their indexes differ by a multiple of IFINDEX_SLOTS).
+#[map]
+pub static MORE_INTERFACE_SLOTS: HashMap<u32, u32> =
+    HashMap::with_max_entries(forwarding::DEFAULT_INTERFACES, PREALLOC);
 
 /// Forwarded flow (per interface and direction) -> its slot in FORWARDED_COUNTERS, as FLOWS
 /// for local flows. Preallocated like FLOWS: when no element or slot is left a new flow's

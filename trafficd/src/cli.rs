@@ -181,6 +181,10 @@ pub struct InterfaceArgs {
     /// this, forwarded bytes still count per interface, without per-flow detail.
     #[arg(long, default_value_t = forwarding::DEFAULT_FLOWS, value_parser = map_size)]
     pub forwarded_flows: u32,
+    /// Interfaces counted on at once. The kernel keeps every CPU's counts of each (about
+    /// 270 bytes per CPU); an interface beyond this is not counted, and the log says so.
+    #[arg(long, default_value_t = forwarding::DEFAULT_INTERFACES, value_parser = interface_count)]
+    pub max_interfaces: u32,
     /// conntrack answers (NAT tuples, per namespace) remembered, so a busy NAT costs one
     /// lookup per new flow and never a dump of its table.
     #[arg(long, default_value_t = 65_536, value_parser = map_size)]
@@ -281,6 +285,16 @@ fn map_size(s: &str) -> Result<u32, String> {
     }
 }
 
+fn interface_count(s: &str) -> Result<u32, String> {
+    match s.parse::<u32>() {
+        Ok(n) if (1..=forwarding::IFINDEX_SLOTS).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "must be a whole number from 1 to {}",
+            forwarding::IFINDEX_SLOTS
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -306,6 +320,7 @@ mod tests {
         assert!(args.web.web_config_file.is_none());
         assert!(args.interfaces.interfaces.is_empty());
         assert_eq!(args.interfaces.forwarded_flows, 65_536);
+        assert_eq!(args.interfaces.max_interfaces, 512);
     }
 
     #[test]
@@ -321,6 +336,8 @@ mod tests {
             "eth0=10Gbit",
             "--forwarded-flows",
             "1024",
+            "--max-interfaces",
+            "64",
         ])
         .unwrap();
         let Command::Run(args) = cli.command else {
@@ -332,6 +349,7 @@ mod tests {
             [("eth0".to_string(), 1_250_000_000)]
         );
         assert_eq!(args.interfaces.forwarded_flows, 1024);
+        assert_eq!(args.interfaces.max_interfaces, 64);
     }
 
     #[test]
@@ -345,6 +363,8 @@ mod tests {
             &["trafficd", "run", "--tcp-sweep-interval", "2h"],
             &["trafficd", "run", "--interface-capacity", "eth0"],
             &["trafficd", "run", "--forwarded-flows", "0"],
+            &["trafficd", "run", "--max-interfaces", "0"],
+            &["trafficd", "run", "--max-interfaces", "70000"],
             &["trafficd", "run", "--metrics-max-series", "1"],
             &["trafficd", "top", "--limit", "0"],
             &["trafficd", "top", "--limit", "1001"],

@@ -111,6 +111,7 @@ fn map_sizes(args: &RunArgs) -> MapSizes {
         socket_processes: args.maps.socket_process_map_size,
         closed: args.maps.closed_map_size,
         forwarded: args.interfaces.forwarded_flows,
+        interfaces: args.interfaces.max_interfaces,
     }
 }
 

@@ -149,6 +149,12 @@ pub enum Error {
     )]
     TcAttach { interface: String, reason: String },
 
+    #[error(
+        "cannot count on interface {interface}: {counted} interfaces are counted already, the \
+         most --max-interfaces allows; raise --max-interfaces to count on more"
+    )]
+    TooManyInterfaces { interface: String, counted: usize },
+
     #[error("{0}")]
     Io(#[from] std::io::Error),
 

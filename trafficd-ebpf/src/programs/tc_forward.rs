@@ -52,7 +52,9 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use trafficd_common::{
-    forwarding::{kind, ForwardKey, InterfaceCounts, WireCount, EGRESS, FLOWS_FULL, INGRESS},
+    forwarding::{
+        kind, ForwardKey, InterfaceCounts, WireCount, EGRESS, FLOWS_FULL, IFINDEX_SLOTS, INGRESS,
+    },
     AF_INET, AF_INET6,
 };
 
@@ -60,7 +62,8 @@ use crate::{
     counters::{add, add_to_slot, zeroed},
     maps::{
         EGRESS_SLOTS, FORWARDED, FORWARDED_COUNTERS, FREE_FORWARDED_SLOTS, FRESH_FORWARDED_SLOTS,
-        NO_SLOT, ROUTE_CACHE, ROUTE_CACHE_BITS, TC_INTERFACES, TC_LOSSES,
+        INTERFACE_SLOTS, MORE_INTERFACE_SLOTS, NO_SLOT, ROUTE_CACHE, ROUTE_CACHE_BITS,
+        TC_INTERFACES, TC_LOSSES,
     },
     packet::copy_word,
     slots::Slots,
@@ -98,7 +101,7 @@ fn count(ctx: &TcContext, direction: u8) {
     // SAFETY: fields a tc program may read from its own context.
     let (ifindex, protocol, segments) =
         unsafe { ((*skb).ifindex, (*skb).protocol, (*skb).gso_segs) };
-    let Some(interface) = TC_INTERFACES.get_ptr_mut(ifindex) else {
+    let Some(interface) = interface_of(ifindex) else {
         return;
     };
     // SAFETY: this CPU's value, alive for the program's run.
@@ -137,6 +140,26 @@ fn count(ctx: &TcContext, direction: u8) {
     if verdict == kind::FORWARDED {
         add_flow(key, &moved, memo);
     }
+}
+
+/// This CPU's counts of the interface, found by its index's remainder, else (when another
+/// interface holds that place) by the index itself.
+#[inline(always)]
+fn interface_of(ifindex: u32) -> Option<*mut InterfaceCounts> {
+    let slot = INTERFACE_SLOTS.get(ifindex & (IFINDEX_SLOTS - 1))?;
+    counts_in(*slot, ifindex).or_else(|| {
+        // SAFETY: a plain u32 the daemon writes whole.
+        let slot = unsafe { MORE_INTERFACE_SLOTS.get(ifindex) }?;
+        counts_in(*slot, ifindex)
+    })
+}
+
+/// Slot `slot` of TC_INTERFACES, if it holds interface `ifindex`.
+#[inline(always)]
+fn counts_in(slot: u32, ifindex: u32) -> Option<*mut InterfaceCounts> {
+    let counts = TC_INTERFACES.get_ptr_mut(slot)?;
+    // SAFETY: this CPU's value, alive for the program's run.
+    (unsafe { (*counts).ifindex } == ifindex).then_some(counts)
 }
 
 /// Counts as a NIC does for a GSO buffer: every segment carries the headers again.

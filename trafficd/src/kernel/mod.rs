@@ -64,6 +64,8 @@ pub struct MapSizes {
     pub closed: u32,
     /// Forwarded flows the tc programs track at once.
     pub forwarded: u32,
+    /// Interfaces the tc programs count on at once.
+    pub interfaces: u32,
 }
 
 /// Forwards the kernel programs' aya-log records; flushed by the drain.
@@ -214,6 +216,7 @@ fn load(
     let object = offsets.patch(OBJECT)?;
     let mut loader = EbpfLoader::new();
     tc::with_forwarded_flows(&mut loader, sizes.forwarded);
+    tc::with_interfaces(&mut loader, sizes.interfaces);
     let ebpf = loader
         .btf(Some(btf))
         .override_global(aya_log::LEVEL, &log_level, false)

@@ -7,10 +7,10 @@
 //! network namespace of the interfaces: a clsact filter is removed over netlink by ifindex,
 //! which the kernel resolves in the caller's namespace.
 
-use std::collections::HashMap as StdHashMap;
+use std::collections::{BTreeSet, HashMap as StdHashMap};
 
 use aya::{
-    maps::{IterableMap, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues},
+    maps::{Array, HashMap, MapData, PerCpuArray, PerCpuValues},
     programs::{
         tc::{self, NlOptions, SchedClassifierLink, TcAttachOptions},
         LinkOrder, ProgramFd, SchedClassifier, TcAttachType,
@@ -20,10 +20,11 @@ use aya::{
 };
 use trafficd_common::forwarding::{
     self as forwarding, kind, maps as names, ForwardKey, InterfaceCounts, WireCount, FLOWS_FULL,
+    IFINDEX_SLOTS,
 };
 
 pub use super::forward_slots::ForwardMoves;
-use super::{batch, forward_slots::ForwardSlots, program_mut, summarize};
+use super::{forward_slots::ForwardSlots, program_mut, summarize};
 use crate::error::{Error, Result};
 
 const INGRESS: &str = "trafficd_tc_ingress";
@@ -63,17 +64,38 @@ impl AttachMode {
 
 struct Attached {
     name: String,
+    /// Its slot in TC_INTERFACES.
+    slot: u32,
+    /// Whether INTERFACE_SLOTS holds its slot (else MORE_INTERFACE_SLOTS does).
+    in_place: bool,
     /// Ingress and egress; dropping them detaches.
     _links: [SchedClassifierLink; 2],
 }
 
 /// The loaded tc programs, their maps, and the interfaces they are attached to.
 pub struct TcCounters {
-    interfaces: PerCpuHashMap<MapData, u32, InterfaceCounts>,
+    interfaces: Interfaces,
     forwarded: ForwardSlots,
     losses: PerCpuArray<MapData, u64>,
     attached: StdHashMap<u32, Attached>,
     mode: AttachMode,
+}
+
+/// The maps that say which interfaces are counted and hold their counts (see
+/// `trafficd_common::forwarding::maps`).
+struct Interfaces {
+    counts: PerCpuArray<MapData, InterfaceCounts>,
+    /// `ifindex % IFINDEX_SLOTS` -> slot.
+    places: Array<MapData, u32>,
+    /// ifindex -> slot, where another interface holds the place.
+    more: HashMap<MapData, u32, u32>,
+    /// Slots no attached interface holds, lowest first.
+    free: BTreeSet<u32>,
+}
+
+/// Where an interface's slot is found: its index's remainder.
+fn place_of(ifindex: u32) -> u32 {
+    ifindex & (IFINDEX_SLOTS - 1)
 }
 
 impl TcCounters {
@@ -112,8 +134,16 @@ impl TcCounters {
             flows,
         )
         .map_err(Error::MapCounters)?;
+        let counts: PerCpuArray<MapData, InterfaceCounts> = take(ebpf, names::TC_INTERFACES)?;
+        let free = (0..counts.len()).collect();
+        let interfaces = Interfaces {
+            counts,
+            places: take(ebpf, names::INTERFACE_SLOTS)?,
+            more: take(ebpf, names::MORE_INTERFACE_SLOTS)?,
+            free,
+        };
         Ok(TcCounters {
-            interfaces: take(ebpf, names::TC_INTERFACES)?,
+            interfaces,
             forwarded,
             losses: take(ebpf, names::TC_LOSSES)?,
             attached: StdHashMap::new(),
@@ -139,42 +169,71 @@ impl TcCounters {
         if self.attached.contains_key(&ifindex) {
             return Ok(());
         }
+        let Some(slot) = self.interfaces.free.pop_first() else {
+            return Err(Error::TooManyInterfaces {
+                interface: name.to_string(),
+                counted: self.attached.len(),
+            });
+        };
+        let in_place = !self
+            .attached
+            .iter()
+            .any(|(other, a)| a.in_place && place_of(*other) == place_of(ifindex));
         // The interface is configured before the programs see it, so no packet is counted
         // with a wrong header length. Every CPU's value holds the length.
         let configured = InterfaceCounts {
             link_header_len,
+            ifindex,
             ..InterfaceCounts::default()
         };
-        aya::util::nr_cpus()
-            .map_err(|(_, e)| e)
-            .and_then(|cpus| PerCpuValues::try_from(vec![configured; cpus]))
-            .and_then(|values| {
-                self.interfaces
-                    .insert(ifindex, values, 0)
-                    .map_err(std::io::Error::other)
-            })
-            .map_err(|e| fail(format!("cannot configure it: {e}")))?;
-        let links = attach_both(ebpf, name, self.mode).map_err(|reason| {
-            let _ = self.interfaces.remove(&ifindex);
-            fail(reason)
-        });
+        let links = self
+            .interfaces
+            .configure(slot, configured)
+            .and_then(|()| self.interfaces.point(ifindex, slot, in_place))
+            .map_err(|e| format!("cannot configure it: {e}"))
+            .and_then(|()| attach_both(ebpf, name, self.mode));
+        let links = match links {
+            Ok(links) => links,
+            Err(reason) => {
+                self.interfaces.release(ifindex, slot, in_place);
+                return Err(fail(reason));
+            }
+        };
         self.attached.insert(
             ifindex,
             Attached {
                 name: name.to_string(),
-                _links: links?,
+                slot,
+                in_place,
+                _links: links,
             },
         );
         Ok(())
     }
 
     /// Stops counting on interface `ifindex` (it vanished, or is no longer wanted) and forgets
-    /// its per-kind counts, so that a host whose containers come and go does not fill
-    /// TC_INTERFACES with interfaces long gone.
+    /// its per-kind counts, so that its slot can go to an interface that comes later (a host's
+    /// containers come and go).
     pub fn detach(&mut self, ifindex: u32) {
         // Dropping the links detaches them; a vanished interface took its links along.
-        self.attached.remove(&ifindex);
-        let _ = self.interfaces.remove(&ifindex);
+        let Some(gone) = self.attached.remove(&ifindex) else {
+            return;
+        };
+        self.interfaces.release(ifindex, gone.slot, gone.in_place);
+        if !gone.in_place {
+            return;
+        }
+        // An interface kept aside for want of this place gets it.
+        let waiting = self
+            .attached
+            .iter_mut()
+            .find(|(other, a)| !a.in_place && place_of(**other) == place_of(ifindex));
+        if let Some((other, a)) = waiting {
+            if self.interfaces.point(*other, a.slot, true).is_ok() {
+                let _ = self.interfaces.more.remove(other);
+                a.in_place = true;
+            }
+        }
     }
 
     /// The interfaces counted on: (ifindex, name).
@@ -196,24 +255,15 @@ impl TcCounters {
     /// Every counted interface's packets by direction and kind, summed over CPUs; kinds it
     /// has seen no packet of are left out.
     pub fn kinds(&self) -> Vec<(KindKey, WireCount)> {
-        let fd = IterableMap::map(&self.interfaces).fd();
-        let interfaces = match aya::util::nr_cpus()
-            .map_err(|(_, e)| e)
-            .and_then(|cpus| batch::read_per_cpu(fd, cpus, InterfaceCounts::add))
-        {
-            Ok(entries) => entries,
-            Err(_) => self
-                .interfaces
+        // One lookup per counted interface: a batch over the whole array would copy every
+        // CPU's copy of every slot, counted or not.
+        let interfaces = self.attached.iter().filter_map(|(ifindex, a)| {
+            let values = self.interfaces.counts.get(&a.slot, 0).ok()?;
+            let sum = values
                 .iter()
-                .filter_map(|entry| entry.ok())
-                .map(|(ifindex, values)| {
-                    let sum = values
-                        .iter()
-                        .fold(InterfaceCounts::default(), |sum, v| sum.add(v));
-                    (ifindex, sum)
-                })
-                .collect(),
-        };
+                .fold(InterfaceCounts::default(), |sum, v| sum.add(v));
+            Some((*ifindex, sum))
+        });
         let mut kinds = Vec::new();
         for (ifindex, counts) in interfaces {
             for direction in [forwarding::INGRESS, forwarding::EGRESS] {
@@ -252,6 +302,45 @@ pub fn with_forwarded_flows(loader: &mut EbpfLoader<'_>, flows: u32) {
         .map_max_entries(names::FORWARDED, flows)
         .map_max_entries(names::FORWARDED_COUNTERS, flows)
         .map_max_entries(names::FREE_FORWARDED_SLOTS, flows);
+}
+
+/// Sizes the interface maps of an object about to load for `interfaces` counted at once.
+pub fn with_interfaces(loader: &mut EbpfLoader<'_>, interfaces: u32) {
+    loader
+        .map_max_entries(names::TC_INTERFACES, interfaces)
+        .map_max_entries(names::MORE_INTERFACE_SLOTS, interfaces);
+}
+
+impl Interfaces {
+    /// Writes every CPU's value of `slot`.
+    fn configure(&mut self, slot: u32, value: InterfaceCounts) -> std::io::Result<()> {
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| e)?;
+        let values = PerCpuValues::try_from(vec![value; cpus])?;
+        self.counts
+            .set(slot, values, 0)
+            .map_err(std::io::Error::other)
+    }
+
+    /// Makes `ifindex`'s packets find `slot`: in INTERFACE_SLOTS, or in MORE_INTERFACE_SLOTS
+    /// when another interface holds its place there.
+    fn point(&mut self, ifindex: u32, slot: u32, in_place: bool) -> std::io::Result<()> {
+        let pointed = if in_place {
+            self.places.set(place_of(ifindex), slot, 0)
+        } else {
+            self.more.insert(ifindex, slot, 0)
+        };
+        pointed.map_err(std::io::Error::other)
+    }
+
+    /// Forgets `ifindex` and frees its slot. The slot's value is cleared, so a packet that
+    /// still finds it (a program in flight as the links went) no longer matches its ifindex.
+    fn release(&mut self, ifindex: u32, slot: u32, in_place: bool) {
+        if !in_place {
+            let _ = self.more.remove(&ifindex);
+        }
+        let _ = self.configure(slot, InterfaceCounts::default());
+        self.free.insert(slot);
+    }
 }
 
 fn take<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T>

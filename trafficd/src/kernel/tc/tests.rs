@@ -6,14 +6,14 @@ use std::{collections::BTreeMap, net::UdpSocket, time::Duration};
 
 use aya::{Ebpf, EbpfLoader};
 use trafficd_common::{
-    forwarding::{kind, DEFAULT_FLOWS, EGRESS, INGRESS},
+    forwarding::{kind, DEFAULT_FLOWS, DEFAULT_INTERFACES, EGRESS, INGRESS},
     AF_INET, AF_INET6,
 };
 
 use super::*;
 use crate::{
     enrich::interfaces::{InterfaceSample, Interfaces},
-    testnet::{require_root, Routed},
+    testnet::{require_root, unique, Netns, Routed},
 };
 
 const DATAGRAMS: u64 = 200;
@@ -22,12 +22,17 @@ const PAYLOAD: usize = 1000;
 const FRAME: u64 = 14 + 20 + 8 + PAYLOAD as u64;
 
 fn load_object(flows: u32) -> Ebpf {
+    load_object_for(flows, DEFAULT_INTERFACES)
+}
+
+fn load_object_for(flows: u32, interfaces: u32) -> Ebpf {
     let object = super::super::btf::offsets()
         .and_then(|offsets| offsets.patch(super::super::OBJECT))
         .expect("the embedded object");
     let btf = aya::Btf::from_sys_fs().expect("kernel BTF");
     let mut loader = EbpfLoader::new();
     with_forwarded_flows(&mut loader, flows);
+    with_interfaces(&mut loader, interfaces);
     loader
         .btf(Some(&btf))
         .load(object.bytes())
@@ -208,6 +213,127 @@ fn a_route_change_is_seen_by_a_cached_flow() {
         tc.detach(b_in);
         drop((tc, ebpf));
     });
+}
+
+/// Two counted interfaces whose indexes share a place in INTERFACE_SLOTS (they differ by
+/// IFINDEX_SLOTS): each counts its own packets, and when the one in the place goes the other
+/// takes it and goes on counting.
+#[test]
+fn interfaces_whose_indexes_share_a_place_are_each_counted() {
+    require_root!();
+    let net = Routed::new();
+    // D -- B, on an interface of B whose index is b_in's plus IFINDEX_SLOTS.
+    let d = Netns::new();
+    let b_in = net.b.enter(|| ifindex_of(&net.ab.b).unwrap());
+    let twin_index = b_in + IFINDEX_SLOTS;
+    let (twin, d_end) = (unique("tdt"), unique("tdd"));
+    net.b.ip(&[
+        "link",
+        "add",
+        &twin,
+        "index",
+        &twin_index.to_string(),
+        "type",
+        "veth",
+        "peer",
+        "name",
+        &d_end,
+        "netns",
+        &d.name,
+    ]);
+    let ends = [(&net.b, &twin, "10.1.3.1/24"), (&d, &d_end, "10.1.3.2/24")];
+    for (ns, dev, addr) in ends {
+        ns.sysctl(&format!("net.ipv6.conf.{dev}.disable_ipv6=1"));
+        ns.ip(&["addr", "add", addr, "dev", dev]);
+        ns.ip(&["link", "set", dev, "up"]);
+    }
+    d.ip(&["route", "add", "default", "via", "10.1.3.1"]);
+    d.permanent_neighbour(&d_end, "10.1.3.1", &net.b.mac(&twin));
+
+    let (mut ebpf, mut tc) = net.b.enter(|| {
+        let (mut ebpf, mut tc) = load_counters();
+        tc.attach(&mut ebpf, &net.ab.b, 14).unwrap();
+        tc.attach(&mut ebpf, &twin, 14).unwrap();
+        (ebpf, tc)
+    });
+    assert_eq!(ifindex_of_in(&net.b, &twin), twin_index);
+    let receiver = net.c.enter(|| UdpSocket::bind("10.1.2.2:5000").unwrap());
+    let from_a = net.a.enter(|| UdpSocket::bind("10.1.1.1:0").unwrap());
+    let from_d = d.enter(|| UdpSocket::bind("10.1.3.2:0").unwrap());
+    udp_to_c(&from_a, &receiver, DATAGRAMS);
+    udp_to_c(&from_d, &receiver, 50);
+    assert_eq!(
+        kind_bytes(&tc, b_in, INGRESS, kind::FORWARDED),
+        DATAGRAMS * FRAME
+    );
+    assert_eq!(
+        kind_bytes(&tc, twin_index, INGRESS, kind::FORWARDED),
+        50 * FRAME
+    );
+
+    net.b.enter(|| tc.detach(b_in));
+    udp_to_c(&from_d, &receiver, 30);
+    udp_to_c(&from_a, &receiver, 10);
+    assert_eq!(
+        kind_bytes(&tc, twin_index, INGRESS, kind::FORWARDED),
+        80 * FRAME
+    );
+    assert!(tc.kinds().iter().all(|(k, _)| k.ifindex != b_in));
+
+    // And back: b_in, attached again, waits beside its twin in the place.
+    net.b.enter(|| tc.attach(&mut ebpf, &net.ab.b, 14).unwrap());
+    udp_to_c(&from_a, &receiver, 20);
+    assert_eq!(kind_bytes(&tc, b_in, INGRESS, kind::FORWARDED), 20 * FRAME);
+    assert_eq!(
+        kind_bytes(&tc, twin_index, INGRESS, kind::FORWARDED),
+        80 * FRAME
+    );
+    assert_eq!(tc.losses(), TcLosses::default());
+    net.b.enter(|| drop((tc, ebpf)));
+}
+
+/// With room for one interface a second is refused, naming the flag, until the first goes;
+/// the second then counts from zero in the slot the first held.
+#[test]
+fn an_interface_beyond_max_interfaces_waits_for_a_free_slot() {
+    require_root!();
+    let net = Routed::new();
+    let (mut ebpf, mut tc, refused) = net.b.enter(|| {
+        let mut ebpf = load_object_for(DEFAULT_FLOWS, 1);
+        let mut tc = TcCounters::load(&mut ebpf, DEFAULT_FLOWS, None).unwrap();
+        tc.attach(&mut ebpf, &net.ab.b, 14).unwrap();
+        let refused = tc.attach(&mut ebpf, &net.bc.a, 14).unwrap_err();
+        (ebpf, tc, refused.to_string())
+    });
+    assert!(
+        refused.contains(&net.bc.a) && refused.contains("raise --max-interfaces"),
+        "{refused}"
+    );
+    let (b_in, b_out) = (
+        ifindex_of_in(&net.b, &net.ab.b),
+        ifindex_of_in(&net.b, &net.bc.a),
+    );
+    let receiver = net.c.enter(|| UdpSocket::bind("10.1.2.2:5000").unwrap());
+    let sender = net.a.enter(|| UdpSocket::bind("10.1.1.1:0").unwrap());
+    udp_to_c(&sender, &receiver, DATAGRAMS);
+    assert_eq!(
+        kind_bytes(&tc, b_in, INGRESS, kind::FORWARDED),
+        DATAGRAMS * FRAME
+    );
+
+    net.b.enter(|| {
+        tc.detach(b_in);
+        tc.attach(&mut ebpf, &net.bc.a, 14).unwrap();
+    });
+    udp_to_c(&sender, &receiver, 20);
+    let kinds: Vec<_> = tc.kinds();
+    assert_eq!(kinds.len(), 1, "only b_out's egress moved: {kinds:?}");
+    assert_eq!(kind_bytes(&tc, b_out, EGRESS, kind::FORWARDED), 20 * FRAME);
+    net.b.enter(|| drop((tc, ebpf)));
+}
+
+fn ifindex_of_in(ns: &Netns, name: &str) -> u32 {
+    ns.enter(|| ifindex_of(name).unwrap())
 }
 
 const TCP_PAYLOAD: u64 = 4 << 20;
