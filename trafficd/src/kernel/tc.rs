@@ -7,7 +7,7 @@
 //! network namespace of the interfaces: a clsact filter is removed over netlink by ifindex,
 //! which the kernel resolves in the caller's namespace.
 
-use std::collections::{BTreeSet, HashMap as StdHashMap};
+use std::collections::{HashMap as StdHashMap, HashSet};
 
 use aya::{
     maps::{Array, HashMap, MapData, PerCpuArray, PerCpuValues},
@@ -89,8 +89,6 @@ struct Interfaces {
     places: Array<MapData, u32>,
     /// ifindex -> slot, where another interface holds the place.
     more: HashMap<MapData, u32, u32>,
-    /// Slots no attached interface holds, lowest first.
-    free: BTreeSet<u32>,
 }
 
 /// Where an interface's slot is found: its index's remainder.
@@ -134,13 +132,10 @@ impl TcCounters {
             flows,
         )
         .map_err(Error::MapCounters)?;
-        let counts: PerCpuArray<MapData, InterfaceCounts> = take(ebpf, names::TC_INTERFACES)?;
-        let free = (0..counts.len()).collect();
         let interfaces = Interfaces {
-            counts,
+            counts: take(ebpf, names::TC_INTERFACES)?,
             places: take(ebpf, names::INTERFACE_SLOTS)?,
             more: take(ebpf, names::MORE_INTERFACE_SLOTS)?,
-            free,
         };
         Ok(TcCounters {
             interfaces,
@@ -169,7 +164,7 @@ impl TcCounters {
         if self.attached.contains_key(&ifindex) {
             return Ok(());
         }
-        let Some(slot) = self.interfaces.free.pop_first() else {
+        let Some(slot) = self.free_slot() else {
             return Err(Error::TooManyInterfaces {
                 interface: name.to_string(),
                 counted: self.attached.len(),
@@ -216,24 +211,17 @@ impl TcCounters {
     /// containers come and go).
     pub fn detach(&mut self, ifindex: u32) {
         // Dropping the links detaches them; a vanished interface took its links along.
-        let Some(gone) = self.attached.remove(&ifindex) else {
-            return;
-        };
-        self.interfaces.release(ifindex, gone.slot, gone.in_place);
-        if !gone.in_place {
-            return;
+        // An interface kept in MORE_INTERFACE_SLOTS for want of this one's place stays there:
+        // it is found either way, and the next interface with that place takes it.
+        if let Some(gone) = self.attached.remove(&ifindex) {
+            self.interfaces.release(ifindex, gone.slot, gone.in_place);
         }
-        // An interface kept aside for want of this place gets it.
-        let waiting = self
-            .attached
-            .iter_mut()
-            .find(|(other, a)| !a.in_place && place_of(**other) == place_of(ifindex));
-        if let Some((other, a)) = waiting {
-            if self.interfaces.point(*other, a.slot, true).is_ok() {
-                let _ = self.interfaces.more.remove(other);
-                a.in_place = true;
-            }
-        }
+    }
+
+    /// The lowest slot of TC_INTERFACES no attached interface holds.
+    fn free_slot(&self) -> Option<u32> {
+        let held: HashSet<u32> = self.attached.values().map(|a| a.slot).collect();
+        (0..self.interfaces.counts.len()).find(|slot| !held.contains(slot))
     }
 
     /// The interfaces counted on: (ifindex, name).
@@ -332,14 +320,13 @@ impl Interfaces {
         pointed.map_err(std::io::Error::other)
     }
 
-    /// Forgets `ifindex` and frees its slot. The slot's value is cleared, so a packet that
-    /// still finds it (a program in flight as the links went) no longer matches its ifindex.
+    /// Forgets `ifindex` and clears its slot, so that a packet that still finds the slot (a
+    /// program in flight as the links went) no longer matches its ifindex.
     fn release(&mut self, ifindex: u32, slot: u32, in_place: bool) {
         if !in_place {
             let _ = self.more.remove(&ifindex);
         }
         let _ = self.configure(slot, InterfaceCounts::default());
-        self.free.insert(slot);
     }
 }
 

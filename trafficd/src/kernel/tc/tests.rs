@@ -216,8 +216,8 @@ fn a_route_change_is_seen_by_a_cached_flow() {
 }
 
 /// Two counted interfaces whose indexes share a place in INTERFACE_SLOTS (they differ by
-/// IFINDEX_SLOTS): each counts its own packets, and when the one in the place goes the other
-/// takes it and goes on counting.
+/// IFINDEX_SLOTS): each counts its own packets, the second through MORE_INTERFACE_SLOTS, also
+/// after the one in the place goes and when it comes back.
 #[test]
 fn interfaces_whose_indexes_share_a_place_are_each_counted() {
     require_root!();
@@ -280,7 +280,7 @@ fn interfaces_whose_indexes_share_a_place_are_each_counted() {
     );
     assert!(tc.kinds().iter().all(|(k, _)| k.ifindex != b_in));
 
-    // And back: b_in, attached again, waits beside its twin in the place.
+    // And back: b_in takes the place again, its twin still found aside.
     net.b.enter(|| tc.attach(&mut ebpf, &net.ab.b, 14).unwrap());
     udp_to_c(&from_a, &receiver, 20);
     assert_eq!(kind_bytes(&tc, b_in, INGRESS, kind::FORWARDED), 20 * FRAME);
