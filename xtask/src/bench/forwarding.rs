@@ -43,7 +43,7 @@ use super::empty_bpf::{EmptyPrograms, EmptyTc};
 use super::measure;
 use super::netns::ONE_WAY_NETWORK;
 use super::proc::sleep;
-use super::report::spread;
+use super::report::{median_interval, spread};
 use crate::{build_trafficd, is_root, run_checked, target_dir};
 
 const IPERF_PORT: &str = "5399";
@@ -810,43 +810,91 @@ fn conntrack_count() -> u64 {
 }
 
 /// Each condition's rate as a share of the unmonitored rate of the same round and variant:
-/// median (min-max) over the rounds. Pairing by round keeps the machine's slow drift (other
-/// guests, frequency) out of the ratio; the median keeps one disturbed run from moving it.
+/// median [95% interval of the median] (min-max) over the rounds, and trafficd's verdict per
+/// target. Pairing by round keeps the machine's slow drift (other guests, frequency) out of
+/// the ratio; the median keeps one disturbed run from moving it; the interval says whether
+/// the rounds tell the median from the target at all.
 fn ratios(transfers: &[Transfer]) -> String {
     let mut text = String::from(
         "\n| variant | condition | TCP of none | 64 B UDP of none |\n| --- | --- | --- | --- |\n",
     );
+    let mut verdicts = String::new();
     for masquerade in [false, true] {
-        let shares = |condition: Condition, rate: fn(&Transfer) -> f64| {
+        let variant = if masquerade { "masquerade" } else { "routed" };
+        let shares = |condition: Condition, rate: fn(&Transfer) -> f64| -> Vec<f64> {
             let of_variant = |c: Condition| {
                 transfers
                     .iter()
                     .filter(move |t| t.masquerade == masquerade && t.condition == c)
             };
-            let shares = of_variant(condition).filter_map(|t| {
-                let none = of_variant(Condition::None).find(|n| n.round == t.round)?;
-                Some(rate(t) / rate(none))
-            });
-            median_and_range(shares)
+            of_variant(condition)
+                .filter_map(|t| {
+                    let none = of_variant(Condition::None).find(|n| n.round == t.round)?;
+                    Some(rate(t) / rate(none))
+                })
+                .collect()
         };
         let tcp = |t: &Transfer| t.tcp_bits_per_second;
         let udp = |t: &Transfer| t.udp_packets_per_second;
         for condition in [Condition::Empty, Condition::Trafficd] {
+            let (tcp, udp) = (shares(condition, tcp), shares(condition, udp));
             let _ = writeln!(
                 text,
-                "| {} | {} | {} | {} |",
-                if masquerade { "masquerade" } else { "routed" },
+                "| {variant} | {} | {} | {} |",
                 condition.as_str(),
-                shares(condition, tcp),
-                shares(condition, udp),
+                share_cell(&tcp),
+                share_cell(&udp),
             );
+            if condition == Condition::Trafficd {
+                for (what, shares, target) in [("TCP", &tcp, 0.97), ("64 B UDP", &udp, 0.90)] {
+                    let _ = writeln!(verdicts, "{variant}, {what}: {}", verdict(shares, target));
+                }
+            }
         }
     }
     text.push_str(
-        "(each round's rate over the same round's unmonitored rate: median (min-max) over the \
-         rounds; targets for trafficd: TCP >= 0.97, 64 B UDP >= 0.90)\n",
+        "(each round's rate over the same round's unmonitored rate: median [95% interval of the \
+         median] (min-max) over the rounds; targets for trafficd: TCP >= 0.97, 64 B UDP >= 0.90)\n",
     );
+    text.push_str(&verdicts);
     text
+}
+
+/// Shares of the rounds' unmonitored rates as `median [interval] (min-max)`; the interval is
+/// left out when there are too few rounds for one.
+fn share_cell(shares: &[f64]) -> String {
+    let Some(s) = spread(shares.iter().copied()) else {
+        return "-".to_string();
+    };
+    let interval = median_interval(shares.iter().copied()).map_or(String::new(), |(low, high)| {
+        format!(" [{low:.2}-{high:.2}]")
+    });
+    format!("{:.2}{interval} ({:.2}-{:.2})", s.median, s.min, s.max)
+}
+
+/// Whether the rounds put the median share above the target, below it, or cannot tell: met
+/// only when the whole 95% interval of the median is at or above the target.
+fn verdict(shares: &[f64], target: f64) -> String {
+    let Some(s) = spread(shares.iter().copied()) else {
+        return "no rounds".to_string();
+    };
+    let Some((low, high)) = median_interval(shares.iter().copied()) else {
+        return format!(
+            "median {:.2}, target {target:.2}: too few rounds ({}) to tell, 6 at least",
+            s.median, s.n
+        );
+    };
+    let outcome = if low >= target {
+        "met"
+    } else if high < target {
+        "missed"
+    } else {
+        "not resolved: the interval holds the target; more rounds narrow it"
+    };
+    format!(
+        "median {:.2}, 95% interval {low:.2}-{high:.2} over {} rounds, target {target:.2}: {outcome}",
+        s.median, s.n
+    )
 }
 
 /// The host's CPU time and the programs' run time per datagram and per megabyte, and
@@ -908,13 +956,6 @@ fn costs_table(costs: &[Cost]) -> String {
     text
 }
 
-/// Shares of the rounds' unmonitored rates as `median (min-max)`.
-fn median_and_range(shares: impl IntoIterator<Item = f64>) -> String {
-    spread(shares).map_or("-".to_string(), |s| {
-        format!("{:.2} ({:.2}-{:.2})", s.median, s.min, s.max)
-    })
-}
-
 /// The routing loop's forwarding rate under each condition as a share of its round's
 /// unmonitored rate, and the programs' time per forwarded datagram.
 fn loop_table(runs: &[LoopRun], costs: &[LoopCost]) -> String {
@@ -923,22 +964,29 @@ fn loop_table(runs: &[LoopRun], costs: &[LoopCost]) -> String {
          datagrams):\n\n| condition | forwarded kpps, each round | of none |\n| --- | --- | --- |\n",
     );
     let of = |condition: Condition| runs.iter().filter(move |r| r.condition == condition);
+    let mut loop_verdict = String::new();
     for condition in [Condition::None, Condition::Empty, Condition::Trafficd] {
         let rates: Vec<String> = of(condition)
             .map(|r| format!("{:.0}", r.forwarded_per_second / 1e3))
             .collect();
-        let shares = of(condition).filter_map(|r| {
-            let none = of(Condition::None).find(|n| n.round == r.round)?;
-            Some(r.forwarded_per_second / none.forwarded_per_second)
-        });
-        let share = median_and_range(shares);
+        let shares: Vec<f64> = of(condition)
+            .filter_map(|r| {
+                let none = of(Condition::None).find(|n| n.round == r.round)?;
+                Some(r.forwarded_per_second / none.forwarded_per_second)
+            })
+            .collect();
+        let share = share_cell(&shares);
         let _ = writeln!(
             text,
             "| {} | {} | {share} |",
             condition.as_str(),
             rates.join(", ")
         );
+        if condition == Condition::Trafficd {
+            loop_verdict = verdict(&shares, 0.90);
+        }
     }
+    let _ = writeln!(text, "trafficd, as a router: {loop_verdict}");
     for cost in costs {
         let _ = writeln!(
             text,
@@ -990,7 +1038,18 @@ fn table(result: &ForwardingResult) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::Condition;
+    use super::{verdict, Condition};
+
+    #[test]
+    fn a_target_is_met_only_when_the_whole_interval_clears_it() {
+        let rounds =
+            |centre: f64| -> Vec<f64> { (0..10).map(|i| centre + 0.01 * f64::from(i)).collect() };
+        // Ten rounds: the interval runs from the 2nd to the 9th smallest.
+        assert!(verdict(&rounds(0.90), 0.90).ends_with(": met"));
+        assert!(verdict(&rounds(0.80), 0.90).ends_with(": missed"));
+        assert!(verdict(&rounds(0.85), 0.90).contains("not resolved"));
+        assert!(verdict(&rounds(0.95)[..5], 0.90).contains("too few rounds (5)"));
+    }
 
     #[test]
     fn every_condition_runs_first_once_in_three_rounds() {

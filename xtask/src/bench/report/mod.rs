@@ -29,7 +29,7 @@ use super::scenarios::Scenario;
 use super::RunRecord;
 use format::fmt_sig;
 pub use publish::publish;
-pub use summary::{spread, summaries, Summary};
+pub use summary::{median_interval, spread, summaries, Summary};
 pub use targets::{targets, Target};
 
 /// The machine and the bench's settings.
