@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use crate::{
-    api::{ContainerItem, Item, Items, Rates, RemoteItem, TopResponse},
+    api::{ContainerItem, FlowItem, Item, Items, Rates, RemoteItem, TopResponse},
     cli::TopArgs,
 };
 
@@ -34,18 +34,10 @@ pub fn render(top: &TopResponse) -> String {
             }),
         ),
         Items::Flow(items) => (
-            &["ID", "PROTO", "LOCAL", "REMOTE", "PID", "COMM", "OWNER"],
-            rows(items, |i| {
-                vec![
-                    i.id.clone(),
-                    i.protocol.clone(),
-                    i.local.clone(),
-                    i.remote.clone(),
-                    i.pid.to_string(),
-                    i.comm.clone(),
-                    i.owner.label(&i.cgroup).to_string(),
-                ]
-            }),
+            &[
+                "ID", "PROTO", "LOCAL", "REMOTE", "VIA", "ORIGIN", "PID", "COMM", "OWNER",
+            ],
+            rows(items, flow_cells),
         ),
         Items::Remote(items) => (&["REMOTE", "CLASS", "ADDRESSES"], rows(items, remote_cells)),
         Items::Container(items) => (
@@ -73,6 +65,39 @@ pub fn render(top: &TopResponse) -> String {
         out.push_str("(no traffic in this window)\n");
     }
     out
+}
+
+/// A flow's ends, then for a forwarded one the interface it crossed (`VIA`) and where it came
+/// from before any translation (`ORIGIN`: the innermost NAT hop's original source, e.g. the
+/// container's address behind the host's MASQUERADE); a local socket's shows its process.
+fn flow_cells(item: &FlowItem) -> Vec<String> {
+    let path = &item.path;
+    let via = match (&path.interface, path.direction.as_deref()) {
+        (Some(interface), Some("ingress")) => format!("{interface} in"),
+        (Some(interface), Some("egress")) => format!("{interface} out"),
+        (Some(interface), _) => interface.clone(),
+        (None, _) => "-".to_string(),
+    };
+    let origin = path
+        .nat
+        .last()
+        .map_or("-".to_string(), |hop| hop.original.src.clone());
+    let (pid, comm) = if item.pid == 0 && item.comm.is_empty() {
+        ("-".to_string(), "-".to_string())
+    } else {
+        (item.pid.to_string(), item.comm.clone())
+    };
+    vec![
+        item.id.clone(),
+        item.protocol.clone(),
+        item.local.clone(),
+        item.remote.clone(),
+        via,
+        origin,
+        pid,
+        comm,
+        item.owner.label(&item.cgroup).to_string(),
+    ]
 }
 
 /// An interface's name, state, capacity, utilization, and the forwarded share of its window.
@@ -326,6 +351,65 @@ mod tests {
         );
         assert!(
             lines[3].contains("veth1") && lines[3].contains("down"),
+            "{table}"
+        );
+    }
+
+    #[test]
+    fn renders_a_forwarded_flow_with_its_interface_and_origin() {
+        let rates = json!({"tx_bytes": 0, "rx_bytes": 0, "tx_packets": 0, "rx_packets": 0,
+            "tx_bytes_per_second": 0.0, "rx_bytes_per_second": 1048576.0,
+            "lifetime_tx_bytes": 0, "lifetime_rx_bytes": 8388608,
+            "lifetime_tx_packets": 0, "lifetime_rx_packets": 6000});
+        let hop = |original: &str, translated: &str, seen_in: &str| {
+            json!({"original": {"protocol": "tcp", "src": original, "dst": "10.8.1.3:3129"},
+                   "reply": {"protocol": "tcp", "src": "10.8.1.3:3129", "dst": translated},
+                   "seen_in": seen_in})
+        };
+        let flow = |path: serde_json::Value, pid: u32, comm: &str| {
+            let mut item = rates.clone();
+            let identity = json!({"protocol": "tcp", "local": "10.8.1.3:3129",
+                "remote": "10.0.7.248:40142", "pid": pid, "comm": comm, "cgroup": "/docker/abc",
+                "owner": {"kind": "container", "name": "openvpn", "container": null,
+                          "pod": null, "unit": null},
+                "id": "b714a3a0a1fb1341", "peer": null});
+            for part in [identity, path] {
+                if let (Some(item), Some(part)) = (item.as_object_mut(), part.as_object()) {
+                    item.extend(part.clone());
+                }
+            }
+            item
+        };
+        let forwarded = json!({"interface": "eth0", "direction": "ingress",
+            "nat": [hop("172.17.0.2:53312", "10.0.7.248:40142", "host"),
+                    hop("172.16.248.22:41000", "172.17.0.2:53312", "openvpn")],
+            "container": "/docker/abc", "namespace": "/docker/abc", "local_socket": false});
+        let local = json!({"interface": null, "direction": null, "nat": [],
+            "container": null, "namespace": null, "local_socket": true});
+        let body = json!({"by": "flow", "window_seconds": 10,
+            "items": [flow(forwarded, 0, ""), flow(local, 4242, "haproxy")]});
+        let table = render(&serde_json::from_value(body).unwrap());
+        let cells = |line: &str| {
+            line.split("  ")
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .map(String::from)
+                .collect::<Vec<_>>()
+        };
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(
+            cells(lines[1])[..9],
+            ["ID", "PROTO", "LOCAL", "REMOTE", "VIA", "ORIGIN", "PID", "COMM", "OWNER"]
+        );
+        // The innermost hop names the address the flow came from before both NATs.
+        assert_eq!(
+            cells(lines[2])[4..9],
+            ["eth0 in", "172.16.248.22:41000", "-", "-", "openvpn"],
+            "{table}"
+        );
+        assert_eq!(
+            cells(lines[3])[4..9],
+            ["-", "-", "4242", "haproxy", "openvpn"],
             "{table}"
         );
     }
