@@ -42,6 +42,7 @@ use super::daemon::{Daemon, Phase};
 use super::empty_bpf::{EmptyPrograms, EmptyTc};
 use super::measure;
 use super::netns::ONE_WAY_NETWORK;
+use super::path_switch::{self, Switched};
 use super::proc::sleep;
 use super::report::{median_interval, spread};
 use crate::{build_trafficd, is_root, run_checked, target_dir};
@@ -61,6 +62,17 @@ pub struct ForwardingArgs {
     /// UDP flows sent through the NAT.
     #[arg(long, default_value_t = 100_000)]
     flows: u64,
+    /// Seconds of each transfer whose path switches among an unmonitored, an empty-programs
+    /// and a trafficd-counted pair of veths every 200 ms (0: skip it).
+    #[arg(long, default_value_t = 60)]
+    switched_seconds: u32,
+    /// Only the switched-path transfers: no rounds, routing loop or NAT scale.
+    #[arg(long)]
+    switched_only: bool,
+    /// Run the switched-path transfers first with no program on any path, to show the
+    /// method's own bias (the shares should be 1).
+    #[arg(long)]
+    switched_control: bool,
 }
 
 /// What watches the host's two veths during a transfer.
@@ -175,7 +187,9 @@ pub struct ForwardingResult {
     pub costs: Vec<Cost>,
     pub routing_loop: Vec<LoopRun>,
     pub routing_loop_costs: Vec<LoopCost>,
-    pub nat_scale: NatScale,
+    pub nat_scale: Option<NatScale>,
+    /// The paired comparison, paths switched every 200 ms (see `path_switch`).
+    pub switched: Vec<Switched>,
 }
 
 /// The two namespaces, their links to the host and the forwarding between them; dropped in
@@ -274,6 +288,47 @@ pub fn run(args: ForwardingArgs) -> Result<()> {
     let xtask = std::env::current_exe()?;
     let out = target_dir().join("bench");
     fs::create_dir_all(&out)?;
+    let mut switched = Vec::new();
+    if args.switched_seconds > 0 {
+        if args.switched_control {
+            switched = path_switch::run(&trafficd, &out, args.switched_seconds, true)?;
+        }
+        switched.extend(path_switch::run(
+            &trafficd,
+            &out,
+            args.switched_seconds,
+            false,
+        )?);
+    }
+    let result = if args.switched_only {
+        ForwardingResult {
+            transfers: Vec::new(),
+            costs: Vec::new(),
+            routing_loop: Vec::new(),
+            routing_loop_costs: Vec::new(),
+            nat_scale: None,
+            switched,
+        }
+    } else {
+        let mut result = rounds(&trafficd, &xtask, &out, &args)?;
+        result.switched = switched;
+        result
+    };
+    let json = out.join("forwarding.json");
+    fs::write(&json, serde_json::to_string_pretty(&result)?)?;
+    print!("{}", table(&result));
+    println!("bench: wrote {}", json.display());
+    Ok(())
+}
+
+/// The rounds of whole transfers under each condition in turn, their costs with statistics
+/// on, the routing loop and the NAT scale.
+fn rounds(
+    trafficd: &Path,
+    xtask: &Path,
+    out: &Path,
+    args: &ForwardingArgs,
+) -> Result<ForwardingResult> {
     let topology = Topology::create();
     let mut transfers = Vec::new();
     let mut costs = Vec::new();
@@ -286,7 +341,7 @@ pub fn run(args: ForwardingArgs) -> Result<()> {
                     round,
                     condition,
                 };
-                let transfer = transfer(&trafficd, &out, &topology, run, &args)?;
+                let transfer = transfer(trafficd, out, &topology, run, args)?;
                 println!("bench: forwarding {transfer:?}");
                 transfers.push(transfer);
             }
@@ -295,7 +350,7 @@ pub fn run(args: ForwardingArgs) -> Result<()> {
         let stats = BpfStatsSysctl::new()?;
         stats.set(true)?;
         for condition in [Condition::None, Condition::Empty, Condition::Trafficd] {
-            let cost = cost(&trafficd, &out, &topology, masquerade, condition, &args)?;
+            let cost = cost(trafficd, out, &topology, masquerade, condition, args)?;
             println!(
                 "bench: forwarding cost {} {}: udp {:.0} ns/datagram host, {:.0} programs; \
                  tcp {:.0} ns/MB host, {:.0} programs",
@@ -309,22 +364,17 @@ pub fn run(args: ForwardingArgs) -> Result<()> {
             costs.push(cost);
         }
     }
-    let (routing_loop, routing_loop_costs) =
-        routing_loop(&trafficd, &xtask, &out, &topology, &args)?;
+    let (routing_loop, routing_loop_costs) = routing_loop(trafficd, xtask, out, &topology, args)?;
     let _nat = Masquerade::add(&topology)?;
-    let nat_scale = nat_scale(&trafficd, &xtask, &out, &topology, &args)?;
-    let result = ForwardingResult {
+    let nat_scale = nat_scale(trafficd, xtask, out, &topology, args)?;
+    Ok(ForwardingResult {
         transfers,
         costs,
         routing_loop,
         routing_loop_costs,
-        nat_scale,
-    };
-    let json = out.join("forwarding.json");
-    fs::write(&json, serde_json::to_string_pretty(&result)?)?;
-    print!("{}", table(&result));
-    println!("bench: wrote {}", json.display());
-    Ok(())
+        nat_scale: Some(nat_scale),
+        switched: Vec::new(),
+    })
 }
 
 /// Which transfer is run: the variant, the round and the condition.
@@ -847,7 +897,11 @@ fn ratios(transfers: &[Transfer]) -> String {
             );
             if condition == Condition::Trafficd {
                 for (what, shares, target) in [("TCP", &tcp, 0.97), ("64 B UDP", &udp, 0.90)] {
-                    let _ = writeln!(verdicts, "{variant}, {what}: {}", verdict(shares, target));
+                    let _ = writeln!(
+                        verdicts,
+                        "{variant}, {what}: {}",
+                        verdict(shares, target, "rounds")
+                    );
                 }
             }
         }
@@ -874,13 +928,13 @@ fn share_cell(shares: &[f64]) -> String {
 
 /// Whether the rounds put the median share above the target, below it, or cannot tell: met
 /// only when the whole 95% interval of the median is at or above the target.
-fn verdict(shares: &[f64], target: f64) -> String {
+pub(super) fn verdict(shares: &[f64], target: f64, of: &str) -> String {
     let Some(s) = spread(shares.iter().copied()) else {
         return "no rounds".to_string();
     };
     let Some((low, high)) = median_interval(shares.iter().copied()) else {
         return format!(
-            "median {:.2}, target {target:.2}: too few rounds ({}) to tell, 6 at least",
+            "median {:.2}, target {target:.2}: too few {of} ({}) to tell, 6 at least",
             s.median, s.n
         );
     };
@@ -889,10 +943,10 @@ fn verdict(shares: &[f64], target: f64) -> String {
     } else if high < target {
         "missed"
     } else {
-        "not resolved: the interval holds the target; more rounds narrow it"
+        "not resolved: the interval holds the target"
     };
     format!(
-        "median {:.2}, 95% interval {low:.2}-{high:.2} over {} rounds, target {target:.2}: {outcome}",
+        "median {:.2}, 95% interval {low:.2}-{high:.2} over {} {of}, target {target:.2}: {outcome}",
         s.median, s.n
     )
 }
@@ -983,7 +1037,7 @@ fn loop_table(runs: &[LoopRun], costs: &[LoopCost]) -> String {
             rates.join(", ")
         );
         if condition == Condition::Trafficd {
-            loop_verdict = verdict(&shares, 0.90);
+            loop_verdict = verdict(&shares, 0.90, "rounds");
         }
     }
     let _ = writeln!(text, "trafficd, as a router: {loop_verdict}");
@@ -1000,6 +1054,40 @@ fn loop_table(runs: &[LoopRun], costs: &[LoopCost]) -> String {
 }
 
 fn table(result: &ForwardingResult) -> String {
+    let mut text = String::new();
+    if !result.transfers.is_empty() {
+        text.push_str(&rounds_table(result));
+    }
+    if let Some(n) = &result.nat_scale {
+        let _ = writeln!(
+            text,
+            "\n{} flows through the NAT ({} conntrack entries): trafficd CPU {}% while sent, {}% \
+             once they exist; peak RSS {:.1} MiB; /top?by=flow {:.1} ms ({} items) (targets: < 3% \
+             of a core, < 100 ms)",
+            n.flows,
+            n.conntrack_entries,
+            n.sending.cpu_percent,
+            n.steady.cpu_percent,
+            n.peak_rss_kib as f64 / 1024.0,
+            n.top_flow_milliseconds,
+            n.top_flow_items
+        );
+    }
+    if !result.switched.is_empty() {
+        text.push_str(
+            "\nSwitched paths (one transfer, its path through the host switched every 200 ms among \
+             an unmonitored, an empty-programs and a trafficd-counted pair of veths; each period \
+             over the unmonitored rate at its moment: median [95% interval of the median]):\n",
+        );
+        for switched in &result.switched {
+            let _ = writeln!(text, "{}", path_switch::summary(switched));
+        }
+    }
+    text
+}
+
+/// The rounds' transfers, their ratios and costs, and the routing loop.
+fn rounds_table(result: &ForwardingResult) -> String {
     let mut text = String::from("| variant | round | condition | TCP Gbit/s | 64 B UDP kpps | trafficd CPU |\n| --- | --- | --- | --- | --- | --- |\n");
     for t in &result.transfers {
         let _ = writeln!(
@@ -1020,19 +1108,6 @@ fn table(result: &ForwardingResult) -> String {
         &result.routing_loop,
         &result.routing_loop_costs,
     ));
-    let n = &result.nat_scale;
-    let _ = writeln!(
-        text,
-        "\n{} flows through the NAT ({} conntrack entries): trafficd CPU {}% while sent, {}% once \
-         they exist; peak RSS {:.1} MiB; /top?by=flow {:.1} ms ({} items) (targets: < 3% of a core, < 100 ms)",
-        n.flows,
-        n.conntrack_entries,
-        n.sending.cpu_percent,
-        n.steady.cpu_percent,
-        n.peak_rss_kib as f64 / 1024.0,
-        n.top_flow_milliseconds,
-        n.top_flow_items
-    );
     text
 }
 
@@ -1045,10 +1120,10 @@ mod tests {
         let rounds =
             |centre: f64| -> Vec<f64> { (0..10).map(|i| centre + 0.01 * f64::from(i)).collect() };
         // Ten rounds: the interval runs from the 2nd to the 9th smallest.
-        assert!(verdict(&rounds(0.90), 0.90).ends_with(": met"));
-        assert!(verdict(&rounds(0.80), 0.90).ends_with(": missed"));
-        assert!(verdict(&rounds(0.85), 0.90).contains("not resolved"));
-        assert!(verdict(&rounds(0.95)[..5], 0.90).contains("too few rounds (5)"));
+        assert!(verdict(&rounds(0.90), 0.90, "rounds").ends_with(": met"));
+        assert!(verdict(&rounds(0.80), 0.90, "rounds").ends_with(": missed"));
+        assert!(verdict(&rounds(0.85), 0.90, "rounds").contains("not resolved"));
+        assert!(verdict(&rounds(0.95)[..5], 0.90, "rounds").contains("too few rounds (5)"));
     }
 
     #[test]

@@ -34,6 +34,7 @@ mod memory;
 mod metrics_encode;
 mod netns;
 mod one_run;
+mod path_switch;
 mod peer_names;
 mod plan;
 mod proc;
