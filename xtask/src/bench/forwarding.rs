@@ -223,14 +223,7 @@ impl Topology {
     fn host_ifindexes(&self) -> Result<Vec<u32>> {
         [self.to_a.if_a(), self.to_c.if_a()]
             .into_iter()
-            .map(|name| {
-                let path = format!("/sys/class/net/{name}/ifindex");
-                fs::read_to_string(&path)
-                    .with_context(|| format!("read {path}"))?
-                    .trim()
-                    .parse()
-                    .with_context(|| format!("{path} is not an index"))
-            })
+            .map(|name| measure::interface_number(name, "ifindex"))
             .collect()
     }
 

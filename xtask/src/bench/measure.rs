@@ -21,6 +21,20 @@ fn ticks_per_second() -> f64 {
     }
 }
 
+/// A number the kernel shows in one file under /sys/class/net/`interface`/, e.g. `ifindex`
+/// or `statistics/tx_packets`.
+pub fn interface_number<T: std::str::FromStr>(interface: &str, file: &str) -> Result<T>
+where
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    let path = format!("/sys/class/net/{interface}/{file}");
+    fs::read_to_string(&path)
+        .with_context(|| format!("read {path}"))?
+        .trim()
+        .parse()
+        .with_context(|| format!("{path} is not a number"))
+}
+
 /// User + system CPU seconds of a process, all of its threads included.
 pub fn cpu_seconds(pid: u32) -> Result<f64> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat"))

@@ -29,6 +29,7 @@ use trafficd_tests::{Link, NetNs};
 use super::daemon::Daemon;
 use super::empty_bpf::EmptyTc;
 use super::forwarding::Condition;
+use super::measure;
 use super::proc::sleep;
 use super::report::{median_interval, spread};
 
@@ -185,22 +186,17 @@ impl Drop for Paths {
 }
 
 fn ifindex(name: &str) -> Result<u32> {
-    let path = format!("/sys/class/net/{name}/ifindex");
-    fs::read_to_string(&path)
-        .with_context(|| format!("read {path}"))?
-        .trim()
-        .parse()
-        .with_context(|| format!("{path} is not an index"))
+    measure::interface_number(name, "ifindex")
 }
 
+/// What left by `interface` so far: bytes for TCP, packets for UDP.
 fn counter(interface: &str, tcp: bool) -> Result<u64> {
-    let name = if tcp { "tx_bytes" } else { "tx_packets" };
-    let path = format!("/sys/class/net/{interface}/statistics/{name}");
-    fs::read_to_string(&path)
-        .with_context(|| format!("read {path}"))?
-        .trim()
-        .parse()
-        .with_context(|| format!("{path} is not a count"))
+    let file = if tcp {
+        "statistics/tx_bytes"
+    } else {
+        "statistics/tx_packets"
+    };
+    measure::interface_number(interface, file)
 }
 
 /// Both variants (routed, then with the host translating A's address) and both protocols,
