@@ -42,7 +42,7 @@ use super::daemon::{Daemon, Phase};
 use super::empty_bpf::{EmptyPrograms, EmptyTc};
 use super::measure;
 use super::netns::ONE_WAY_NETWORK;
-use super::path_switch::{self, Switched};
+use super::path_switch::{self, Protocols, Switched};
 use super::proc::sleep;
 use super::report::{median_interval, spread};
 use crate::{build_trafficd, is_root, run_checked, target_dir};
@@ -73,6 +73,9 @@ pub struct ForwardingArgs {
     /// method's own bias (the shares should be 1).
     #[arg(long)]
     switched_control: bool,
+    /// Which transfers the switched paths carry: a long run can spend its time on one.
+    #[arg(long, value_enum, default_value_t = Protocols::Both)]
+    switched_protocols: Protocols,
 }
 
 /// What watches the host's two veths during a transfer.
@@ -284,13 +287,20 @@ pub fn run(args: ForwardingArgs) -> Result<()> {
     let mut switched = Vec::new();
     if args.switched_seconds > 0 {
         if args.switched_control {
-            switched = path_switch::run(&trafficd, &out, args.switched_seconds, true)?;
+            switched = path_switch::run(
+                &trafficd,
+                &out,
+                args.switched_seconds,
+                true,
+                args.switched_protocols,
+            )?;
         }
         switched.extend(path_switch::run(
             &trafficd,
             &out,
             args.switched_seconds,
             false,
+            args.switched_protocols,
         )?);
     }
     let result = if args.switched_only {

@@ -199,12 +199,38 @@ fn counter(interface: &str, tcp: bool) -> Result<u64> {
     measure::interface_number(interface, file)
 }
 
+/// Which transfers the switched paths carry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Protocols {
+    Both,
+    Udp,
+    Tcp,
+}
+
+impl Protocols {
+    /// The `tcp` flag of each transfer to run, UDP first.
+    fn tcp_flags(self) -> &'static [bool] {
+        match self {
+            Protocols::Both => &[false, true],
+            Protocols::Udp => &[false],
+            Protocols::Tcp => &[true],
+        }
+    }
+}
+
 /// Both variants (routed, then with the host translating A's address) and both protocols,
 /// `seconds` of switching each, in three parts: each condition watches each path for one of
 /// them, so that a path's own speed (one veth pair carries TCP a few percent faster than
 /// another) weighs on every condition alike. With `control`, no program watches any path:
-/// the shares then show what the method itself makes of three unwatched paths.
-pub fn run(trafficd: &Path, out: &Path, seconds: u32, control: bool) -> Result<Vec<Switched>> {
+/// the shares then show what the method itself makes of three unwatched paths. `protocols`
+/// narrows a long run to the transfers whose target is still open.
+pub fn run(
+    trafficd: &Path,
+    out: &Path,
+    seconds: u32,
+    control: bool,
+    protocols: Protocols,
+) -> Result<Vec<Switched>> {
     let mut paths = Paths::create()?;
     let mut results = Vec::new();
     for translated in [false, true] {
@@ -224,7 +250,7 @@ pub fn run(trafficd: &Path, out: &Path, seconds: u32, control: bool) -> Result<V
                 TRANSLATED,
             ])?;
         }
-        for tcp in [false, true] {
+        for &tcp in protocols.tcp_flags() {
             let mut switched = Switched {
                 control,
                 translated,
