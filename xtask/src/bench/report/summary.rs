@@ -49,17 +49,19 @@ pub fn median_interval(values: impl IntoIterator<Item = f64>) -> Option<(f64, f6
     let mut v: Vec<f64> = values.into_iter().filter(|x| x.is_finite()).collect();
     v.sort_by(f64::total_cmp);
     let n = v.len();
-    // P(Binomial(n, 1/2) <= j), summed term by term in floating point: n stays in the hundreds.
+    // P(Binomial(n, 1/2) <= j), summed term by term. Each term is kept as a logarithm: 2^-n
+    // itself is below the smallest f64 once n passes about a thousand, and a long paired run
+    // has thousands of periods.
     let mut below = 0.0;
-    let mut term = 0.5f64.powi(i32::try_from(n).ok()?);
+    let mut log_term = n as f64 * 0.5f64.ln();
     let mut k = 0;
     for j in 0..n {
-        below += term;
+        below += log_term.exp();
         if below > 0.025 {
             break;
         }
         k = j + 1;
-        term *= (n - j) as f64 / (j + 1) as f64;
+        log_term += ((n - j) as f64 / (j + 1) as f64).ln();
     }
     (k >= 1).then(|| (v[k - 1], v[n - k]))
 }
@@ -500,6 +502,15 @@ mod tests {
         assert_eq!(ranks(10), Some((2.0, 9.0)));
         // P(B(26, 1/2) <= 7) = 1.4%, P(<= 8) = 3.8%.
         assert_eq!(ranks(26), Some((8.0, 19.0)));
+    }
+
+    #[test]
+    fn the_median_interval_holds_for_thousands_of_values() {
+        let ranks = |n: usize| median_interval((1..=n).map(|i| i as f64));
+        // Ranks from exact binomial sums; 2^-n underflows an f64 past n = 1074.
+        assert_eq!(ranks(345), Some((154.0, 192.0)));
+        assert_eq!(ranks(1075), Some((505.0, 571.0)));
+        assert_eq!(ranks(2614), Some((1257.0, 1358.0)));
     }
 
     #[test]
