@@ -11,14 +11,14 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::api::Api;
 use super::measure::cpu_seconds;
 use super::proc::{wait_for, Proc};
 
 /// trafficd's cost during one phase.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Phase {
     /// trafficd's CPU time over the phase, in percent of one core.
     pub cpu_percent: f64,

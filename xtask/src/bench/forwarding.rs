@@ -34,7 +34,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use trafficd_tests::{Forwarder, Link, NetNs};
 
 use super::conditions::BpfStatsSysctl;
@@ -76,10 +76,14 @@ pub struct ForwardingArgs {
     /// Which transfers the switched paths carry: a long run can spend its time on one.
     #[arg(long, value_enum, default_value_t = Protocols::Both)]
     switched_protocols: Protocols,
+    /// Measure nothing: print the report of a run saved before (its forwarding.json), with
+    /// this build's statistics.
+    #[arg(long, value_name = "FILE")]
+    report: Option<std::path::PathBuf>,
 }
 
 /// What watches the host's two veths during a transfer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Condition {
     None,
@@ -110,7 +114,7 @@ impl Condition {
 }
 
 /// One transfer pair (TCP then UDP) under one condition.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Transfer {
     pub masquerade: bool,
     /// The round it ran in; the round's unmonitored run is what its rates are compared with.
@@ -123,7 +127,7 @@ pub struct Transfer {
 }
 
 /// trafficd with the NAT's conntrack table full of flows.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct NatScale {
     pub flows: u64,
     pub conntrack_entries: u64,
@@ -137,7 +141,7 @@ pub struct NatScale {
 
 /// What the traffic cost under one condition, measured with kernel.bpf_stats_enabled=1 (which
 /// adds two clock reads to every program run, the empty programs' too).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Cost {
     pub masquerade: bool,
     pub condition: Condition,
@@ -147,7 +151,7 @@ pub struct Cost {
     pub tcp: UnitCost,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct UnitCost {
     /// Datagrams or megabytes received.
     pub units: f64,
@@ -159,7 +163,7 @@ pub struct UnitCost {
     pub programs: Vec<ProgramCost>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct ProgramCost {
     pub name: String,
     pub runs_per_unit: f64,
@@ -167,7 +171,7 @@ pub struct ProgramCost {
 }
 
 /// One run of the routing loop under one condition.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct LoopRun {
     pub round: usize,
     pub condition: Condition,
@@ -176,7 +180,7 @@ pub struct LoopRun {
 }
 
 /// The routing loop's program time per forwarded datagram, with kernel.bpf_stats_enabled=1.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct LoopCost {
     pub condition: Condition,
     pub forwarded: f64,
@@ -184,14 +188,16 @@ pub struct LoopCost {
     pub programs: Vec<ProgramCost>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct ForwardingResult {
     pub transfers: Vec<Transfer>,
     pub costs: Vec<Cost>,
     pub routing_loop: Vec<LoopRun>,
     pub routing_loop_costs: Vec<LoopCost>,
     pub nat_scale: Option<NatScale>,
-    /// The paired comparison, paths switched every 200 ms (see `path_switch`).
+    /// The paired comparison, paths switched every 200 ms (see `path_switch`); absent from
+    /// results saved before it existed.
+    #[serde(default)]
     pub switched: Vec<Switched>,
 }
 
@@ -277,6 +283,18 @@ fn iptables(action: &str, rule: &[String]) -> Result<()> {
 }
 
 pub fn run(args: ForwardingArgs) -> Result<()> {
+    if let Some(saved) = &args.report {
+        let text = fs::read_to_string(saved).with_context(|| {
+            format!(
+                "read {}: give a forwarding.json a run wrote",
+                saved.display()
+            )
+        })?;
+        let result: ForwardingResult = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a forwarding bench's result", saved.display()))?;
+        print!("{}", table(&result));
+        return Ok(());
+    }
     if !is_root() {
         bail!("the forwarding bench needs root (BPF, namespaces, iptables); retry with sudo");
     }

@@ -23,7 +23,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use trafficd_tests::{Link, NetNs};
 
 use super::daemon::Daemon;
@@ -53,7 +53,7 @@ const CONDITIONS: [Condition; 3] = [Condition::None, Condition::Empty, Condition
 
 /// One variant and protocol: the rates of every period, and each monitored condition's
 /// shares of the unmonitored rate.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Switched {
     /// No program on any path: the method's own bias, which should be none.
     pub control: bool,
