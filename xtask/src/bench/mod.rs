@@ -34,7 +34,6 @@ mod memory;
 mod metrics_encode;
 mod netns;
 mod one_run;
-mod path_switch;
 mod peer_names;
 mod plan;
 mod proc;

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::summary::{spread, Spread};
+use super::statistics::{spread, Spread};
 use crate::bench::conditions::Condition;
 use crate::bench::scenarios::{Kind, Link, Outcome, Scenario, ETH_HEADER, TCP_HEADERS};
 use crate::bench::{CaptureFigures, RunRecord, TrafficdFigures};

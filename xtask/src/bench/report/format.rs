@@ -1,6 +1,6 @@
 //! How figures are written in the tables and the progress lines.
 
-use super::summary::Spread;
+use super::statistics::Spread;
 use crate::bench::scenarios::Kind;
 
 /// Three significant digits, without exponent for everyday magnitudes.

@@ -5,7 +5,8 @@ use std::fmt::Write as _;
 
 use super::accuracy::*;
 use super::format::{fmt_rate, fmt_ratio, fmt_sig, fmt_spread_sig};
-use super::summary::{spread, Summary};
+use super::statistics::spread;
+use super::summary::Summary;
 use super::targets::Target;
 use super::Meta;
 use crate::bench::conditions::Condition;

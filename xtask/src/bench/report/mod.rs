@@ -10,6 +10,7 @@ mod accuracy;
 mod format;
 mod markdown;
 mod publish;
+mod statistics;
 mod summary;
 mod targets;
 #[cfg(test)]
@@ -29,7 +30,8 @@ use super::scenarios::Scenario;
 use super::RunRecord;
 use format::fmt_sig;
 pub use publish::publish;
-pub use summary::{median_interval, spread, summaries, Summary};
+pub use statistics::{median_interval, spread, verdict};
+pub use summary::{summaries, Summary};
 pub use targets::{targets, Target};
 
 /// The machine and the bench's settings.

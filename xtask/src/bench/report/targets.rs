@@ -4,7 +4,8 @@ use serde::{Deserialize, Serialize};
 
 use super::accuracy::{Accuracy, REF_DROPS, REF_RANGE, REF_SENT};
 use super::format::{fmt_sig, fmt_spread};
-use super::summary::{Floor, Spread, Summary};
+use super::statistics::Spread;
+use super::summary::{Floor, Summary};
 use crate::bench::conditions::Condition;
 use crate::bench::scenarios::{Kind, Scenario, STEADY_AFTER_SECONDS};
 

@@ -26,12 +26,12 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use trafficd_tests::{Link, NetNs};
 
-use super::daemon::Daemon;
-use super::empty_bpf::EmptyTc;
-use super::forwarding::Condition;
-use super::measure;
-use super::proc::sleep;
-use super::report::{median_interval, spread};
+use super::condition::Condition;
+use crate::bench::daemon::Daemon;
+use crate::bench::empty_bpf::EmptyTc;
+use crate::bench::measure;
+use crate::bench::proc::sleep;
+use crate::bench::report::{median_interval, spread, verdict};
 
 /// A's and C's own addresses (on their loopbacks), reached over whichever path is current,
 /// and the address the host translates A's to in the SNAT variant.
@@ -497,7 +497,7 @@ pub fn summary(s: &Switched) -> String {
         "{variant}, {what}: empty programs {}, trafficd {}; {}",
         cell(&s.empty_shares),
         cell(&s.trafficd_shares),
-        super::forwarding::verdict(&s.trafficd_shares, target, "periods")
+        verdict(&s.trafficd_shares, target, "periods")
     )
 }
 

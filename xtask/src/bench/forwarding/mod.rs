@@ -42,10 +42,15 @@ use super::daemon::{Daemon, Phase};
 use super::empty_bpf::{EmptyPrograms, EmptyTc};
 use super::measure;
 use super::netns::ONE_WAY_NETWORK;
-use super::path_switch::{self, Protocols, Switched};
 use super::proc::sleep;
-use super::report::{median_interval, spread};
+use super::report::{median_interval, spread, verdict};
 use crate::{build_trafficd, is_root, run_checked, target_dir};
+
+mod condition;
+mod path_switch;
+
+pub use condition::Condition;
+use path_switch::{Protocols, Switched};
 
 const IPERF_PORT: &str = "5399";
 
@@ -80,37 +85,6 @@ pub struct ForwardingArgs {
     /// this build's statistics.
     #[arg(long, value_name = "FILE")]
     report: Option<std::path::PathBuf>,
-}
-
-/// What watches the host's two veths during a transfer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Condition {
-    None,
-    /// Empty programs on every hook trafficd uses: tc ingress and egress of both veths, and
-    /// the socket hooks (cgroup_skb on the cgroup2 root, the sock tracepoints).
-    Empty,
-    Trafficd,
-}
-
-impl Condition {
-    /// The conditions in the order round `round` runs them: each goes first, second and third
-    /// in turn, so none always follows the same one (a daemon just stopped, programs just
-    /// detached).
-    fn order_in(round: usize) -> [Condition; 3] {
-        let mut order = [Condition::None, Condition::Empty, Condition::Trafficd];
-        let turn = round % order.len();
-        order.rotate_left(turn);
-        order
-    }
-
-    fn as_str(self) -> &'static str {
-        match self {
-            Condition::None => "none",
-            Condition::Empty => "empty programs",
-            Condition::Trafficd => "trafficd",
-        }
-    }
 }
 
 /// One transfer pair (TCP then UDP) under one condition.
@@ -945,31 +919,6 @@ fn share_cell(shares: &[f64]) -> String {
         format!(" [{low:.2}-{high:.2}]")
     });
     format!("{:.2}{interval} ({:.2}-{:.2})", s.median, s.min, s.max)
-}
-
-/// Whether the rounds put the median share above the target, below it, or cannot tell: met
-/// only when the whole 95% interval of the median is at or above the target.
-pub(super) fn verdict(shares: &[f64], target: f64, of: &str) -> String {
-    let Some(s) = spread(shares.iter().copied()) else {
-        return "no rounds".to_string();
-    };
-    let Some((low, high)) = median_interval(shares.iter().copied()) else {
-        return format!(
-            "median {:.2}, target {target:.2}: too few {of} ({}) to tell, 6 at least",
-            s.median, s.n
-        );
-    };
-    let outcome = if low >= target {
-        "met"
-    } else if high < target {
-        "missed"
-    } else {
-        "not resolved: the interval holds the target"
-    };
-    format!(
-        "median {:.2}, 95% interval {low:.2}-{high:.2} over {} {of}, target {target:.2}: {outcome}",
-        s.median, s.n
-    )
 }
 
 /// The host's CPU time and the programs' run time per datagram and per megabyte, and
