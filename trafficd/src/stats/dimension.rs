@@ -20,7 +20,7 @@ use rustc_hash::FxBuildHasher;
 use trafficd_common::Traffic;
 
 use super::{
-    history::{History, SlotSums, BUCKET},
+    history::{History, SlotSums, BUCKET, LONGEST_WINDOW},
     packed::PackedDeltas,
 };
 
@@ -36,8 +36,6 @@ enum Hints {
     Checked,
 }
 
-/// Longest window served; older ticks are dropped.
-pub const LONGEST_WINDOW: Duration = Duration::from_secs(60);
 /// Shortest retention: no tick or bucket may refer to a freed slot.
 const MIN_RETENTION: Duration = LONGEST_WINDOW.saturating_add(BUCKET);
 

@@ -11,8 +11,10 @@ use std::{
 
 use trafficd_common::Traffic;
 
-use super::{dimension::LONGEST_WINDOW, packed::PackedDeltas};
+use super::packed::PackedDeltas;
 
+/// Longest window served; older ticks are dropped.
+pub(super) const LONGEST_WINDOW: Duration = Duration::from_secs(60);
 /// Ticks this recent are kept one per drain: the 1 s and 10 s windows are exact.
 const FINE_SPAN: Duration = Duration::from_secs(10);
 /// Length of the buckets older ticks are merged into.
