@@ -5,8 +5,6 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use clap::{Args, Parser, Subcommand};
 use trafficd_common::{defaults, forwarding};
 
-use crate::api::{By, Limit, Sort, TopQuery, Window};
-
 #[derive(Parser, Debug)]
 #[command(
     name = "trafficd",
@@ -31,7 +29,7 @@ pub enum Command {
     /// CAP_PERFMON and CAP_NET_ADMIN).
     Run(Box<RunArgs>),
     /// Print the top talkers of a running daemon as a table.
-    Top(TopArgs),
+    Top(crate::show::TopArgs),
     /// Explain one flow of a running daemon: process, peer, bytes, and for a forwarder the
     /// peers sending to it.
     Explain(crate::show::ExplainArgs),
@@ -223,41 +221,6 @@ pub struct ContainerArgs {
     pub no_containers: bool,
 }
 
-#[derive(Args, Debug, Clone)]
-pub struct TopArgs {
-    /// Rows to show (1 to 1000).
-    #[arg(long, short = 'n', default_value = "10")]
-    pub limit: Limit,
-    /// What to rank.
-    #[arg(long, value_enum, default_value_t = By::Process)]
-    pub by: By,
-    /// Window the rates are computed over.
-    #[arg(long, value_enum, default_value_t = Window::W10s)]
-    pub window: Window,
-    /// Rank by transmitted, received or both.
-    #[arg(long, value_enum, default_value_t = Sort::Total)]
-    pub sort: Sort,
-    /// Base URL of the daemon.
-    #[arg(long, default_value = "http://127.0.0.1:9464", env = "TRAFFICD_URL")]
-    pub url: String,
-    /// Refresh every N seconds until interrupted.
-    #[arg(long, short = 'w', value_name = "SECONDS", num_args = 0..=1, default_missing_value = "2",
-          value_parser = clap::value_parser!(u64).range(1..=3600))]
-    pub watch: Option<u64>,
-}
-
-impl TopArgs {
-    /// The /top parameters these flags ask for.
-    pub fn query(&self) -> TopQuery {
-        TopQuery {
-            limit: self.limit,
-            by: self.by,
-            window: self.window,
-            sort: self.sort,
-        }
-    }
-}
-
 fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 500ms, 10s, 5m)"))
 }
@@ -298,6 +261,7 @@ fn interface_count(s: &str) -> Result<u32, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::By;
 
     #[test]
     fn cli_is_consistent() {

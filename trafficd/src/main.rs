@@ -47,7 +47,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn top(args: &cli::TopArgs) -> ExitCode {
+fn top(args: &show::TopArgs) -> ExitCode {
     loop {
         match show::top::fetch_and_render(args) {
             Ok(table) => {

@@ -12,6 +12,7 @@ use serde::de::DeserializeOwned;
 
 pub use explain::ExplainArgs;
 pub use exposure::ExposureArgs;
+pub use top::TopArgs;
 
 use crate::api::ErrorBody;
 use top::bytes;

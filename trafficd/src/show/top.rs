@@ -2,10 +2,47 @@
 
 use std::fmt::Write as _;
 
-use crate::{
-    api::{ContainerItem, FlowItem, Item, Items, Rates, RemoteItem, TopResponse},
-    cli::TopArgs,
+use clap::Args;
+
+use crate::api::{
+    By, ContainerItem, FlowItem, Item, Items, Limit, Rates, RemoteItem, Sort, TopQuery,
+    TopResponse, Window,
 };
+
+#[derive(Args, Debug, Clone)]
+pub struct TopArgs {
+    /// Rows to show (1 to 1000).
+    #[arg(long, short = 'n', default_value = "10")]
+    pub limit: Limit,
+    /// What to rank.
+    #[arg(long, value_enum, default_value_t = By::Process)]
+    pub by: By,
+    /// Window the rates are computed over.
+    #[arg(long, value_enum, default_value_t = Window::W10s)]
+    pub window: Window,
+    /// Rank by transmitted, received or both.
+    #[arg(long, value_enum, default_value_t = Sort::Total)]
+    pub sort: Sort,
+    /// Base URL of the daemon.
+    #[arg(long, default_value = "http://127.0.0.1:9464", env = "TRAFFICD_URL")]
+    pub url: String,
+    /// Refresh every N seconds until interrupted.
+    #[arg(long, short = 'w', value_name = "SECONDS", num_args = 0..=1, default_missing_value = "2",
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub watch: Option<u64>,
+}
+
+impl TopArgs {
+    /// The /top parameters these flags ask for.
+    pub fn query(&self) -> TopQuery {
+        TopQuery {
+            limit: self.limit,
+            by: self.by,
+            window: self.window,
+            sort: self.sort,
+        }
+    }
+}
 
 /// Fetches /top once and renders it.
 pub fn fetch_and_render(args: &TopArgs) -> Result<String, String> {
