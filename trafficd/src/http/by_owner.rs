@@ -6,7 +6,7 @@ use std::{collections::HashMap, sync::Arc, time::Instant};
 
 use trafficd_common::Traffic;
 
-use super::top::{render, Best};
+use super::rank::{render, Best};
 use crate::{
     api::{ContainerItem, Item, Owner, TopQuery},
     enrich::containers::{Owner as CgroupOwner, OwnerKind},

@@ -8,7 +8,7 @@ use trafficd_common::{
     Traffic,
 };
 
-use super::top::{endpoint, protocol_name, ranked, render, Best};
+use super::rank::{endpoint, protocol_name, ranked, render, Best};
 use crate::{
     api::{
         FlowItem, FlowPath, InterfaceItem, Item, NatHop, Owner, Parts, PeerItem, Rates, Sort,
@@ -127,7 +127,7 @@ pub fn forwarded_flows(
             cgroup: String::new(),
             // The owner of the container one end lives in; unknown for flows passing through.
             owner: meta.owner.as_deref().map(Owner::from).unwrap_or_default(),
-            id: super::explain::flow_id(key),
+            id: super::rank::flow_id(key),
             peer: Some(PeerItem::from(
                 &peers.lookup(address(key.family, &key.dst_addr)),
             )),

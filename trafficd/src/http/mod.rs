@@ -7,6 +7,7 @@ mod explain;
 mod exposure;
 mod links;
 mod metrics;
+mod rank;
 mod remotes;
 mod tls;
 mod top;

@@ -5,7 +5,7 @@ use std::{cmp::Reverse, collections::HashMap, net::IpAddr, sync::Arc, time::Inst
 
 use trafficd_common::Traffic;
 
-use super::top::{render, weight, Best};
+use super::rank::{render, weight, Best};
 use crate::{
     api::{Item, RemoteItem, Sort, TopQuery},
     enrich::peers::{AddressClass, PeerNames, PeerSource},
@@ -180,7 +180,7 @@ mod tests {
         );
         assert_eq!(
             first["id"],
-            crate::http::explain::flow_id(&flow([10, 8, 1, 4]))
+            crate::http::rank::flow_id(&flow([10, 8, 1, 4]))
         );
     }
 

@@ -5,13 +5,13 @@ use std::time::Instant;
 
 use trafficd_common::forwarding::{ForwardKey, EGRESS};
 
-use super::{flow_id, windows, Target};
+use super::{windows, Target};
 use crate::{
     api::{ExplainedFlow, ExplainedHop, ExplainedInterface, Explanation, Owner, PeerItem, Window},
     enrich::peers::PeerNames,
     http::{
         links,
-        top::{endpoint, protocol_name},
+        rank::{endpoint, flow_id, protocol_name},
     },
     stats::{address, ForwardInfo, Store},
 };

@@ -10,12 +10,12 @@ use std::{
 
 use trafficd_common::{FlowKey, Traffic};
 
-use super::{flow_id, windows, Target};
+use super::{windows, Target};
 use crate::{
     api::{ExplainedFlow, ExplainedProcess, Explanation, InboundPeer, Owner, PeerItem, Window},
     enrich::peers::PeerNames,
     exposure::{listeners::listeners, Protocol},
-    http::top::{endpoint, protocol_name},
+    http::rank::{endpoint, flow_id, protocol_name},
     stats::{local_addr, remote_addr, Store, Talker},
 };
 

@@ -7,29 +7,16 @@
 mod forwarded;
 mod local;
 
-use std::{
-    hash::{Hash, Hasher},
-    net::SocketAddr,
-    time::Instant,
-};
+use std::{hash::Hash, net::SocketAddr, time::Instant};
 
 use trafficd_common::{forwarding::ForwardKey, FlowKey, Traffic};
 
-use super::top::{protocol_name, rates, seconds};
+use super::rank::{flow_id, protocol_name, rates, seconds};
 use crate::{
     api::{ApiError, Explanation, Window, WindowRates},
     enrich::peers::PeerNames,
     stats::{address, local_addr, remote_addr, Dimension, Store, Windowed},
 };
-
-/// A flow's id: a hash of its whole key (socket cookie, cgroup and tuple), so it stays the
-/// same while the flow lives and two flows of one socket differ. Only this daemon reads it
-/// back, so the hash need not be stable across builds.
-pub fn flow_id(key: &impl Hash) -> String {
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    key.hash(&mut hasher);
-    format!("{:016x}", hasher.finish())
-}
 
 /// Which flow /explain is asked about.
 #[derive(Debug, PartialEq)]
