@@ -19,7 +19,7 @@ use prost::Message;
 
 use super::{
     cgroup_path::is_container_id,
-    engine::{ContainerEvent, Events, RuntimeClient},
+    runtime_client::{ContainerEvent, Events, RuntimeClient},
     ContainerMeta, Runtime,
 };
 

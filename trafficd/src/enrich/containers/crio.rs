@@ -13,7 +13,7 @@ use tokio::net::UnixStream;
 
 use super::{
     cgroup_path::is_container_id,
-    engine::{Events, RuntimeClient},
+    runtime_client::{Events, RuntimeClient},
     ContainerMeta, Runtime,
 };
 

@@ -14,7 +14,7 @@ use futures_util::StreamExt;
 
 use super::{
     cgroup_path::is_container_id,
-    engine::{ContainerEvent, Events, RuntimeClient},
+    runtime_client::{ContainerEvent, Events, RuntimeClient},
     ContainerMeta, Runtime,
 };
 

@@ -15,6 +15,7 @@ mod docker;
 mod engine;
 mod kubernetes;
 mod owner;
+mod runtime_client;
 
 use std::path::PathBuf;
 
