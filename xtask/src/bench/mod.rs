@@ -32,6 +32,7 @@ mod gen;
 mod measure;
 mod memory;
 mod metrics_encode;
+mod monitor;
 mod netns;
 mod one_run;
 mod peer_names;
@@ -51,7 +52,8 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 
 use crate::{build_trafficd, is_root, setup, target_dir};
-use conditions::{BpfStatsSysctl, Condition, Tools};
+use conditions::Condition;
+use monitor::{BpfStatsSysctl, Tools};
 use plan::Plan;
 pub use record::{CaptureFigures, MonitorFigures, ProgDelta, RunRecord, TrafficdFigures};
 use scenarios::Env;
@@ -225,7 +227,7 @@ fn find_tools(
     }
     let mut bandwhich = None;
     if conditions.contains(&Condition::Bandwhich) {
-        match conditions::find_or_install_bandwhich(
+        match monitor::find_or_install_bandwhich(
             !args.no_bandwhich,
             Duration::from_secs(args.bandwhich_install_seconds),
         ) {

@@ -9,12 +9,13 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 
 use super::api::Api;
-use super::conditions::{self, BpfStatsSysctl, Condition, Monitor, Tools};
+use super::conditions::Condition;
 use super::drains::{ending_drains, DrainSampler, Sampled};
 use super::measure::{self, ProgStats};
+use super::monitor::{self, BpfStatsSysctl, Monitor, Tools};
 use super::record::{capture_figures, delta, MonitorFigures, RunRecord, TrafficdFigures};
 use super::scenarios::{self, Env, Kind, Outcome, Scenario};
-use super::{empty_bpf, proc, sampling};
+use super::{empty_bpf, gen, proc, sampling};
 
 /// One run; never fails: an error is recorded and the bench goes on with the next run.
 pub fn run_one(
@@ -51,7 +52,7 @@ fn measure_run(
     stats: &BpfStatsSysctl,
     record: &mut RunRecord,
 ) -> Result<()> {
-    let mut monitor = conditions::start(condition, scenario, env, tools, stats)?;
+    let mut monitor = monitor::start(condition, scenario, env, tools, stats)?;
     // Attached for this run only: dropped (detached and released) when this function returns,
     // whichever way it does.
     let empty = condition
@@ -262,7 +263,7 @@ fn record_monitor(
     }
     let stop = monitor.proc.stop(Duration::from_secs(10));
     if monitor.condition.is_capture_tool() {
-        let lines = conditions::capture_lines(monitor.condition, &monitor.output);
+        let lines = monitor::capture_lines(monitor.condition, &monitor.output);
         record.capture = Some(capture_figures(&lines, scenario, outcome));
     }
     let cpu = |s: &Snapshot| s.cpu_seconds.unwrap_or(0.0);
@@ -303,7 +304,7 @@ fn trafficd_figures(
     figures.metrics_bytes = text.len();
     let samples = measure::parse_metrics(&text);
     if matches!(scenario.kind, Kind::Churn) {
-        let comm = scenarios::churn_comm();
+        let comm = gen::CHURN_CLIENT_COMM;
         let tx = "trafficd_process_transmit_bytes_total";
         let rx = "trafficd_process_receive_bytes_total";
         figures.comm_tx_bytes = measure::metric_sum(&samples, tx, &[("comm", comm)]);

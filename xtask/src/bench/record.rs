@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::api::TopProcess;
-use super::conditions::{self, CaptureBytes, Condition};
+use super::conditions::Condition;
 use super::measure::{IfCounters, MapInfo, ProgStats};
+use super::monitor::{self, CaptureBytes};
 use super::scenarios::{Kind, Outcome, Scenario};
 use super::{empty_bpf, gen, sampling};
 
@@ -126,7 +127,7 @@ pub struct CaptureFigures {
 /// sent the most, and the server cannot be told apart. Churn clients are many processes:
 /// their lines are summed.
 pub fn capture_figures(
-    lines: &[conditions::CaptureLine],
+    lines: &[monitor::CaptureLine],
     scenario: &Scenario,
     outcome: &Outcome,
 ) -> CaptureFigures {
@@ -137,9 +138,9 @@ pub fn capture_figures(
             .map(|l| l.bytes)
     };
     fn named<'a>(
-        lines: &'a [conditions::CaptureLine],
+        lines: &'a [monitor::CaptureLine],
         name: &'a str,
-    ) -> impl Iterator<Item = &'a conditions::CaptureLine> {
+    ) -> impl Iterator<Item = &'a monitor::CaptureLine> {
         lines.iter().filter(move |l| l.name.contains(name))
     }
     let mut figures = CaptureFigures {

@@ -37,10 +37,10 @@ use clap::Args;
 use serde::{Deserialize, Serialize};
 use trafficd_tests::{Forwarder, Link, NetNs};
 
-use super::conditions::BpfStatsSysctl;
 use super::daemon::{Daemon, Phase};
 use super::empty_bpf::{EmptyPrograms, EmptyTc};
 use super::measure;
+use super::monitor::BpfStatsSysctl;
 use super::netns::ONE_WAY_NETWORK;
 use super::proc::sleep;
 use super::report::{median_interval, spread, verdict};

@@ -6,9 +6,9 @@ use super::markdown::markdown;
 use super::targets::{Status, HOT_PROGRAMS};
 use super::*;
 use crate::bench::api;
-use crate::bench::conditions::CaptureBytes;
 use crate::bench::empty_bpf;
 use crate::bench::measure::{IfCounters, MapInfo};
+use crate::bench::monitor::CaptureBytes;
 use crate::bench::scenarios::{self, Outcome};
 use crate::bench::{CaptureFigures, MonitorFigures, ProgDelta, TrafficdFigures};
 

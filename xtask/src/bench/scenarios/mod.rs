@@ -16,7 +16,6 @@ mod prepare;
 pub use prepare::{prepare, Prepared};
 
 use super::conditions::Condition;
-use super::gen::CHURN_CLIENT_COMM;
 use super::netns::VethPair;
 
 /// IPv4 + UDP headers.
@@ -324,11 +323,6 @@ impl Env<'_> {
             self.work.join(format!("{name}.err")),
         )
     }
-}
-
-/// A scenario whose servers are up, ready for its client.
-pub fn churn_comm() -> &'static str {
-    CHURN_CLIENT_COMM
 }
 
 /// The last lines of a file, for error messages.
