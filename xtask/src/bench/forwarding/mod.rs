@@ -162,7 +162,7 @@ pub struct LoopCost {
     pub programs: Vec<ProgramCost>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct ForwardingResult {
     pub transfers: Vec<Transfer>,
     pub costs: Vec<Cost>,
@@ -297,12 +297,8 @@ pub fn run(args: ForwardingArgs) -> Result<()> {
     }
     let result = if args.switched_only {
         ForwardingResult {
-            transfers: Vec::new(),
-            costs: Vec::new(),
-            routing_loop: Vec::new(),
-            routing_loop_costs: Vec::new(),
-            nat_scale: None,
             switched,
+            ..ForwardingResult::default()
         }
     } else {
         let mut result = rounds(&trafficd, &xtask, &out, &args)?;
